@@ -1,0 +1,103 @@
+"""Command line: `python -m gilfree run SESSION --python PATH [options]` and `python -m gilfree tables`.
+
+Bad input and refusals (wrong interpreter, missing load generator, taken port) exit 2 with one line,
+before any server starts. Ctrl-C exits 130 and SIGTERM 143, after the server and the load are stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from . import render, study
+from .interpreters import InterpreterError
+from .loadgen import LOADGENS, LoadGenError
+from .matrix import SESSIONS
+from .server import DEFAULT_PORT, ServerError, ensure_port_free
+
+DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"gilfree: error: {message}\n")
+
+
+def duration(text: str) -> int:
+    """'30s', '2m' or '30' (seconds) to whole seconds, at least 1."""
+    match = re.fullmatch(r"(\d+)(s|m)?", text.strip())
+    seconds = int(match.group(1)) * (60 if match.group(2) == "m" else 1) if match else 0
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a whole number of seconds or minutes of at least 1s, such as 30s or 2m"
+        )
+    return seconds
+
+
+def port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: use a number from 1 to 65535")
+    return int(text)
+
+
+def writable_dir(text: str) -> Path:
+    path = Path(text).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"results directory {text!r} cannot be written ({error.strerror}); choose another with --results-dir"
+        )
+    return path
+
+
+def parser() -> argparse.ArgumentParser:
+    main = OneLineParser(prog="gilfree", description=__doc__.splitlines()[0])
+    commands = main.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    run = commands.add_parser("run", help="run one session's cells and render the tables")
+    run.add_argument("session", choices=SESSIONS, help="which part of the study (a nox session name)")
+    run.add_argument("--python", required=True, help="the interpreter of the environment under test")
+    run.add_argument("--duration", type=duration, default="30s", help="load duration per cell (default 30s)")
+    run.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
+    run.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    run.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
+    run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
+    tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
+    tables.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    return main
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "tables":
+        for path in render.write_all(args.results_dir):
+            print(path)
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    options = study.Options(
+        session=args.session, python=args.python, duration_s=args.duration, loadgen=args.loadgen,
+        results_dir=args.results_dir, port=args.port, keep_going=args.keep_going, force=args.force,
+    )
+    try:
+        ensure_port_free(options.port)
+        return study.run(options)
+    except (InterpreterError, LoadGenError, ServerError) as error:
+        print(f"gilfree: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gilfree: interrupted; the servers are stopped and finished cells are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Which interpreter really runs a variant, and whether it may stand for it.
+
+A GIL build is never labelled 3.14t and a free-threaded one never 3.14. Another minor version may stand
+in (3.12 for 3.14 where 3.14 cannot be had) with a loud warning; its rows carry the version that ran.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .server import APPS_DIR, server_env
+
+PROBE = Path(__file__).with_name("probe.py")
+
+
+class InterpreterError(Exception):
+    """The interpreter cannot stand for the requested variant."""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    executable: str
+    version: str
+    implementation: str
+    free_threaded_build: bool
+    gil_enabled: bool
+    packages: dict[str, str]
+    variant: str
+    label: str  # what the tables print: the version that really ran
+
+    @property
+    def stand_in(self) -> bool:
+        return self.label != self.variant
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "stand_in": self.stand_in}
+
+
+def override_variable(variant: str) -> str:
+    """GILFREE_PYTHON_3_14 for 3.14, GILFREE_PYTHON_3_14T for 3.14t."""
+    return "GILFREE_PYTHON_" + variant.upper().replace(".", "_")
+
+
+def probe(python: str, module: str) -> dict:
+    """Ask the interpreter under test about itself, after importing Granian and the app."""
+    module_name = module.split(":")[0]
+    completed = subprocess.run(
+        [python, str(PROBE), str(APPS_DIR), module_name],
+        capture_output=True, text=True, env=server_env(), timeout=120,
+    )
+    if completed.returncode != 0:
+        raise InterpreterError(
+            f"{python} could not import Granian and {module_name}: {completed.stderr.strip()[-400:]}"
+        )
+    return json.loads(completed.stdout)
+
+
+def check(variant: str, facts: dict) -> Interpreter:
+    """Refuse a GIL/free-threaded mismatch; label the rows with the version that really ran."""
+    wants_free_threaded = variant.endswith("t")
+    fix = f"point {override_variable(variant)} at a {'free-threaded' if wants_free_threaded else 'GIL'} build"
+    found = f"{facts['executable']} is CPython {facts['version']}"
+    if wants_free_threaded and not facts["free_threaded_build"]:
+        raise InterpreterError(f"variant {variant} needs a free-threaded build, but {found} with the GIL; {fix}")
+    if not wants_free_threaded and facts["free_threaded_build"]:
+        raise InterpreterError(f"variant {variant} needs a GIL build, but {found} free-threaded; {fix}")
+    if wants_free_threaded and facts["gil_enabled"]:
+        raise InterpreterError(
+            f"{found} free-threaded, but the GIL is enabled after importing Granian and the app "
+            f"(an extension module re-enabled it); 3.14t numbers would be GIL numbers"
+        )
+    if "gilfree" in facts["packages"]:
+        raise InterpreterError(
+            f"the environment of {facts['executable']} also holds the harness (gilfree); "
+            f"the environment under test must hold only Granian and the app's framework"
+        )
+    major_minor = ".".join(facts["version"].split(".")[:2])
+    label = major_minor + ("t" if facts["free_threaded_build"] else "")
+    return Interpreter(
+        executable=facts["executable"], version=facts["version"], implementation=facts["implementation"],
+        free_threaded_build=facts["free_threaded_build"], gil_enabled=facts["gil_enabled"],
+        packages=facts["packages"], variant=variant, label=label,
+    )

@@ -1,0 +1,136 @@
+"""Markdown tables that mirror the post's, rendered from the raw JSON only (re-rendering runs nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import results
+from .matrix import TABLES, Cell, Table
+
+HEADERS = {
+    "python": "Python", "workers": "Workers", "threads": "Threads", "endpoint": "Endpoint",
+    "rps": "RPS", "latency_avg": "Latency avg", "latency_max": "Latency max", "cpu": "CPU", "ram": "RAM",
+}
+FIGURES = ("rps", "latency_avg", "latency_max", "cpu", "ram")
+ENDPOINT_NAMES = {"json": "JSON", "io": "I/O"}
+COMMANDS = {
+    "asgi": "granian --interface asgi --loop asyncio --workers {N} impl_fastapi:app",
+    "wsgi": "granian --interface wsgi --workers {N} --blocking-threads {T} impl_flask:app",
+}
+LOAD = "rewrk -d 30s -c {CONCURRENCY} --host http://127.0.0.1:8000/{ENDPOINT}"
+FOOTNOTE = """\
+- RPS: requests per second as the load generator reports it over its window; Latency avg / max: its mean and
+  maximum response time.
+- CPU: mean cores used by the server's whole process tree (Granian's main process, its workers and all their
+  threads) over the load window: growth of user+system CPU seconds divided by wall time, sampled with psutil.
+- RAM: peak of the tree's summed resident set size (RSS) during the load, in MiB (2^20 bytes), sampled every
+  {interval}s; memory shared between processes counts once per process.
+- Python: the interpreter that really ran. A label other than the post's (3.14, 3.14t) marks a stand-in."""
+
+
+def _figures(record: dict) -> dict[str, str]:
+    load, usage = record["load"], record["resources"]
+    return {
+        "rps": f"{load['rps']:.0f}",
+        "latency_avg": f"{load['latency_avg_ms']:.2f}ms",
+        "latency_max": f"{load['latency_max_ms']:.2f}ms",
+        "cpu": f"{usage['cpu_cores']:.2f}",
+        "ram": f"{usage['peak_rss_bytes'] / 2**20:.0f}MB",
+    }
+
+
+def _notes(record: dict) -> list[str]:
+    notes = []
+    if record["status"] != "ok":
+        notes.append("FAILED: " + (record.get("failure") or "no reason stored").splitlines()[0])
+    load = record.get("load") or {}
+    if load.get("errors"):
+        notes.append(f"{load['errors']} errors")
+    if load.get("non_2xx"):
+        notes.append(f"{load['non_2xx']} non-2xx")
+    if record["interpreter"]["stand_in"]:
+        notes.append(f"CPython {record['interpreter']['version']} stands in for {record['cell']['variant']}")
+    return notes
+
+
+def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[str]]:
+    """The cells of one row, and its notes."""
+    identity = {
+        "python": record["interpreter"]["label"] if record else cell.variant,
+        "workers": str(cell.workers),
+        "threads": str(cell.blocking_threads),
+        "endpoint": ENDPOINT_NAMES[cell.endpoint],
+    }
+    if record is None:
+        figures, notes = dict.fromkeys(FIGURES, "not run"), []
+    elif record["status"] == "ok":
+        figures, notes = _figures(record), _notes(record)
+    else:
+        figures, notes = dict.fromkeys(FIGURES, "failed"), _notes(record)
+    values = {**identity, **figures}
+    return [values[column] for column in table.columns], notes
+
+
+def _measured_with(records: list[dict]) -> str:
+    if not records:
+        return "Nothing measured yet."
+    facts = sorted({
+        f"{r['settings']['loadgen']} {r['settings']['duration_s']}s, Granian "
+        f"{r['interpreter']['packages'].get('granian', '?')}, CPython {r['interpreter']['version']}"
+        f"{' free-threaded' if r['interpreter']['free_threaded_build'] else ''}, "
+        f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
+        for r in records
+    })
+    mixed = " **Rows were measured under different settings.**" if len(facts) > 1 else ""
+    return "Measured with: " + "; ".join(facts) + "." + mixed
+
+
+def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
+    rows, notes, present = [], [], []
+    for cell in table.cells:
+        record = stored.get((table.id, cell.key))
+        cells, row_notes = row(table, cell, record)
+        if record:
+            present.append(record)
+        rows.append(cells + ["; ".join(row_notes)])
+        notes.append(row_notes)
+    headers = [HEADERS[column] for column in table.columns]
+    if not any(notes):
+        rows = [cells[:-1] for cells in rows]
+    else:
+        headers.append("Notes")
+    interval = present[0]["resources"]["interval_s"] if present and present[0]["resources"] else 0.25
+    cell = table.cells[0]
+    command = COMMANDS[cell.interface].replace("{T}", str(cell.blocking_threads))
+    if table.id in ("wsgi-threads-gil", "wsgi-workers-threads-ft"):
+        command = COMMANDS["wsgi"]
+    return "\n".join([
+        f"## Table {table.number}: {table.title}",
+        "",
+        f"The post's commands: `{command}`, loaded by `{LOAD}`.",
+        "",
+        tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
+        "",
+        _measured_with(present),
+        "",
+        FOOTNOTE.format(interval=interval),
+        "",
+    ])
+
+
+def write_all(results_dir: Path) -> list[Path]:
+    """Write one Markdown file per table and TABLES.md with all six, in the post's order."""
+    stored = results.load(results_dir)
+    sections = [table_markdown(table, stored) for table in TABLES]
+    out = results_dir / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table, section in zip(TABLES, sections):
+        path = out / f"{table.id}.md"
+        path.write_text(section)
+        written.append(path)
+    everything = results_dir / "TABLES.md"
+    everything.write_text("# The post's tables, as measured here\n\n" + "\n".join(sections))
+    return [everything, *written]

@@ -1,0 +1,76 @@
+"""Raw results: one JSON file per cell, written atomically. This is the contract between running and
+rendering: tables are always rendered from these files, never from memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from .matrix import Cell
+
+SCHEMA = 1
+
+
+def cell_path(results_dir: Path, cell: Cell) -> Path:
+    return results_dir / "raw" / cell.table / f"{cell.key}.json"
+
+
+def log_path(results_dir: Path, cell: Cell) -> Path:
+    return results_dir / "logs" / cell.table / f"{cell.key}.log"
+
+
+def write_atomic(path: Path, record: dict) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as temporary:
+        json.dump(record, temporary, indent=2, sort_keys=True)
+        temporary.write("\n")
+        temporary.flush()
+        os.fsync(temporary.fileno())
+    os.replace(temporary.name, path)
+
+
+def load(results_dir: Path) -> dict[tuple[str, str], dict]:
+    """Every stored record, by (table, cell key). Unreadable files are reported, not skipped silently."""
+    records = {}
+    for path in sorted((results_dir / "raw").glob("*/*.json")):
+        try:
+            record = json.loads(path.read_text())
+            cell = Cell(**record["cell"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell")
+        records[(cell.table, cell.key)] = record
+    return records
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    return {
+        "cpu_model": _cpu_model(),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_bytes": psutil.virtual_memory().total,
+        "system": platform.system(),
+        "kernel": platform.release(),
+        "hostname": platform.node(),
+    }

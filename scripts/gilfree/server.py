@@ -1,0 +1,192 @@
+"""Granian's lifecycle for one cell: a free port, the post's flags, readiness, verified answers, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+# Settings that would change the server behind the flags' back: Granian reads GRANIAN_* and
+# CPython reads PYTHON_GIL (which can re-enable the GIL on a free-threaded build).
+SCRUBBED_ENV = ("PYTHON_GIL", "PYTHONPATH")
+
+
+class ServerError(Exception):
+    """The server could not be started, did not answer as expected, or died."""
+
+
+def granian_command(granian: str, cell: Cell, port: int) -> list[str]:
+    """The post's command for this cell, with Granian's default host and port made explicit."""
+    command = [granian, "--interface", cell.interface]
+    if cell.interface == "asgi":
+        command += ["--loop", "asyncio"]
+    command += ["--workers", str(cell.workers)]
+    if cell.blocking_threads is not None:
+        command += ["--blocking-threads", str(cell.blocking_threads)]
+    return command + ["--host", HOST, "--port", str(port), APPS[cell.interface]]
+
+
+def url(port: int, endpoint: str) -> str:
+    return f"http://{HOST}:{port}/{endpoint}"
+
+
+def port_holder(port: int) -> str:
+    """Who listens on the port, as far as psutil can tell."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                try:
+                    return f"pid {conn.pid} ({' '.join(psutil.Process(conn.pid).cmdline())[:120]})"
+                except psutil.Error:
+                    return f"pid {conn.pid}"
+    except psutil.AccessDenied:
+        pass
+    return "a process psutil cannot name"
+
+
+def ensure_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As Granian binds: with SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) is a conflict.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            raise ServerError(
+                f"port {port} on {HOST} is already in use by {port_holder(port)}; "
+                f"stop that process or choose another port with --port"
+            ) from None
+
+
+def server_env() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in SCRUBBED_ENV and not name.startswith("GRANIAN_")
+    }
+
+
+class GranianServer:
+    """A Granian process group serving one cell; use as a context manager so it is always stopped."""
+
+    def __init__(self, command: list[str], port: int, log_path: Path):
+        self.command = command
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self._members: set[psutil.Process] = set()
+
+    def __enter__(self) -> GranianServer:
+        ensure_port_free(self.port)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=APPS_DIR, env=server_env(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def fail(self, reason: str) -> ServerError:
+        tail = self.log_tail()
+        return ServerError(f"{reason}\n--- last server log lines ({self.log_path}) ---\n{tail}" if tail else reason)
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise self.fail(f"Granian exited with status {self.process.returncode}")
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Poll until the JSON endpoint answers; return the seconds it took."""
+        started = time.perf_counter()
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url(self.port, "json"), timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.perf_counter() - started > timeout_s:
+                    raise self.fail(f"Granian did not answer on port {self.port} within {timeout_s:.0f}s")
+                time.sleep(0.05)
+        self._members = self._tree()
+        return time.perf_counter() - started
+
+    def verify(self) -> None:
+        """Every endpoint answers 200 with the expected body before any load (the TechEmpower habit)."""
+        for endpoint in ENDPOINTS:
+            try:
+                with urllib.request.urlopen(url(self.port, endpoint), timeout=5) as response:
+                    status, body = response.status, response.read()
+            except urllib.error.HTTPError as error:
+                status, body = error.code, error.read()
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                raise self.fail(f"GET /{endpoint} failed before load: {error}")
+            if status != 200 or _json_or_none(body) != EXPECTED_BODY:
+                raise self.fail(f"GET /{endpoint} answered {status} {body[:200]!r}, expected 200 {EXPECTED_BODY}")
+
+    def workers_lost(self) -> int:
+        """How many processes seen at readiness have gone (Granian does not respawn workers by default)."""
+        return sum(1 for member in self._members if not member.is_running())
+
+    def _tree(self) -> set[psutil.Process]:
+        try:
+            root = psutil.Process(self.pid)
+            return {root, *root.children(recursive=True)}
+        except psutil.NoSuchProcess:
+            return set()
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL after a timeout, then make sure no member is left."""
+        if self.process is None:
+            return
+        members = self._members | self._tree()
+        _signal_group(self.pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.pid, signal.SIGKILL)
+            self.process.wait()
+        _signal_group(self.pid, signal.SIGKILL)  # stragglers that ignored SIGTERM
+        gone, alive = psutil.wait_procs(list(members), timeout=STOP_TIMEOUT_S)
+        for process in alive:
+            process.kill()
+        self.process = None
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _json_or_none(body: bytes):
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

@@ -73,12 +73,22 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def _attach_values(argv: list[str]) -> list[str]:
+    """`--duration -5s` as `--duration=-5s`, so argparse judges the value instead of calling it an option."""
+    attached, values = [], iter(argv)
+    for arg in values:
+        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen"):
+            arg = f"{arg}={next(values, '')}"
+        attached.append(arg)
+    return attached
+
+
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_attach_values(sys.argv[1:] if argv is None else argv))
     if args.command == "tables":
         for path in render.write_all(args.results_dir):
             print(path)

@@ -47,10 +47,13 @@ def override_variable(variant: str) -> str:
 def probe(python: str, module: str) -> dict:
     """Ask the interpreter under test about itself, after importing Granian and the app."""
     module_name = module.split(":")[0]
-    completed = subprocess.run(
-        [python, str(PROBE), str(APPS_DIR), module_name],
-        capture_output=True, text=True, env=server_env(), timeout=120,
-    )
+    try:
+        completed = subprocess.run(
+            [python, str(PROBE), str(APPS_DIR), module_name],
+            capture_output=True, text=True, env=server_env(), timeout=120,
+        )
+    except OSError as error:
+        raise InterpreterError(f"cannot run the interpreter under test {python!r}: {error.strerror}") from None
     if completed.returncode != 0:
         raise InterpreterError(
             f"{python} could not import Granian and {module_name}: {completed.stderr.strip()[-400:]}"

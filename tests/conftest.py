@@ -1,0 +1,65 @@
+"""Shared fixtures: made-up records for renderer tests, and real environments for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gilfree.matrix import Cell
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, status: str = "ok",
+                failure: str | None = None, errors: int = 0, non_2xx: int = 0, version: str = "3.14.0") -> dict:
+    """A result record as the harness stores it, with made-up figures (for rendering tests only)."""
+    free_threaded = cell.variant.endswith("t")
+    label = label or cell.variant
+    return {
+        "schema": 1,
+        "cell": cell.as_dict(),
+        "status": status,
+        "failure": failure,
+        "settings": {"duration_s": 30, "loadgen": "rewrk", "port": 8000},
+        "load": None if status != "ok" else {
+            "rps": rps, "latency_avg_ms": 4.204, "latency_max_ms": 45.287, "requests": int(rps * 30),
+            "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5,
+            "loadgen_wall_s": 30.0},
+        "resources": None if status != "ok" else {
+            "cpu_cores": 0.4216, "peak_rss_bytes": 90 * 2**20 + 1000, "peak_processes": 2, "peak_threads": 5,
+            "samples": 120, "interval_s": 0.25, "window_s": 30.0},
+        "interpreter": {"executable": "/x/bin/python", "version": version, "implementation": "CPython",
+                        "free_threaded_build": free_threaded, "gil_enabled": not free_threaded,
+                        "packages": {"granian": "2.5.5"}, "variant": cell.variant, "label": label,
+                        "stand_in": label != cell.variant},
+        "machine": {"cpu_model": "AMD Ryzen 7 5700X", "logical_cores": 16},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def base_python() -> str:
+    """A GIL interpreter that is here: GILFREE_TEST_PYTHON, else the one running the tests."""
+    return os.environ.get("GILFREE_TEST_PYTHON", getattr(sys, "_base_executable", sys.executable))
+
+
+@pytest.fixture(scope="session")
+def environments(tmp_path_factory) -> dict[str, str]:
+    """Real environments under test, built as the nox sessions build them: uv, from the article lock."""
+    pythons = {}
+    for interface in ("asgi", "wsgi"):
+        location = tmp_path_factory.mktemp(f"env-{interface}")
+        subprocess.run(["uv", "venv", "-q", "--python", base_python(), str(location)], check=True)
+        subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(location),
+                        str(ROOT / "locks" / "article" / f"{interface}.txt")], check=True)
+        pythons[interface] = str(location / "bin" / "python")
+    return pythons

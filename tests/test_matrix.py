@@ -1,0 +1,45 @@
+"""The study's matrix is the post's: six tables, their rows in the post's order, each cell run by one session."""
+
+from collections import Counter
+
+from gilfree.matrix import SESSIONS, TABLES, TABLES_BY_ID
+
+
+def rows(table_id):
+    return [(c.variant, c.workers, c.blocking_threads, c.endpoint, c.concurrency) for c in TABLES_BY_ID[table_id].cells]
+
+
+def test_six_tables_in_the_posts_order():
+    assert [t.id for t in TABLES] == [
+        "asgi-json", "asgi-io", "wsgi-threads-gil", "wsgi-workers-threads-ft", "wsgi-json", "wsgi-io"]
+    assert [t.number for t in TABLES] == [1, 2, 3, 4, 5, 6]
+
+
+def test_variant_tables_alternate_interpreters_within_worker_counts():
+    assert rows("asgi-json") == [
+        ("3.14", 1, None, "json", 128), ("3.14t", 1, None, "json", 128),
+        ("3.14", 2, None, "json", 256), ("3.14t", 2, None, "json", 256)]
+    assert rows("wsgi-io") == [
+        ("3.14", 1, 64, "io", 128), ("3.14t", 1, 64, "io", 128),
+        ("3.14", 2, 64, "io", 256), ("3.14t", 2, 64, "io", 256)]
+
+
+def test_gil_threads_table():
+    assert rows("wsgi-threads-gil") == [
+        ("3.14", 1, threads, endpoint, 128) for endpoint in ("json", "io") for threads in (1, 8, 32, 128)]
+
+
+def test_free_threaded_workers_table():
+    assert [(w, t) for _, w, t, _, _ in rows("wsgi-workers-threads-ft")] == [(1, 2), (2, 1), (1, 4), (4, 1), (2, 2)]
+    assert {(v, e, c) for v, _, _, e, c in rows("wsgi-workers-threads-ft")} == {("3.14t", "json", 128)}
+
+
+def test_every_cell_is_run_by_exactly_one_session():
+    runs = Counter((cell.table, cell.key) for session in SESSIONS.values() for cell in session.cells())
+    assert set(runs) == {(t.id, c.key) for t in TABLES for c in t.cells}
+    assert set(runs.values()) == {1}
+
+
+def test_sessions_run_one_interface_and_variant():
+    for session in SESSIONS.values():
+        assert {(c.interface, c.variant) for c in session.cells()} == {(session.interface, session.variant)}

@@ -87,6 +87,12 @@ def tables(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def compare(session: nox.Session) -> None:
+    """Write results/COMPARISON.md and charts: the post's figures beside yours, the ratios, the verdicts."""
+    harness(session, "compare", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, and real cells with Granian and wrk on a GIL interpreter."""
     session.run("uv", "run", "--locked", "pytest", *session.posargs, env=HARNESS_ENV, external=True)

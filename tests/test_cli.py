@@ -22,7 +22,7 @@ def gilfree(*args, env=None):
     (["run", "asgi-3.14", "--python", "python3", "--loadgen", "ab"], "'ab'"),
     (["run", "asgi-3.14", "--python", "python3", "--port", "0"], "'0'"),
     (["tables", "--results-dir", "/dev/null/results"], "'/dev/null/results'"),
-    (["compare"], "'compare'"),
+    (["frobnicate"], "'frobnicate'"),
 ])
 def test_bad_input_is_one_line_naming_the_value(args, named):
     completed = gilfree(*args)

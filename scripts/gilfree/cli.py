@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import render, study
+from . import compare, render, study
 from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
 from .matrix import SESSIONS
@@ -70,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
     tables.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
+    report.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
     return main
 
 
@@ -89,8 +91,9 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(_attach_values(sys.argv[1:] if argv is None else argv))
-    if args.command == "tables":
-        for path in render.write_all(args.results_dir):
+    if args.command in ("tables", "compare"):
+        write = render.write_all if args.command == "tables" else compare.write_report
+        for path in write(args.results_dir):
             print(path)
         return 0
     signal.signal(signal.SIGTERM, _terminate)

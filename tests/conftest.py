@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gilfree.matrix import Cell
@@ -63,3 +64,31 @@ def environments(tmp_path_factory) -> dict[str, str]:
                         str(ROOT / "locks" / "article" / f"{interface}.txt")], check=True)
         pythons[interface] = str(location / "bin" / "python")
     return pythons
+
+
+def harness_command(session: str, python: str, results_dir: Path, port: int, *extra: str) -> list[str]:
+    """The harness's command line as the nox sessions give it, with wrk and 1 s cells unless overridden."""
+    return [sys.executable, "-m", "gilfree", "run", session, "--python", python, "--loadgen", "wrk",
+            "--duration", "1s", "--port", str(port), "--results-dir", str(results_dir), *extra]
+
+
+def run_session(session: str, python: str, results_dir: Path, *extra: str):
+    port = free_port()
+    completed = subprocess.run(harness_command(session, python, results_dir, port, *extra),
+                               capture_output=True, text=True, cwd=ROOT, timeout=180)
+    return completed, port
+
+
+def leftovers(python: str) -> list[psutil.Process]:
+    """Processes still running from the environment under test."""
+    env_dir = str(python).rsplit("/bin/", 1)[0]
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(env_dir in part for part in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def assert_port_free(port: int) -> None:
+    listening = [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN]
+    assert listening == []

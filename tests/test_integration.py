@@ -4,38 +4,11 @@ They run the harness's command line as the nox sessions do, for 1 s per cell, on
 """
 
 import json
-import subprocess
-import sys
 
-import psutil
 import pytest
 
 from gilfree.matrix import SESSIONS
-from conftest import ROOT, free_port
-
-
-def run_session(session, python, results_dir, *extra):
-    port = free_port()
-    completed = subprocess.run(
-        [sys.executable, "-m", "gilfree", "run", session, "--python", python, "--loadgen", "wrk",
-         "--duration", "1s", "--port", str(port), "--results-dir", str(results_dir), *extra],
-        capture_output=True, text=True, cwd=ROOT, timeout=180,
-    )
-    return completed, port
-
-
-def leftovers(python):
-    """Processes still running from the environment under test."""
-    env_dir = str(python).rsplit("/bin/", 1)[0]
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any(env_dir in part for part in process.info["cmdline"] or []):
-            found.append(process)
-    return found
-
-
-def assert_port_free(port):
-    assert not [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN]
+from conftest import assert_port_free, leftovers, run_session
 
 
 @pytest.mark.parametrize("session", ["asgi-3.14", "wsgi-3.14", "wsgi-threads-3.14"])

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import compare, render, study
 from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
-from .matrix import SESSIONS
+from .matrix import SESSIONS, TABLES
 from .server import DEFAULT_PORT, ServerError, ensure_port_free
 
 DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
     run.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     run.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    run.add_argument("--table", choices=[t.id for t in TABLES], help="run only this table of the session")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
@@ -79,7 +80,7 @@ def _attach_values(argv: list[str]) -> list[str]:
     """`--duration -5s` as `--duration=-5s`, so argparse judges the value instead of calling it an option."""
     attached, values = [], iter(argv)
     for arg in values:
-        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen"):
+        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen", "--table"):
             arg = f"{arg}={next(values, '')}"
         attached.append(arg)
     return attached
@@ -97,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a parent shell ignored it
     options = study.Options(
         session=args.session, python=args.python, duration_s=args.duration, loadgen=args.loadgen,
-        results_dir=args.results_dir, port=args.port, keep_going=args.keep_going, force=args.force,
+        results_dir=args.results_dir, port=args.port, keep_going=args.keep_going, force=args.force, table=args.table,
     )
+    if args.table and args.table not in SESSIONS[args.session].tables:
+        print(f"gilfree: error: table {args.table!r} is not part of session {args.session!r} "
+              f"(its tables: {', '.join(SESSIONS[args.session].tables)})", file=sys.stderr)
+        return 2
     try:
         ensure_port_free(options.port)
         return study.run(options)

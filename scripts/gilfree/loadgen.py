@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .cleanup import finish
+
 WRK_REPORT = Path(__file__).with_name("wrk_report.lua")
 # wrk drops a response slower than its timeout (default 2 s) from the latency figures; the post saw 27 s.
 WRK_TIMEOUT = "60s"
@@ -183,7 +185,7 @@ def run_load(generator: LoadGenerator, command: list[str], duration_s: int) -> t
         _kill(process)
         raise LoadGenError(f"{generator.name} did not finish within {duration_s + GRACE_S}s; killed it")
     except BaseException:
-        _kill(process)  # an interrupt must not leave the load running
+        finish(lambda: _kill(process))  # an interrupt must not leave the load running
         raise
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

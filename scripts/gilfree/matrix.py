@@ -33,6 +33,14 @@ class Cell:
     endpoint: str
     concurrency: int
 
+    def __post_init__(self):
+        for name in ("workers", "blocking_threads", "concurrency"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"cell {self.table}: {name} must be a whole number of at least 1, not {value!r}")
+        if self.interface not in APPS or self.endpoint not in ENDPOINTS or self.variant not in VARIANTS:
+            raise ValueError(f"cell {self.table}: unknown interface, endpoint or variant in {self}")
+
     @property
     def key(self) -> str:
         threads = "default" if self.blocking_threads is None else self.blocking_threads

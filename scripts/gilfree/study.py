@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import render, results
 from .interpreters import Interpreter, check, probe
-from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load
+from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load
 from .matrix import APPS, SESSIONS, Cell
 from .sampler import TreeSampler
 from .server import GranianServer, ServerError, granian_command, url
@@ -33,6 +33,7 @@ class Options:
     port: int
     keep_going: bool
     force: bool
+    table: str | None = None
 
 
 def say(message: str) -> None:
@@ -61,7 +62,7 @@ def run(options: Options) -> int:
         say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {session.variant}; "
             f"its rows are labelled {interpreter.label}, not {session.variant}. They are not the post's numbers.")
     stamp = fingerprint(interpreter, options)
-    cells = session.cells()
+    cells = [cell for cell in session.cells() if options.table in (None, cell.table)]
     failed = 0
     for index, cell in enumerate(cells):
         path = results.cell_path(options.results_dir, cell)
@@ -125,7 +126,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
                 usage = sampler.stop()
             record["load"] = {**load.as_dict(), **loadgen_usage}
             record["resources"] = usage.as_dict()
-            _check_server_after_load(server, interpreter)
+            _check_server_after_load(server, interpreter, load)
         record["status"] = "ok"
     except (ServerError, LoadGenError) as error:
         record["failure"] = str(error)
@@ -133,10 +134,14 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     return record
 
 
-def _check_server_after_load(server: GranianServer, interpreter: Interpreter) -> None:
-    server.check_alive()
+def _check_server_after_load(server: GranianServer, interpreter: Interpreter, load: LoadResult) -> None:
+    """A row is clean only if every process survived, every answer was 2xx and the GIL stayed off."""
     lost = server.workers_lost()
     if lost:
-        raise server.fail(f"{lost} server process(es) died during the load; Granian does not respawn them")
+        raise server.fail(f"{lost} server process(es) died during the load "
+                          f"({load.errors} requests failed); Granian does not respawn workers by default")
+    server.check_alive()
+    if load.non_2xx:
+        raise server.fail(f"{load.non_2xx} of {load.requests} responses during the load were not 2xx")
     if interpreter.free_threaded_build and GIL_REENABLED in server.log_tail(200):
         raise server.fail("the GIL was re-enabled while serving: these would be GIL numbers")

@@ -12,6 +12,7 @@ Options after `--` go to the harness: --duration, --loadgen, --results-dir, --po
 """
 
 import os
+import subprocess
 
 import nox
 
@@ -21,27 +22,44 @@ nox.options.sessions = [
     "asgi-3.14", "asgi-3.14t", "wsgi-3.14", "wsgi-3.14t", "wsgi-threads-3.14", "wsgi-workers-3.14t",
 ]
 
-PROFILE = "article"
+# What the environments under test hold: `article` (default) as PyPI stood on the post's date, on the post's
+# interpreters; `latest`, today's releases on the newest 3.14 patch. GILFREE_PROFILE=latest nox
+PROFILE = os.environ.get("GILFREE_PROFILE", "article")
+PYTHONS = {"article": {"3.14": "3.14.0", "3.14t": "3.14.0t"}, "latest": {"3.14": "3.14", "3.14t": "3.14t"}}
+EXCLUDE_NEWER = {"article": "2025-10-19T00:00:00Z", "latest": None}
+if PROFILE not in PYTHONS:
+    raise SystemExit(f"GILFREE_PROFILE={PROFILE!r} is not a profile: choose one of {', '.join(PYTHONS)}")
+if PROFILE == "article":
+    nox.options.download_python = "never"  # nox would download the newest 3.14 patch, not 3.14.0
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
+os.environ["PATH"] = os.pathsep.join([os.path.join(ROOT, "tools", "bin"), os.environ["PATH"]])  # `nox -s tools`
 # nox points uv at the session's environment and interpreter; the harness must stay in the project's own.
 HARNESS_ENV = {"UV_PROJECT_ENVIRONMENT": None, "UV_PYTHON": None, "VIRTUAL_ENV": None}
 
 
 def python(variant: str) -> str:
-    """uv finds (or installs) the variant, unless GILFREE_PYTHON_3_14 / GILFREE_PYTHON_3_14T names one."""
-    return os.environ.get("GILFREE_PYTHON_" + variant.upper().replace(".", "_"), variant)
+    """GILFREE_PYTHON_3_14 / GILFREE_PYTHON_3_14T if set; else the profile's exact request, as uv finds it."""
+    override = os.environ.get("GILFREE_PYTHON_" + variant.upper().replace(".", "_"))
+    if override:
+        return override
+    request = PYTHONS[PROFILE][variant]
+    found = subprocess.run(["uv", "python", "find", "--no-project", request], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else request
 
 
-def harness(session: nox.Session, *args: str) -> None:
+def harness(session: nox.Session, *args: str, module: str = "gilfree") -> None:
     """Run the harness in the project's own locked environment, never in the one under test."""
-    session.run("uv", "run", "--locked", "--no-dev", "python", "-m", "gilfree", *args,
+    session.run("uv", "run", "--locked", "--no-dev", "python", "-m", module, *args,
                 env=HARNESS_ENV, external=True, interrupt_timeout=15, terminate_timeout=5)
 
 
 def study(session: nox.Session, interface: str) -> None:
-    session.run_install("uv", "pip", "sync", "--require-hashes", f"locks/{PROFILE}/{interface}.txt",
-                        "--python", session.virtualenv.location, external=True)
-    harness(session, "run", session.name, "--python", os.path.join(session.bin, "python"), *session.posargs)
+    lock = f"locks/{PROFILE}/{interface}.txt"
+    session.run_install("uv", "pip", "sync", "--require-hashes", lock, "--python", session.virtualenv.location,
+                        external=True)
+    harness(session, "run", session.name, "--python", os.path.join(session.bin, "python"),
+            "--profile", PROFILE, "--lock", lock, *session.posargs)
 
 
 @nox.session(name="asgi-3.14", python=python("3.14"))
@@ -90,6 +108,22 @@ def tables(session: nox.Session) -> None:
 def compare(session: nox.Session) -> None:
     """Write results/COMPARISON.md and charts: the post's figures beside yours, the ratios, the verdicts."""
     harness(session, "compare", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def tools(session: nox.Session) -> None:
+    """Install rewrk 0.3.2 into tools/bin with cargo when it is missing, or print what to run."""
+    harness(session, module="gilfree.tools")
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Re-make locks/<profile>/ from requirements/*.in (article: as PyPI stood on the post's date)."""
+    exclude_newer = ["--exclude-newer", EXCLUDE_NEWER[PROFILE]] if EXCLUDE_NEWER[PROFILE] else []
+    for interface in ("asgi", "wsgi"):
+        session.run("uv", "pip", "compile", f"requirements/{interface}.in", "--universal", "--generate-hashes",
+                    "--python-version", "3.10", "--upgrade", *exclude_newer,
+                    "-o", f"locks/{PROFILE}/{interface}.txt", external=True)
 
 
 @nox.session(venv_backend="none")

@@ -44,6 +44,13 @@ def port(text: str) -> int:
     return int(text)
 
 
+def readable_file(text: str) -> Path:
+    path = Path(text).resolve()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"lock file {text!r} does not exist; give the file the environment came from")
+    return path
+
+
 def writable_dir(text: str) -> Path:
     path = Path(text).resolve()
     try:
@@ -66,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
     run.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     run.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    run.add_argument("--profile", choices=("article", "latest"), default="article",
+                     help="the dependency profile the environment was installed from (recorded)")
+    run.add_argument("--lock", type=readable_file, help="the lock file it was installed from (recorded, hashed)")
     run.add_argument("--table", choices=[t.id for t in TABLES], help="run only this table of the session")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
@@ -80,7 +90,7 @@ def _attach_values(argv: list[str]) -> list[str]:
     """`--duration -5s` as `--duration=-5s`, so argparse judges the value instead of calling it an option."""
     attached, values = [], iter(argv)
     for arg in values:
-        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen", "--table"):
+        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen", "--table", "--profile", "--lock"):
             arg = f"{arg}={next(values, '')}"
         attached.append(arg)
     return attached
@@ -102,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     options = study.Options(
         session=args.session, python=args.python, duration_s=args.duration, loadgen=args.loadgen,
         results_dir=args.results_dir, port=args.port, keep_going=args.keep_going, force=args.force, table=args.table,
+        profile=args.profile, lock=args.lock,
     )
     if args.table and args.table not in SESSIONS[args.session].tables:
         print(f"gilfree: error: table {args.table!r} is not part of session {args.session!r} "

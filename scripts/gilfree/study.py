@@ -34,6 +34,13 @@ class Options:
     keep_going: bool
     force: bool
     table: str | None = None
+    profile: str = "article"
+    lock: Path | None = None
+
+    def environment(self) -> dict:
+        """Where the environment under test came from: the profile, and the lock file with its hash."""
+        digest = hashlib.sha256(self.lock.read_bytes()).hexdigest() if self.lock else None
+        return {"profile": self.profile, "lock": str(self.lock) if self.lock else None, "lock_sha256": digest}
 
 
 def say(message: str) -> None:
@@ -47,6 +54,7 @@ def fingerprint(interpreter: Interpreter, options: Options) -> str:
         "packages": interpreter.packages,
         "loadgen": options.loadgen,
         "duration_s": options.duration_s,
+        "environment": options.environment(),
         "machine": results.machine()["hostname"],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -105,6 +113,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
         "commands": {"server": server_command, "load": load_command},
         "settings": {"duration_s": options.duration_s, "loadgen": generator.name, "port": options.port},
         "interpreter": interpreter.as_dict(),
+        "environment": options.environment(),
         "machine": results.machine(),
         "harness": {"python": sys.version.split()[0]},
         "started_at": results.now(),

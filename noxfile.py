@@ -54,12 +54,30 @@ def harness(session: nox.Session, *args: str, module: str = "gilfree") -> None:
                 env=HARNESS_ENV, external=True, interrupt_timeout=15, terminate_timeout=5)
 
 
+def install(session: nox.Session, interface: str, location: str) -> str:
+    """Install the app's framework and Granian, exactly as locked, into the environment at `location`."""
+    session.run_install("uv", "pip", "sync", "--require-hashes", f"locks/{PROFILE}/{interface}.txt",
+                        "--python", location, external=True)
+    return os.path.join(location, "bin", "python")
+
+
 def study(session: nox.Session, interface: str) -> None:
-    lock = f"locks/{PROFILE}/{interface}.txt"
-    session.run_install("uv", "pip", "sync", "--require-hashes", lock, "--python", session.virtualenv.location,
-                        external=True)
-    harness(session, "run", session.name, "--python", os.path.join(session.bin, "python"),
-            "--profile", PROFILE, "--lock", lock, *session.posargs)
+    """One variant: the session's own environment is the one under test."""
+    under_test = install(session, interface, session.virtualenv.location)
+    harness(session, "run", session.name, "--python", under_test,
+            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt", *session.posargs)
+
+
+def interleaved(session: nox.Session, interface: str) -> None:
+    """Both variants in one harness run, alternating run by run: one environment under test each."""
+    pythons = []
+    for variant in ("3.14", "3.14t"):
+        location = os.path.join(ROOT, ".nox", f"{session.name}-{variant}")
+        session.run_install("uv", "venv", "--clear", "--quiet", "--python", python(variant), location,
+                            env=HARNESS_ENV, external=True)
+        pythons += ["--python", f"{variant}={install(session, interface, location)}"]
+    harness(session, "run", session.name, *pythons,
+            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt", *session.posargs)
 
 
 @nox.session(name="asgi-3.14", python=python("3.14"))
@@ -96,6 +114,25 @@ def wsgi_threads_3_14(session: nox.Session) -> None:
 def wsgi_workers_3_14t(session: nox.Session) -> None:
     """Table 4 on 3.14t: Flask /json, c=128, (workers, threads) = (1,2) (2,1) (1,4) (4,1) (2,2)."""
     study(session, "wsgi")
+
+
+@nox.session(venv_backend="none")
+def asgi(session: nox.Session) -> None:
+    """Tables 1-2 with 3.14 and 3.14t interleaved run by run, so drift hits both alike: use with --repeat."""
+    interleaved(session, "asgi")
+
+
+@nox.session(venv_backend="none")
+def wsgi(session: nox.Session) -> None:
+    """Tables 5-6 with 3.14 and 3.14t interleaved run by run, so drift hits both alike: use with --repeat."""
+    interleaved(session, "wsgi")
+
+
+@nox.session(python=python("3.14"))
+def overhead(session: nox.Session) -> None:
+    """Benchmark the harness itself: per-cell overhead, the sampler's CPU, RPS with sampling on / off."""
+    under_test = install(session, "asgi", session.virtualenv.location)
+    harness(session, "--python", under_test, *session.posargs, module="gilfree.overhead")
 
 
 @nox.session(venv_backend="none")

@@ -21,19 +21,22 @@ def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, s
     """A result record as the harness stores it, with made-up figures (for rendering tests only)."""
     free_threaded = cell.variant.endswith("t")
     label = label or cell.variant
+    load = None if status != "ok" else {
+        "rps": rps, "latency_avg_ms": 4.204, "latency_max_ms": 45.287, "requests": int(rps * 30),
+        "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5, "loadgen_wall_s": 30.0}
+    resources = None if status != "ok" else {
+        "cpu_cores": 0.4216, "peak_rss_bytes": 90 * 2**20 + 1000, "peak_processes": 2, "peak_threads": 5,
+        "samples": 120, "interval_s": 0.25, "window_s": 30.0, "sampler_cpu_s": 0.2}
     return {
-        "schema": 1,
+        "schema": 2,
         "cell": cell.as_dict(),
         "status": status,
         "failure": failure,
-        "settings": {"duration_s": 30, "loadgen": "rewrk", "port": 8000},
-        "load": None if status != "ok" else {
-            "rps": rps, "latency_avg_ms": 4.204, "latency_max_ms": 45.287, "requests": int(rps * 30),
-            "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5,
-            "loadgen_wall_s": 30.0},
-        "resources": None if status != "ok" else {
-            "cpu_cores": 0.4216, "peak_rss_bytes": 90 * 2**20 + 1000, "peak_processes": 2, "peak_threads": 5,
-            "samples": 120, "interval_s": 0.25, "window_s": 30.0},
+        "settings": {"duration_s": 30, "loadgen": "rewrk", "port": 8000, "repeat": 1},
+        "runs": [{"status": status, "failure": failure, "load": load, "resources": resources, "warnings": []}],
+        "load": load,
+        "resources": resources,
+        "warnings": [],
         "interpreter": {"executable": "/x/bin/python", "version": version, "implementation": "CPython",
                         "free_threaded_build": free_threaded, "gil_enabled": not free_threaded,
                         "packages": {"granian": "2.5.5"}, "variant": cell.variant, "label": label,

@@ -21,6 +21,11 @@ def gilfree(*args, env=None):
     (["run", "asgi-3.14", "--python", "python3", "--duration", "-5s"], "'-5s'"),
     (["run", "asgi-3.14", "--python", "python3", "--loadgen", "ab"], "'ab'"),
     (["run", "asgi-3.14", "--python", "python3", "--port", "0"], "'0'"),
+    (["run", "asgi-3.14", "--python", "python3", "--repeat", "0"], "'0'"),
+    (["run", "asgi-3.14", "--python", "python3", "--pin", str(os.cpu_count())], f"--pin {os.cpu_count()}"),
+    (["run", "asgi", "--python", "python3"], "--python 3.14=PATH --python 3.14t=PATH"),
+    (["run", "asgi-3.14", "--python", "python3", "--table", "wsgi-io"], "'wsgi-io'"),
+    (["run", "asgi-3.14", "--python", "python3", "--table", "asgi-xml"], "'asgi-xml'"),
     (["tables", "--results-dir", "/dev/null/results"], "'/dev/null/results'"),
     (["frobnicate"], "'frobnicate'"),
 ])

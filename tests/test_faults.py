@@ -98,7 +98,9 @@ def test_killed_worker_fails_the_cell_and_the_session(environments, tmp_path, ke
     first = records[SESSIONS["wsgi-3.14"].cells()[0].key]
     assert first["status"] == "failed"
     assert "died during the load" in first["failure"] and "Unexpected exit from worker" in first["failure"]
-    assert first["load"]["errors"] > 0  # the lost requests are kept in the JSON
+    assert first["load"] is None  # a failed cell has no figures to show...
+    assert first["runs"][-1]["load"]["errors"] > 0  # ...but the failed run's lost requests are kept in the JSON
+    assert f"({first['runs'][-1]['load']['errors']} requests failed)" in first["failure"]
     assert len(records) == (4 if keep_going else 1)
     assert [r["status"] for r in records.values()].count("ok") == (3 if keep_going else 0)
     assert "| failed" in (tmp_path / "tables" / "wsgi-json.md").read_text()

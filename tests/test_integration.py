@@ -4,11 +4,16 @@ They run the harness's command line as the nox sessions do, for 1 s per cell, on
 """
 
 import json
+import os
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 
 from gilfree.matrix import SESSIONS
-from conftest import assert_port_free, leftovers, run_session
+from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session
 
 
 @pytest.mark.parametrize("session", ["asgi-3.14", "wsgi-3.14", "wsgi-threads-3.14"])
@@ -48,6 +53,61 @@ def test_stored_results_are_kept_unless_forced(environments, tmp_path):
     first, _ = run_session("asgi-3.14", python, tmp_path)
     assert first.returncode == 0, first.stderr
     again, _ = run_session("asgi-3.14", python, tmp_path)
-    assert again.stderr.count("kept the stored result") == 4
+    assert "kept 4 stored run(s)" in again.stderr and "[1/" not in again.stderr
     forced, _ = run_session("asgi-3.14", python, tmp_path, "--force")
-    assert "kept the stored result" not in forced.stderr
+    assert "stored run(s)" not in forced.stderr and "[4/4]" in forced.stderr
+
+
+def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
+    completed, _ = run_session("asgi-3.14", environments["asgi"], tmp_path, "--table", "asgi-io", "--repeat", "3")
+    assert completed.returncode == 0, completed.stderr
+    assert "run 3/3" in completed.stderr
+    for cell in SESSIONS["asgi-3.14"].cells()[2:]:
+        record = json.loads((tmp_path / "raw" / cell.table / f"{cell.key}.json").read_text())
+        assert len(record["runs"]) == 3 and record["settings"]["repeat"] == 3
+        rps = sorted(run["load"]["rps"] for run in record["runs"])
+        assert record["load"]["rps"] == rps[1]
+        assert record["spread"]["rps"]["min"] == rps[0] and record["spread"]["rps"]["max"] == rps[2]
+    table = (tmp_path / "tables" / "asgi-io.md").read_text()
+    assert "RPS range" in table and "(n=3)" in table
+
+
+def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, tmp_path):
+    python = environments["wsgi"]
+    port = free_port()
+    harness = subprocess.Popen(harness_command("wsgi-threads-3.14", python, tmp_path, port, "--pin", "1",
+                                               "--table", "wsgi-threads-gil", "--duration", "2s"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen = {}
+    while harness.poll() is None and len(seen) < 2:
+        for process in psutil.process_iter(["name", "cmdline"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            try:
+                if f"--port {port}" in cmdline and "granian" in cmdline and process.children():
+                    seen["server"] = {tuple(p.cpu_affinity()) for p in [process, *process.children()]}
+                elif process.info["name"] == "wrk" and f":{port}/" in cmdline:
+                    seen["loadgen"] = {tuple(process.cpu_affinity())}
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.05)
+    harness.kill()
+    harness.communicate()
+    cpus = sorted(os.sched_getaffinity(0))
+    assert seen == {"server": {tuple(cpus[:-1])}, "loadgen": {(cpus[-1],)}}
+    for process in leftovers(python):
+        process.kill()
+
+
+def test_a_busy_machine_is_warned_about(environments, tmp_path):
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)
+        completed, _ = run_session("asgi-3.14", environments["asgi"], tmp_path, "--table", "asgi-json")
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert "machine busy before the run" in completed.stderr
+    record = json.loads(next((tmp_path / "raw" / "asgi-json").glob("*.json")).read_text())
+    assert any("machine busy before the run" in warning for warning in record["warnings"])
+    assert "machine busy before the run" in (tmp_path / "tables" / "asgi-json.md").read_text()

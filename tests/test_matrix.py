@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from gilfree.matrix import SESSIONS, TABLES, TABLES_BY_ID
+from gilfree.matrix import SESSIONS, STUDY, TABLES, TABLES_BY_ID
 
 
 def rows(table_id):
@@ -34,12 +34,20 @@ def test_free_threaded_workers_table():
     assert {(v, e, c) for v, _, _, e, c in rows("wsgi-workers-threads-ft")} == {("3.14t", "json", 128)}
 
 
-def test_every_cell_is_run_by_exactly_one_session():
-    runs = Counter((cell.table, cell.key) for session in SESSIONS.values() for cell in session.cells())
+def test_every_cell_is_run_by_exactly_one_study_session():
+    runs = Counter((cell.table, cell.key) for name in STUDY for cell in SESSIONS[name].cells())
     assert set(runs) == {(t.id, c.key) for t in TABLES for c in t.cells}
     assert set(runs.values()) == {1}
 
 
-def test_sessions_run_one_interface_and_variant():
+def test_sessions_run_one_interface_on_their_variants():
     for session in SESSIONS.values():
-        assert {(c.interface, c.variant) for c in session.cells()} == {(session.interface, session.variant)}
+        assert {c.interface for c in session.cells()} == {session.interface}
+        assert {c.variant for c in session.cells()} == set(session.variants)
+
+
+def test_two_variant_sessions_alternate_the_variants_run_by_run():
+    for name, tables in (("asgi", ("asgi-json", "asgi-io")), ("wsgi", ("wsgi-json", "wsgi-io"))):
+        cells = SESSIONS[name].cells()
+        assert [c.table for c in cells] == [t for t in tables for _ in range(4)]
+        assert [c.variant for c in cells] == ["3.14", "3.14t"] * 4

@@ -38,6 +38,12 @@ def duration(text: str) -> int:
     return seconds
 
 
+def count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: use a whole number of at least 1")
+    return int(text)
+
+
 def port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port {text!r}: use a number from 1 to 65535")
@@ -68,7 +74,9 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = commands.add_parser("run", help="run one session's cells and render the tables")
     run.add_argument("session", choices=SESSIONS, help="which part of the study (a nox session name)")
-    run.add_argument("--python", required=True, help="the interpreter of the environment under test")
+    run.add_argument("--python", required=True, action="append", metavar="[VARIANT=]PATH",
+                     help="the interpreter of the environment under test; VARIANT=PATH once per variant "
+                          "for the two-variant sessions (asgi, wsgi)")
     run.add_argument("--duration", type=duration, default="30s", help="load duration per cell (default 30s)")
     run.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
     run.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
@@ -77,6 +85,10 @@ def parser() -> argparse.ArgumentParser:
                      help="the dependency profile the environment was installed from (recorded)")
     run.add_argument("--lock", type=readable_file, help="the lock file it was installed from (recorded, hashed)")
     run.add_argument("--table", choices=[t.id for t in TABLES], help="run only this table of the session")
+    run.add_argument("--repeat", type=count, default=1, help="runs per cell; tables show the median (default 1)")
+    run.add_argument("--warmup", type=duration, default=0, help="load before each measured run (default none)")
+    run.add_argument("--pin", type=count, metavar="N",
+                     help="pin the load generator to the last N CPUs and the server to the others")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
@@ -86,11 +98,39 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def interpreters_by_variant(session: str, given: list[str]) -> dict[str, str]:
+    """`--python PATH` for a one-variant session, `--python 3.14=PATH --python 3.14t=PATH` for a two-variant one."""
+    variants = SESSIONS[session].variants
+    if len(given) == 1 and "=" not in given[0] and len(variants) == 1:
+        return {variants[0]: given[0]}
+    pythons = dict(item.split("=", 1) for item in given if "=" in item)
+    if len(pythons) != len(given) or set(pythons) != set(variants):
+        wanted = " ".join(f"--python {variant}=PATH" for variant in variants)
+        raise ValueError(f"session {session!r} needs one interpreter per variant, as {wanted}; got {given}")
+    return pythons
+
+
+def options_from(args: argparse.Namespace) -> study.Options:
+    """Check what argparse cannot check alone; a ValueError is a refusal."""
+    if args.table and args.table not in SESSIONS[args.session].tables:
+        raise ValueError(f"table {args.table!r} is not part of session {args.session!r} "
+                         f"(its tables: {', '.join(SESSIONS[args.session].tables)})")
+    options = study.Options(
+        session=args.session, pythons=interpreters_by_variant(args.session, args.python),
+        duration_s=args.duration, loadgen=args.loadgen, results_dir=args.results_dir, port=args.port,
+        keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile, lock=args.lock,
+        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin,
+    )
+    options.settings()  # refuses a --pin this machine cannot honour
+    return options
+
+
 def _attach_values(argv: list[str]) -> list[str]:
     """`--duration -5s` as `--duration=-5s`, so argparse judges the value instead of calling it an option."""
     attached, values = [], iter(argv)
     for arg in values:
-        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen", "--table", "--profile", "--lock"):
+        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen", "--table", "--profile", "--lock",
+                   "--repeat", "--warmup", "--pin"):
             arg = f"{arg}={next(values, '')}"
         attached.append(arg)
     return attached
@@ -104,19 +144,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(_attach_values(sys.argv[1:] if argv is None else argv))
     if args.command in ("tables", "compare"):
         write = render.write_all if args.command == "tables" else compare.write_report
-        for path in write(args.results_dir):
-            print(path)
+        try:
+            print("\n".join(str(path) for path in write(args.results_dir)))
+        except ValueError as unreadable:
+            print(f"gilfree: error: {unreadable}", file=sys.stderr)
+            return 2
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a parent shell ignored it
-    options = study.Options(
-        session=args.session, python=args.python, duration_s=args.duration, loadgen=args.loadgen,
-        results_dir=args.results_dir, port=args.port, keep_going=args.keep_going, force=args.force, table=args.table,
-        profile=args.profile, lock=args.lock,
-    )
-    if args.table and args.table not in SESSIONS[args.session].tables:
-        print(f"gilfree: error: table {args.table!r} is not part of session {args.session!r} "
-              f"(its tables: {', '.join(SESSIONS[args.session].tables)})", file=sys.stderr)
+    try:
+        options = options_from(args)
+    except ValueError as refusal:
+        print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
     try:
         ensure_port_free(options.port)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .cleanup import finish
+from .processes import finish, pinned
 
 WRK_REPORT = Path(__file__).with_name("wrk_report.lua")
 # wrk drops a response slower than its timeout (default 2 s) from the latency figures; the post saw 27 s.
@@ -173,12 +173,14 @@ LOADGENS: dict[str, LoadGenerator] = {tool.name: tool for tool in (Rewrk(), Wrk(
 GRACE_S = 30
 
 
-def run_load(generator: LoadGenerator, command: list[str], duration_s: int) -> tuple[LoadResult, dict]:
+def run_load(generator: LoadGenerator, command: list[str], duration_s: int,
+             cpus: tuple[int, ...] | None = None) -> tuple[LoadResult, dict]:
     """Run the tool to completion; return its figures and its own CPU use (is it the bottleneck?)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    with pinned(cpus):
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=duration_s + GRACE_S)
     except subprocess.TimeoutExpired:

@@ -27,7 +27,9 @@ FOOTNOTE = """\
   threads) over the load window: growth of user+system CPU seconds divided by wall time, sampled with psutil.
 - RAM: peak of the tree's summed resident set size (RSS) during the load, in MiB (2^20 bytes), sampled every
   {interval}s; memory shared between processes counts once per process.
-- Python: the interpreter that really ran. A label other than the post's (3.14, 3.14t) marks a stand-in."""
+- Python: the interpreter that really ran. A label other than the post's (3.14, 3.14t) marks a stand-in.
+- With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
+  gives the lowest and highest run (every run is kept in the JSON)."""
 
 
 def _figures(record: dict) -> dict[str, str]:
@@ -41,10 +43,17 @@ def _figures(record: dict) -> dict[str, str]:
     }
 
 
+def _ok_runs(record: dict | None) -> int:
+    return sum(run["status"] == "ok" for run in record.get("runs", [])) if record else 0
+
+
 def _notes(record: dict) -> list[str]:
     notes = []
-    if record["status"] != "ok":
+    if record["status"] == "failed":
         notes.append("FAILED: " + (record.get("failure") or "no reason stored").splitlines()[0])
+    if record["status"] == "incomplete":
+        notes.append(f"{_ok_runs(record)} of {record['settings']['repeat']} runs")
+    notes += [warning for warning in record.get("warnings", []) if "errors during the load" not in warning]
     load = record.get("load") or {}
     if load.get("errors"):
         notes.append(f"{load['errors']} errors")
@@ -68,9 +77,17 @@ def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[
     elif record["status"] == "ok":
         figures, notes = _figures(record), _notes(record)
     else:
-        figures, notes = dict.fromkeys(FIGURES, "failed"), _notes(record)
+        figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record)
     values = {**identity, **figures}
     return [values[column] for column in table.columns], notes
+
+
+def _rps_range(record: dict | None) -> str:
+    """min-max of RPS over the runs, for a row that is a median of several."""
+    if not record or record["status"] != "ok" or _ok_runs(record) < 2:
+        return ""
+    rps = record["spread"]["rps"]
+    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)})"
 
 
 def _measured_with(records: list[dict]) -> str:
@@ -97,6 +114,11 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
         rows.append(cells + ["; ".join(row_notes)])
         notes.append(row_notes)
     headers = [HEADERS[column] for column in table.columns]
+    if any(_ok_runs(record) > 1 for record in present):
+        at = table.columns.index("rps") + 1
+        headers.insert(at, "RPS range")
+        for cells, cell in zip(rows, table.cells):
+            cells.insert(at, _rps_range(stored.get((table.id, cell.key))))
     if not any(notes):
         rows = [cells[:-1] for cells in rows]
     else:

@@ -15,7 +15,7 @@ import psutil
 
 from .matrix import Cell
 
-SCHEMA = 1
+SCHEMA = 2  # 2: every run kept under "runs"; load and resources are their medians
 
 
 def cell_path(results_dir: Path, cell: Cell) -> Path:
@@ -46,6 +46,9 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict]:
             cell = Cell(**record["cell"])
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell")
+        if record.get("schema") != SCHEMA:
+            raise ValueError(f"{path} has result schema {record.get('schema')}, this harness reads {SCHEMA}; "
+                             f"move it away and re-run that cell")
         records[(cell.table, cell.key)] = record
     return records
 

@@ -25,6 +25,7 @@ class ResourceUsage:
     samples: int
     interval_s: float
     window_s: float
+    sampler_cpu_s: float  # the sampler's own CPU time: the cost of watching
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -40,6 +41,7 @@ class TreeSampler:
         self._baseline: dict[int, float] = {}
         self._latest: dict[int, float] = {}
         self._peak_rss = self._peak_processes = self._peak_threads = self._samples = 0
+        self._own_cpu = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tree-sampler", daemon=True)
 
@@ -62,6 +64,7 @@ class TreeSampler:
             samples=self._samples,
             interval_s=self.interval_s,
             window_s=window,
+            sampler_cpu_s=self._own_cpu,
         )
 
     def _loop(self) -> None:
@@ -77,6 +80,7 @@ class TreeSampler:
         return [self._processes.setdefault(process.pid, process) for process in members]
 
     def _sample(self, baseline: bool = False) -> None:
+        started = time.thread_time()
         rss = threads = alive = 0
         for process in self._tree():
             try:
@@ -95,3 +99,4 @@ class TreeSampler:
         self._peak_rss = max(self._peak_rss, rss)
         self._peak_processes = max(self._peak_processes, alive)
         self._peak_threads = max(self._peak_threads, threads)
+        self._own_cpu += time.thread_time() - started

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from .cleanup import finish
+from .processes import finish, pinned
 from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
 
 HOST = "127.0.0.1"
@@ -86,8 +86,9 @@ def server_env() -> dict[str, str]:
 class GranianServer:
     """A Granian process group serving one cell; use as a context manager so it is always stopped."""
 
-    def __init__(self, command: list[str], port: int, log_path: Path):
+    def __init__(self, command: list[str], port: int, log_path: Path, cpus: tuple[int, ...] | None = None):
         self.command = command
+        self.cpus = cpus
         self.port = port
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
@@ -96,7 +97,7 @@ class GranianServer:
     def __enter__(self) -> GranianServer:
         ensure_port_free(self.port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "wb") as log, pinned(self.cpus):
             self.process = subprocess.Popen(
                 self.command, cwd=APPS_DIR, env=server_env(), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,5 +1,7 @@
-"""Walk a session's cells: verify the interpreter, then for each cell start Granian, verify its answers,
-load it while sampling its process tree, stop it, and store the record. A failed cell is stored as failed.
+"""Walk a session's cells: verify each interpreter, then run every cell `repeat` times, round by round so that
+drift hits every cell (and, in the two-variant sessions, both variants) alike. A run starts Granian, verifies
+its answers, loads it while sampling its process tree, and stops it. Each cell's record is rewritten after
+every run; a failed run is stored as failed.
 """
 
 from __future__ import annotations
@@ -11,36 +13,48 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import render, results
+import psutil
+
+from . import render, results, stats
 from .interpreters import Interpreter, check, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load
 from .matrix import APPS, SESSIONS, Cell
+from .processes import split_cpus
 from .sampler import TreeSampler
 from .server import GranianServer, ServerError, granian_command, url
 
 # A GIL re-enabled at run time (by a module imported after the probe) is announced on stderr like this.
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
 SETUP_ESTIMATE_S = 3.0
+BUSY_CHECK_S = 0.25
 
 
 @dataclass(frozen=True)
 class Options:
     session: str
-    python: str
+    pythons: dict[str, str]  # variant -> interpreter of its environment under test
     duration_s: int
     loadgen: str
     results_dir: Path
     port: int
-    keep_going: bool
-    force: bool
+    keep_going: bool = False
+    force: bool = False
     table: str | None = None
     profile: str = "article"
     lock: Path | None = None
+    repeat: int = 1
+    warmup_s: int = 0
+    pin: int | None = None  # CPUs for the load generator; the server gets the others
 
     def environment(self) -> dict:
         """Where the environment under test came from: the profile, and the lock file with its hash."""
         digest = hashlib.sha256(self.lock.read_bytes()).hexdigest() if self.lock else None
         return {"profile": self.profile, "lock": str(self.lock) if self.lock else None, "lock_sha256": digest}
+
+    def settings(self) -> dict:
+        server_cpus, loadgen_cpus = split_cpus(self.pin) if self.pin else (None, None)
+        return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
+                "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus}
 
 
 def say(message: str) -> None:
@@ -48,45 +62,55 @@ def say(message: str) -> None:
 
 
 def fingerprint(interpreter: Interpreter, options: Options) -> str:
-    """What must match for a stored result to stand for a new run of the same cell."""
+    """What must match for stored runs to count as runs of the same measurement."""
+    settings = {k: v for k, v in options.settings().items() if k not in ("repeat", "port")}
     identity = {
         "python": [interpreter.executable, interpreter.version, interpreter.free_threaded_build],
         "packages": interpreter.packages,
-        "loadgen": options.loadgen,
-        "duration_s": options.duration_s,
+        "settings": settings,
         "environment": options.environment(),
         "machine": results.machine()["hostname"],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run(options: Options) -> int:
-    """Run one session; return the exit status (0 all cells measured, 1 some failed)."""
+def interpreters(options: Options) -> dict[str, Interpreter]:
+    """Probe and check the interpreter of each of the session's variants; warn loudly about stand-ins."""
     session = SESSIONS[options.session]
+    found = {}
+    for variant in session.variants:
+        interpreter = check(variant, probe(options.pythons[variant], APPS[session.interface]))
+        if interpreter.stand_in:
+            say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
+                f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers.")
+        found[variant] = interpreter
+    return found
+
+
+def run(options: Options) -> int:
+    """Run one session; return the exit status (0 every run measured, 1 some failed)."""
     generator = LOADGENS[options.loadgen]
     require(generator)
-    interpreter = check(session.variant, probe(options.python, APPS[session.interface]))
-    if interpreter.stand_in:
-        say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {session.variant}; "
-            f"its rows are labelled {interpreter.label}, not {session.variant}. They are not the post's numbers.")
-    stamp = fingerprint(interpreter, options)
-    cells = [cell for cell in session.cells() if options.table in (None, cell.table)]
-    failed = 0
-    for index, cell in enumerate(cells):
-        path = results.cell_path(options.results_dir, cell)
-        left = (len(cells) - index) * (options.duration_s + SETUP_ESTIMATE_S)
-        if not options.force and _kept(path, stamp):
-            say(f"[{index + 1}/{len(cells)}] {cell.table} {cell.key}: kept the stored result (--force re-runs it)")
-            continue
-        say(f"[{index + 1}/{len(cells)}] {cell.table} {interpreter.label} workers={cell.workers} "
-            f"threads={cell.blocking_threads or 'default'} /{cell.endpoint} c={cell.concurrency}, "
-            f"{generator.name} {options.duration_s}s; about {left:.0f}s left in this session")
-        record = measure(cell, interpreter, generator, options)
-        record["fingerprint"] = stamp
-        results.write_atomic(path, record)
-        if record["status"] != "ok":
-            failed += 1
-            say(f"cell {cell.key} FAILED: {record['failure']}")
+    checked = interpreters(options)
+    cells = [cell for cell in SESSIONS[options.session].cells() if options.table in (None, cell.table)]
+    records = {cell: _stored(options, cell, fingerprint(checked[cell.variant], options)) for cell in cells}
+    plan = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
+    kept = len(cells) * options.repeat - len(plan)
+    if kept:
+        say(f"kept {kept} stored run(s) of this session (--force re-runs them)")
+    failed = False
+    for index, (round_, cell) in enumerate(plan):
+        _progress(index, plan, round_, cell, checked[cell.variant], generator, options)
+        record = records[cell]
+        record["runs"].append(measure(cell, checked[cell.variant], generator, options))
+        _refresh(record, cell, checked[cell.variant], options)
+        results.write_atomic(results.cell_path(options.results_dir, cell), record)
+        last = record["runs"][-1]
+        for warning in last["warnings"]:
+            say(f"WARNING {cell.table} {cell.key}: {warning}")
+        if last["status"] != "ok":
+            failed = True
+            say(f"cell {cell.key} FAILED: {last['failure']}")
             if not options.keep_going:
                 break
     written = render.write_all(options.results_dir)
@@ -94,53 +118,105 @@ def run(options: Options) -> int:
     return 1 if failed else 0
 
 
-def _kept(path: Path, stamp: str) -> bool:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return record.get("status") == "ok" and record.get("fingerprint") == stamp
+def run_order(cells: list[Cell], done: dict[Cell, int], repeat: int) -> list[tuple[int, Cell]]:
+    """Round by round, each round every cell in the table's order (which alternates 3.14 and 3.14t), so slow
+    drift of the machine hits every cell alike; runs already done are skipped."""
+    return [(round_, cell) for round_ in range(repeat) for cell in cells if done[cell] <= round_]
+
+
+def _progress(index: int, plan: list, round_: int, cell: Cell, interpreter: Interpreter,
+              generator: LoadGenerator, options: Options) -> None:
+    left = (len(plan) - index) * (options.duration_s + options.warmup_s + SETUP_ESTIMATE_S)
+    repeat = f" run {round_ + 1}/{options.repeat}" if options.repeat > 1 else ""
+    say(f"[{index + 1}/{len(plan)}] {cell.table} {interpreter.label} workers={cell.workers} "
+        f"threads={cell.blocking_threads or 'default'} /{cell.endpoint} c={cell.concurrency}{repeat}, "
+        f"{generator.name} {options.duration_s}s; about {left:.0f}s left in this session")
+
+
+def _stored(options: Options, cell: Cell, stamp: str) -> dict:
+    """The cell's record with the runs already stored for the same measurement, or a new one."""
+    record = None
+    if not options.force:
+        try:
+            record = json.loads(results.cell_path(options.results_dir, cell).read_text())
+        except (OSError, ValueError):
+            pass
+    if not record or record.get("fingerprint") != stamp:
+        record = {"runs": []}
+    record["runs"] = [run for run in record["runs"] if run["status"] == "ok"]
+    record["fingerprint"] = stamp
+    return record
+
+
+def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Options) -> None:
+    """Everything but the runs is derived: status, the median figures, their spread, the warnings."""
+    runs = record["runs"]
+    ok = [run for run in runs if run["status"] == "ok"]
+    failures = [run["failure"] for run in runs if run["status"] != "ok"]
+    record.update(
+        schema=results.SCHEMA,
+        cell=cell.as_dict(),
+        commands=runs[-1]["commands"],
+        interpreter=interpreter.as_dict(),
+        status="failed" if failures else "ok" if len(ok) >= options.repeat else "incomplete",
+        failure=failures[-1] if failures else None,
+        settings=options.settings(),
+        environment=options.environment(),
+        machine=results.machine(),
+        harness={"python": sys.version.split()[0]},
+        load=None, resources=None, spread=None,
+    )
+    if ok:
+        record["load"], record["resources"], record["spread"] = stats.summarise(ok)
+    record["warnings"] = sorted({w for run in runs for w in run["warnings"]}) + (
+        stats.variation_warning(record["spread"], len(ok)) if ok else [])
+
+
+def _busy_share() -> float:
+    """System-wide CPU use just before the run, as a share of all cores."""
+    return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
 
 
 def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options) -> dict:
-    """One cell, end to end. Never raises for a failure of the server or the load: records it."""
+    """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
+    settings = options.settings()
     granian = str(Path(interpreter.executable).parent / "granian")
     server_command = granian_command(granian, cell, options.port)
-    load_command = generator.command(url(options.port, cell.endpoint), options.duration_s, cell.concurrency)
-    record = {
-        "schema": results.SCHEMA,
-        "cell": cell.as_dict(),
-        "commands": {"server": server_command, "load": load_command},
-        "settings": {"duration_s": options.duration_s, "loadgen": generator.name, "port": options.port},
-        "interpreter": interpreter.as_dict(),
-        "environment": options.environment(),
-        "machine": results.machine(),
-        "harness": {"python": sys.version.split()[0]},
-        "started_at": results.now(),
-        "status": "failed",
-        "failure": None,
-        "load": None,
-        "resources": None,
-    }
-    log = results.log_path(options.results_dir, cell)
+    target = url(options.port, cell.endpoint)
+    run = {"status": "failed", "failure": None, "load": None, "resources": None, "timings": {},
+           "commands": {"server": server_command,
+                        "load": generator.command(target, options.duration_s, cell.concurrency)},
+           "started_at": results.now()}
+    busy = _busy_share()
+    started = time.perf_counter()
     try:
-        with GranianServer(server_command, options.port, log) as server:
-            record["ready_s"] = server.wait_ready()
+        with GranianServer(server_command, options.port, results.log_path(options.results_dir, cell),
+                           cpus=settings["server_cpus"]) as server:
+            run["timings"]["ready_s"] = server.wait_ready()
             server.verify()
+            if options.warmup_s:
+                warmup, _ = run_load(generator, generator.command(target, options.warmup_s, cell.concurrency),
+                                     options.warmup_s, cpus=settings["loadgen_cpus"])
+                run["warmup"] = warmup.as_dict()
             sampler = TreeSampler(server.pid)
             sampler.start()
+            run["timings"]["setup_s"] = time.perf_counter() - started - options.warmup_s
             try:
-                load, loadgen_usage = run_load(generator, load_command, options.duration_s)
+                load, loadgen_usage = run_load(generator, run["commands"]["load"], options.duration_s,
+                                               cpus=settings["loadgen_cpus"])
             finally:
                 usage = sampler.stop()
-            record["load"] = {**load.as_dict(), **loadgen_usage}
-            record["resources"] = usage.as_dict()
+            run["load"] = {**load.as_dict(), **loadgen_usage}
+            run["resources"] = usage.as_dict()
             _check_server_after_load(server, interpreter, load)
-        record["status"] = "ok"
+            run["status"] = "ok"
+            teardown = time.perf_counter()
+        run["timings"]["teardown_s"] = time.perf_counter() - teardown
     except (ServerError, LoadGenError) as error:
-        record["failure"] = str(error)
-    record["finished_at"] = results.now()
-    return record
+        run["failure"] = str(error)
+    run["finished_at"] = results.now()
+    run["warnings"] = stats.run_warnings(run, busy, psutil.cpu_count())
+    return run
 
 
 def _check_server_after_load(server: GranianServer, interpreter: Interpreter, load: LoadResult) -> None:

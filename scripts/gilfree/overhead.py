@@ -1,0 +1,111 @@
+"""What the harness itself costs, measured on this machine: a benchmark with figures in its output, not a test.
+
+    python -m gilfree.overhead --python ENV/bin/python [--cells 5] [--pairs 5] [--duration 2s] [--loadgen wrk]
+
+(`nox -s overhead -- ...` builds the ASGI environment and runs it.) It prints:
+1. the fixed overhead per cell: from starting Granian to starting the measured load, plus the teardown;
+2. the sampler's own CPU use, as a share of one core;
+3. RPS with the sampler on over RPS with it off, against one server, alternating on/off and off/on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from .cli import duration
+from .interpreters import check, probe
+from .loadgen import LOADGENS, require, run_load
+from .matrix import APPS, FREE_THREADED, GIL, TABLES_BY_ID
+from .sampler import TreeSampler
+from .server import GranianServer, granian_command, url
+from .study import Options, measure
+
+TARGET_OVERHEAD_S = 1.0
+TARGET_SAMPLER_SHARE = 0.01
+TARGET_RPS_RATIO = 0.99
+PORT = 8000
+
+
+def cell_overhead(options: Options, cells: int) -> list[dict]:
+    """Measure real cells (ASGI /json, 1 worker, c=128) and keep their timings and sampler cost."""
+    facts = probe(options.pythons[GIL], APPS["asgi"])
+    variant = FREE_THREADED if facts["free_threaded_build"] else GIL
+    interpreter = check(variant, facts)
+    cell = next(c for c in TABLES_BY_ID["asgi-json"].cells if c.variant == variant and c.workers == 1)
+    runs = [measure(cell, interpreter, LOADGENS[options.loadgen], options) for _ in range(cells)]
+    failed = [run["failure"] for run in runs if run["status"] != "ok"]
+    if failed:
+        raise SystemExit(f"gilfree: error: a cell failed, so its overhead means nothing: {failed[0]}")
+    return runs
+
+
+def sampling_ratio(options: Options, pairs: int) -> tuple[list[float], list[float]]:
+    """RPS with and without the sampler against the same server, alternating which goes first."""
+    generator = LOADGENS[options.loadgen]
+    cell = TABLES_BY_ID["asgi-json"].cells[0]
+    granian = str(Path(options.pythons[GIL]).parent / "granian")
+    command = generator.command(url(options.port, "json"), options.duration_s, cell.concurrency)
+    on, off = [], []
+    with GranianServer(granian_command(granian, cell, options.port), options.port,
+                       options.results_dir / "sampling.log") as server:
+        server.wait_ready()
+        server.verify()
+        for pair in range(pairs):
+            for sampled in ((True, False) if pair % 2 == 0 else (False, True)):
+                sampler = TreeSampler(server.pid) if sampled else None
+                if sampler:
+                    sampler.start()
+                load, _ = run_load(generator, command, options.duration_s)
+                if sampler:
+                    sampler.stop()
+                (on if sampled else off).append(load.rps)
+    return on, off
+
+
+def verdict(met: bool) -> str:
+    return "meets the target" if met else "MISSES the target"
+
+
+def report(runs: list[dict], on: list[float], off: list[float]) -> str:
+    setups = [run["timings"]["setup_s"] for run in runs]
+    teardowns = [run["timings"]["teardown_s"] for run in runs]
+    overheads = [s + t for s, t in zip(setups, teardowns)]
+    shares = [run["resources"]["sampler_cpu_s"] / run["resources"]["window_s"] for run in runs]
+    ratio = statistics.median(on) / statistics.median(off)
+    return "\n".join([
+        f"per-cell overhead over {len(runs)} cells: mean {statistics.mean(overheads):.3f}s, "
+        f"max {max(overheads):.3f}s (setup mean {statistics.mean(setups):.3f}s, "
+        f"teardown mean {statistics.mean(teardowns):.3f}s); target <= {TARGET_OVERHEAD_S:.1f}s: "
+        f"{verdict(max(overheads) <= TARGET_OVERHEAD_S)}",
+        f"sampler CPU: mean {statistics.mean(shares):.3%} of one core, max {max(shares):.3%}; "
+        f"target <= {TARGET_SAMPLER_SHARE:.0%}: {verdict(max(shares) <= TARGET_SAMPLER_SHARE)}",
+        f"RPS sampling on / off: {ratio:.4f} (medians {statistics.median(on):.0f} / {statistics.median(off):.0f} "
+        f"over {len(on)} runs each; on {', '.join(f'{x:.0f}' for x in on)}; off {', '.join(f'{x:.0f}' for x in off)}); "
+        f"target >= {TARGET_RPS_RATIO}: {verdict(ratio >= TARGET_RPS_RATIO)}",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gilfree.overhead", description=__doc__.splitlines()[0])
+    parser.add_argument("--python", required=True, help="interpreter of an ASGI environment under test")
+    parser.add_argument("--cells", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--duration", type=duration, default="2s")
+    parser.add_argument("--loadgen", choices=LOADGENS, default="wrk")
+    args = parser.parse_args(argv)
+    require(LOADGENS[args.loadgen])
+    with tempfile.TemporaryDirectory(prefix="gilfree-overhead-") as scratch:
+        options = Options(session="asgi-3.14", pythons={GIL: args.python}, duration_s=args.duration,
+                          loadgen=args.loadgen, results_dir=Path(scratch), port=PORT)
+        runs = cell_overhead(options, args.cells)
+        on, off = sampling_ratio(options, args.pairs)
+    print(report(runs, on, off))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Many runs of one cell summarised: the median of each figure, its spread, and the warnings that say when a
+result should not be trusted."""
+
+from __future__ import annotations
+
+import statistics
+
+# A cell whose RPS moves more than this across its runs (max - min over the median) is flagged.
+VARIATION_LIMIT = 0.10
+# wrk and rewrk drive the load from one thread: near a full core, they, not the server, set the pace.
+LOADGEN_SATURATED_CORES = 0.9
+# Busy before the run: system-wide CPU use above this share, measured just before the server starts.
+BUSY_LIMIT = 0.15
+
+LOAD_FIGURES = ("rps", "latency_avg_ms", "latency_max_ms")
+SUMMED = ("errors", "non_2xx")  # a fault in any run must show in the summary, not vanish under a median
+RESOURCE_FIGURES = ("cpu_cores", "peak_rss_bytes")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """min, max and the quartiles (the inclusive method, so that three runs give their own values)."""
+    quartiles = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    return {"min": min(values), "q1": quartiles[0], "median": statistics.median(values), "q3": quartiles[2],
+            "max": max(values)}
+
+
+def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
+    """The median run (figure by figure), and the spread of each figure, over runs that succeeded."""
+    load = {name: (sum if name in SUMMED else statistics.median)(run["load"][name] for run in runs)
+            for name in runs[0]["load"] if isinstance(runs[0]["load"][name], (int, float))}
+    load["generator"] = runs[0]["load"]["generator"]
+    resources = {name: statistics.median(run["resources"][name] for run in runs) for name in runs[0]["resources"]}
+    spreads = {name: spread([run["load"][name] for run in runs]) for name in LOAD_FIGURES}
+    spreads |= {name: spread([run["resources"][name] for run in runs]) for name in RESOURCE_FIGURES}
+    return load, resources, spreads
+
+
+def variation(spreads: dict) -> float:
+    rps = spreads["rps"]
+    return (rps["max"] - rps["min"]) / rps["median"] if rps["median"] else 0.0
+
+
+def run_warnings(run: dict, busy_share: float, cores: int) -> list[str]:
+    """What makes one run doubtful: a busy machine, a saturated load generator, errors."""
+    warnings = []
+    if busy_share > BUSY_LIMIT:
+        warnings.append(f"machine busy before the run: {busy_share:.0%} CPU use across {cores} cores "
+                        f"(limit {BUSY_LIMIT:.0%})")
+    load = run.get("load") or {}
+    if load.get("loadgen_cpu_cores", 0) >= LOADGEN_SATURATED_CORES:
+        warnings.append(f"load generator used {load['loadgen_cpu_cores']:.2f} cores from one thread: "
+                        f"it may be the bottleneck")
+    if load.get("errors"):
+        warnings.append(f"{load['errors']} errors during the load")
+    return warnings
+
+
+def variation_warning(spreads: dict, runs: int) -> list[str]:
+    spread_rps = variation(spreads)
+    if runs > 1 and spread_rps > VARIATION_LIMIT:
+        return [f"RPS varied {spread_rps:.0%} across {runs} runs (limit {VARIATION_LIMIT:.0%})"]
+    return []

@@ -1,0 +1,61 @@
+"""Several runs of a cell: medians, spread, and the warnings that say a result should not be trusted."""
+
+import pytest
+
+from gilfree import stats
+from gilfree.matrix import TABLES_BY_ID
+from gilfree.study import run_order
+
+
+def made_up_run(rps, errors=0, loadgen_cpu=0.5, rss=100):
+    return {"status": "ok", "warnings": [],
+            "load": {"rps": rps, "latency_avg_ms": 128_000 / rps, "latency_max_ms": 50.0, "requests": int(rps * 30),
+                     "errors": errors, "non_2xx": 0, "generator": "wrk", "loadgen_cpu_cores": loadgen_cpu,
+                     "loadgen_wall_s": 30.0},
+            "resources": {"cpu_cores": 1.0, "peak_rss_bytes": rss, "peak_processes": 2, "peak_threads": 5,
+                          "samples": 120, "interval_s": 0.25, "window_s": 30.0, "sampler_cpu_s": 0.1}}
+
+
+def test_median_figure_by_figure_and_spread():
+    load, resources, spread = stats.summarise([made_up_run(100, rss=300), made_up_run(300, rss=100),
+                                               made_up_run(200, rss=200)])
+    assert load["rps"] == 200 and resources["peak_rss_bytes"] == 200
+    assert spread["rps"] == {"min": 100, "q1": 150, "median": 200, "q3": 250, "max": 300}
+
+
+def test_errors_in_any_run_are_summed_not_hidden_by_the_median():
+    load, _, _ = stats.summarise([made_up_run(100), made_up_run(100, errors=7), made_up_run(100)])
+    assert load["errors"] == 7
+
+
+def test_variation_warning_fires_above_the_limit_only():
+    _, _, steady = stats.summarise([made_up_run(1000), made_up_run(1040), made_up_run(1090)])
+    _, _, noisy = stats.summarise([made_up_run(1000), made_up_run(1100), made_up_run(1200)])
+    assert stats.variation_warning(steady, 3) == []
+    assert stats.variation_warning(noisy, 3) == ["RPS varied 18% across 3 runs (limit 10%)"]
+    assert stats.variation_warning(noisy, 1) == []
+
+
+def test_run_warnings_busy_machine_saturated_load_generator_and_errors():
+    assert stats.run_warnings(made_up_run(100), busy_share=0.05, cores=2) == []
+    warnings = stats.run_warnings(made_up_run(100, errors=3, loadgen_cpu=0.97), busy_share=0.6, cores=2)
+    assert warnings == [
+        "machine busy before the run: 60% CPU use across 2 cores (limit 15%)",
+        "load generator used 0.97 cores from one thread: it may be the bottleneck",
+        "3 errors during the load",
+    ]
+
+
+def test_runs_alternate_variants_round_by_round_and_resume_where_they_stopped():
+    cells = list(TABLES_BY_ID["asgi-json"].cells)  # 3.14, 3.14t, 3.14, 3.14t
+    order = run_order(cells, dict.fromkeys(cells, 0), repeat=2)
+    assert [(round_, cell.variant) for round_, cell in order] == [
+        (0, "3.14"), (0, "3.14t"), (0, "3.14"), (0, "3.14t"), (1, "3.14"), (1, "3.14t"), (1, "3.14"), (1, "3.14t")]
+    resumed = run_order(cells, {cells[0]: 2, cells[1]: 1, cells[2]: 1, cells[3]: 0}, repeat=2)
+    assert resumed == [(0, cells[3]), (1, cells[1]), (1, cells[2]), (1, cells[3])]
+
+
+@pytest.mark.parametrize("runs", [[made_up_run(100)], [made_up_run(100), made_up_run(120)]])
+def test_spread_of_one_run_is_that_run(runs):
+    _, _, spread = stats.summarise(runs)
+    assert spread["rps"]["min"] == 100 and spread["rps"]["max"] == runs[-1]["load"]["rps"]

@@ -76,10 +76,12 @@ def report(runs: list[dict], on: list[float], off: list[float]) -> str:
     overheads = [s + t for s, t in zip(setups, teardowns)]
     shares = [run["resources"]["sampler_cpu_s"] / run["resources"]["window_s"] for run in runs]
     ratio = statistics.median(on) / statistics.median(off)
+    killed = sum(run["stopped_by"] != "SIGTERM" for run in runs)
     return "\n".join([
         f"per-cell overhead over {len(runs)} cells: mean {statistics.mean(overheads):.3f}s, "
         f"max {max(overheads):.3f}s (setup mean {statistics.mean(setups):.3f}s, "
-        f"teardown mean {statistics.mean(teardowns):.3f}s); target <= {TARGET_OVERHEAD_S:.1f}s: "
+        f"teardown mean {statistics.mean(teardowns):.3f}s, {killed} stop(s) needed SIGKILL); "
+        f"target <= {TARGET_OVERHEAD_S:.1f}s: "
         f"{verdict(max(overheads) <= TARGET_OVERHEAD_S)}",
         f"sampler CPU: mean {statistics.mean(shares):.3%} of one core, max {max(shares):.3%}; "
         f"target <= {TARGET_SAMPLER_SHARE:.0%}: {verdict(max(shares) <= TARGET_SAMPLER_SHARE)}",

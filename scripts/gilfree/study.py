@@ -212,8 +212,9 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
             run["status"] = "ok"
             teardown = time.perf_counter()
         run["timings"]["teardown_s"] = time.perf_counter() - teardown
+        run["stopped_by"] = server.stopped_by
     except (ServerError, LoadGenError) as error:
-        run["failure"] = str(error)
+        run["status"], run["failure"] = "failed", str(error)
     run["finished_at"] = results.now()
     run["warnings"] = stats.run_warnings(run, busy, psutil.cpu_count())
     return run

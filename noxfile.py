@@ -8,7 +8,8 @@
 `nox` runs the whole study; `nox -s asgi-3.14t -- --duration 10s --loadgen wrk` runs one part.
 Each study session builds a uv environment holding only what a deployment would hold (Granian and the
 app's framework, installed from the lock), and the harness, in its own environment, drives it from outside.
-Options after `--` go to the harness: --duration, --loadgen, --results-dir, --port, --keep-going, --force.
+Options after `--` go to the harness: --duration, --loadgen, --results-dir, --port, --table, --repeat,
+--warmup, --pin, --keep-going, --force (README lists them).
 """
 
 import os
@@ -64,8 +65,8 @@ def install(session: nox.Session, interface: str, location: str) -> str:
 def study(session: nox.Session, interface: str) -> None:
     """One variant: the session's own environment is the one under test."""
     under_test = install(session, interface, session.virtualenv.location)
-    harness(session, "run", session.name, "--python", under_test,
-            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt", *session.posargs)
+    harness(session, "run", session.name, *session.posargs, "--python", under_test,
+            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt")
 
 
 def interleaved(session: nox.Session, interface: str) -> None:
@@ -76,8 +77,8 @@ def interleaved(session: nox.Session, interface: str) -> None:
         session.run_install("uv", "venv", "--clear", "--quiet", "--python", python(variant), location,
                             env=HARNESS_ENV, external=True)
         pythons += ["--python", f"{variant}={install(session, interface, location)}"]
-    harness(session, "run", session.name, *pythons,
-            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt", *session.posargs)
+    harness(session, "run", session.name, *session.posargs, *pythons,
+            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt")
 
 
 @nox.session(name="asgi-3.14", python=python("3.14"))

@@ -75,11 +75,19 @@ def harness_command(session: str, python: str, results_dir: Path, port: int, *ex
             "--duration", "1s", "--port", str(port), "--results-dir", str(results_dir), *extra]
 
 
-def run_session(session: str, python: str, results_dir: Path, *extra: str):
+def run_session(session: str, python: str, results_dir: Path, *extra: str, env: dict | None = None):
     port = free_port()
     completed = subprocess.run(harness_command(session, python, results_dir, port, *extra),
-                               capture_output=True, text=True, cwd=ROOT, timeout=180)
+                               capture_output=True, text=True, cwd=ROOT, timeout=180,
+                               env={**os.environ, **(env or {})})
     return completed, port
+
+
+def stands_in(python: str) -> bool:
+    """Whether the interpreter under test is another minor version than the post's 3.14."""
+    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    return version != "(3, 14)"
 
 
 def leftovers(python: str) -> list[psutil.Process]:

@@ -150,3 +150,10 @@ def test_server_left_by_a_killed_harness_is_reported_next_time(environments, tmp
             process.kill()
         for process in load_processes(port):
             process.kill()
+
+
+def test_a_worker_exit_in_the_log_counts_as_lost(tmp_path):
+    # On free-threaded builds Granian's workers are threads: their death shows only in its log.
+    log = tmp_path / "server.log"
+    log.write_text("[INFO] Started worker-1\n[ERROR] Unexpected exit from worker-1\n")
+    assert GranianServer(["granian"], 8000, log).workers_lost() == 1

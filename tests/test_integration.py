@@ -13,15 +13,16 @@ import psutil
 import pytest
 
 from gilfree.matrix import SESSIONS
-from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session
+from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session, stands_in
 
 
 @pytest.mark.parametrize("session", ["asgi-3.14", "wsgi-3.14", "wsgi-threads-3.14"])
 def test_session_measures_every_cell(session, environments, tmp_path):
     python = environments[SESSIONS[session].interface]
-    completed, port = run_session(session, python, tmp_path)
+    # A proxy that answers nothing: the harness's own checks of the server must not go through it.
+    completed, port = run_session(session, python, tmp_path, env={"http_proxy": "http://127.0.0.1:9"})
     assert completed.returncode == 0, completed.stderr
-    assert "stands in for 3.14" in completed.stderr
+    assert ("stands in for 3.14" in completed.stderr) == stands_in(python)
     for cell in SESSIONS[session].cells():
         record = json.loads((tmp_path / "raw" / cell.table / f"{cell.key}.json").read_text())
         assert record["status"] == "ok", record["failure"]
@@ -29,11 +30,14 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert record["load"]["errors"] == 0 and record["load"]["non_2xx"] == 0
         assert record["resources"]["cpu_cores"] > 0 and record["resources"]["peak_rss_bytes"] > 20 * 2**20
         assert record["resources"]["peak_processes"] == 1 + cell.workers  # main process and its workers
-        assert record["interpreter"]["stand_in"] and not record["interpreter"]["free_threaded_build"]
+        assert record["interpreter"]["stand_in"] == stands_in(python)
+        assert not record["interpreter"]["free_threaded_build"]
+        assert record["load_generator"]["name"] == "wrk" and "4." in record["load_generator"]["version"]
+        assert record["runs"][0]["stopped_by"].startswith(("SIGTERM", "SIGKILL"))
         assert record["commands"]["server"][1:3] == ["--interface", cell.interface]
     for table in SESSIONS[session].tables:
         rows = [line for line in (tmp_path / "tables" / f"{table}.md").read_text().splitlines()
-                if line.startswith("| ") and "stands in" in line]
+                if line.startswith(("| 3.", "| JSON", "| I/O")) and "not run" not in line]
         assert rows and all("not run" not in row and "failed" not in row for row in rows)
     assert leftovers(python) == []
     assert_port_free(port)
@@ -56,6 +60,11 @@ def test_stored_results_are_kept_unless_forced(environments, tmp_path):
     assert "kept 4 stored run(s)" in again.stderr and "[1/" not in again.stderr
     forced, _ = run_session("asgi-3.14", python, tmp_path, "--force")
     assert "stored run(s)" not in forced.stderr and "[4/4]" in forced.stderr
+    assert forced.stderr.count("stored result aside (--force)") == 4
+    changed, _ = run_session("asgi-3.14", python, tmp_path, "--table", "asgi-io", "--duration", "2s")
+    assert changed.stderr.count("stored result aside (it was measured under other conditions)") == 2
+    assert len(list((tmp_path / "raw" / "asgi-io" / "superseded").glob("*.json"))) == 4  # nothing lost
+    assert {json.loads(p.read_text())["settings"]["duration_s"] for p in (tmp_path / "raw" / "asgi-io").glob("*.json")} == {2}
 
 
 def test_repeated_runs_give_medians_and_spread(environments, tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gilfree.interpreters import InterpreterError, check, override_variable
+from gilfree.interpreters import InterpreterError, check, check_lock, override_variable
 
 
 def facts(version="3.14.0", free_threaded=False, gil_enabled=None, packages=None):
@@ -46,3 +46,35 @@ def test_an_environment_holding_the_harness_is_refused():
 
 def test_override_variable_names():
     assert (override_variable("3.14"), override_variable("3.14t")) == ("GILFREE_PYTHON_3_14", "GILFREE_PYTHON_3_14T")
+
+
+LOCK = """\
+anyio==4.11.0 \\
+    --hash=sha256:aa
+exceptiongroup==1.3.0 ; python_full_version < '3.11' \\
+    --hash=sha256:bb
+fastapi==0.119.0 ; python_full_version < '3.11' \\
+    --hash=sha256:cc
+fastapi==0.120.0 ; python_full_version >= '3.11' \\
+    --hash=sha256:dd
+pydantic-core==2.41.4 \\
+    --hash=sha256:ee
+"""
+
+
+def test_an_environment_holding_its_lock_passes(tmp_path):
+    lock = tmp_path / "asgi.txt"
+    lock.write_text(LOCK)
+    check_lock(lock, {"anyio": "4.11.0", "fastapi": "0.120.0", "pydantic_core": "2.41.4", "granian": "2.5.5"})
+
+
+@pytest.mark.parametrize("packages, reported", [
+    ({"anyio": "4.11.0", "fastapi": "0.121.0", "pydantic_core": "2.41.4"}, "fastapi 0.121.0 (lock: 0.119.0 or 0.120.0)"),
+    ({"anyio": "4.11.0", "fastapi": "0.120.0"}, "missing pydantic-core"),
+])
+def test_an_environment_that_is_not_its_lock_is_refused(tmp_path, packages, reported):
+    lock = tmp_path / "asgi.txt"
+    lock.write_text(LOCK)
+    with pytest.raises(InterpreterError, match="does not hold .*asgi.txt as locked") as refusal:
+        check_lock(lock, packages)
+    assert reported in str(refusal.value)

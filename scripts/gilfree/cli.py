@@ -80,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=duration, default="30s", help="load duration per cell (default 30s)")
     run.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
     run.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
-    run.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    run.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
     run.add_argument("--profile", choices=("article", "latest"), default="article",
                      help="the dependency profile the environment was installed from (recorded)")
     run.add_argument("--lock", type=readable_file, help="the lock file it was installed from (recorded, hashed)")
@@ -92,9 +92,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
-    tables.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    tables.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
     report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
-    report.add_argument("--results-dir", type=writable_dir, default=DEFAULT_RESULTS)
+    report.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
     return main
 
 
@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         return study.run(options)
     except (InterpreterError, LoadGenError, ServerError) as error:
         print(f"gilfree: error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as unreadable:  # a stored result the tables cannot read; what was measured is stored
+        print(f"gilfree: error: {unreadable}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gilfree: interrupted; the servers are stopped and finished cells are kept", file=sys.stderr)

@@ -7,7 +7,9 @@ in (3.12 for 3.14 where 3.14 cannot be had) with a loud warning; its rows carry 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,11 +56,19 @@ def probe(python: str, module: str) -> dict:
         )
     except OSError as error:
         raise InterpreterError(f"cannot run the interpreter under test {python!r}: {error.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise InterpreterError(f"{python} did not finish importing Granian and {module_name} in 120s") from None
     if completed.returncode != 0:
         raise InterpreterError(
             f"{python} could not import Granian and {module_name}: {completed.stderr.strip()[-400:]}"
         )
-    return json.loads(completed.stdout)
+    try:
+        facts = json.loads(completed.stdout)
+    except ValueError:
+        raise InterpreterError(f"{python} printed no probe report: {completed.stdout.strip()[-300:]!r}") from None
+    if not (Path(python).parent / "granian").is_file():
+        raise InterpreterError(f"{python} has Granian but no `granian` command beside it; rebuild its environment")
+    return facts
 
 
 def check(variant: str, facts: dict) -> Interpreter:
@@ -87,3 +97,33 @@ def check(variant: str, facts: dict) -> Interpreter:
         free_threaded_build=facts["free_threaded_build"], gil_enabled=facts["gil_enabled"],
         packages=facts["packages"], variant=variant, label=label,
     )
+
+
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)\s*(;[^\\]*)?")
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_lock(lock: Path, packages: dict[str, str]) -> None:
+    """The environment must hold what the lock pins: a result must not name a lock it did not come from.
+    A pin under a marker (a platform or Python version) may be absent; an installed package must match a pin."""
+    pins: dict[str, set[str]] = defaultdict(set)
+    conditional: set[str] = set()
+    for line in lock.read_text().splitlines():
+        if match := PIN.match(line):
+            name = _normal(match.group(1))
+            pins[name].add(match.group(2))
+            if match.group(3):
+                conditional.add(name)
+    installed = {_normal(name): version for name, version in packages.items()}
+    wrong = sorted(f"{name} {installed[name]} (lock: {' or '.join(sorted(pins[name]))})"
+                   for name in pins if name in installed and installed[name] not in pins[name])
+    missing = sorted(name for name in pins if name not in installed and name not in conditional)
+    if wrong or missing:
+        raise InterpreterError(
+            f"the environment under test does not hold {lock.parent.name}/{lock.name} as locked: "
+            + "; ".join(filter(None, [", ".join(wrong), "missing " + ", ".join(missing) if missing else ""]))
+            + "; rebuild it (run the nox session without -R)"
+        )

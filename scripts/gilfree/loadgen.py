@@ -70,10 +70,23 @@ def _whole_json(stdout: str, tool: str) -> dict:
 class LoadGenerator(Protocol):
     name: str
     install_hint: str
+    version_args: tuple[str, ...]
+    threads: int | None  # the threads it drives the load from; None: as many as it likes
 
     def command(self, url: str, duration_s: int, concurrency: int) -> list[str]: ...
 
     def parse(self, stdout: str) -> LoadResult: ...
+
+
+def version(generator: LoadGenerator) -> str:
+    """The tool's own word on its version (its first line of output), for the record."""
+    try:
+        completed = subprocess.run([generator.name, *generator.version_args], capture_output=True, text=True,
+                                   timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unknown ({error})"
+    lines = (completed.stdout + completed.stderr).strip().splitlines()
+    return ANSI.sub("", lines[0]).strip() if lines else "unknown"
 
 
 def require(generator: LoadGenerator) -> None:
@@ -87,6 +100,8 @@ def require(generator: LoadGenerator) -> None:
 
 class Wrk:
     name = "wrk"
+    version_args = ("-v",)
+    threads = 1
     install_hint = "install it with `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`"
 
     def command(self, url: str, duration_s: int, concurrency: int) -> list[str]:
@@ -118,6 +133,8 @@ class Rewrk:
     """
 
     name = "rewrk"
+    version_args = ("--version",)  # rewrk 0.3.2's own string may say 0.3.1
+    threads = 1
     install_hint = "install it with `cargo install rewrk --version 0.3.2 --locked`"
     LATENCIES = re.compile(r"Avg\s+Stdev\s+Min\s+Max\s*\n\s*([\d.]+)ms\s+([\d.]+)ms\s+([\d.]+)ms\s+([\d.]+)ms")
     REQUESTS = re.compile(r"Total:\s*(\d+)\s+Req/Sec:\s*([\d.]+)")
@@ -145,6 +162,8 @@ class Oha:
     """oha 1.9 or newer (`--output-format json`); figures in seconds, converted here."""
 
     name = "oha"
+    version_args = ("--version",)
+    threads = None
     install_hint = "install it with `cargo install oha --locked` (1.9 or newer)"
     DEADLINE = "aborted due to deadline"  # requests cut by -z at the end: not failures of the server
 

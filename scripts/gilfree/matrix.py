@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 GIL = "3.14"
 FREE_THREADED = "3.14t"
 VARIANTS = (GIL, FREE_THREADED)
+POST_PYTHON = "3.14.0"  # the release the post ran, in both builds
 
 APPS = {"asgi": "impl_fastapi:app", "wsgi": "impl_flask:app"}
 ENDPOINTS = ("json", "io")

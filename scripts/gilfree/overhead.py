@@ -21,13 +21,12 @@ from .interpreters import check, probe
 from .loadgen import LOADGENS, require, run_load
 from .matrix import APPS, FREE_THREADED, GIL, TABLES_BY_ID
 from .sampler import TreeSampler
-from .server import GranianServer, granian_command, url
+from .server import DEFAULT_PORT, GranianServer, granian_command, url
 from .study import Options, measure
 
 TARGET_OVERHEAD_S = 1.0
 TARGET_SAMPLER_SHARE = 0.01
 TARGET_RPS_RATIO = 0.99
-PORT = 8000
 
 
 def cell_overhead(options: Options, cells: int) -> list[dict]:
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     require(LOADGENS[args.loadgen])
     with tempfile.TemporaryDirectory(prefix="gilfree-overhead-") as scratch:
         options = Options(session="asgi-3.14", pythons={GIL: args.python}, duration_s=args.duration,
-                          loadgen=args.loadgen, results_dir=Path(scratch), port=PORT)
+                          loadgen=args.loadgen, results_dir=Path(scratch), port=DEFAULT_PORT)
         runs = cell_overhead(options, args.cells)
         on, off = sampling_ratio(options, args.pairs)
     print(report(runs, on, off))

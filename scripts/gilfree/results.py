@@ -22,8 +22,16 @@ def cell_path(results_dir: Path, cell: Cell) -> Path:
     return results_dir / "raw" / cell.table / f"{cell.key}.json"
 
 
-def log_path(results_dir: Path, cell: Cell) -> Path:
-    return results_dir / "logs" / cell.table / f"{cell.key}.log"
+def log_path(results_dir: Path, cell: Cell, run: int) -> Path:
+    return results_dir / "logs" / cell.table / f"{cell.key}.run{run}.log"
+
+
+def set_aside(path: Path) -> Path:
+    """Move a stored result out of the tables' way, keeping it: raw/<table>/superseded/<key>.<time>.json."""
+    target = path.parent / "superseded" / f"{path.stem}.{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}.json"
+    target.parent.mkdir(exist_ok=True)
+    os.replace(path, target)
+    return target
 
 
 def write_atomic(path: Path, record: dict) -> None:

@@ -23,9 +23,14 @@ APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 1.0  # Granian stops in ~0.03 s when idle; some 2-worker stops hang until killed
 STARTING_STOP_TIMEOUT_S = 0.5
+KILLED_GONE_TIMEOUT_S = 5.0
+# Granian logs this when a worker (a process on GIL builds, a thread on free-threaded ones) dies.
+WORKER_EXIT = "Unexpected exit from worker"
+# Loopback checks must not go through an http_proxy from the environment.
+LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # Settings that would change the server behind the flags' back: Granian reads GRANIAN_* and
 # CPython reads PYTHON_GIL (which can re-enable the GIL on a free-threaded build).
-SCRUBBED_ENV = ("PYTHON_GIL", "PYTHONPATH")
+SCRUBBED_ENV = ("PYTHON_GIL", "PYTHONPATH", "PYTHONWARNINGS")  # warnings: the GIL re-enable warning must show
 
 
 class ServerError(Exception):
@@ -99,10 +104,13 @@ class GranianServer:
         ensure_port_free(self.port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log, pinned(self.cpus):
-            self.process = subprocess.Popen(
-                self.command, cwd=APPS_DIR, env=server_env(), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            try:
+                self.process = subprocess.Popen(
+                    self.command, cwd=APPS_DIR, env=server_env(), stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            except OSError as error:
+                raise ServerError(f"cannot start {self.command[0]}: {error.strerror}") from None
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -112,9 +120,10 @@ class GranianServer:
     def pid(self) -> int:
         return self.process.pid
 
-    def log_tail(self, lines: int = 15) -> str:
+    def log_tail(self, lines: int | None = 15) -> str:
+        """The last lines of the server's log (all of it with None)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines if lines else 0:])
         except OSError:
             return ""
 
@@ -132,7 +141,7 @@ class GranianServer:
         while True:
             self.check_alive()
             try:
-                with urllib.request.urlopen(url(self.port, "json"), timeout=1):
+                with LOCAL.open(url(self.port, "json"), timeout=1):
                     break
             except urllib.error.HTTPError:
                 break  # it answers; whether rightly is verify()'s question
@@ -143,22 +152,26 @@ class GranianServer:
         self._members = self._tree()
         return time.perf_counter() - started
 
-    def verify(self) -> None:
-        """Every endpoint answers 200 with the expected body before any load (the TechEmpower habit)."""
+    def verify(self, when: str = "before any load") -> None:
+        """Every endpoint answers 200 with the expected body (the TechEmpower habit): before any load, and
+        after it, since a load generator may not look at what it got."""
         for endpoint in ENDPOINTS:
             try:
-                with urllib.request.urlopen(url(self.port, endpoint), timeout=5) as response:
+                with LOCAL.open(url(self.port, endpoint), timeout=5) as response:
                     status, body = response.status, response.read()
             except urllib.error.HTTPError as error:
                 status, body = error.code, error.read()
             except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-                raise self.fail(f"GET /{endpoint} failed before load: {error}")
+                raise self.fail(f"GET /{endpoint} failed {when}: {error}")
             if status != 200 or _json_or_none(body) != EXPECTED_BODY:
-                raise self.fail(f"GET /{endpoint} answered {status} {body[:200]!r}, expected 200 {EXPECTED_BODY}")
+                raise self.fail(f"GET /{endpoint} answered {status} {body[:200]!r} {when}, "
+                                f"expected 200 {EXPECTED_BODY}")
 
     def workers_lost(self) -> int:
-        """How many processes seen at readiness have gone (Granian does not respawn workers by default)."""
-        return sum(1 for member in self._members if not member.is_running())
+        """How many workers died: processes seen at readiness that are gone (GIL builds), or worker exits in
+        the log (free-threaded builds run workers as threads). Granian does not respawn them by default."""
+        gone = sum(1 for member in self._members if not _running(member))
+        return max(gone, self.log_tail(None).count(WORKER_EXIT))
 
     def _tree(self) -> set[psutil.Process]:
         try:
@@ -191,21 +204,23 @@ class GranianServer:
 def _wait_gone(members: set[psutil.Process]) -> None:
     """Wait until every member has exited. A zombie counts as gone: it runs nothing, and its reaping is up to
     init once its parent has died, which can take a second or more."""
-    deadline = time.monotonic() + STOP_TIMEOUT_S
+    deadline = time.monotonic() + KILLED_GONE_TIMEOUT_S
     while time.monotonic() < deadline:
-        running = []
-        for member in members:
-            try:
-                if member.status() != psutil.STATUS_ZOMBIE:
-                    running.append(member)
-            except psutil.NoSuchProcess:
-                pass
+        running = [member for member in members if _running(member)]
         if not running:
             return
         for member in running:
             member.kill()
         time.sleep(0.01)
     raise ServerError(f"server processes {[member.pid for member in running]} survived SIGKILL")
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie: a zombie runs nothing, whoever has yet to reap it."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal_group(pgid: int, signum: int) -> None:

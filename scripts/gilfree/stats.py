@@ -24,12 +24,19 @@ def spread(values: list[float]) -> dict[str, float]:
             "max": max(values)}
 
 
+def _middle(name: str, values: list[float]) -> float:
+    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests)."""
+    if name in SUMMED:
+        return sum(values)
+    return statistics.median_low(values) if all(isinstance(v, int) for v in values) else statistics.median(values)
+
+
 def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
     """The median run (figure by figure), and the spread of each figure, over runs that succeeded."""
-    load = {name: (sum if name in SUMMED else statistics.median)(run["load"][name] for run in runs)
+    load = {name: _middle(name, [run["load"][name] for run in runs])
             for name in runs[0]["load"] if isinstance(runs[0]["load"][name], (int, float))}
     load["generator"] = runs[0]["load"]["generator"]
-    resources = {name: statistics.median(run["resources"][name] for run in runs) for name in runs[0]["resources"]}
+    resources = {name: _middle(name, [run["resources"][name] for run in runs]) for name in runs[0]["resources"]}
     spreads = {name: spread([run["load"][name] for run in runs]) for name in LOAD_FIGURES}
     spreads |= {name: spread([run["resources"][name] for run in runs]) for name in RESOURCE_FIGURES}
     return load, resources, spreads
@@ -40,16 +47,17 @@ def variation(spreads: dict) -> float:
     return (rps["max"] - rps["min"]) / rps["median"] if rps["median"] else 0.0
 
 
-def run_warnings(run: dict, busy_share: float, cores: int) -> list[str]:
-    """What makes one run doubtful: a busy machine, a saturated load generator, errors."""
+def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int | None = 1) -> list[str]:
+    """What makes one run doubtful: a busy machine, a saturated load generator, errors. A load generator
+    of no fixed thread count (oha) cannot be judged saturated from its CPU use."""
     warnings = []
     if busy_share > BUSY_LIMIT:
         warnings.append(f"machine busy before the run: {busy_share:.0%} CPU use across {cores} cores "
                         f"(limit {BUSY_LIMIT:.0%})")
     load = run.get("load") or {}
-    if load.get("loadgen_cpu_cores", 0) >= LOADGEN_SATURATED_CORES:
-        warnings.append(f"load generator used {load['loadgen_cpu_cores']:.2f} cores from one thread: "
-                        f"it may be the bottleneck")
+    if loadgen_threads and load.get("loadgen_cpu_cores", 0) >= LOADGEN_SATURATED_CORES * loadgen_threads:
+        warnings.append(f"load generator used {load['loadgen_cpu_cores']:.2f} cores from {loadgen_threads} "
+                        f"thread(s): it may be the bottleneck")
     if load.get("errors"):
         warnings.append(f"{load['errors']} errors during the load")
     return warnings

@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 
 from . import render, results, stats
-from .interpreters import Interpreter, check, probe
-from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load
-from .matrix import APPS, SESSIONS, Cell
+from .interpreters import Interpreter, check, check_lock, probe
+from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
+from .matrix import APPS, POST_PYTHON, SESSIONS, Cell
 from .processes import split_cpus
 from .sampler import TreeSampler
 from .server import GranianServer, ServerError, granian_command, url
@@ -61,11 +61,13 @@ def say(message: str) -> None:
     print(f"gilfree: {message}", file=sys.stderr, flush=True)
 
 
-def fingerprint(interpreter: Interpreter, options: Options) -> str:
-    """What must match for stored runs to count as runs of the same measurement."""
+def fingerprint(interpreter: Interpreter, options: Options, load_generator: dict) -> str:
+    """What must match for stored runs to count as runs of the same measurement (not where the environment
+    lives: the one- and two-variant sessions build the same environment in different folders)."""
     settings = {k: v for k, v in options.settings().items() if k not in ("repeat", "port")}
     identity = {
-        "python": [interpreter.executable, interpreter.version, interpreter.free_threaded_build],
+        "python": [interpreter.version, interpreter.free_threaded_build],
+        "load_generator": load_generator["version"],
         "packages": interpreter.packages,
         "settings": settings,
         "environment": options.environment(),
@@ -80,6 +82,8 @@ def interpreters(options: Options) -> dict[str, Interpreter]:
     found = {}
     for variant in session.variants:
         interpreter = check(variant, probe(options.pythons[variant], APPS[session.interface]))
+        if options.lock:
+            check_lock(options.lock, interpreter.packages)
         if interpreter.stand_in:
             say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
                 f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers.")
@@ -88,33 +92,40 @@ def interpreters(options: Options) -> dict[str, Interpreter]:
 
 
 def run(options: Options) -> int:
-    """Run one session; return the exit status (0 every run measured, 1 some failed)."""
+    """Run one session; return the exit status (0 every run measured, 1 some failed). The tables are
+    re-rendered at the end, an interrupted session included."""
     generator = LOADGENS[options.loadgen]
     require(generator)
+    load_generator = {"name": generator.name, "version": version(generator)}
     checked = interpreters(options)
     cells = [cell for cell in SESSIONS[options.session].cells() if options.table in (None, cell.table)]
-    records = {cell: _stored(options, cell, fingerprint(checked[cell.variant], options)) for cell in cells}
-    plan = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
-    kept = len(cells) * options.repeat - len(plan)
+    records = {cell: _stored(options, cell, fingerprint(checked[cell.variant], options, load_generator))
+               for cell in cells}
+    kept = sum(min(len(record["runs"]), options.repeat) for record in records.values())
     if kept:
         say(f"kept {kept} stored run(s) of this session (--force re-runs them)")
+    plan = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
     failed = False
-    for index, (round_, cell) in enumerate(plan):
-        _progress(index, plan, round_, cell, checked[cell.variant], generator, options)
-        record = records[cell]
-        record["runs"].append(measure(cell, checked[cell.variant], generator, options))
-        _refresh(record, cell, checked[cell.variant], options)
-        results.write_atomic(results.cell_path(options.results_dir, cell), record)
-        last = record["runs"][-1]
-        for warning in last["warnings"]:
-            say(f"WARNING {cell.table} {cell.key}: {warning}")
-        if last["status"] != "ok":
-            failed = True
-            say(f"cell {cell.key} FAILED: {last['failure']}")
-            if not options.keep_going:
-                break
-    written = render.write_all(options.results_dir)
-    say(f"tables written: {', '.join(str(path) for path in written)}")
+    try:
+        for index, (round_, cell) in enumerate(plan):
+            _progress(index, plan, round_, cell, checked[cell.variant], generator, options)
+            record = records[cell]
+            record["load_generator"] = load_generator
+            number = len(record["runs"]) + len(record["failed_runs"]) + 1
+            record["runs"].append(measure(cell, checked[cell.variant], generator, options, number))
+            _refresh(record, cell, checked[cell.variant], options)
+            results.write_atomic(results.cell_path(options.results_dir, cell), record)
+            last = record["runs"][-1]
+            for warning in last["warnings"]:
+                say(f"WARNING {cell.table} {cell.key}: {warning}")
+            if last["status"] != "ok":
+                failed = True
+                say(f"cell {cell.key} FAILED: {last['failure']}")
+                if not options.keep_going:
+                    break
+    finally:
+        written = render.write_all(options.results_dir)
+        say(f"tables written: {', '.join(str(path) for path in written)}")
     return 1 if failed else 0
 
 
@@ -134,15 +145,21 @@ def _progress(index: int, plan: list, round_: int, cell: Cell, interpreter: Inte
 
 
 def _stored(options: Options, cell: Cell, stamp: str) -> dict:
-    """The cell's record with the runs already stored for the same measurement, or a new one."""
-    record = None
-    if not options.force:
-        try:
-            record = json.loads(results.cell_path(options.results_dir, cell).read_text())
-        except (OSError, ValueError):
-            pass
-    if not record or record.get("fingerprint") != stamp:
-        record = {"runs": []}
+    """The cell's record with the runs already stored for the same measurement, or a new one. A stored result
+    of other conditions (or any, with --force) is set aside, never overwritten; failed runs are kept apart."""
+    path = results.cell_path(options.results_dir, cell)
+    try:
+        record = json.loads(path.read_text())
+    except OSError:
+        record = None
+    except ValueError:
+        record = {}
+    if record is not None and (options.force or record.get("fingerprint") != stamp):
+        why = "--force" if options.force else "it was measured under other conditions"
+        say(f"set {cell.table} {cell.key}'s stored result aside ({why}): {results.set_aside(path)}")
+        record = None
+    record = record or {"runs": []}
+    record["failed_runs"] = record.get("failed_runs", []) + [r for r in record["runs"] if r["status"] != "ok"]
     record["runs"] = [run for run in record["runs"] if run["status"] == "ok"]
     record["fingerprint"] = stamp
     return record
@@ -170,6 +187,8 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
     record["warnings"] = sorted({w for run in runs for w in run["warnings"]}) + (
         stats.variation_warning(record["spread"], len(ok)) if ok else [])
+    if options.profile == "article" and not interpreter.stand_in and interpreter.version != POST_PYTHON:
+        record["warnings"].append(f"CPython {interpreter.version} is not the post's {POST_PYTHON}")
 
 
 def _busy_share() -> float:
@@ -177,8 +196,9 @@ def _busy_share() -> float:
     return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
 
 
-def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options) -> dict:
-    """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
+def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options,
+            number: int = 1) -> dict:
+    """Run `number` of one cell, end to end. Never raises for a failure of the server or the load: records it."""
     settings = options.settings()
     granian = str(Path(interpreter.executable).parent / "granian")
     server_command = granian_command(granian, cell, options.port)
@@ -187,11 +207,12 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
            "commands": {"server": server_command,
                         "load": generator.command(target, options.duration_s, cell.concurrency)},
            "started_at": results.now()}
+    log = results.log_path(options.results_dir, cell, number)
+    run["log"] = str(log)
     busy = _busy_share()
     started = time.perf_counter()
     try:
-        with GranianServer(server_command, options.port, results.log_path(options.results_dir, cell),
-                           cpus=settings["server_cpus"]) as server:
+        with GranianServer(server_command, options.port, log, cpus=settings["server_cpus"]) as server:
             run["timings"]["ready_s"] = server.wait_ready()
             server.verify()
             if options.warmup_s:
@@ -216,7 +237,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     except (ServerError, LoadGenError) as error:
         run["status"], run["failure"] = "failed", str(error)
     run["finished_at"] = results.now()
-    run["warnings"] = stats.run_warnings(run, busy, psutil.cpu_count())
+    run["warnings"] = stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads)
     return run
 
 
@@ -229,5 +250,6 @@ def _check_server_after_load(server: GranianServer, interpreter: Interpreter, lo
     server.check_alive()
     if load.non_2xx:
         raise server.fail(f"{load.non_2xx} of {load.requests} responses during the load were not 2xx")
-    if interpreter.free_threaded_build and GIL_REENABLED in server.log_tail(200):
+    server.verify("after the load")  # rewrk cannot see status codes: check the answers once more
+    if interpreter.free_threaded_build and GIL_REENABLED in server.log_tail(None):
         raise server.fail("the GIL was re-enabled while serving: these would be GIL numbers")

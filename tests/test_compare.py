@@ -12,11 +12,14 @@ WSGI_IO = "WSGI I/O: on par, with more memory on 3.14t"
 THREADS = "WSGI on 3.14 (table 3): more threads help I/O and hurt JSON"
 
 
-def store(results_dir, cell, rps=20000.0, ram_mb=100, loadgen_cores=0.5, **options):
+def store(results_dir, cell, rps=20000.0, ram_mb=100, loadgen_cores=0.5, edit=None, **options):
+    """Store a made-up record; `edit` changes it in place first (how it was measured, say)."""
     record = make_record(cell, rps=rps, **options)
     if record["status"] == "ok":
         record["resources"]["peak_rss_bytes"] = ram_mb * 2**20
         record["load"]["loadgen_cpu_cores"] = loadgen_cores
+    if edit:
+        edit(record)
     results.write_atomic(results.cell_path(results_dir, cell), record)
 
 
@@ -125,3 +128,85 @@ def test_report_links_one_png_chart_per_table(tmp_path):
         assert path.parent == tmp_path / "charts"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](charts/{path.name})" in text
+
+
+def measured_alike(record):
+    """What the harness stores about how a record was measured, beyond make_record's."""
+    record["settings"] |= {"warmup_s": 0, "server_cpus": None, "loadgen_cpus": None}
+    record["environment"] = {"profile": "article", "lock": "locks/article/asgi.txt", "lock_sha256": "ab" * 32}
+    record["machine"]["hostname"] = "bench"
+    record["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.1"}
+
+
+def measured(**changes):
+    """An edit: measured alike, then with some conditions changed (a dotted key reaches into a sub-dict)."""
+    def edit(record):
+        measured_alike(record)
+        for key, value in changes.items():
+            *parents, name = key.split("__")
+            target = record
+            for parent in parents:
+                target = target[parent]
+            target[name] = value
+    return edit
+
+
+def test_rows_measured_alike_but_for_port_and_repeat_are_judged(tmp_path):
+    for cell in TABLES_BY_ID["asgi-json"].cells:
+        edit = measured(settings__port=8123, settings__repeat=3) if cell.variant == "3.14" else measured()
+        store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=edit)
+    assert verdict(tmp_path, ASGI_JSON) == "held"
+
+
+@pytest.mark.parametrize("gil_edit, reason", [
+    (measured(settings__loadgen="wrk"), "loadgen wrk vs rewrk"),
+    (measured(settings__duration_s=3), "duration 3s vs 30s"),
+    (measured(settings__warmup_s=5), "warmup 5s vs 0s"),
+    (measured(environment__profile="latest"), "profile latest vs article"),
+    (measured(environment__lock_sha256="cd" * 32), "lock cdcdcdcdcdcd vs abababababab"),
+    (measured(machine__hostname="laptop"), "machine laptop vs bench"),
+    (measured(load_generator={"name": "rewrk", "version": "rewrk 0.3.2"}), "load generator rewrk 0.3.2 vs rewrk 0.3.1"),
+    (measured(load_generator={"name": "rewrk", "version": "0.3.2"}), "load generator rewrk 0.3.2 vs rewrk 0.3.1"),
+    (measured(load_generator=None), "load generator none vs rewrk 0.3.1"),
+])
+def test_rows_measured_differently_are_not_comparable(tmp_path, gil_edit, reason):
+    store_variants(tmp_path, "asgi-json", ratio=0.8, edit=gil_edit)
+    for cell in TABLES_BY_ID["asgi-json"].cells[1::2]:  # the 3.14t cells, measured as the harness does
+        store(tmp_path, cell, 24000.0, edit=measured())
+    assert verdict(tmp_path, ASGI_JSON) == f"not comparable: {reason}"
+    assert report_row(tmp_path, f"| {ASGI_JSON}")[-1] == f"not comparable: {reason}"
+    assert report_row(tmp_path, "| 1 ", "n/c")[2] == f"n/c ({reason})"  # the ratio section's RPS yours
+
+
+@pytest.mark.parametrize("fault, reason", [({"errors": 3}, "errors"), ({"non_2xx": 2}, "non-2xx")])
+def test_rows_with_load_faults_are_not_comparable(tmp_path, fault, reason):
+    threaded = TABLES_BY_ID["asgi-io"].cells[1]
+    for cell in TABLES_BY_ID["asgi-io"].cells:
+        store(tmp_path, cell, **(fault if cell == threaded else {}))
+    assert verdict(tmp_path, "ASGI I/O: on par") == f"not comparable: {reason} in {threaded.key}"
+
+
+def test_the_saturation_flag_is_for_one_thread_load_generators_only(tmp_path):
+    oha, wrk = TABLES_BY_ID["asgi-json"].cells[:2]
+    store(tmp_path, oha, rps=128 / 0.004204, loadgen_cores=3.1, edit=measured(load__generator="oha"))
+    store(tmp_path, wrk, rps=128 / 0.004204, loadgen_cores=0.95, edit=measured(load__generator="wrk"))
+    assert report_row(tmp_path, "| 1 ", "| 3.14 ", "/json")[-1] == ""
+    assert report_row(tmp_path, "| 1 ", "| 3.14t ", "/json")[-1] == "load generator saturated: likely the bottleneck"
+
+
+def test_pss_is_shown_beside_rss_where_recorded_and_the_caveat_is_stated(tmp_path):
+    cell = TABLES_BY_ID["asgi-json"].cells[2]
+    store(tmp_path, cell, ram_mb=120, edit=measured(resources__end_pss_bytes=70 * 2**20))
+    header = report_row(tmp_path, "| Table ", "| Flags")
+    assert header[-3:] == ["Peak RSS", "PSS at end", "Flags"]
+    assert report_row(tmp_path, "| 1 ", "/json")[-3:-1] == ["120MB", "70MB"]
+    text = (tmp_path / "COMPARISON.md").read_text()
+    assert "counts pages they share once per process" in text
+    assert "summed RSS: see the caveat below" in report_line(tmp_path, "| ASGI: less memory")
+
+
+def test_the_report_is_written_whole_with_no_temporary_file_left(tmp_path):
+    store_variants(tmp_path, "asgi-io")
+    compare.write_report(tmp_path)
+    assert (tmp_path / "COMPARISON.md").read_text().rstrip().endswith("|")  # ends with the diagnostics table
+    assert [path.name for path in tmp_path.rglob("*.tmp")] == []

@@ -1,5 +1,9 @@
 """Markdown tables from stored JSON: the post's columns and formats, failures and gaps shown as such."""
 
+from pathlib import Path
+
+import pytest
+
 from gilfree import render, results
 from gilfree.matrix import TABLES_BY_ID, Cell
 
@@ -62,3 +66,61 @@ def test_all_tables_in_one_file_and_rerendering_needs_only_json(tmp_path):
     (tmp_path / "tables" / "wsgi-io.md").unlink()
     render.write_all(tmp_path)
     assert (tmp_path / "tables" / "wsgi-io.md").exists()
+
+
+def test_a_normal_314_against_314t_table_names_both_interpreters_without_a_mismatch(tmp_path):
+    for cell in TABLES_BY_ID["asgi-json"].cells:
+        store(tmp_path, make_record(cell))
+    render.write_all(tmp_path)
+    measured = next(line for line in table_lines(tmp_path, "asgi-json") if line.startswith("Measured with"))
+    assert measured == ("Measured with: rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), Granian 2.5.5. "
+                        "Interpreters: CPython 3.14.0; CPython 3.14.0 free-threaded.")
+
+
+def test_rows_measured_under_different_conditions_are_marked(tmp_path):
+    gil, threaded = TABLES_BY_ID["asgi-json"].cells[:2]
+    short = make_record(gil, version="3.12.1", label="3.12")
+    short["settings"] |= {"duration_s": 3, "port": 8123, "repeat": 3}  # port and repeat do not count
+    short["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2"}
+    store(tmp_path, short)
+    store(tmp_path, make_record(threaded))
+    render.write_all(tmp_path)
+    measured = next(line for line in table_lines(tmp_path, "asgi-json") if line.startswith("Measured with"))
+    assert measured.endswith("Interpreters: CPython 3.12.1; CPython 3.14.0 free-threaded. **Rows were measured "
+                             "under different settings: duration 3s vs 30s; load generator rewrk 0.3.2 vs none.**")
+
+
+def test_this_runs_commands_are_shown_with_the_executables_by_name(tmp_path):
+    record = make_record(TABLES_BY_ID["wsgi-io"].cells[0])
+    record["commands"] = {"server": ["/venvs/wsgi/bin/granian", "--interface", "wsgi", "impl_flask:app"],
+                          "load": ["/usr/local/bin/wrk", "-t", "1", "http://127.0.0.1:8000/io"]}
+    store(tmp_path, record)
+    render.write_all(tmp_path)
+    lines = table_lines(tmp_path, "wsgi-io")
+    assert lines[2].startswith("The post's commands: `granian --interface wsgi")
+    assert lines[4] == ("This run's commands: `granian --interface wsgi impl_flask:app` / "
+                        "`wrk -t 1 http://127.0.0.1:8000/io`.")
+    assert not any(line.startswith("This run's") for line in table_lines(tmp_path, "asgi-io"))  # nothing ran
+
+
+def test_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    store(tmp_path, make_record(TABLES_BY_ID["asgi-io"].cells[0]))
+    render.write_all(tmp_path)
+    table = tmp_path / "tables" / "asgi-io.md"
+    before = table.read_text()
+    assert before.endswith("gives the lowest and highest run (every run is kept in the JSON).\n")
+    assert list(tmp_path.rglob("*.tmp")) == []
+
+    replace = render.os.replace
+
+    def interrupted(source, target):  # stopped between writing the new table and putting it in place
+        if Path(target) == table:
+            raise OSError("interrupted")
+        replace(source, target)
+
+    monkeypatch.setattr(render.os, "replace", interrupted)
+    store(tmp_path, make_record(TABLES_BY_ID["asgi-io"].cells[0], rps=1.0))
+    with pytest.raises(OSError, match="interrupted"):
+        render.write_all(tmp_path)
+    assert table.read_text() == before
+    assert list(tmp_path.rglob("*.tmp")) == []

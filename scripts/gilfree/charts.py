@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +48,11 @@ def draw(path: Path, table: Table, names: list[str], post: list[Figures], yours:
     figure.suptitle(f"Table {table.number}: {table.title}")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # then renamed: never half a PNG on disk
+    try:
+        figure.savefig(temporary, dpi=110, format="png")
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        temporary.unlink(missing_ok=True)
     return path

@@ -7,7 +7,7 @@ Absolute numbers move with the hardware, so verdicts judge ratios only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
@@ -15,6 +15,7 @@ from tabulate import tabulate
 from . import charts, render, results
 from .matrix import TABLES, TABLES_BY_ID, Cell, Table
 from .published import PUBLISHED, Figures
+from .stats import LOADGEN_SATURATED_CORES
 
 # Verdict tolerances; ratios are 3.14t / 3.14 unless a claim says otherwise.
 PAR = 0.10  # "on par": within 1 +/- PAR. Any other change must leave this band to count.
@@ -25,7 +26,7 @@ MEMORY_MARGIN = 0.05  # "less" / "more" memory: at most 1 - MEMORY_MARGIN / at l
 
 # Diagnostics.
 LITTLE_TOLERANCE = 0.01  # rps x latency avg may miss the connections by this fraction (sound rows of the post)
-LOADGEN_SATURATED = 0.9  # cores: wrk and rewrk run one thread here, so near one core they are the bottleneck
+ONE_THREAD_LOADGENS = ("wrk", "rewrk")  # run from one thread here: near one core they are the bottleneck
 IO_WAIT_S = 0.010  # what /io sleeps
 
 TOLERANCES = f"""\
@@ -36,20 +37,35 @@ TOLERANCES = f"""\
 - Far faster: a ratio of at least {FAR_FASTER:.2f}. The post measured 3.76 (1 worker) and 1.66 (2 workers);
   how far 3.14t can go depends on how many cores the machine has.
 - Less / more memory: a RAM ratio at most {1 - MEMORY_MARGIN:.2f} / at least {1 + MEMORY_MARGIN:.2f}. The post's
-  smallest gap is 10% (81MB against 90MB); peak RSS repeats within a few MB.
+  smallest gap is 10% (81MB against 90MB); peak RSS repeats within a few MB. Caveat: RAM is the RSS summed over
+  the server's processes, which counts pages they share once per process. That inflates 3.14 runs (Granian's
+  main process and one process per worker) against 3.14t runs (workers as threads of one process), in the
+  post as here; the diagnostics show PSS, which splits shared pages, where it was recorded.
+- Comparable: a ratio is only judged between rows measured alike (same settings but port and runs, profile,
+  lock, machine and load generator), neither with load errors or non-2xx answers; otherwise "not comparable".
 - Little's law: rps x latency avg within {LITTLE_TOLERANCE:.0%} of the connections, as in all but six of the
-  post's rows. The load generator is flagged at {LOADGEN_SATURATED} cores or more."""
+  post's rows. wrk and rewrk are flagged at {LOADGEN_SATURATED_CORES} cores or more (oha uses many threads)."""
 
+SUMMED_RSS = "summed RSS: see the caveat below"
 FIELD_NAMES = {"rps": "RPS", "latency_avg_ms": "Latency avg", "cpu": "CPU", "ram_mb": "RAM"}
 SOURCE = "The future of Python web services looks GIL-free (2025-10-18): AMD Ryzen 7 5700X, rewrk 30s"
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side of the comparison: figures by cell, and the interpreter that produced each."""
+    """One side of the comparison: figures by cell, the interpreter that produced each, and the stored record
+    behind each (none for the post's, whose rows count as measured alike)."""
 
     figures: dict[Cell, Figures]
     labels: dict[Cell, str]
+    records: dict[Cell, dict] = field(default_factory=dict)
+
+    def not_comparable(self, cells: list[Cell]) -> list[str]:
+        """Why these cells' figures may not be divided: conditions that differ, or load faults in any of them."""
+        records = {cell: self.records[cell] for cell in cells if cell in self.records}
+        faults = [f"{name} in {cell.key}" for cell, record in records.items()
+                  for key, name in (("errors", "errors"), ("non_2xx", "non-2xx")) if record["load"].get(key)]
+        return render.condition_differences(list(records.values())) + faults
 
 
 def post_side() -> Side:
@@ -67,7 +83,7 @@ def measured_side(stored: dict[tuple[str, str], dict]) -> Side:
     """This run's cells that were measured; failed ones are left out, as if not run."""
     ok = {Cell(**record["cell"]): record for record in stored.values() if record["status"] == "ok"}
     return Side({cell: measured_figures(record) for cell, record in ok.items()},
-                {cell: record["interpreter"]["label"] for cell, record in ok.items()})
+                {cell: record["interpreter"]["label"] for cell, record in ok.items()}, ok)
 
 
 @dataclass(frozen=True)
@@ -159,13 +175,14 @@ CLAIMS = (
           free_threaded_over_gil("asgi-json", "rps", about_20_percent_slower)),
     Claim("ASGI I/O: on par", f"RPS ratio 1 ± {PAR:.2f}, per worker count",
           free_threaded_over_gil("asgi-io", "rps", on_par)),
-    Claim("ASGI: less memory on 3.14t", f"RAM ratio at most {1 - MEMORY_MARGIN:.2f}, both endpoints and worker counts",
+    Claim("ASGI: less memory on 3.14t",
+          f"RAM ratio at most {1 - MEMORY_MARGIN:.2f}, both endpoints and worker counts; {SUMMED_RSS}",
           free_threaded_over_gil("asgi-json", "ram_mb", less_memory)
           + free_threaded_over_gil("asgi-io", "ram_mb", less_memory)),
     Claim("WSGI JSON: far faster on 3.14t", f"RPS ratio at least {FAR_FASTER:.2f}, per worker count",
           free_threaded_over_gil("wsgi-json", "rps", far_faster)),
     Claim("WSGI I/O: on par, with more memory on 3.14t",
-          f"RPS ratio 1 ± {PAR:.2f} and RAM ratio at least {1 + MEMORY_MARGIN:.2f}, per worker count",
+          f"RPS ratio 1 ± {PAR:.2f} and RAM ratio at least {1 + MEMORY_MARGIN:.2f}, per worker count; {SUMMED_RSS}",
           free_threaded_over_gil("wsgi-io", "rps", on_par) + free_threaded_over_gil("wsgi-io", "ram_mb", more_memory)),
     Claim("WSGI on 3.14 (table 3): more threads help I/O and hurt JSON",
           f"RPS at 128 threads / 1 thread: at least {1 + PAR:.2f} for I/O, at most {1 - PAR:.2f} for JSON",
@@ -180,10 +197,19 @@ def evidence(claim: Claim, side: Side) -> str:
     return ", ".join(f"{ratio.name} {ratio.value(side.figures):.2f}" for ratio in claim.ratios)
 
 
+def not_comparable(claim: Claim, side: Side) -> list[str]:
+    """Why some ratio of the claim divides figures that were not measured alike; empty when every one was."""
+    return list(dict.fromkeys(reason for ratio in claim.ratios
+                              for reason in side.not_comparable([ratio.under, ratio.over])))
+
+
 def verdict(claim: Claim, side: Side) -> str:
-    """'held', 'not held' or 'not measured'; a stand-in interpreter is named, since it is not what the post ran."""
+    """'held', 'not held', 'not measured' or 'not comparable: why'; a stand-in interpreter is named, since it is
+    not what the post ran."""
     if any(cell not in side.figures for cell in claim.cells):
         return "not measured"
+    if reasons := not_comparable(claim, side):
+        return "not comparable: " + "; ".join(reasons)
     held = all(ratio.holds(ratio.value(side.figures)) for ratio in claim.ratios)
     stand_ins = sorted({side.labels[cell] for cell in claim.cells if side.labels[cell] != cell.variant})
     return ("held" if held else "not held") + (f" (stand-in: {', '.join(stand_ins)})" if stand_ins else "")
@@ -228,6 +254,8 @@ def rows_section(table: Table, stored: dict[tuple[str, str], dict]) -> str:
 def ratio_text(gil: Cell, threaded: Cell, field: str, side: Side) -> str:
     if gil not in side.figures or threaded not in side.figures:
         return "-"
+    if reasons := side.not_comparable([gil, threaded]):
+        return f"n/c ({'; '.join(reasons)})"
     ratio = getattr(side.figures[threaded], field) / getattr(side.figures[gil], field)
     labels = (side.labels[threaded], side.labels[gil])
     return f"{ratio:.2f}" + ("" if labels == (threaded.variant, gil.variant) else f" ({labels[0]} / {labels[1]})")
@@ -261,35 +289,45 @@ def ideal_io_rps(cell: Cell) -> float:
     return slots / IO_WAIT_S
 
 
-def diagnostic_flags(cell: Cell, busy: float, loadgen_cores: float) -> list[str]:
+def diagnostic_flags(cell: Cell, in_flight_now: float, load: dict) -> list[str]:
+    """What makes a row doubtful. Saturation only counts for one-thread generators: oha spreads over cores."""
     flags = []
-    if busy < cell.concurrency * (1 - LITTLE_TOLERANCE):
-        flags.append(f"stalled connections: {cell.concurrency - busy:.0f}")
-    if busy > cell.concurrency * (1 + LITTLE_TOLERANCE):
-        flags.append(f"more in flight than connections, by {busy - cell.concurrency:.0f}: RPS and latency disagree")
-    if loadgen_cores >= LOADGEN_SATURATED:
+    if in_flight_now < cell.concurrency * (1 - LITTLE_TOLERANCE):
+        flags.append(f"stalled connections: {cell.concurrency - in_flight_now:.0f}")
+    if in_flight_now > cell.concurrency * (1 + LITTLE_TOLERANCE):
+        flags.append(f"more in flight than connections, by {in_flight_now - cell.concurrency:.0f}: "
+                     "RPS and latency disagree")
+    if load.get("generator") in ONE_THREAD_LOADGENS and load["loadgen_cpu_cores"] >= LOADGEN_SATURATED_CORES:
         flags.append("load generator saturated: likely the bottleneck")
     return flags
 
 
-def diagnostic_row(table: Table, cell: Cell, record: dict) -> list[str]:
-    load, post = record["load"], PUBLISHED[(cell.table, cell.key)]
-    busy = in_flight(load["rps"], load["latency_avg_ms"])
+def megabytes(size: float | None) -> str:
+    return "" if size is None else f"{size / 2**20:.0f}MB"
+
+
+def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool) -> list[str]:
+    """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load."""
+    load, usage, post = record["load"], record["resources"], PUBLISHED[(cell.table, cell.key)]
+    in_flight_now = in_flight(load["rps"], load["latency_avg_ms"])
     efficiency = (f"{load['rps'] / ideal_io_rps(cell):.0%} ({post.rps / ideal_io_rps(cell):.0%})"
                   if cell.endpoint == "io" else "")
     threads = cell.blocking_threads or "default"
+    sizes = [megabytes(usage["peak_rss_bytes"]), megabytes(usage.get("end_pss_bytes"))] if memory else []
     return [str(table.number), record["interpreter"]["label"],
             f"/{cell.endpoint}, workers {cell.workers}, threads {threads}", str(cell.concurrency),
-            f"{busy:.1f} ({in_flight(post.rps, post.latency_avg_ms):.1f})", efficiency,
-            f"{load['loadgen_cpu_cores']:.2f}", str(load["errors"]), str(load["non_2xx"]),
-            "; ".join(diagnostic_flags(cell, busy, load["loadgen_cpu_cores"]))]
+            f"{in_flight_now:.1f} ({in_flight(post.rps, post.latency_avg_ms):.1f})", efficiency,
+            f"{load['loadgen_cpu_cores']:.2f}", str(load["errors"]), str(load["non_2xx"]), *sizes,
+            "; ".join(diagnostic_flags(cell, in_flight_now, load))]
 
 
 def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
-    rows = [diagnostic_row(table, cell, record) for table in TABLES for cell in table.cells
-            if (record := stored.get((table.id, cell.key))) and record["status"] == "ok"]
+    measured = [(table, cell, record) for table in TABLES for cell in table.cells
+                if (record := stored.get((table.id, cell.key))) and record["status"] == "ok"]
+    memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
+    rows = [diagnostic_row(table, cell, record, memory) for table, cell, record in measured]
     headers = ["Table", "Python", "Row", "Connections", "In flight (post)", "I/O efficiency (post)",
-               "Load generator CPU", "Errors", "Non-2xx", "Flags"]
+               "Load generator CPU", "Errors", "Non-2xx"] + (["Peak RSS", "PSS at end"] if memory else []) + ["Flags"]
     return "\n".join([
         "## Diagnostics of the measured rows",
         "",
@@ -298,8 +336,10 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
         "  more means the load generator's RPS and latency cannot both be right.",
         f"- I/O efficiency: RPS over the ideal for /io, slots / {IO_WAIT_S * 1000:.0f} ms, where slots are the",
         "  connections (ASGI) or min(connections, workers x blocking threads) (WSGI).",
-        "- Load generator CPU: cores used by wrk or rewrk, which run one thread: near 1.0 they, not the server,",
-        "  set the pace.",
+        "- Load generator CPU: cores used by the load generator. wrk and rewrk run one thread: near 1.0 they, not",
+        "  the server, set the pace.",
+        "- Peak RSS / PSS at end (where recorded): summed RSS counts pages shared between the server's processes",
+        "  once per process; PSS splits them, so it compares one multi-process run with one multi-thread run fairly.",
         "",
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) if rows else "Nothing measured yet.",
         "",
@@ -341,5 +381,5 @@ def write_report(results_dir: Path) -> list[Path]:
         diagnostics_section(stored),
     ])
     path = results_dir / "COMPARISON.md"
-    path.write_text(report)
+    render.write_text_atomic(path, report)
     return [path, *chart_paths]

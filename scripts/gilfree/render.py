@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tabulate import tabulate
@@ -90,18 +91,72 @@ def _rps_range(record: dict | None) -> str:
     return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)})"
 
 
+def conditions(record: dict) -> dict:
+    """How a row was measured, apart from the server under test: rows whose conditions differ were not measured
+    alike, so neither a ratio nor a table may put them side by side. Port and run count are left out, since
+    neither changes what a run measures; an older record without a field counts it as None."""
+    settings = {name: value for name, value in record.get("settings", {}).items() if name not in ("port", "repeat")}
+    environment = record.get("environment") or {}
+    return {**settings, "profile": environment.get("profile"), "lock": environment.get("lock_sha256"),
+            "machine": (record.get("machine") or {}).get("hostname"),
+            "load_generator": record.get("load_generator")}
+
+
+def _shown(name: str, value) -> str:
+    if value is None:
+        return "none"
+    if name.endswith("_s"):
+        return f"{value}s"
+    if name == "lock":
+        return value[:12]
+    if name == "load_generator":  # its version is the tool's own first line, which often names it already
+        tool, version = str(value.get("name") or "?"), str(value.get("version") or "?")
+        return version if version.startswith(tool) else f"{tool} {version}"
+    return str(value)
+
+
+def condition_differences(records: list[dict]) -> list[str]:
+    """What differs between the records' conditions, one short phrase per condition: 'loadgen wrk vs rewrk'."""
+    measured = [conditions(record) for record in records]
+    differences = []
+    for name in dict.fromkeys(name for each in measured for name in each):
+        values = list(dict.fromkeys(_shown(name, each.get(name)) for each in measured))
+        if len(values) > 1:
+            differences.append(f"{name.removesuffix('_s').replace('_', ' ')} {' vs '.join(values)}")
+    return differences
+
+
+def _python(record: dict) -> str:
+    interpreter = record["interpreter"]
+    return f"CPython {interpreter['version']}{' free-threaded' if interpreter['free_threaded_build'] else ''}"
+
+
 def _measured_with(records: list[dict]) -> str:
+    """The conditions the rows share, the interpreters (which differ by design), and a loud mark when the
+    conditions do not match."""
     if not records:
         return "Nothing measured yet."
-    facts = sorted({
-        f"{r['settings']['loadgen']} {r['settings']['duration_s']}s, Granian "
-        f"{r['interpreter']['packages'].get('granian', '?')}, CPython {r['interpreter']['version']}"
-        f"{' free-threaded' if r['interpreter']['free_threaded_build'] else ''}, "
-        f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
-        for r in records
-    })
-    mixed = " **Rows were measured under different settings.**" if len(facts) > 1 else ""
-    return "Measured with: " + "; ".join(facts) + "." + mixed
+    setups = sorted({f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on {r['machine']['cpu_model']} "
+                     f"({r['machine']['logical_cores']} logical cores)" for r in records})
+    granians = sorted({r["interpreter"]["packages"].get("granian", "?") for r in records})
+    pythons = sorted({_python(r) for r in records})
+    differences = condition_differences(records)
+    mixed = f" **Rows were measured under different settings: {'; '.join(differences)}.**" if differences else ""
+    return (f"Measured with: {'; '.join(setups)}, Granian {', '.join(granians)}. "
+            f"Interpreters: {'; '.join(pythons)}.{mixed}")
+
+
+def _executable_named(command: list[str]) -> str:
+    """A stored command with its executable shortened to its name (granian, not /long/venv/bin/granian)."""
+    return " ".join([os.path.basename(command[0]), *command[1:]])
+
+
+def _this_run(records: list[dict]) -> str:
+    commands = next((r["commands"] for r in records if r.get("commands")), None)
+    if not commands:
+        return ""
+    return (f"\nThis run's commands: `{_executable_named(commands['server'])}` / "
+            f"`{_executable_named(commands['load'])}`.\n")
 
 
 def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
@@ -132,7 +187,7 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
         f"## Table {table.number}: {table.title}",
         "",
         f"The post's commands: `{command}`, loaded by `{LOAD}`.",
-        "",
+        _this_run(present),
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
         "",
         _measured_with(present),
@@ -140,6 +195,17 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
         FOOTNOTE.format(interval=interval),
         "",
     ])
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader never sees half a table. The
+    temporary name carries the pid, so two renderers never share one; its mode follows the umask, as a table's."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_all(results_dir: Path) -> list[Path]:
@@ -151,8 +217,8 @@ def write_all(results_dir: Path) -> list[Path]:
     written = []
     for table, section in zip(TABLES, sections):
         path = out / f"{table.id}.md"
-        path.write_text(section)
+        write_text_atomic(path, section)
         written.append(path)
     everything = results_dir / "TABLES.md"
-    everything.write_text("# The post's tables, as measured here\n\n" + "\n".join(sections))
+    write_text_atomic(everything, "# The post's tables, as measured here\n\n" + "\n".join(sections))
     return [everything, *written]

@@ -26,6 +26,10 @@ class ResourceUsage:
     interval_s: float
     window_s: float
     sampler_cpu_s: float  # the sampler's own CPU time: the cost of watching
+    # Unique and proportional memory of the tree, read once as the load ends (too costly to sample):
+    # PSS shares each shared page among the processes mapping it, so it does not favour one process.
+    end_uss_bytes: int | None
+    end_pss_bytes: int | None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +59,7 @@ class TreeSampler:
         self._thread.join()
         self._sample()
         window = time.perf_counter() - self._started
+        uss, pss = self._unique_and_proportional()
         cpu_seconds = sum(self._latest[pid] - self._baseline.get(pid, 0.0) for pid in self._latest)
         return ResourceUsage(
             cpu_cores=cpu_seconds / window,
@@ -65,7 +70,22 @@ class TreeSampler:
             interval_s=self.interval_s,
             window_s=window,
             sampler_cpu_s=self._own_cpu,
+            end_uss_bytes=uss,
+            end_pss_bytes=pss,
         )
+
+    def _unique_and_proportional(self) -> tuple[int | None, int | None]:
+        uss = pss = 0
+        for process in self._tree():
+            try:
+                memory = process.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+            except psutil.AccessDenied:
+                return None, None
+            uss += memory.uss
+            pss += getattr(memory, "pss", 0)
+        return uss, pss
 
     def _loop(self) -> None:
         while not self._stopping.wait(self.interval_s):

@@ -120,3 +120,12 @@ def test_a_busy_machine_is_warned_about(environments, tmp_path):
     record = json.loads(next((tmp_path / "raw" / "asgi-json").glob("*.json")).read_text())
     assert any("machine busy before the run" in warning for warning in record["warnings"])
     assert "machine busy before the run" in (tmp_path / "tables" / "asgi-json.md").read_text()
+
+
+def test_warmup_loads_the_server_before_the_measured_run(environments, tmp_path):
+    completed, _ = run_session("asgi-3.14", environments["asgi"], tmp_path, "--table", "asgi-json", "--warmup", "1s")
+    assert completed.returncode == 0, completed.stderr
+    for path in (tmp_path / "raw" / "asgi-json").glob("*.json"):
+        record = json.loads(path.read_text())
+        assert record["settings"]["warmup_s"] == 1
+        assert record["runs"][0]["warmup"]["requests"] > 0 and record["runs"][0]["load"]["requests"] > 0

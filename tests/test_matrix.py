@@ -2,7 +2,9 @@
 
 from collections import Counter
 
-from gilfree.matrix import SESSIONS, STUDY, TABLES, TABLES_BY_ID
+import pytest
+
+from gilfree.matrix import SESSIONS, STUDY, TABLES, TABLES_BY_ID, Cell
 
 
 def rows(table_id):
@@ -51,3 +53,10 @@ def test_two_variant_sessions_alternate_the_variants_run_by_run():
         cells = SESSIONS[name].cells()
         assert [c.table for c in cells] == [t for t in tables for _ in range(4)]
         assert [c.variant for c in cells] == ["3.14", "3.14t"] * 4
+
+
+@pytest.mark.parametrize("field, value", [("workers", 0), ("blocking_threads", 0), ("concurrency", -1)])
+def test_a_cell_below_one_is_refused_naming_the_field(field, value):
+    values = {**TABLES_BY_ID["wsgi-json"].cells[0].as_dict(), field: value}
+    with pytest.raises(ValueError, match=f"{field} must be a whole number of at least 1, not {value}"):
+        Cell(**values)

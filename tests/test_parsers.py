@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gilfree.loadgen import LOADGENS, LoadGenError
+from gilfree.loadgen import LOADGENS, LoadGenError, run_load
 
 RECORDED = Path(__file__).with_name("recorded")
 
@@ -59,3 +59,10 @@ def test_wrk_lua_report():
 def test_garbage_is_an_error_naming_the_tool(tool):
     with pytest.raises(LoadGenError, match=tool):
         LOADGENS[tool].parse("Segmentation fault\n")
+
+
+def test_a_failing_load_generator_is_an_error_carrying_its_stderr():
+    # Real wrk, given an option it does not know: it exits non-zero and says why on stderr.
+    with pytest.raises(LoadGenError, match=r"wrk exited with status \d+: .*") as failure:
+        run_load(LOADGENS["wrk"], ["wrk", "--no-such-option", "http://127.0.0.1:9/"], duration_s=1)
+    assert "Usage: wrk" in str(failure.value) or "unrecognized option" in str(failure.value)

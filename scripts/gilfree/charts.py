@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
 
+from . import results
 from .matrix import Table
 from .published import Figures
 
@@ -47,12 +47,8 @@ def draw(path: Path, table: Table, names: list[str], post: list[Figures], yours:
     panels[0][0].legend()
     figure.suptitle(f"Table {table.number}: {table.title}")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # then renamed: never half a PNG on disk
     try:
-        figure.savefig(temporary, dpi=110, format="png")
-        os.replace(temporary, path)
+        results.replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
     return path

@@ -381,5 +381,5 @@ def write_report(results_dir: Path) -> list[Path]:
         diagnostics_section(stored),
     ])
     path = results_dir / "COMPARISON.md"
-    render.write_text_atomic(path, report)
+    results.write_text_atomic(path, report)
     return [path, *chart_paths]

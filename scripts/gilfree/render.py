@@ -197,17 +197,6 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
     ])
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a table. The
-    temporary name carries the pid, so two renderers never share one; its mode follows the umask, as a table's."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_all(results_dir: Path) -> list[Path]:
     """Write one Markdown file per table and TABLES.md with all six, in the post's order."""
     stored = results.load(results_dir)
@@ -217,8 +206,8 @@ def write_all(results_dir: Path) -> list[Path]:
     written = []
     for table, section in zip(TABLES, sections):
         path = out / f"{table.id}.md"
-        write_text_atomic(path, section)
+        results.write_text_atomic(path, section)
         written.append(path)
     everything = results_dir / "TABLES.md"
-    write_text_atomic(everything, "# The post's tables, as measured here\n\n" + "\n".join(sections))
+    results.write_text_atomic(everything, "# The post's tables, as measured here\n\n" + "\n".join(sections))
     return [everything, *written]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
@@ -34,15 +34,27 @@ def set_aside(path: Path) -> Path:
     return target
 
 
-def write_atomic(path: Path, record: dict) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Let `write` fill a temporary file in the same folder, then rename it over `path`: a reader never sees
+    half a file, and a crash leaves at most a hidden temporary file, never a truncated result."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as temporary:
-        json.dump(record, temporary, indent=2, sort_keys=True)
-        temporary.write("\n")
-        temporary.flush()
-        os.fsync(temporary.fileno())
-    os.replace(temporary.name, path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    replace_atomically(path, lambda temporary: temporary.write_text(text))
+
+
+def write_atomic(path: Path, record: dict) -> None:
+    """A result record, as the JSON that is the contract between running and rendering."""
+    write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def load(results_dir: Path) -> dict[tuple[str, str], dict]:

@@ -121,7 +121,7 @@ def options_from(args: argparse.Namespace) -> study.Options:
         keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile, lock=args.lock,
         repeat=args.repeat, warmup_s=args.warmup, pin=args.pin,
     )
-    options.settings()  # refuses a --pin this machine cannot honour
+    options.settings  # refuses a --pin this machine cannot honour
     return options
 
 

@@ -95,7 +95,7 @@ def conditions(record: dict) -> dict:
     """How a row was measured, apart from the server under test: rows whose conditions differ were not measured
     alike, so neither a ratio nor a table may put them side by side. Port and run count are left out, since
     neither changes what a run measures; an older record without a field counts it as None."""
-    settings = {name: value for name, value in record.get("settings", {}).items() if name not in ("port", "repeat")}
+    settings = results.measured_settings(record.get("settings", {}))
     environment = record.get("environment") or {}
     return {**settings, "profile": environment.get("profile"), "lock": environment.get("lock_sha256"),
             "machine": (record.get("machine") or {}).get("hostname"),

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,14 @@ import psutil
 from .matrix import Cell
 
 SCHEMA = 2  # 2: every run kept under "runs"; load and resources are their medians
+
+
+# Settings that do not change what a run measures: runs differing only in these are runs of one measurement.
+NOT_MEASURED = ("port", "repeat")
+
+
+def measured_settings(settings: dict) -> dict:
+    return {name: value for name, value in settings.items() if name not in NOT_MEASURED}
 
 
 def cell_path(results_dir: Path, cell: Cell) -> Path:
@@ -87,7 +96,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+@cache
 def machine() -> dict:
+    """The machine this process runs on, read once."""
     return {
         "cpu_model": _cpu_model(),
         "logical_cores": psutil.cpu_count(logical=True),

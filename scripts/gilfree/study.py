@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import psutil
@@ -46,12 +47,15 @@ class Options:
     warmup_s: int = 0
     pin: int | None = None  # CPUs for the load generator; the server gets the others
 
+    @cached_property
     def environment(self) -> dict:
         """Where the environment under test came from: the profile, and the lock file with its hash."""
         digest = hashlib.sha256(self.lock.read_bytes()).hexdigest() if self.lock else None
         return {"profile": self.profile, "lock": str(self.lock) if self.lock else None, "lock_sha256": digest}
 
+    @cached_property
     def settings(self) -> dict:
+        """How every run of this session is measured; reading it refuses a --pin the machine cannot honour."""
         server_cpus, loadgen_cpus = split_cpus(self.pin) if self.pin else (None, None)
         return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
                 "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus}
@@ -64,13 +68,12 @@ def say(message: str) -> None:
 def fingerprint(interpreter: Interpreter, options: Options, load_generator: dict) -> str:
     """What must match for stored runs to count as runs of the same measurement (not where the environment
     lives: the one- and two-variant sessions build the same environment in different folders)."""
-    settings = {k: v for k, v in options.settings().items() if k not in ("repeat", "port")}
     identity = {
         "python": [interpreter.version, interpreter.free_threaded_build],
         "load_generator": load_generator["version"],
         "packages": interpreter.packages,
-        "settings": settings,
-        "environment": options.environment(),
+        "settings": results.measured_settings(options.settings),
+        "environment": options.environment,
         "machine": results.machine()["hostname"],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -177,8 +180,8 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         interpreter=interpreter.as_dict(),
         status="failed" if failures else "ok" if len(ok) >= options.repeat else "incomplete",
         failure=failures[-1] if failures else None,
-        settings=options.settings(),
-        environment=options.environment(),
+        settings=options.settings,
+        environment=options.environment,
         machine=results.machine(),
         harness={"python": sys.version.split()[0]},
         load=None, resources=None, spread=None,
@@ -199,7 +202,7 @@ def _busy_share() -> float:
 def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options,
             number: int = 1) -> dict:
     """Run `number` of one cell, end to end. Never raises for a failure of the server or the load: records it."""
-    settings = options.settings()
+    settings = options.settings
     granian = str(Path(interpreter.executable).parent / "granian")
     server_command = granian_command(granian, cell, options.port)
     target = url(options.port, cell.endpoint)

@@ -66,3 +66,11 @@ def test_runs_alternate_variants_round_by_round_and_resume_where_they_stopped():
 def test_spread_of_one_run_is_that_run():
     _, _, spread = stats.summarise([made_up_run(100)])
     assert set(spread["rps"].values()) == {100}
+
+
+def test_a_figure_the_tool_cannot_give_stays_unknown_not_zero():
+    runs = [made_up_run(100), made_up_run(110)]
+    for run in runs:
+        run["load"]["non_2xx"] = None  # as rewrk reports it
+    load, _, _ = stats.summarise(runs)
+    assert load["non_2xx"] is None and load["errors"] == 0

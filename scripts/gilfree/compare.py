@@ -317,7 +317,8 @@ def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool) -> list
     return [str(table.number), record["interpreter"]["label"],
             f"/{cell.endpoint}, workers {cell.workers}, threads {threads}", str(cell.concurrency),
             f"{in_flight_now:.1f} ({in_flight(post.rps, post.latency_avg_ms):.1f})", efficiency,
-            f"{load['loadgen_cpu_cores']:.2f}", str(load["errors"]), str(load["non_2xx"]), *sizes,
+            f"{load['loadgen_cpu_cores']:.2f}", str(load["errors"]),
+            "unknown" if load["non_2xx"] is None else str(load["non_2xx"]), *sizes,
             "; ".join(diagnostic_flags(cell, in_flight_now, load))]
 
 

@@ -38,7 +38,7 @@ class LoadResult:
     latency_max_ms: float
     requests: int
     errors: int
-    non_2xx: int
+    non_2xx: int | None  # None: the tool cannot tell (rewrk never reads status codes)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -154,7 +154,7 @@ class Rewrk:
             latency_max_ms=float(latencies.group(4)),
             requests=int(requests.group(1)),
             errors=sum(int(count) for count, _ in self.ERRORS.findall(text)),
-            non_2xx=0,  # rewrk cannot tell: it never reads the status code
+            non_2xx=None,  # rewrk cannot tell: it never reads the status code
         )
 
 

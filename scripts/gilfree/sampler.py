@@ -75,7 +75,8 @@ class TreeSampler:
         )
 
     def _unique_and_proportional(self) -> tuple[int | None, int | None]:
-        uss = pss = 0
+        """None where the kernel gave no figure (tree gone, no permission, no PSS): never a zero."""
+        uss, pss, read = 0, 0, 0
         for process in self._tree():
             try:
                 memory = process.memory_full_info()
@@ -84,8 +85,9 @@ class TreeSampler:
             except psutil.AccessDenied:
                 return None, None
             uss += memory.uss
-            pss += getattr(memory, "pss", 0)
-        return uss, pss
+            pss = None if pss is None or not hasattr(memory, "pss") else pss + memory.pss
+            read += 1
+        return (uss, pss) if read else (None, None)
 
     def _loop(self) -> None:
         while not self._stopping.wait(self.interval_s):

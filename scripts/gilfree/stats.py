@@ -24,8 +24,11 @@ def spread(values: list[float]) -> dict[str, float]:
             "max": max(values)}
 
 
-def _middle(name: str, values: list[float]) -> float:
-    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests)."""
+def _middle(name: str, values: list[float | None]) -> float | None:
+    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests).
+    A figure the tool could not give in some run (None) stays unknown: it is never taken as zero."""
+    if None in values:
+        return None
     if name in SUMMED:
         return sum(values)
     return statistics.median_low(values) if all(isinstance(v, int) for v in values) else statistics.median(values)
@@ -34,7 +37,7 @@ def _middle(name: str, values: list[float]) -> float:
 def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
     """The median run (figure by figure), and the spread of each figure, over runs that succeeded."""
     load = {name: _middle(name, [run["load"][name] for run in runs])
-            for name in runs[0]["load"] if isinstance(runs[0]["load"][name], (int, float))}
+            for name in runs[0]["load"] if name != "generator"}
     load["generator"] = runs[0]["load"]["generator"]
     resources = {name: _middle(name, [run["resources"][name] for run in runs]) for name in runs[0]["resources"]}
     spreads = {name: spread([run["load"][name] for run in runs]) for name in LOAD_FIGURES}

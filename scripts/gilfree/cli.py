@@ -13,13 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import compare, render, study
+from . import PROJECT_ROOT, compare, render, study
 from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
 from .matrix import SESSIONS, TABLES
 from .server import DEFAULT_PORT, ServerError, ensure_port_free
 
-DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
+DEFAULT_RESULTS = PROJECT_ROOT / "results"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -125,12 +125,18 @@ def options_from(args: argparse.Namespace) -> study.Options:
     return options
 
 
-def _attach_values(argv: list[str]) -> list[str]:
+def _value_options(main: argparse.ArgumentParser) -> set[str]:
+    """Every option, in every subcommand, that takes a value."""
+    commands = next(a for a in main._actions if isinstance(a, argparse._SubParsersAction)).choices.values()
+    return {option for command in commands for action in command._actions if action.nargs != 0
+            for option in action.option_strings}
+
+
+def _attach_values(argv: list[str], value_options: set[str]) -> list[str]:
     """`--duration -5s` as `--duration=-5s`, so argparse judges the value instead of calling it an option."""
     attached, values = [], iter(argv)
     for arg in values:
-        if arg in ("--duration", "--port", "--results-dir", "--python", "--loadgen", "--table", "--profile", "--lock",
-                   "--repeat", "--warmup", "--pin"):
+        if arg in value_options:
             arg = f"{arg}={next(values, '')}"
         attached.append(arg)
     return attached
@@ -141,7 +147,9 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(_attach_values(sys.argv[1:] if argv is None else argv))
+    main_parser = parser()
+    args = main_parser.parse_args(_attach_values(sys.argv[1:] if argv is None else argv,
+                                                 _value_options(main_parser)))
     if args.command in ("tables", "compare"):
         write = render.write_all if args.command == "tables" else compare.write_report
         try:

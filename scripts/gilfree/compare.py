@@ -230,11 +230,7 @@ def verdict_section(post: Side, yours: Side) -> str:
 
 
 def post_values(table: Table, cell: Cell) -> list[str]:
-    figures = PUBLISHED[(cell.table, cell.key)]
-    formats = {"rps": f"{figures.rps:.0f}", "latency_avg": f"{figures.latency_avg_ms:.2f}ms",
-               "latency_max": f"{figures.latency_max_ms:.2f}ms"}
-    if figures.cpu is not None:
-        formats |= {"cpu": f"{figures.cpu:.2f}", "ram": f"{figures.ram_mb:.0f}MB"}
+    formats = render.formatted(**vars(PUBLISHED[(cell.table, cell.key)]))
     cells, _ = render.row(table, cell, None)
     return [formats.get(column, value) for column, value in zip(table.columns, cells)]
 
@@ -347,12 +343,6 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
     ])
 
 
-def settings_line(stored: dict[tuple[str, str], dict]) -> str:
-    settings = sorted({f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on {r['machine']['cpu_model']} "
-                       f"({r['machine']['logical_cores']} logical cores)" for r in stored.values()})
-    return "; ".join(settings) or "nothing measured yet"
-
-
 def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], yours: Side) -> Path:
     names = []
     for cell in table.cells:
@@ -374,7 +364,7 @@ def write_report(results_dir: Path) -> list[Path]:
     report = "\n".join([
         "# The post beside this run",
         "",
-        f"Post: {SOURCE}. This run: {settings_line(stored)}.",
+        f"Post: {SOURCE}. This run: {render.setups(list(stored.values())) or 'nothing measured yet'}.",
         "Absolute numbers move with the hardware; the claims, and the verdicts, rest on ratios only.",
         "",
         verdict_section(post, yours),

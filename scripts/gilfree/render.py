@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from . import results
 from .matrix import TABLES, Cell, Table
+from .sampler import DEFAULT_INTERVAL_S
 
 HEADERS = {
     "python": "Python", "workers": "Workers", "threads": "Threads", "endpoint": "Endpoint",
@@ -33,15 +34,19 @@ FOOTNOTE = """\
   gives the lowest and highest run (every run is kept in the JSON)."""
 
 
+def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None,
+              ram_mb: float | None = None) -> dict[str, str]:
+    """Figures as the post prints them: 30415, 4.20ms, 0.42, 90MB (CPU and RAM where there are any)."""
+    figures = {"rps": f"{rps:.0f}", "latency_avg": f"{latency_avg_ms:.2f}ms", "latency_max": f"{latency_max_ms:.2f}ms"}
+    if cpu is not None:
+        figures |= {"cpu": f"{cpu:.2f}", "ram": f"{ram_mb:.0f}MB"}
+    return figures
+
+
 def _figures(record: dict) -> dict[str, str]:
     load, usage = record["load"], record["resources"]
-    return {
-        "rps": f"{load['rps']:.0f}",
-        "latency_avg": f"{load['latency_avg_ms']:.2f}ms",
-        "latency_max": f"{load['latency_max_ms']:.2f}ms",
-        "cpu": f"{usage['cpu_cores']:.2f}",
-        "ram": f"{usage['peak_rss_bytes'] / 2**20:.0f}MB",
-    }
+    return formatted(load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"],
+                     usage["peak_rss_bytes"] / 2**20)
 
 
 def _ok_runs(record: dict | None) -> int:
@@ -131,18 +136,23 @@ def _python(record: dict) -> str:
     return f"CPython {interpreter['version']}{' free-threaded' if interpreter['free_threaded_build'] else ''}"
 
 
+def setups(records: list[dict]) -> str:
+    """Load generator, duration and machine of the records: 'wrk 3s on AMD EPYC (2 logical cores)'."""
+    return "; ".join(sorted({f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on "
+                             f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
+                             for r in records}))
+
+
 def _measured_with(records: list[dict]) -> str:
     """The conditions the rows share, the interpreters (which differ by design), and a loud mark when the
     conditions do not match."""
     if not records:
         return "Nothing measured yet."
-    setups = sorted({f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on {r['machine']['cpu_model']} "
-                     f"({r['machine']['logical_cores']} logical cores)" for r in records})
     granians = sorted({r["interpreter"]["packages"].get("granian", "?") for r in records})
     pythons = sorted({_python(r) for r in records})
     differences = condition_differences(records)
     mixed = f" **Rows were measured under different settings: {'; '.join(differences)}.**" if differences else ""
-    return (f"Measured with: {'; '.join(setups)}, Granian {', '.join(granians)}. "
+    return (f"Measured with: {setups(records)}, Granian {', '.join(granians)}. "
             f"Interpreters: {'; '.join(pythons)}.{mixed}")
 
 
@@ -157,6 +167,13 @@ def _this_run(records: list[dict]) -> str:
         return ""
     return (f"\nThis run's commands: `{_executable_named(commands['server'])}` / "
             f"`{_executable_named(commands['load'])}`.\n")
+
+
+def post_command(table: Table) -> str:
+    """The post's server command for the table: its thread count where every row shares one, else {T}."""
+    threads = {cell.blocking_threads for cell in table.cells}
+    command = COMMANDS[table.cells[0].interface]
+    return command.replace("{T}", str(threads.pop())) if len(threads) == 1 else command
 
 
 def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
@@ -178,15 +195,11 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
         rows = [cells[:-1] for cells in rows]
     else:
         headers.append("Notes")
-    interval = present[0]["resources"]["interval_s"] if present and present[0]["resources"] else 0.25
-    cell = table.cells[0]
-    command = COMMANDS[cell.interface].replace("{T}", str(cell.blocking_threads))
-    if table.id in ("wsgi-threads-gil", "wsgi-workers-threads-ft"):
-        command = COMMANDS["wsgi"]
+    interval = present[0]["resources"]["interval_s"] if present and present[0]["resources"] else DEFAULT_INTERVAL_S
     return "\n".join([
         f"## Table {table.number}: {table.title}",
         "",
-        f"The post's commands: `{command}`, loaded by `{LOAD}`.",
+        f"The post's commands: `{post_command(table)}`, loaded by `{LOAD}`.",
         _this_run(present),
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
         "",

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import psutil
 
+from . import PROJECT_ROOT
 from .processes import finish, pinned
 from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
+APPS_DIR = PROJECT_ROOT / "apps"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 1.0  # Granian stops in ~0.03 s when idle; some 2-worker stops hang until killed
 STARTING_STOP_TIMEOUT_S = 0.5

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import PROJECT_ROOT
+
 REWRK_VERSION = "0.3.2"
 RUSTUP = "https://rustup.rs"
 
@@ -27,8 +29,7 @@ MANUAL = "manual"    # neither: the user must act, `message` says how
 
 def default_root() -> Path:
     """The project root: this file's checkout when it holds pyproject.toml, else the working directory."""
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "pyproject.toml").is_file() else Path.cwd()
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
 
 
 def tools_bin(root: Path) -> Path:

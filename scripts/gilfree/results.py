@@ -16,7 +16,29 @@ import psutil
 
 from .matrix import Cell
 
-SCHEMA = 2  # 2: every run kept under "runs"; load and resources are their medians
+SCHEMA = 3  # 2: every run kept under "runs"; load and resources are their medians. 3: see MIGRATIONS
+OLDEST_READABLE = 2
+
+
+def _from_2(record: dict) -> dict:
+    """Schema 2 (the shared real data among others) lacks what schema 3 added; each addition is unknown there."""
+    return record
+
+
+# How a record of schema N becomes one of N + 1, in memory only: a stored file is never rewritten (pyperf's way).
+MIGRATIONS = {2: _from_2}
+
+
+def migrate(record: dict, path: Path) -> dict:
+    """A record of any readable schema as one of today's; a newer or older one is refused, naming the file."""
+    schema = record.get("schema")
+    if not isinstance(schema, int) or not OLDEST_READABLE <= schema <= SCHEMA:
+        raise ValueError(f"{path} has result schema {schema!r}, this harness reads {OLDEST_READABLE} to {SCHEMA}; "
+                         f"move it away and re-run that cell")
+    for version in range(schema, SCHEMA):
+        record = MIGRATIONS[version](record)
+    record["schema"] = SCHEMA
+    return record
 
 
 # Settings that do not change what a run measures: runs differing only in these are runs of one measurement.
@@ -75,10 +97,7 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict]:
             cell = Cell(**record["cell"])
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell")
-        if record.get("schema") != SCHEMA:
-            raise ValueError(f"{path} has result schema {record.get('schema')}, this harness reads {SCHEMA}; "
-                             f"move it away and re-run that cell")
-        records[(cell.table, cell.key)] = record
+        records[(cell.table, cell.key)] = migrate(record, path)
     return records
 
 

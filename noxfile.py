@@ -137,6 +137,12 @@ def overhead(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def calibrate(session: nox.Session) -> None:
+    """The load generator's ceiling on this machine, against nginx on loopback: results/calibration/."""
+    harness(session, *session.posargs, module="gilfree.calibrate")
+
+
+@nox.session(venv_backend="none")
 def tables(session: nox.Session) -> None:
     """Re-render every Markdown table from the raw JSON in results/, running nothing."""
     harness(session, "tables", *session.posargs)

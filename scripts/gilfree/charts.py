@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
 
 from . import results
-from .matrix import Table
+from .matrix import FREE_THREADED, GIL, TABLES, Cell, Table
 from .published import Figures
 
 matplotlib.use("Agg")  # files only: no display on a benchmark machine or in CI; set before pyplot loads
@@ -52,3 +53,67 @@ def draw(path: Path, table: Table, names: list[str], post: list[Figures], yours:
     finally:
         plt.close(figure)
     return path
+
+
+# RSS timelines, drawn without a display too: how the server tree's memory moved during the load, both variants
+# of a cell on one chart.
+VARIANT_COLOURS = {GIL: "tab:orange", FREE_THREADED: "tab:blue"}
+
+
+def timeline_path(results_dir: Path, cell: Cell) -> Path:
+    """One file per cell of a variant table, shared by its two variants: charts/timelines/asgi-json-w1-...png."""
+    return results_dir / "charts" / "timelines" / f"{cell.table}-{cell.key.removeprefix(cell.variant + '-')}.png"
+
+
+def _run_label(label: str, number: int, run: dict) -> str:
+    growth = run["resources"].get("rss_growth_last_half")
+    return f"{label} run {number}: " + ("growth unknown (load too short)" if growth is None
+                                        else f"{growth:+.1%} over the second half")
+
+
+def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
+    """RSS (MiB) and CPU (cores) over the seconds since the load began: one line per run that kept its series,
+    one colour per variant; the second half, where the growth is fitted, shaded."""
+    figure, (rss_axes, cpu_axes) = plt.subplots(2, 1, sharex=True, figsize=(8, 6), height_ratios=(2, 1))
+    ends = []
+    for record in records:
+        colour = VARIANT_COLOURS[record["cell"]["variant"]]
+        runs = [run for run in record["runs"] if run["status"] == "ok" and run.get("timeline")]
+        for number, run in enumerate(runs, 1):
+            series = run["timeline"]
+            rss_axes.plot(series["t_s"], [size / 2**20 for size in series["rss_bytes"]], color=colour, alpha=0.8,
+                          label=_run_label(record["interpreter"]["label"], number, run))
+            cpu_axes.plot(series["t_s"], [float("nan") if cores is None else cores for cores in series["cores"]],
+                          color=colour, alpha=0.8)
+            ends.append(series["t_s"][-1])
+    for axes in (rss_axes, cpu_axes):
+        axes.axvspan(max(ends) / 2, max(ends), color="0.93", zorder=0)
+    rss_axes.set_ylabel("RSS of the server's tree (MiB)")
+    rss_axes.legend(fontsize=7)
+    cpu_axes.set_ylabel("CPU (cores)")
+    cpu_axes.set_xlabel("seconds since the load began (second half shaded)")
+    figure.suptitle(title)
+    figure.tight_layout()
+    try:
+        results.replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+    return path
+
+
+def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> list[Path]:
+    """One RSS timeline per cell of the tables that hold both variants, drawn where a run of it kept its series."""
+    written = []
+    for table in TABLES:
+        if {cell.variant for cell in table.cells} != {GIL, FREE_THREADED}:
+            continue
+        for gil in (cell for cell in table.cells if cell.variant == GIL):
+            pair = [replace(gil, variant=variant) for variant in (GIL, FREE_THREADED)]
+            records = [record for cell in pair if (record := stored.get((table.id, cell.key)))
+                       and any(run["status"] == "ok" and run.get("timeline") for run in record["runs"])]
+            if records:
+                threads = gil.blocking_threads or "default"
+                title = (f"Table {table.number}, {gil.endpoint}, workers {gil.workers}, threads {threads}, "
+                         f"c={gil.concurrency}: memory over the load")
+                written.append(rss_timeline(timeline_path(results_dir, gil), title, records))
+    return written

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import results
+from . import ceiling, results, stats
 from .matrix import TABLES, Cell, Table
 from .sampler import DEFAULT_INTERVAL_S
 
@@ -30,6 +30,12 @@ FOOTNOTE = """\
 - RAM: peak of the tree's summed resident set size (RSS) during the load, in MiB (2^20 bytes), sampled every
   {interval}s; memory shared between processes counts once per process.
 - Python: the interpreter that really ran. A label other than the post's (3.14, 3.14t) marks a stand-in.
+- RSS still growing: a least-squares line through the RSS samples of the second half of the load rises by more
+  than {growth:.0%} over that half (the median over the runs): memory that keeps climbing under a steady load
+  (a leak, or a garbage collector falling behind), not memory that the concurrency needs.
+- The load generator may have set this pace: the row's RPS is at {ceiling:.0%} or more of what the same load
+  generator pushed, at the same concurrency on this machine, against nginx answering the same JSON
+  (`nox -s calibrate`).
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
   gives the lowest and highest run (every run is kept in the JSON)."""
 
@@ -53,7 +59,41 @@ def _ok_runs(record: dict | None) -> int:
     return sum(run["status"] == "ok" for run in record.get("runs", [])) if record else 0
 
 
-def _notes(record: dict) -> list[str]:
+def growth_note(growth: stats.RssGrowth | None) -> list[str]:
+    if growth is None or not growth.still_growing:
+        return []
+    return [f"RSS still growing: {growth.relative:+.1%} over the last half of the load "
+            f"({growth.bytes_per_s / 2**20:+.2f} MiB/s; limit {stats.RSS_GROWTH_LIMIT:.0%})"]
+
+
+def ceiling_note(check: stats.CeilingCheck, generator: str) -> list[str]:
+    if not check.near_ceiling:
+        return []
+    return [f"the load generator, not the server, may have set this pace: RPS at {check.share:.0%} of "
+            f"{generator}'s ceiling here ({check.ceiling_rps:.0f} against nginx; limit {stats.CEILING_SHARE:.0%})"]
+
+
+def _generator(record: dict) -> str:
+    return (record.get("load_generator") or {}).get("name") or record["settings"]["loadgen"]
+
+
+def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
+    """Which ceilings the measured rows were checked against, and for which the check was not made."""
+    ceilings = {(_generator(r), r["cell"]["concurrency"]): ceiling.for_row(r, calibrations)
+                for r in records if r["status"] == "ok"}
+    checked = [f"{name} at c={concurrency}: {rps:.0f} RPS" for (name, concurrency), rps in sorted(ceilings.items())
+               if rps is not None]
+    unchecked = sorted({name for (name, _), rps in ceilings.items() if rps is None})
+    missing = [f"c={concurrency}" for (_, concurrency), rps in sorted(ceilings.items()) if rps is None]
+    parts = [f"Load generator ceiling (against nginx, this machine): {'; '.join(checked)}."] if checked else []
+    if missing:
+        parts.append(f"**Load generator ceiling not checked** for {', '.join(unchecked)} at {', '.join(missing)}: "
+                     "no calibration of that load generator, version, machine and pinning is stored (run `nox -s "
+                     f"calibrate -- --loadgen {unchecked[0]}`), so nothing says whether it set the pace.")
+    return " ".join(parts)
+
+
+def _notes(record: dict, calibrations: list[dict] = ()) -> list[str]:
     notes = []
     if record["status"] == "failed":
         notes.append("FAILED: " + (record.get("failure") or "no reason stored").splitlines()[0])
@@ -67,10 +107,15 @@ def _notes(record: dict) -> list[str]:
         notes.append(f"{load['non_2xx']} non-2xx")
     if record["interpreter"]["stand_in"]:
         notes.append(f"CPython {record['interpreter']['version']} stands in for {record['cell']['variant']}")
+    if record["status"] == "ok":
+        notes += growth_note(stats.RssGrowth.of(record["resources"]))
+        notes += ceiling_note(stats.CeilingCheck(load["rps"], ceiling.for_row(record, calibrations)),
+                              _generator(record))
     return notes
 
 
-def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[str]]:
+def row(table: Table, cell: Cell, record: dict | None,
+        calibrations: list[dict] = ()) -> tuple[list[str], list[str]]:
     """The cells of one row, and its notes."""
     identity = {
         "python": record["interpreter"]["label"] if record else cell.variant,
@@ -81,9 +126,9 @@ def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[
     if record is None:
         figures, notes = dict.fromkeys(FIGURES, "not run"), []
     elif record["status"] == "ok":
-        figures, notes = _figures(record), _notes(record)
+        figures, notes = _figures(record), _notes(record, calibrations)
     else:
-        figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record)
+        figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record, calibrations)
     values = {**identity, **figures}
     return [values[column] for column in table.columns], notes
 
@@ -176,11 +221,11 @@ def post_command(table: Table) -> str:
     return command.replace("{T}", str(threads.pop())) if len(threads) == 1 else command
 
 
-def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
+def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibrations: list[dict] = ()) -> str:
     rows, notes, present = [], [], []
     for cell in table.cells:
         record = stored.get((table.id, cell.key))
-        cells, row_notes = row(table, cell, record)
+        cells, row_notes = row(table, cell, record, calibrations)
         if record:
             present.append(record)
         rows.append(cells + ["; ".join(row_notes)])
@@ -205,15 +250,16 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
         "",
         _measured_with(present),
         "",
-        FOOTNOTE.format(interval=interval),
+        *([line, ""] if (line := ceiling_line(present, calibrations)) else []),
+        FOOTNOTE.format(interval=interval, growth=stats.RSS_GROWTH_LIMIT, ceiling=stats.CEILING_SHARE),
         "",
     ])
 
 
 def write_all(results_dir: Path) -> list[Path]:
     """Write one Markdown file per table and TABLES.md with all six, in the post's order."""
-    stored = results.load(results_dir)
-    sections = [table_markdown(table, stored) for table in TABLES]
+    stored, calibrations = results.load(results_dir), ceiling.load_all(results_dir)
+    sections = [table_markdown(table, stored, calibrations) for table in TABLES]
     out = results_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
     written = []

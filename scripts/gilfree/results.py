@@ -22,6 +22,12 @@ OLDEST_READABLE = 2
 
 def _from_2(record: dict) -> dict:
     """Schema 2 (the shared real data among others) lacks what schema 3 added; each addition is unknown there."""
+    for run in [record, *record.get("runs", []), *record.get("failed_runs", [])]:
+        if run.get("resources"):
+            run["resources"].setdefault("rss_growth_last_half", None)
+            run["resources"].setdefault("rss_growth_bytes_per_s", None)
+    for run in [*record.get("runs", []), *record.get("failed_runs", [])]:
+        run.setdefault("timeline", None)  # the sampler's series per run
     return record
 
 

@@ -3,6 +3,7 @@
 CPU is mean cores used over the window: the growth of user+system CPU seconds of every process in the
 tree (all their threads included), divided by the wall time. RAM is the peak of the tree's summed RSS;
 pages shared between processes count once per process, as `ps` and most dashboards count them.
+Every sample is also kept as a timeline, so RSS that keeps growing under a steady load shows.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import psutil
+
+from .stats import rss_growth
 
 DEFAULT_INTERVAL_S = 0.25
 
@@ -30,6 +33,23 @@ class ResourceUsage:
     # PSS shares each shared page among the processes mapping it, so it does not favour one process.
     end_uss_bytes: int | None
     end_pss_bytes: int | None
+    # The RSS's least-squares growth over the second half of the window (None: too few samples to tell).
+    rss_growth_last_half: float | None
+    rss_growth_bytes_per_s: float | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Every sample of one run, as parallel lists: seconds since sampling began (just before the load),
+    cores used since the previous sample (None for the first), the tree's summed RSS, its threads."""
+
+    t_s: list[float]
+    cores: list[float | None]
+    rss_bytes: list[int]
+    threads: list[int]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +66,11 @@ class TreeSampler:
         self._latest: dict[int, float] = {}
         self._peak_rss = self._peak_processes = self._peak_threads = self._samples = 0
         self._own_cpu = 0.0
+        # The timeline: seconds since start(), the tree's CPU seconds so far, its RSS and threads, per sample.
+        self._t: list[float] = []
+        self._cpu: list[float] = []
+        self._rss: list[int] = []
+        self._threads: list[int] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tree-sampler", daemon=True)
 
@@ -60,9 +85,9 @@ class TreeSampler:
         self._sample()
         window = time.perf_counter() - self._started
         uss, pss = self._unique_and_proportional()
-        cpu_seconds = sum(self._latest[pid] - self._baseline.get(pid, 0.0) for pid in self._latest)
+        growth = rss_growth(self._t, self._rss)
         return ResourceUsage(
-            cpu_cores=cpu_seconds / window,
+            cpu_cores=self._cpu_seconds() / window,
             peak_rss_bytes=self._peak_rss,
             peak_processes=self._peak_processes,
             peak_threads=self._peak_threads,
@@ -72,7 +97,20 @@ class TreeSampler:
             sampler_cpu_s=self._own_cpu,
             end_uss_bytes=uss,
             end_pss_bytes=pss,
+            rss_growth_last_half=growth.relative if growth else None,
+            rss_growth_bytes_per_s=growth.bytes_per_s if growth else None,
         )
+
+    def timeline(self) -> Timeline:
+        """The samples taken between start() and stop(), rounded to what they can tell (ms, 0.001 core)."""
+        t, cpu = self._t, self._cpu
+        cores = [None] + [round((cpu[i] - cpu[i - 1]) / (t[i] - t[i - 1]), 3) if t[i] > t[i - 1] else None
+                          for i in range(1, len(t))]
+        return Timeline([round(at, 3) for at in t], cores, list(self._rss), list(self._threads))
+
+    def _cpu_seconds(self) -> float:
+        """CPU seconds the tree used since start(), processes that have left included."""
+        return sum(self._latest[pid] - self._baseline.get(pid, 0.0) for pid in self._latest)
 
     def _unique_and_proportional(self) -> tuple[int | None, int | None]:
         """None where the kernel gave no figure (tree gone, no permission, no PSS): never a zero."""
@@ -118,6 +156,11 @@ class TreeSampler:
             if baseline:
                 self._baseline[process.pid] = cpu
         self._samples += 1
+        if alive:  # a sample that read no process has no RSS to tell, not an RSS of zero
+            self._t.append(time.perf_counter() - self._started)
+            self._cpu.append(self._cpu_seconds())
+            self._rss.append(rss)
+            self._threads.append(threads)
         self._peak_rss = max(self._peak_rss, rss)
         self._peak_processes = max(self._peak_processes, alive)
         self._peak_threads = max(self._peak_threads, threads)

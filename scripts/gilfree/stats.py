@@ -4,6 +4,9 @@ result should not be trusted."""
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
+
+from scipy.stats import linregress
 
 # A cell whose RPS moves more than this across its runs (max - min over the median) is flagged.
 VARIATION_LIMIT = 0.10
@@ -11,6 +14,13 @@ VARIATION_LIMIT = 0.10
 LOADGEN_SATURATED_CORES = 0.9
 # Busy before the run: system-wide CPU use above this share, measured just before the server starts.
 BUSY_LIMIT = 0.15
+# RSS that still grows by more than this over the second half of a steady load is flagged: a leak, or a
+# garbage collector falling behind, rather than memory that a higher concurrency simply needs.
+RSS_GROWTH_LIMIT = 0.05
+RSS_GROWTH_MIN_SAMPLES = 4  # fewer samples in the second half (a load under about 2 s): growth unknown
+# A row at this share of the load generator's ceiling (its RPS against nginx, `nox -s calibrate`) or above
+# may have been paced by the load generator, not by the server.
+CEILING_SHARE = 0.70
 
 LOAD_FIGURES = ("rps", "latency_avg_ms", "latency_max_ms")
 SUMMED = ("errors", "non_2xx")  # a fault in any run must show in the summary, not vanish under a median
@@ -39,7 +49,7 @@ def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
     load = {name: _middle(name, [run["load"][name] for run in runs])
             for name in runs[0]["load"] if name != "generator"}
     load["generator"] = runs[0]["load"]["generator"]
-    resources = {name: _middle(name, [run["resources"][name] for run in runs]) for name in runs[0]["resources"]}
+    resources = {name: _middle(name, [run["resources"].get(name) for run in runs]) for name in runs[0]["resources"]}
     spreads = {name: spread([run["load"][name] for run in runs]) for name in LOAD_FIGURES}
     spreads |= {name: spread([run["resources"][name] for run in runs]) for name in RESOURCE_FIGURES}
     return load, resources, spreads
@@ -71,3 +81,60 @@ def variation_warning(spreads: dict, runs: int) -> list[str]:
     if runs > 1 and spread_rps > VARIATION_LIMIT:
         return [f"RPS varied {spread_rps:.0%} across {runs} runs (limit {VARIATION_LIMIT:.0%})"]
     return []
+
+
+@dataclass(frozen=True)
+class RssGrowth:
+    """How the server tree's RSS moved over the second half of the load, from a least-squares line through
+    those samples (a line, not two end points, so one sample caught mid-allocation does not decide)."""
+
+    relative: float  # the line's rise over the half, over its value at the half's start: 0.07 is +7%
+    bytes_per_s: float
+
+    @property
+    def still_growing(self) -> bool:
+        return self.relative > RSS_GROWTH_LIMIT
+
+    @classmethod
+    def of(cls, resources: dict | None) -> RssGrowth | None:
+        """The growth a record's resources hold; None where it is unknown (a short load, an older record)."""
+        resources = resources or {}
+        relative, slope = resources.get("rss_growth_last_half"), resources.get("rss_growth_bytes_per_s")
+        return None if relative is None or slope is None else cls(relative, slope)
+
+
+def rss_growth(t_s: list[float], rss_bytes: list[int]) -> RssGrowth | None:
+    """Growth over the samples of the second half of the window; None with too few samples to fit a line."""
+    if not t_s:
+        return None
+    half = [(t, rss) for t, rss in zip(t_s, rss_bytes) if t >= t_s[-1] / 2]
+    if len(half) < RSS_GROWTH_MIN_SAMPLES:
+        return None
+    times, sizes = zip(*half)
+    fit = linregress(times, sizes)
+    start = fit.intercept + fit.slope * times[0]
+    if start <= 0:
+        return None
+    return RssGrowth(float(fit.slope * (times[-1] - times[0]) / start), float(fit.slope))
+
+
+@dataclass(frozen=True)
+class CeilingCheck:
+    """A row's RPS against what the load generator pushed at the same concurrency against nginx on this
+    machine. Without a matching calibration the check was not made: ceiling_rps is None."""
+
+    rps: float
+    ceiling_rps: float | None
+
+    @property
+    def checked(self) -> bool:
+        return self.ceiling_rps is not None
+
+    @property
+    def share(self) -> float | None:
+        return self.rps / self.ceiling_rps if self.checked else None
+
+    @property
+    def near_ceiling(self) -> bool:
+        """The load generator, not the server, may have set this pace."""
+        return self.checked and self.share >= CEILING_SHARE

@@ -206,7 +206,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     granian = str(Path(interpreter.executable).parent / "granian")
     server_command = granian_command(granian, cell, options.port)
     target = url(options.port, cell.endpoint)
-    run = {"status": "failed", "failure": None, "load": None, "resources": None, "timings": {},
+    run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None, "timings": {},
            "commands": {"server": server_command,
                         "load": generator.command(target, options.duration_s, cell.concurrency)},
            "started_at": results.now()}
@@ -232,6 +232,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
                 usage = sampler.stop()
             run["load"] = {**load.as_dict(), **loadgen_usage}
             run["resources"] = usage.as_dict()
+            run["timeline"] = sampler.timeline().as_dict()
             _check_server_after_load(server, interpreter, load)
             run["status"] = "ok"
             teardown = time.perf_counter()

@@ -1,0 +1,53 @@
+"""Stored ceilings of the load generators (written by calibrate.py), and which one applies to a study row.
+
+A calibration is one JSON file per load generator and pinning, results/calibration/<loadgen>[-pin<N>].json,
+holding the machine's facts and the median RPS the load generator pushed against nginx at each concurrency.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+KIND = "gilfree load generator ceiling"
+SCHEMA = 1
+# What the machine is compared on: a ceiling measured elsewhere, or on another kernel, says nothing here.
+MACHINE_FACTS = ("hostname", "cpu_model", "logical_cores", "kernel")
+
+
+def path(results_dir: Path, loadgen: str, pin: int | None) -> Path:
+    return results_dir / "calibration" / f"{loadgen}{f'-pin{pin}' if pin else ''}.json"
+
+
+def load_all(results_dir: Path) -> list[dict]:
+    """Every stored calibration; an unreadable one is reported, naming the file, not skipped."""
+    found = []
+    for stored in sorted((results_dir / "calibration").glob("*.json")):
+        try:
+            record = json.loads(stored.read_text())
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or (record.get("kind"), record.get("schema")) != (KIND, SCHEMA):
+            raise ValueError(f"{stored} is not a gilfree calibration of schema {SCHEMA}; move it away and "
+                             "re-run `nox -s calibrate`")
+        found.append(record)
+    return found
+
+
+def _facts(machine: dict | None) -> tuple:
+    return tuple((machine or {}).get(fact) for fact in MACHINE_FACTS)
+
+
+def for_row(record: dict, calibrations: list[dict]) -> float | None:
+    """The ceiling measured for this row's load generator (name and version), machine, load generator CPUs and
+    concurrency; None when no calibration matches, so the check cannot be made."""
+    generator = record.get("load_generator") or {}
+    for calibration in calibrations:
+        if (_facts(calibration["machine"]) == _facts(record.get("machine"))
+                and (calibration["load_generator"]["name"], calibration["load_generator"]["version"])
+                == (generator.get("name"), generator.get("version"))
+                and calibration["settings"]["loadgen_cpus"] == (record.get("settings") or {}).get("loadgen_cpus")):
+            for point in calibration["ceilings"]:
+                if point["concurrency"] == record["cell"]["concurrency"] and point["rps"]:
+                    return point["rps"]
+    return None

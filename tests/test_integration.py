@@ -35,10 +35,15 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert record["load_generator"]["name"] == "wrk" and "4." in record["load_generator"]["version"]
         assert record["runs"][0]["stopped_by"].startswith(("SIGTERM", "SIGKILL"))
         assert record["commands"]["server"][1:3] == ["--interface", cell.interface]
+        timeline = record["runs"][0]["timeline"]  # every sample kept, in parallel lists
+        assert len(timeline["t_s"]) == len(timeline["rss_bytes"]) == record["resources"]["samples"] >= 4
+        assert max(timeline["rss_bytes"]) == record["resources"]["peak_rss_bytes"]
     for table in SESSIONS[session].tables:
-        rows = [line for line in (tmp_path / "tables" / f"{table}.md").read_text().splitlines()
+        text = (tmp_path / "tables" / f"{table}.md").read_text()
+        rows = [line for line in text.splitlines()
                 if line.startswith(("| 3.", "| JSON", "| I/O")) and "not run" not in line]
         assert rows and all("not run" not in row and "failed" not in row for row in rows)
+        assert "**Load generator ceiling not checked** for wrk at c=128" in text  # no calibration stored
     assert leftovers(python) == []
     assert_port_free(port)
 

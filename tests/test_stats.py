@@ -1,5 +1,7 @@
 """Several runs of a cell: medians, spread, and the warnings that say a result should not be trusted."""
 
+import pytest
+
 from gilfree import stats
 from gilfree.matrix import TABLES_BY_ID
 from gilfree.study import run_order
@@ -74,3 +76,53 @@ def test_a_figure_the_tool_cannot_give_stays_unknown_not_zero():
         run["load"]["non_2xx"] = None  # as rewrk reports it
     load, _, _ = stats.summarise(runs)
     assert load["non_2xx"] is None and load["errors"] == 0
+
+
+MiB = 2**20
+TIMES = [i * 0.25 for i in range(41)]  # a 10 s load sampled every 0.25 s
+
+
+def test_rss_still_growing_over_the_second_half_is_flagged():
+    growth = stats.rss_growth(TIMES, [int(100 * MiB + 2 * MiB * t) for t in TIMES])
+    assert growth.relative == pytest.approx(10 / 110)  # 110 MiB at 5 s, 120 MiB at 10 s
+    assert growth.bytes_per_s == pytest.approx(2 * MiB) and growth.still_growing
+
+
+def test_flat_rss_and_growth_that_stopped_in_the_first_half_are_not_flagged():
+    noisy_flat = stats.rss_growth(TIMES, [100 * MiB + (MiB if i % 2 else -MiB) for i in range(len(TIMES))])
+    settled = stats.rss_growth(TIMES, [int(min(60 + 20 * t, 140) * MiB) for t in TIMES])  # flat from 4 s
+    for growth in (noisy_flat, settled):
+        assert abs(growth.relative) < 0.01 and not growth.still_growing
+
+
+def test_growth_just_below_the_limit_is_not_flagged_and_just_above_it_is():
+    def over_half(share):  # RSS that rises by `share` of its mid-load value over the second half
+        return [int(MiB * (100 + max(0.0, t - 5) * 100 * share / 5)) for t in TIMES]
+    assert not stats.rss_growth(TIMES, over_half(0.049)).still_growing
+    assert stats.rss_growth(TIMES, over_half(0.051)).still_growing
+
+
+def test_too_few_samples_leave_the_growth_unknown():
+    assert stats.rss_growth([], []) is None
+    assert stats.rss_growth([0.0, 0.25, 0.5, 0.75, 1.0], [MiB, 2 * MiB, 3 * MiB, 4 * MiB, 5 * MiB]) is None
+    assert stats.RssGrowth.of(None) is None
+    assert stats.RssGrowth.of({"rss_growth_last_half": None, "rss_growth_bytes_per_s": None}) is None
+    assert stats.RssGrowth.of({"peak_rss_bytes": MiB}) is None  # a record from before timelines
+
+
+def test_the_rows_growth_is_the_median_of_its_runs_and_unknown_if_any_run_lacks_it():
+    runs = [made_up_run(100), made_up_run(100), made_up_run(100)]
+    for run, growth in zip(runs, (0.01, 0.09, 0.07)):
+        run["resources"] |= {"rss_growth_last_half": growth, "rss_growth_bytes_per_s": growth * MiB}
+    _, resources, _ = stats.summarise(runs)
+    assert stats.RssGrowth.of(resources) == stats.RssGrowth(0.07, 0.07 * MiB)
+    runs[2]["resources"]["rss_growth_last_half"] = None  # a load too short to tell
+    _, resources, _ = stats.summarise(runs)
+    assert stats.RssGrowth.of(resources) is None
+
+
+def test_a_row_at_70_percent_of_the_ceiling_or_more_is_near_it():
+    assert stats.CeilingCheck(rps=7000, ceiling_rps=10000).near_ceiling
+    assert not stats.CeilingCheck(rps=6999, ceiling_rps=10000).near_ceiling
+    unchecked = stats.CeilingCheck(rps=50000, ceiling_rps=None)
+    assert not unchecked.checked and unchecked.share is None and not unchecked.near_ceiling

@@ -62,7 +62,7 @@ def _ok_runs(record: dict | None) -> int:
 def growth_note(growth: stats.RssGrowth | None) -> list[str]:
     if growth is None or not growth.still_growing:
         return []
-    return [f"RSS still growing: {growth.relative:+.1%} over the last half of the load "
+    return [f"RSS still growing: {growth.relative:+.1%} over the last half of the load, fitted "
             f"({growth.bytes_per_s / 2**20:+.2f} MiB/s; limit {stats.RSS_GROWTH_LIMIT:.0%})"]
 
 

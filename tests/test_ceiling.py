@@ -100,7 +100,7 @@ def test_bad_input_is_refused_in_one_line_before_nginx_starts(tmp_path, option, 
 def made_up_calibration(record: dict, rps: float, **changes) -> dict:
     """A calibration as calibrate stores it, with a made-up ceiling, for the row's machine and load generator."""
     calibration = {"kind": ceiling.KIND, "schema": ceiling.SCHEMA, "machine": dict(record["machine"]),
-                   "load_generator": dict(record["load_generator"]),
+                   "load_generator": dict(record["load_generator"]), "warnings": [],
                    "settings": {"duration_s": 10, "repeat": 3, "server_cpus": None, "loadgen_cpus": None},
                    "ceilings": [{"concurrency": record["cell"]["concurrency"], "rps": rps, "runs": []}]}
     for key, value in changes.items():
@@ -132,7 +132,16 @@ def test_a_row_at_70_percent_of_the_ceiling_is_flagged(tmp_path, rps, flagged):
     row, text = rendered(tmp_path, record, made_up_calibration(record, 10000))
     assert ("the load generator, not the server, may have set this pace" in row) == flagged
     assert "Load generator ceiling (against nginx, this machine): wrk at c=128: 10000 RPS." in text
-    assert "not checked" not in text
+    assert "not checked" not in text and "warning" not in text
+
+
+def test_a_doubtful_calibration_is_said_so_beside_its_ceiling(tmp_path):
+    record = measured(5000)
+    calibration = made_up_calibration(record, 10000)
+    calibration["warnings"] = ["machine busy before the run at c=128: 86% CPU use (limit 15%)", "another"]
+    _, text = rendered(tmp_path, record, calibration)
+    assert ("That calibration has 2 warning(s), so its ceiling may be low: machine busy before the run at c=128: "
+            "86% CPU use (limit 15%); ...") in text
 
 
 @pytest.mark.parametrize("changes", [

@@ -38,16 +38,29 @@ def _facts(machine: dict | None) -> tuple:
     return tuple((machine or {}).get(fact) for fact in MACHINE_FACTS)
 
 
+def _matches(calibration: dict, record: dict) -> bool:
+    """Same machine, same load generator (name and version), same load generator CPUs."""
+    generator = record.get("load_generator") or {}
+    return (_facts(calibration["machine"]) == _facts(record.get("machine"))
+            and (calibration["load_generator"]["name"], calibration["load_generator"]["version"])
+            == (generator.get("name"), generator.get("version"))
+            and calibration["settings"]["loadgen_cpus"] == (record.get("settings") or {}).get("loadgen_cpus"))
+
+
 def for_row(record: dict, calibrations: list[dict]) -> float | None:
     """The ceiling measured for this row's load generator (name and version), machine, load generator CPUs and
     concurrency; None when no calibration matches, so the check cannot be made."""
-    generator = record.get("load_generator") or {}
     for calibration in calibrations:
-        if (_facts(calibration["machine"]) == _facts(record.get("machine"))
-                and (calibration["load_generator"]["name"], calibration["load_generator"]["version"])
-                == (generator.get("name"), generator.get("version"))
-                and calibration["settings"]["loadgen_cpus"] == (record.get("settings") or {}).get("loadgen_cpus")):
+        if _matches(calibration, record):
             for point in calibration["ceilings"]:
                 if point["concurrency"] == record["cell"]["concurrency"] and point["rps"]:
                     return point["rps"]
     return None
+
+
+def doubts(records: list[dict], calibrations: list[dict]) -> list[str]:
+    """The warnings of the calibrations that apply to these rows (a busy machine, a load generator that was not
+    its own limit): a ceiling measured so may be too low, and flag rows that are not near it."""
+    return list(dict.fromkeys(warning for calibration in calibrations
+                              if any(_matches(calibration, record) for record in records)
+                              for warning in calibration["warnings"]))

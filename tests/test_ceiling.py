@@ -141,7 +141,7 @@ def test_a_doubtful_calibration_is_said_so_beside_its_ceiling(tmp_path):
     calibration["warnings"] = ["machine busy before the run at c=128: 86% CPU use (limit 15%)", "another"]
     _, text = rendered(tmp_path, record, calibration)
     assert ("That calibration has 2 warning(s), so its ceiling may be low: machine busy before the run at c=128: "
-            "86% CPU use (limit 15%); ...") in text
+            "86% CPU use (limit 15%); ... (all in the calibration's JSON).") in text
 
 
 @pytest.mark.parametrize("changes", [

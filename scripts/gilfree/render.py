@@ -88,7 +88,7 @@ def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     parts = [f"Load generator ceiling (against nginx, this machine): {'; '.join(checked)}."] if checked else []
     if checked and (doubts := ceiling.doubts([r for r in records if r["status"] == "ok"], calibrations)):
         parts.append(f"That calibration has {len(doubts)} warning(s), so its ceiling may be low: "
-                     f"{doubts[0]}{'; ...' if len(doubts) > 1 else ''} (all in results/calibration/).")
+                     f"{doubts[0]}{'; ...' if len(doubts) > 1 else ''} (all in the calibration's JSON).")
     if missing:
         parts.append(f"**Load generator ceiling not checked** for {', '.join(unchecked)} at {', '.join(missing)}: "
                      "no calibration of that load generator, version, machine and pinning is stored (run `nox -s "

@@ -159,18 +159,20 @@ class Nginx:
                             f"expected 200 application/json {BODY}")
 
     def _stop(self) -> None:
-        """SIGTERM to the group (nginx's fast shutdown), SIGKILL after a timeout; wait until it is gone."""
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, signum)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        """SIGTERM to the group (nginx's fast shutdown), then SIGKILL to whatever of it is left after a timeout."""
+        self._signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        self._signal(signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
         self.process.wait()
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 def measure(generator: LoadGenerator, nginx: Nginx, concurrency: int, duration_s: int,
@@ -194,9 +196,11 @@ def measure(generator: LoadGenerator, nginx: Nginx, concurrency: int, duration_s
 def ceilings(runs: list[dict]) -> list[dict]:
     """Per concurrency, the median RPS of its runs (a low run on a shared machine flags more rows, not fewer,
     than the maximum would), with every run kept."""
+    by_concurrency: dict[int, list[dict]] = {}
+    for run in runs:
+        by_concurrency.setdefault(run["concurrency"], []).append(run)
     return [{"concurrency": concurrency, "rps": statistics.median(run["rps"] for run in own), "runs": own}
-            for concurrency in sorted({run["concurrency"] for run in runs})
-            for own in [[run for run in runs if run["concurrency"] == concurrency]]]
+            for concurrency, own in sorted(by_concurrency.items())]
 
 
 def warnings(runs: list[dict], generator: LoadGenerator) -> list[str]:

@@ -1,7 +1,10 @@
 """Command line: `python -m gilfree run SESSION --python PATH [options]` and `python -m gilfree tables`.
 
-Bad input and refusals (wrong interpreter, missing load generator, taken port) exit 2 with one line,
-before any server starts. Ctrl-C exits 130 and SIGTERM 143, after the server and the load are stopped.
+Exit status: 0 every run measured; 1 a cell failed (stored as failed); 2 bad input or a refusal (wrong
+interpreter, missing load generator, taken port, too little disk space, the machine busy with --no-wait), with
+one line, before any server starts; 3 the results' disk filled up (one line names the file and the measured
+runs that could not be stored; every file stored before is intact); 130 Ctrl-C and 143 SIGTERM (or the
+caller gone), after the server and the load are stopped. A session holds the machine lock from start to end.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import PROJECT_ROOT, compare, render, study
+from . import PROJECT_ROOT, compare, machine_lock, render, results, study
 from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
 from .matrix import SESSIONS, TABLES
-from .server import DEFAULT_PORT, ServerError, ensure_port_free
+from .processes import exit_with_caller
+from .server import DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
 
 DEFAULT_RESULTS = PROJECT_ROOT / "results"
 
@@ -91,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
                      help="pin the load generator to the last N CPUs and the server to the others")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
+    run.add_argument("--no-wait", action="store_true",
+                     help="refuse (exit 2) instead of waiting when another session holds the machine")
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
     tables.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
     report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
@@ -157,20 +163,34 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as unreadable:
             print(f"gilfree: error: {unreadable}", file=sys.stderr)
             return 2
+        except results.StorageFull as full:
+            print(f"gilfree: error: {full}", file=sys.stderr)
+            return study.EXIT_STORAGE_FULL
+        except OSError as error:  # a chart, written by matplotlib rather than atomically by us
+            if error.errno not in results.FULL:
+                raise
+            print(f"gilfree: error: {results.StorageFull(error.filename)}", file=sys.stderr)
+            return study.EXIT_STORAGE_FULL
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a parent shell ignored it
+    exit_with_caller(study.say)
     try:
         options = options_from(args)
     except ValueError as refusal:
         print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
     try:
-        ensure_port_free(options.port)
-        return study.run(options)
-    except (InterpreterError, LoadGenError, ServerError) as error:
+        with machine_lock.held(options.session, wait=not args.no_wait, say=study.say):
+            stop_left_behind(study.say)
+            ensure_port_free(options.port)
+            return study.run(options)
+    except (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy) as error:
         print(f"gilfree: error: {error}", file=sys.stderr)
         return 2
+    except results.StorageFull as full:  # before any run: setting a stored result aside, say
+        print(f"gilfree: error: {full}", file=sys.stderr)
+        return study.EXIT_STORAGE_FULL
     except ValueError as unreadable:  # a stored result the tables cannot read; what was measured is stored
         print(f"gilfree: error: {unreadable}", file=sys.stderr)
         return 2

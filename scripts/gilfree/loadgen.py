@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .processes import finish, pinned
+from .processes import dies_with_parent, finish, pinned
 
 WRK_REPORT = Path(__file__).with_name("wrk_report.lua")
 # wrk drops a response slower than its timeout (default 2 s) from the latency figures; the post saw 27 s.
@@ -199,7 +199,8 @@ def run_load(generator: LoadGenerator, command: list[str], duration_s: int,
     started = time.perf_counter()
     with pinned(cpus):
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                   preexec_fn=dies_with_parent(signal.SIGKILL))
     try:
         stdout, stderr = process.communicate(timeout=duration_s + GRACE_S)
     except subprocess.TimeoutExpired:

@@ -28,6 +28,8 @@ from .server import GranianServer, ServerError, granian_command, url
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
 SETUP_ESTIMATE_S = 3.0
 BUSY_CHECK_S = 0.25
+# The exit status of a session whose results' file system filled up (0 all measured, 1 a cell failed).
+EXIT_STORAGE_FULL = 3
 
 
 @dataclass(frozen=True)
@@ -90,13 +92,22 @@ def interpreters(options: Options) -> dict[str, Interpreter]:
         if interpreter.stand_in:
             say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
                 f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers.")
+        for warning in interpreter_warnings(interpreter, options):
+            say(f"WARNING {variant}: {warning}")
         found[variant] = interpreter
     return found
 
 
+def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[str]:
+    """What every row of this interpreter carries: under the article profile, a patch release not the post's."""
+    if options.profile == "article" and not interpreter.stand_in and interpreter.version != POST_PYTHON:
+        return [f"CPython {interpreter.version} is not the post's {POST_PYTHON}"]
+    return []
+
+
 def run(options: Options) -> int:
-    """Run one session; return the exit status (0 every run measured, 1 some failed). The tables are
-    re-rendered at the end, an interrupted session included."""
+    """Run one session; return the exit status (0 every run measured, 1 some failed, EXIT_STORAGE_FULL the
+    results' disk filled up). The tables are re-rendered at the end, an interrupted session included."""
     generator = LOADGENS[options.loadgen]
     require(generator)
     load_generator = {"name": generator.name, "version": version(generator)}
@@ -108,28 +119,53 @@ def run(options: Options) -> int:
     if kept:
         say(f"kept {kept} stored run(s) of this session (--force re-runs them)")
     plan = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
-    failed = False
+    results.ensure_space(options.results_dir, len(plan))
+    status = 0
     try:
         for index, (round_, cell) in enumerate(plan):
             _progress(index, plan, round_, cell, checked[cell.variant], generator, options)
-            record = records[cell]
-            record["load_generator"] = load_generator
-            number = len(record["runs"]) + len(record["failed_runs"]) + 1
-            record["runs"].append(measure(cell, checked[cell.variant], generator, options, number))
-            _refresh(record, cell, checked[cell.variant], options)
-            results.write_atomic(results.cell_path(options.results_dir, cell), record)
-            last = record["runs"][-1]
-            for warning in last["warnings"]:
-                say(f"WARNING {cell.table} {cell.key}: {warning}")
-            if last["status"] != "ok":
-                failed = True
-                say(f"cell {cell.key} FAILED: {last['failure']}")
+            if not _run_once(records[cell], cell, checked[cell.variant], load_generator, options):
+                status = 1
                 if not options.keep_going:
                     break
+    except results.StorageFull as full:
+        say(f"error: {full}")
+        status = EXIT_STORAGE_FULL
     finally:
+        status = _render(options, status)
+    return status
+
+
+def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options) -> bool:
+    """Measure the cell once and store its record before anything else is written; False if the run failed.
+    Warnings are printed as they arise: the run's own, and those the cell gains with it (its variation)."""
+    record["load_generator"] = load_generator
+    known = set(record.get("warnings", [])) | set(interpreter_warnings(interpreter, options))
+    record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options))
+    _refresh(record, cell, interpreter, options)
+    try:
+        results.write_atomic(results.cell_path(options.results_dir, cell), record)
+    except results.StorageFull as full:
+        full.unstored = 1  # this run; the cell's earlier runs are in the file as it was
+        raise
+    last = record["runs"][-1]
+    for warning in last["warnings"] + [w for w in record["warnings"] if w not in known | set(last["warnings"])]:
+        say(f"WARNING {cell.table} {cell.key}: {warning}")
+    if last["status"] != "ok":
+        say(f"cell {cell.key} FAILED: {last['failure']}")
+    return last["status"] == "ok"
+
+
+def _render(options: Options, status: int) -> int:
+    """Re-render the tables (after every record is stored: they are optional); a full disk keeps the records."""
+    try:
         written = render.write_all(options.results_dir)
-        say(f"tables written: {', '.join(str(path) for path in written)}")
-    return 1 if failed else 0
+    except results.StorageFull as full:
+        if status != EXIT_STORAGE_FULL:
+            say(f"error: {full}; the tables were not re-rendered: run `nox -s tables` once there is space")
+        return EXIT_STORAGE_FULL
+    say(f"tables written: {', '.join(str(path) for path in written)}")
+    return status
 
 
 def run_order(cells: list[Cell], done: dict[Cell, int], repeat: int) -> list[tuple[int, Cell]]:
@@ -151,15 +187,13 @@ def _stored(options: Options, cell: Cell, stamp: str) -> dict:
     """The cell's record with the runs already stored for the same measurement, or a new one. A stored result
     of other conditions (or any, with --force) is set aside, never overwritten; failed runs are kept apart."""
     path = results.cell_path(options.results_dir, cell)
-    try:
-        record = json.loads(path.read_text())
-    except OSError:
-        record = None
-    except ValueError:
-        record = {}
-    if record is not None and (options.force or record.get("fingerprint") != stamp):
-        why = "--force" if options.force else "it was measured under other conditions"
-        say(f"set {cell.table} {cell.key}'s stored result aside ({why}): {results.set_aside(path)}")
+    record, why = results.read_record(path), None
+    if record is results.UNREADABLE:
+        why = results.SetAside.UNREADABLE
+    elif record is not None and (options.force or record.get("fingerprint") != stamp):
+        why = results.SetAside.FORCED if options.force else results.SetAside.OTHER_CONDITIONS
+    if why is not None:
+        say(f"set {cell.table} {cell.key}'s stored result aside ({why.value}): {results.set_aside(path, why)}")
         record = None
     record = record or {"runs": []}
     record["failed_runs"] = record.get("failed_runs", []) + [r for r in record["runs"] if r["status"] != "ok"]
@@ -190,8 +224,7 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
     record["warnings"] = sorted({w for run in runs for w in run["warnings"]}) + (
         stats.variation_warning(record["spread"], len(ok)) if ok else [])
-    if options.profile == "article" and not interpreter.stand_in and interpreter.version != POST_PYTHON:
-        record["warnings"].append(f"CPython {interpreter.version} is not the post's {POST_PYTHON}")
+    record["warnings"] += interpreter_warnings(interpreter, options)
 
 
 def _busy_share() -> float:
@@ -199,9 +232,8 @@ def _busy_share() -> float:
     return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
 
 
-def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options,
-            number: int = 1) -> dict:
-    """Run `number` of one cell, end to end. Never raises for a failure of the server or the load: records it."""
+def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options) -> dict:
+    """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
     settings = options.settings
     granian = str(Path(interpreter.executable).parent / "granian")
     server_command = granian_command(granian, cell, options.port)
@@ -210,7 +242,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
            "commands": {"server": server_command,
                         "load": generator.command(target, options.duration_s, cell.concurrency)},
            "started_at": results.now()}
-    log = results.log_path(options.results_dir, cell, number)
+    log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
     busy = _busy_share()
     started = time.perf_counter()

@@ -45,6 +45,16 @@ def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, s
     }
 
 
+@pytest.fixture(autouse=True)
+def machine_lock_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own machine lock (and records of running servers): other test runs on this machine, in
+    other checkouts, neither block these nor are blocked by them. Harnesses started by a test inherit it."""
+    directory = tmp_path_factory.mktemp("machine")
+    monkeypatch.setenv("GILFREE_LOCK_DIR", str(directory))
+    monkeypatch.delenv("GILFREE_CALLER", raising=False)  # set when the suite runs under `nox -s tests`
+    return directory
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

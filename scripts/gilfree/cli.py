@@ -197,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gilfree: interrupted; the servers are stopped and finished cells are kept", file=sys.stderr)
         return 130
+    except SystemExit as terminated:
+        if terminated.code == 128 + signal.SIGTERM:
+            print("gilfree: terminated; the servers are stopped and finished cells are kept", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

@@ -60,13 +60,16 @@ def state_dir() -> Path:
 
 
 def process_started(pid: int) -> float | None:
-    """A process's start time in seconds since the epoch, or None if there is no such process. Read from
-    /proc (psutil's way, without psutil, which nox's environment lacks): a pid reused later starts later."""
+    """A process's start time in seconds since the epoch, or None if there is no such process or it has exited
+    (a zombie waiting for its parent to reap it). Read from /proc (psutil's way, without psutil, which nox's
+    environment lacks): a pid reused later starts later."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                     if line.startswith("btime"))
     except (OSError, StopIteration, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):
         return None
     return round(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2)
 
@@ -76,11 +79,13 @@ def _sidecar(directory: Path) -> Path:
 
 
 def holder(directory: Path | None = None) -> Holder | None:
-    """Who the sidecar names, if anyone (it may be a moment stale: the lock itself is the truth)."""
+    """Who the sidecar names, if it is still running: a holder killed outright leaves its sidecar behind, but
+    not the lock, which dies with it (the lock itself is the truth; the sidecar only names it)."""
     try:
-        return Holder(**json.loads(_sidecar(directory or state_dir()).read_text()))
+        named = Holder(**json.loads(_sidecar(directory or state_dir()).read_text()))
     except (OSError, ValueError, TypeError):
         return None
+    return named if named.alive() else None
 
 
 def _write_sidecar(directory: Path, me: Holder) -> None:

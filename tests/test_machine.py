@@ -151,3 +151,25 @@ shell.wait()
     finally:
         for process in granian_on(port) + load_processes(port):
             process.kill()
+
+
+def test_the_same_nox_session_twice_at_once_builds_and_measures_in_turn(tmp_path):
+    """Two `nox -s asgi-3.14` at once, one environment folder, one results directory: the second builds its
+    environment only once the first has finished measuring from it, and finds the first one's runs stored."""
+    results_dir = tmp_path / "results"
+    command = ["nox", "--envdir", str(tmp_path / "nox"), "-s", "asgi-3.14", "--", "--loadgen", "wrk",
+               "--duration", "1s", "--table", "asgi-json", "--results-dir", str(results_dir)]
+    env = {**os.environ, "GILFREE_PYTHON_3_14": base_python()}
+    first = subprocess.Popen(command + ["--port", str(free_port())], env=env, cwd=ROOT, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    holder = wait_for(lambda: machine_lock.holder(), timeout=60)
+    second = subprocess.Popen(command + ["--port", str(free_port())], env=env, cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first_out, _ = first.communicate(timeout=240)
+    second_out, _ = second.communicate(timeout=240)
+    assert (first.returncode, second.returncode) == (0, 0), first_out + second_out
+    assert holder.pid == first.pid
+    waited = second_out.index(f"waiting for the machine: pid {first.pid} (session asgi-3.14")
+    assert waited < second_out.index("uv venv --clear")  # no environment built under a running measurement
+    assert "kept 2 stored run(s)" in second_out and "gilfree: [" not in second_out
+    assert len(runs(results_dir, "asgi-3.14", "asgi-json")) == first_out.count("gilfree: [") == 2

@@ -271,7 +271,7 @@ def test_a_disk_that_fills_during_a_run_loses_only_that_run_and_says_so(environm
         assert errors == [f"gilfree: error: no space left on the device for "
                           f"{results_dir / 'raw' / cell.table / (cell.key + '.json')}: 1 measured run(s) could not "
                           f"be stored; the files stored before are intact. Free some space (or choose another "
-                          f"--results-dir) and re-run the session"]
+                          f"--results-dir) and run it again: stored runs are kept"]
         assert "Traceback" not in stderr
         now = snapshot(results_dir)
         assert {name: now[name] for name in stored} == stored  # every stored file intact, tables included

@@ -126,7 +126,7 @@ class StorageFull(Exception):
         lost = (f"{self.unstored} measured run(s) could not be stored" if self.unstored
                 else "no measured run was lost")
         return (f"no space left on the device for {self.path}: {lost}; the files stored before are intact. "
-                f"Free some space (or choose another --results-dir) and re-run the session")
+                f"Free some space (or choose another --results-dir) and run it again: stored runs are kept")
 
 
 FULL = (errno.ENOSPC, errno.EDQUOT)

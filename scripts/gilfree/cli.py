@@ -130,7 +130,7 @@ def options_from(args: argparse.Namespace) -> study.Options:
     """Check what argparse cannot check alone; a ValueError is a refusal."""
     if args.rate is not None and not LOADGENS[args.loadgen].open_loop:
         open_loop = ", ".join(name for name, tool in LOADGENS.items() if tool.open_loop)
-        raise ValueError(f"--rate {args.rate:g} needs an open-loop load generator, and {args.loadgen} runs a closed "
+        raise ValueError(f"--rate {args.rate:.10g} needs an open-loop load generator, and {args.loadgen} runs a closed "
                          f"loop only: add --loadgen {open_loop}")
     if args.table and args.table not in SESSIONS[args.session].tables:
         raise ValueError(f"table {args.table!r} is not part of session {args.session!r} "

@@ -66,7 +66,7 @@ class RateShortfall:
     achieved_rps: float
 
     def __str__(self) -> str:
-        return (f"achieved {self.achieved_rps:.0f} RPS of the {self.offered_rps:g} offered "
+        return (f"achieved {self.achieved_rps:.0f} RPS of the {self.offered_rps:.10g} offered "
                 f"({self.achieved_rps / self.offered_rps:.0%}, tolerance {RATE_TOLERANCE:.0%}): the server, or the "
                 f"load generator, could not keep up, and the requests never sent are in no latency figure")
 

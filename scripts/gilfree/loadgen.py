@@ -2,8 +2,8 @@
 
 The post used rewrk; wrk, oha and hey are offered beside it. Each tool's own figures are taken as it reports
 them: requests per second over its measured window, mean and max latency, and the latency percentiles where
-the tool gives them (rewrk gives none: its --pct table is the mean of the slowest x% of requests, not a
-percentile). All of them run a closed loop (each connection waits for its answer before it sends again), as the
+the tool gives them (rewrk gives none: the rows of its --pct table are means of its slowest requests, not
+percentiles). All of them run a closed loop (each connection waits for its answer before it sends again), as the
 post did; oha can also offer a fixed arrival rate (open loop), correcting its latencies for the requests a slow
 server made it send late.
 """
@@ -193,8 +193,8 @@ class Rewrk:
 
     Its --json report drops the error counts, so the text report is read instead. rewrk never looks at
     status codes (non-2xx responses count as requests) and exits 0 even when it could not connect. It gives no
-    latency percentiles: its --pct table (off in the post's command, and here) lists the mean latency of the
-    slowest x% of requests, which is not a percentile, so it is never read as one.
+    latency percentiles: the row "q%" of its --pct table (off in the post's command, and here) is the mean
+    latency of the slowest (100 - q)% of requests, not the q-th percentile, so it is never read as one.
     """
 
     name = "rewrk"

@@ -35,8 +35,8 @@ FOOTNOTE = """\
   gives the lowest and highest run (every run is kept in the JSON)."""
 PERCENTILE_FOOTNOTE = """\
 - p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
-  did not report); n/a where the tool gives none: rewrk (its --pct table is the mean of the slowest x% of
-  requests, not a percentile) and, for p99.9, hey."""
+  did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest
+  requests, not percentiles) and, for p99.9, hey."""
 
 
 def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None,

@@ -10,14 +10,14 @@
 # rewrk and oha, with --locked: the lock file published in each crate, at the versions `nox -s tools` pins.
 # rewrk's OpenSSL is vendored (built from source, linked statically), which is why this stage uses the full
 # image, with a C compiler, make and perl.
-FROM rust:1.94.0-bookworm@sha256:365468470075493dc4583f47387001854321c5a8583ea9604b297e67f01c5a4f AS rewrk
-RUN cargo install rewrk --version 0.3.2 --locked --root /opt/rewrk \
- && cargo install oha --version 1.16.0 --locked --root /opt/rewrk
+FROM rust:1.94.0-bookworm@sha256:365468470075493dc4583f47387001854321c5a8583ea9604b297e67f01c5a4f AS cargo-tools
+RUN cargo install rewrk --version 0.3.2 --locked --root /opt/cargo-tools \
+ && cargo install oha --version 1.16.0 --locked --root /opt/cargo-tools
 
 FROM debian:12.12-slim@sha256:d5d3f9c23164ea16f31852f95bd5959aad1c5e854332fe00f7b3a20fcc9f635c
 
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
-COPY --from=rewrk /opt/rewrk/bin/rewrk /opt/rewrk/bin/oha /usr/local/bin/
+COPY --from=cargo-tools /opt/cargo-tools/bin/rewrk /opt/cargo-tools/bin/oha /usr/local/bin/
 
 # uv puts its interpreters under /opt/uv and links python3.14, python3.14t and nox into /usr/local/bin.
 ENV UV_PYTHON_INSTALL_DIR=/opt/uv/python \

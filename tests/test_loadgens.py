@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from gilfree.loadgen import LOADGENS, PERCENTILES
+from gilfree.loadgen import LOADGENS, PERCENTILES, LoadGenError, run_load
 from gilfree.matrix import TABLES_BY_ID
-from conftest import assert_port_free, leftovers, run_session
+from conftest import assert_port_free, free_port, leftovers, run_session
 
 CELLS = TABLES_BY_ID["asgi-json"].cells[::2]  # the GIL rows: 1 worker at c=128, 2 workers at c=256
 VERSIONS = {"rewrk": "ReWrk 0.3.1", "oha": "oha 1.16.0", "wrk": "4.1.0", "hey": "hey 0.1.4"}  # rewrk 0.3.2 says 0.3.1
@@ -79,3 +79,11 @@ def test_open_loop_at_a_rate_the_server_holds_and_far_above_it(environments, tmp
         assert load["latency_percentiles_ms"]["50"] > 10 * records(tmp_path / "held")[0]["load"]["latency_percentiles_ms"]["50"]
     assert "of the 1000000 offered" in (tmp_path / "above" / "tables" / "asgi-json.md").read_text()
     assert leftovers(python) == []
+
+
+@pytest.mark.parametrize("tool", ["rewrk", "oha", "wrk", "hey"])
+def test_no_server_is_an_error_never_a_measurement(tool):
+    """rewrk exits 0 without a report, oha and hey exit 0 with only errors, wrk exits 1: all are errors."""
+    generator = LOADGENS[tool]
+    with pytest.raises(LoadGenError, match=rf"^{tool}.*(no report|no response|status 1).*refused"):
+        run_load(generator, generator.command(f"http://127.0.0.1:{free_port()}/json", 1, 8), duration_s=1)

@@ -186,6 +186,14 @@ def test_wrk_lua_report():
     assert result.inconsistencies(LOADGENS["wrk"].resolution_ms) == []
 
 
+def test_wrk_without_a_response_is_an_error():
+    stdout = ('{"duration_us": 1001422, "requests": 0, "bytes": 0, "latency_mean_us": 0.000, "latency_max_us": 0, '
+              '"latency_percentiles_us": {"50": 0, "90": 0, "99": 0, "99.9": 0}, "errors_connect": 64, '
+              '"errors_read": 0, "errors_write": 0, "errors_timeout": 0, "errors_status": 0}\n')
+    with pytest.raises(LoadGenError, match="wrk got no response"):
+        LOADGENS["wrk"].parse(stdout)
+
+
 @pytest.mark.parametrize("tool", ["wrk", "oha", "hey", "rewrk"])
 def test_garbage_is_an_error_naming_the_tool(tool):
     with pytest.raises(LoadGenError, match=tool):

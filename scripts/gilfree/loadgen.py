@@ -174,6 +174,8 @@ class Wrk:
 
     def parse(self, stdout: str) -> LoadResult:
         report = _json_line(stdout, self.name)
+        if not report.get("requests"):
+            raise LoadGenError(f"wrk got no response; its report: {report}")
         try:
             seconds = report["duration_us"] / 1e6
             return LoadResult(

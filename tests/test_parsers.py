@@ -171,13 +171,16 @@ def test_oha_counts_non_2xx_and_real_errors():
     assert (result.requests, result.non_2xx, result.errors) == (27117, 117, 3)
 
 
+# The line our wrk_report.lua printed from wrk 4.1.0 (Debian) on the development VM, against Granian 2.5.5
+# (FastAPI, 1 worker, CPython 3.12.1), `wrk -t 1 -c 64 -d 1s`.
+WRK_LINE = ('{"duration_us": 1001422, "requests": 20494, "bytes": 3115088, "latency_mean_us": 3164.842, '
+            '"latency_max_us": 12277, "latency_percentiles_us": {"50": 2633, "90": 4559, "99": 8179, "99.9": 11991}, '
+            '"errors_connect": 0, "errors_read": 0, "errors_write": 0, "errors_timeout": 0, "errors_status": 0}')
+
+
 def test_wrk_lua_report():
-    # The line our wrk_report.lua printed from wrk 4.1.0 (Debian) on the development VM, against Granian 2.5.5
-    # (FastAPI, 1 worker, CPython 3.12.1), `wrk -t 1 -c 64 -d 1s`; its error counts edited from 0 to test them.
-    stdout = ("Running 1s test @ http://127.0.0.1:18231/json\n...\n"
-              '{"duration_us": 1001422, "requests": 20494, "bytes": 3115088, "latency_mean_us": 3164.842, '
-              '"latency_max_us": 12277, "latency_percentiles_us": {"50": 2633, "90": 4559, "99": 8179, "99.9": 11991}, '
-              '"errors_connect": 1, "errors_read": 2, "errors_write": 0, "errors_timeout": 4, "errors_status": 9}\n')
+    errors = {"errors_connect": 1, "errors_read": 2, "errors_timeout": 4, "errors_status": 9}  # edited from 0
+    stdout = "Running 1s test @ http://127.0.0.1:18231/json\n...\n" + json.dumps(json.loads(WRK_LINE) | errors)
     result = LOADGENS["wrk"].parse(stdout)
     assert result.rps == pytest.approx(20494 / 1.001422)
     assert (result.latency_avg_ms, result.latency_max_ms) == (pytest.approx(3.164842), 12.277)
@@ -187,11 +190,8 @@ def test_wrk_lua_report():
 
 
 def test_wrk_without_a_response_is_an_error():
-    stdout = ('{"duration_us": 1001422, "requests": 0, "bytes": 0, "latency_mean_us": 0.000, "latency_max_us": 0, '
-              '"latency_percentiles_us": {"50": 0, "90": 0, "99": 0, "99.9": 0}, "errors_connect": 64, '
-              '"errors_read": 0, "errors_write": 0, "errors_timeout": 0, "errors_status": 0}\n')
     with pytest.raises(LoadGenError, match="wrk got no response"):
-        LOADGENS["wrk"].parse(stdout)
+        LOADGENS["wrk"].parse(json.dumps(json.loads(WRK_LINE) | {"requests": 0, "errors_connect": 64}))
 
 
 @pytest.mark.parametrize("tool", ["wrk", "oha", "hey", "rewrk"])

@@ -9,8 +9,8 @@
 Each study session builds a uv environment holding only what a deployment would hold (Granian and the
 app's framework, installed from the lock), and the harness, in its own environment, drives it from outside.
 Options after `--` go to the harness: --duration, --loadgen, --results-dir, --port, --table, --repeat,
---warmup, --pin, --keep-going, --force, --no-wait (README lists them). A measuring session holds the machine
-lock from building its environment to its harness's end: one benchmark per machine at a time.
+--warmup, --pin, --rate, --keep-going, --force, --no-wait (README lists them). A measuring session holds the
+machine lock from building its environment to its harness's end: one benchmark per machine at a time.
 """
 
 import os
@@ -167,7 +167,7 @@ def compare(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def tools(session: nox.Session) -> None:
-    """Install rewrk 0.3.2 into tools/bin with cargo when it is missing, or print what to run."""
+    """Install rewrk 0.3.2 and oha 1.16.0 into tools/bin with cargo where missing, or print what to run."""
     harness(session, module="gilfree.tools")
 
 
@@ -183,5 +183,5 @@ def lock(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The test suite: unit tests, and real cells with Granian and wrk on a GIL interpreter."""
+    """The test suite: unit tests, and real cells with Granian and every load generator on a GIL interpreter."""
     session.run("uv", "run", "--locked", "pytest", *session.posargs, env=HARNESS_ENV, external=True)

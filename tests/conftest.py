@@ -17,13 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, status: str = "ok",
-                failure: str | None = None, errors: int = 0, non_2xx: int = 0, version: str = "3.14.0") -> dict:
+                failure: str | None = None, errors: int = 0, non_2xx: int = 0, version: str = "3.14.0",
+                percentiles: dict | None = None) -> dict:
     """A result record as the harness stores it, with made-up figures (for rendering tests only)."""
     free_threaded = cell.variant.endswith("t")
     label = label or cell.variant
     load = None if status != "ok" else {
         "rps": rps, "latency_avg_ms": 4.204, "latency_max_ms": 45.287, "requests": int(rps * 30),
-        "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5, "loadgen_wall_s": 30.0}
+        "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5, "loadgen_wall_s": 30.0,
+        "latency_percentiles_ms": percentiles, "offered_rps": None}
     resources = None if status != "ok" else {
         "cpu_cores": 0.4216, "peak_rss_bytes": 90 * 2**20 + 1000, "peak_processes": 2, "peak_threads": 5,
         "samples": 120, "interval_s": 0.25, "window_s": 30.0, "sampler_cpu_s": 0.2}

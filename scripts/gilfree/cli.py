@@ -10,6 +10,7 @@ caller gone), after the server and the load are stopped. A session holds the mac
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import signal
 import sys
@@ -46,6 +47,18 @@ def count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"invalid count {text!r}: use a whole number of at least 1")
     return int(text)
+
+
+def rate(text: str) -> float:
+    """Requests per second: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: use a positive number of requests per second, "
+                                         f"such as 5000")
+    return value
 
 
 def port(text: str) -> int:
@@ -93,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=duration, default=0, help="load before each measured run (default none)")
     run.add_argument("--pin", type=count, metavar="N",
                      help="pin the load generator to the last N CPUs and the server to the others")
+    run.add_argument("--rate", type=rate, metavar="RPS",
+                     help="open loop: offer this many requests per second, whatever the answers (--loadgen oha); "
+                          "default: closed loop, as the post")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     run.add_argument("--no-wait", action="store_true",
@@ -118,6 +134,10 @@ def interpreters_by_variant(session: str, given: list[str]) -> dict[str, str]:
 
 def options_from(args: argparse.Namespace) -> study.Options:
     """Check what argparse cannot check alone; a ValueError is a refusal."""
+    if args.rate is not None and not LOADGENS[args.loadgen].open_loop:
+        open_loop = ", ".join(name for name, tool in LOADGENS.items() if tool.open_loop)
+        raise ValueError(f"--rate {args.rate:.10g} needs an open-loop load generator, and {args.loadgen} runs a closed "
+                         f"loop only: add --loadgen {open_loop}")
     if args.table and args.table not in SESSIONS[args.session].tables:
         raise ValueError(f"table {args.table!r} is not part of session {args.session!r} "
                          f"(its tables: {', '.join(SESSIONS[args.session].tables)})")
@@ -125,7 +145,7 @@ def options_from(args: argparse.Namespace) -> study.Options:
         session=args.session, pythons=interpreters_by_variant(args.session, args.python),
         duration_s=args.duration, loadgen=args.loadgen, results_dir=args.results_dir, port=args.port,
         keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile, lock=args.lock,
-        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin,
+        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin, rate=args.rate,
     )
     options.settings  # refuses a --pin this machine cannot honour
     return options

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import results
+from . import results, stats
+from .loadgen import PERCENTILES
 from .matrix import TABLES, Cell, Table
 from .sampler import DEFAULT_INTERVAL_S
 
@@ -32,6 +33,10 @@ FOOTNOTE = """\
 - Python: the interpreter that really ran. A label other than the post's (3.14, 3.14t) marks a stand-in.
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
   gives the lowest and highest run (every run is kept in the JSON)."""
+PERCENTILE_FOOTNOTE = """\
+- p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
+  did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest
+  requests, not percentiles) and, for p99.9, hey."""
 
 
 def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None,
@@ -86,6 +91,14 @@ def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[
         figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record)
     values = {**identity, **figures}
     return [values[column] for column in table.columns], notes
+
+
+def _percentile_cells(record: dict | None) -> list[str]:
+    """p50 ... p99.9 of a row, in the post's latency format; n/a where the load generator gives none."""
+    if record is None or record["status"] != "ok":
+        return [record["status"] if record else "not run"] * len(PERCENTILES)
+    values = [stats.percentile_ms(record["load"], q) for q in PERCENTILES]
+    return ["n/a" if value is None else f"{value:.2f}ms" for value in values]
 
 
 def _rps_range(record: dict | None) -> str:
@@ -191,6 +204,11 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
         headers.insert(at, "RPS range")
         for cells, cell in zip(rows, table.cells):
             cells.insert(at, _rps_range(stored.get((table.id, cell.key))))
+    with_percentiles = any(stats.percentile_ms(record.get("load"), "50") is not None for record in present)
+    if with_percentiles:
+        headers += [f"p{q}" for q in PERCENTILES]
+        for cells, cell in zip(rows, table.cells):
+            cells[-1:-1] = _percentile_cells(stored.get((table.id, cell.key)))
     if not any(notes):
         rows = [cells[:-1] for cells in rows]
     else:
@@ -206,6 +224,7 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict]) -> str:
         _measured_with(present),
         "",
         FOOTNOTE.format(interval=interval),
+        *([PERCENTILE_FOOTNOTE] if with_percentiles else []),
         "",
     ])
 

@@ -25,6 +25,12 @@ OLDEST_READABLE = 2
 
 def _from_2(record: dict) -> dict:
     """Schema 2 (the shared real data among others) lacks what schema 3 added; each addition is unknown there."""
+    for load in [record.get("load"), *(run.get("load") for run in record.get("runs", []))]:
+        if load is not None:
+            load.setdefault("latency_percentiles_ms", None)  # not recorded then
+            load.setdefault("offered_rps", None)  # every run then was closed-loop
+    if record.get("settings") is not None:
+        record["settings"].setdefault("rate_rps", None)
     return record
 
 

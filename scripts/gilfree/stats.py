@@ -4,6 +4,7 @@ result should not be trusted."""
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 # A cell whose RPS moves more than this across its runs (max - min over the median) is flagged.
 VARIATION_LIMIT = 0.10
@@ -11,6 +12,8 @@ VARIATION_LIMIT = 0.10
 LOADGEN_SATURATED_CORES = 0.9
 # Busy before the run: system-wide CPU use above this share, measured just before the server starts.
 BUSY_LIMIT = 0.15
+# An open-loop run whose achieved rate falls short of the offered one by more than this share is flagged.
+RATE_TOLERANCE = 0.05
 
 LOAD_FIGURES = ("rps", "latency_avg_ms", "latency_max_ms")
 SUMMED = ("errors", "non_2xx")  # a fault in any run must show in the summary, not vanish under a median
@@ -24,11 +27,14 @@ def spread(values: list[float]) -> dict[str, float]:
             "max": max(values)}
 
 
-def _middle(name: str, values: list[float | None]) -> float | None:
-    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests).
-    A figure the tool could not give in some run (None) stays unknown: it is never taken as zero."""
+def _middle(name: str, values: list) -> float | dict | None:
+    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests), and for
+    a group of figures (the latency percentiles) the median of each. A figure the tool could not give in some
+    run (None) stays unknown: it is never taken as zero."""
     if None in values:
         return None
+    if all(isinstance(v, dict) for v in values):
+        return {key: _middle(key, [v.get(key) for v in values]) for key in values[0]}
     if name in SUMMED:
         return sum(values)
     return statistics.median_low(values) if all(isinstance(v, int) for v in values) else statistics.median(values)
@@ -43,6 +49,34 @@ def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
     spreads = {name: spread([run["load"][name] for run in runs]) for name in LOAD_FIGURES}
     spreads |= {name: spread([run["resources"][name] for run in runs]) for name in RESOURCE_FIGURES}
     return load, resources, spreads
+
+
+def percentile_ms(load: dict | None, percentile: str) -> float | None:
+    """One latency percentile of a record's (or a run's) load, such as "99"; None where the load generator gave
+    none (rewrk), the run failed, or the record predates percentiles."""
+    return ((load or {}).get("latency_percentiles_ms") or {}).get(percentile)
+
+
+@dataclass(frozen=True)
+class RateShortfall:
+    """An open-loop run that completed fewer requests per second than it offered: the server (or the load
+    generator) could not keep up, and the requests never sent are in no latency figure."""
+
+    offered_rps: float
+    achieved_rps: float
+
+    def __str__(self) -> str:
+        return (f"achieved {self.achieved_rps:.0f} RPS of the {self.offered_rps:.10g} offered "
+                f"({self.achieved_rps / self.offered_rps:.0%}, tolerance {RATE_TOLERANCE:.0%}): the server, or the "
+                f"load generator, could not keep up, and the requests never sent are in no latency figure")
+
+
+def rate_shortfall(load: dict | None) -> RateShortfall | None:
+    """The shortfall of an open-loop run (`offered_rps` set) below its offered rate, beyond RATE_TOLERANCE."""
+    offered = (load or {}).get("offered_rps")
+    if offered is None or load["rps"] >= offered * (1 - RATE_TOLERANCE):
+        return None
+    return RateShortfall(offered, load["rps"])
 
 
 def variation(spreads: dict) -> float:
@@ -63,6 +97,9 @@ def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int 
                         f"thread(s): it may be the bottleneck")
     if load.get("errors"):
         warnings.append(f"{load['errors']} errors during the load")
+    shortfall = rate_shortfall(run.get("load"))
+    if shortfall:
+        warnings.append(str(shortfall))
     return warnings
 
 

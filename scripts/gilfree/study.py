@@ -48,6 +48,7 @@ class Options:
     repeat: int = 1
     warmup_s: int = 0
     pin: int | None = None  # CPUs for the load generator; the server gets the others
+    rate: float | None = None  # open loop: requests per second offered; None: closed loop, as the post
 
     @cached_property
     def environment(self) -> dict:
@@ -60,7 +61,8 @@ class Options:
         """How every run of this session is measured; reading it refuses a --pin the machine cannot honour."""
         server_cpus, loadgen_cpus = split_cpus(self.pin) if self.pin else (None, None)
         return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
-                "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus}
+                "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus,
+                "rate_rps": self.rate}
 
 
 def say(message: str) -> None:
@@ -240,7 +242,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     target = url(options.port, cell.endpoint)
     run = {"status": "failed", "failure": None, "load": None, "resources": None, "timings": {},
            "commands": {"server": server_command,
-                        "load": generator.command(target, options.duration_s, cell.concurrency)},
+                        "load": generator.command(target, options.duration_s, cell.concurrency, options.rate)},
            "started_at": results.now()}
     log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
@@ -251,7 +253,8 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
             run["timings"]["ready_s"] = server.wait_ready()
             server.verify()
             if options.warmup_s:
-                warmup, _ = run_load(generator, generator.command(target, options.warmup_s, cell.concurrency),
+                warmup, _ = run_load(generator, generator.command(target, options.warmup_s, cell.concurrency,
+                                                                  options.rate),
                                      options.warmup_s, cpus=settings["loadgen_cpus"])
                 run["warmup"] = warmup.as_dict()
             sampler = TreeSampler(server.pid)
@@ -262,7 +265,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
                                                cpus=settings["loadgen_cpus"])
             finally:
                 usage = sampler.stop()
-            run["load"] = {**load.as_dict(), **loadgen_usage}
+            run["load"] = {**load.as_dict(), **loadgen_usage, "offered_rps": options.rate}  # rps: achieved
             run["resources"] = usage.as_dict()
             _check_server_after_load(server, interpreter, load)
             run["status"] = "ok"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import ipaddress
 import re
 import signal
 import sys
@@ -23,6 +24,8 @@ from .loadgen import LOADGENS, LoadGenError
 from .matrix import SESSIONS, TABLES
 from .processes import exit_with_caller
 from .server import DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
+from .remote import LoadHost, valid_destination
+from .server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free
 
 DEFAULT_RESULTS = PROJECT_ROOT / "results"
 
@@ -74,6 +77,33 @@ def readable_file(text: str) -> Path:
     return path
 
 
+def bind_address(text: str) -> str:
+    """One IP address of this machine; never a wildcard, which would listen on every network."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --bind {text!r}: give one IP address of this machine, "
+                                         f"such as 127.0.0.1 or 192.168.1.10") from None
+    if address.is_unspecified:
+        raise argparse.ArgumentTypeError(f"--bind {text} would listen on every network of this machine; give the "
+                                         f"one address the load host reaches it at")
+    return str(address)
+
+
+def destination(text: str) -> str:
+    if not valid_destination(text):
+        raise argparse.ArgumentTypeError(f"invalid --loadgen-host {text!r}: give [user@]host as ssh takes it, "
+                                         f"such as bench@10.0.0.2")
+    return text
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text).resolve()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
+    return path
+
+
 def writable_dir(text: str) -> Path:
     path = Path(text).resolve()
     try:
@@ -109,6 +139,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=rate, metavar="RPS",
                      help="open loop: offer this many requests per second, whatever the answers (--loadgen oha); "
                           "default: closed loop, as the post")
+    run.add_argument("--bind", type=bind_address, default=DEFAULT_BIND,
+                     help=f"the one address Granian listens on (default {DEFAULT_BIND}); another is never chosen "
+                          f"for you")
+    run.add_argument("--loadgen-host", type=destination, metavar="[USER@]HOST",
+                     help="run the load generator on this host through ssh (needs --bind with an address it reaches)")
+    run.add_argument("--ssh-identity", type=existing_file, metavar="FILE", help="ssh's -i for --loadgen-host")
+    run.add_argument("--ssh-known-hosts", metavar="FILE",
+                     help="ssh's UserKnownHostsFile for --loadgen-host (default: ssh's own)")
+    run.add_argument("--ssh-accept-new", action="store_true",
+                     help="trust the load host's key the first time it is seen (default: only known keys)")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     run.add_argument("--no-wait", action="store_true",
@@ -142,6 +182,7 @@ def options_from(args: argparse.Namespace) -> study.Options:
         raise ValueError(f"table {args.table!r} is not part of session {args.session!r} "
                          f"(its tables: {', '.join(SESSIONS[args.session].tables)})")
     options = study.Options(
+        bind=args.bind, load_host=load_host(args),
         session=args.session, pythons=interpreters_by_variant(args.session, args.python),
         duration_s=args.duration, loadgen=args.loadgen, results_dir=args.results_dir, port=args.port,
         keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile, lock=args.lock,
@@ -149,6 +190,23 @@ def options_from(args: argparse.Namespace) -> study.Options:
     )
     options.settings  # refuses a --pin this machine cannot honour
     return options
+
+
+def load_host(args: argparse.Namespace) -> LoadHost | None:
+    """Where the load generator runs; refuses what makes no sense with (or without) a remote one."""
+    ssh_options = [name for name in ("ssh_identity", "ssh_known_hosts", "ssh_accept_new") if getattr(args, name)]
+    if not args.loadgen_host:
+        if ssh_options:
+            raise ValueError(f"--{ssh_options[0].replace('_', '-')} is for --loadgen-host; give that too, or leave it out")
+        return None
+    if ipaddress.ip_address(args.bind).is_loopback:
+        raise ValueError(f"--loadgen-host {args.loadgen_host} cannot reach this machine's loopback address "
+                         f"{args.bind}; give --bind with this machine's address on a network that host reaches")
+    if args.pin:
+        raise ValueError(f"--pin places the load generator on this machine's CPUs, but with --loadgen-host it runs on "
+                         f"{args.loadgen_host}; leave --pin out")
+    known_hosts = Path(args.ssh_known_hosts).resolve() if args.ssh_known_hosts else None
+    return LoadHost(args.loadgen_host, args.ssh_identity, known_hosts, args.ssh_accept_new)
 
 
 def _value_options(main: argparse.ArgumentParser) -> set[str]:
@@ -203,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with machine_lock.held(options.session, wait=not args.no_wait, say=study.say):
             stop_left_behind(study.say)
-            ensure_port_free(options.port)
+            ensure_port_free(options.port, options.bind)
             return study.run(options)
     except (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy) as error:
         print(f"gilfree: error: {error}", file=sys.stderr)

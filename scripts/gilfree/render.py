@@ -150,10 +150,20 @@ def _python(record: dict) -> str:
 
 
 def setups(records: list[dict]) -> str:
-    """Load generator, duration and machine of the records: 'wrk 3s on AMD EPYC (2 logical cores)'."""
+    """Load generator, duration and machine of the records: 'wrk 3s on AMD EPYC (2 logical cores)', and
+    where the load came from when it crossed a network."""
     return "; ".join(sorted({f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on "
                              f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
-                             for r in records}))
+                             f"{_load_host(r)}" for r in records}))
+
+
+def _load_host(record: dict) -> str:
+    host = record.get("settings", {}).get("loadgen_host")
+    if not host:
+        return ""
+    there = (record.get("load_generator") or {}).get("machine") or {}
+    return (f", the load sent across the network from {host} ({there.get('cpu_model') or 'unknown CPU'}, "
+            f"{there.get('logical_cores') or 'unknown'} logical cores) to {record['settings']['bind']}")
 
 
 def _measured_with(records: list[dict]) -> str:

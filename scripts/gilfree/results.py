@@ -24,13 +24,19 @@ OLDEST_READABLE = 2
 
 
 def _from_2(record: dict) -> dict:
-    """Schema 2 (the shared real data among others) lacks what schema 3 added; each addition is unknown there."""
+    """Schema 2 (the shared real data among others) lacks what schema 3 added; each addition is unknown there.
+    Where the load ran is known: schema 2 always bound 127.0.0.1 and ran the load on the server's machine."""
     for load in [record.get("load"), *(run.get("load") for run in record.get("runs", []))]:
         if load is not None:
             load.setdefault("latency_percentiles_ms", None)  # not recorded then
             load.setdefault("offered_rps", None)  # every run then was closed-loop
     if record.get("settings") is not None:
         record["settings"].setdefault("rate_rps", None)
+        record["settings"].setdefault("bind", "127.0.0.1")
+        record["settings"].setdefault("loadgen_host", None)
+    if isinstance(record.get("load_generator"), dict):
+        record["load_generator"].setdefault("host", None)
+        record["load_generator"].setdefault("machine", None)
     return record
 
 

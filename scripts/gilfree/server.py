@@ -19,7 +19,7 @@ from . import PROJECT_ROOT, machine_lock
 from .processes import dies_with_parent, finish, pinned
 from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
 
-HOST = "127.0.0.1"
+DEFAULT_BIND = "127.0.0.1"  # Granian's own default, made explicit; any other address must be asked for
 DEFAULT_PORT = 8000
 APPS_DIR = PROJECT_ROOT / "apps"
 READY_TIMEOUT_S = 30.0
@@ -39,19 +39,20 @@ class ServerError(Exception):
     """The server could not be started, did not answer as expected, or died."""
 
 
-def granian_command(granian: str, cell: Cell, port: int) -> list[str]:
-    """The post's command for this cell, with Granian's default host and port made explicit."""
+def granian_command(granian: str, cell: Cell, port: int, bind: str = DEFAULT_BIND) -> list[str]:
+    """The post's command for this cell, with Granian's host (default 127.0.0.1) and port made explicit."""
     command = [granian, "--interface", cell.interface]
     if cell.interface == "asgi":
         command += ["--loop", "asyncio"]
     command += ["--workers", str(cell.workers)]
     if cell.blocking_threads is not None:
         command += ["--blocking-threads", str(cell.blocking_threads)]
-    return command + ["--host", HOST, "--port", str(port), APPS[cell.interface]]
+    return command + ["--host", bind, "--port", str(port), APPS[cell.interface]]
 
 
-def url(port: int, endpoint: str) -> str:
-    return f"http://{HOST}:{port}/{endpoint}"
+def url(port: int, endpoint: str, bind: str = DEFAULT_BIND) -> str:
+    host = f"[{bind}]" if ":" in bind else bind  # an IPv6 address is bracketed in a URL
+    return f"http://{host}:{port}/{endpoint}"
 
 
 def port_holder(port: int) -> str:
@@ -76,23 +77,26 @@ def _unprivileged_port_start() -> str:
         return "1024"
 
 
-def ensure_port_free(port: int) -> None:
+def ensure_port_free(port: int, bind: str = DEFAULT_BIND) -> None:
     """Bind the port as Granian will, and say the real cause if that fails: in use, or not allowed."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As Granian binds: with SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) is a conflict.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((HOST, port))
+            probe.bind((bind, port))
         except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise ServerError(f"address {bind} is not one of this machine's; give --bind an address of "
+                                  f"one of its interfaces (`ip -brief address` lists them)") from None
             if error.errno == errno.EADDRINUSE:
-                raise ServerError(f"port {port} on {HOST} is already in use by {port_holder(port)}; "
+                raise ServerError(f"port {port} on {bind} is already in use by {port_holder(port)}; "
                                   f"stop that process or choose another port with --port") from None
             if error.errno in (errno.EACCES, errno.EPERM):
                 start = _unprivileged_port_start()
-                raise ServerError(f"port {port} on {HOST} cannot be bound: permission denied (on this machine "
+                raise ServerError(f"port {port} on {bind} cannot be bound: permission denied (on this machine "
                                   f"ports below {start} need root or CAP_NET_BIND_SERVICE); "
                                   f"choose a port of {start} or above with --port") from None
-            raise ServerError(f"port {port} on {HOST} cannot be bound: {error.strerror}; "
+            raise ServerError(f"port {port} on {bind} cannot be bound: {error.strerror}; "
                               f"choose another port with --port") from None
 
 
@@ -107,10 +111,12 @@ def server_env() -> dict[str, str]:
 class GranianServer:
     """A Granian process group serving one cell; use as a context manager so it is always stopped."""
 
-    def __init__(self, command: list[str], port: int, log_path: Path, cpus: tuple[int, ...] | None = None):
+    def __init__(self, command: list[str], port: int, log_path: Path, cpus: tuple[int, ...] | None = None,
+                 bind: str = DEFAULT_BIND):
         self.command = command
         self.cpus = cpus
         self.port = port
+        self.bind = bind
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.stopped_by: str | None = None
@@ -118,7 +124,7 @@ class GranianServer:
         self._record: Path | None = None
 
     def __enter__(self) -> GranianServer:
-        ensure_port_free(self.port)
+        ensure_port_free(self.port, self.bind)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log, pinned(self.cpus):
             try:
@@ -160,13 +166,13 @@ class GranianServer:
         while True:
             self.check_alive()
             try:
-                with LOCAL.open(url(self.port, "json"), timeout=1):
+                with LOCAL.open(url(self.port, "json", self.bind), timeout=1):
                     break
             except urllib.error.HTTPError:
                 break  # it answers; whether rightly is verify()'s question
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.perf_counter() - started > timeout_s:
-                    raise self.fail(f"Granian did not answer on port {self.port} within {timeout_s:.0f}s")
+                    raise self.fail(f"Granian did not answer on {self.bind} port {self.port} within {timeout_s:.0f}s")
                 time.sleep(0.05)
         self._members = self._tree()
         return time.perf_counter() - started
@@ -176,7 +182,7 @@ class GranianServer:
         after it, since a load generator may not look at what it got."""
         for endpoint in ENDPOINTS:
             try:
-                with LOCAL.open(url(self.port, endpoint), timeout=5) as response:
+                with LOCAL.open(url(self.port, endpoint, self.bind), timeout=5) as response:
                     status, body = response.status, response.read()
             except urllib.error.HTTPError as error:
                 status, body = error.code, error.read()

@@ -92,7 +92,7 @@ def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int 
         warnings.append(f"machine busy before the run: {busy_share:.0%} CPU use across {cores} cores "
                         f"(limit {BUSY_LIMIT:.0%})")
     load = run.get("load") or {}
-    if loadgen_threads and load.get("loadgen_cpu_cores", 0) >= LOADGEN_SATURATED_CORES * loadgen_threads:
+    if loadgen_threads and (load.get("loadgen_cpu_cores") or 0) >= LOADGEN_SATURATED_CORES * loadgen_threads:
         warnings.append(f"load generator used {load['loadgen_cpu_cores']:.2f} cores from {loadgen_threads} "
                         f"thread(s): it may be the bottleneck")
     if load.get("errors"):

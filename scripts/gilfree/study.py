@@ -21,8 +21,9 @@ from .interpreters import Interpreter, check, check_lock, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
 from .matrix import APPS, POST_PYTHON, SESSIONS, Cell
 from .processes import split_cpus
+from .remote import LoadHost
 from .sampler import TreeSampler
-from .server import GranianServer, ServerError, granian_command, url
+from .server import DEFAULT_BIND, GranianServer, ServerError, granian_command, url
 
 # A GIL re-enabled at run time (by a module imported after the probe) is announced on stderr like this.
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
@@ -49,6 +50,8 @@ class Options:
     warmup_s: int = 0
     pin: int | None = None  # CPUs for the load generator; the server gets the others
     rate: float | None = None  # open loop: requests per second offered; None: closed loop, as the post
+    bind: str = DEFAULT_BIND  # the one address Granian listens on
+    load_host: LoadHost | None = None  # where the load generator runs; None: on this machine
 
     @cached_property
     def environment(self) -> dict:
@@ -62,7 +65,8 @@ class Options:
         server_cpus, loadgen_cpus = split_cpus(self.pin) if self.pin else (None, None)
         return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
                 "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus,
-                "rate_rps": self.rate}
+                "rate_rps": self.rate,
+                "bind": self.bind, "loadgen_host": self.load_host.destination if self.load_host else None}
 
 
 def say(message: str) -> None:
@@ -111,8 +115,7 @@ def run(options: Options) -> int:
     """Run one session; return the exit status (0 every run measured, 1 some failed, EXIT_STORAGE_FULL the
     results' disk filled up). The tables are re-rendered at the end, an interrupted session included."""
     generator = LOADGENS[options.loadgen]
-    require(generator)
-    load_generator = {"name": generator.name, "version": version(generator)}
+    load_generator = describe(generator, options.load_host)
     checked = interpreters(options)
     cells = [cell for cell in SESSIONS[options.session].cells() if options.table in (None, cell.table)]
     records = {cell: _stored(options, cell, fingerprint(checked[cell.variant], options, load_generator))
@@ -168,6 +171,31 @@ def _render(options: Options, status: int) -> int:
         return EXIT_STORAGE_FULL
     say(f"tables written: {', '.join(str(path) for path in written)}")
     return status
+
+
+def describe(generator: LoadGenerator, load_host: LoadHost | None) -> dict:
+    """The load generator's record: its version, and the host it runs on with that machine's facts (None for
+    this machine, whose facts are the record's own). Refuses a tool that is not installed where it must run."""
+    if load_host:
+        return load_host.describe(generator)
+    require(generator)
+    return {"name": generator.name, "version": version(generator), "host": None, "machine": None}
+
+
+def _load(generator: LoadGenerator, command: list[str], duration_s: int, options: Options) -> tuple[LoadResult, dict]:
+    if options.load_host:
+        return options.load_host.run_load(generator, command, duration_s)
+    return run_load(generator, command, duration_s, cpus=options.settings["loadgen_cpus"])
+
+
+def _check_from_load_host(server: GranianServer, generator: LoadGenerator, target: str, options: Options,
+                          when: str) -> None:
+    """The answer check from where the load comes from (server.verify checks from this machine)."""
+    if options.load_host:
+        failure = options.load_host.check(generator, target)
+        if failure:
+            raise server.fail(f"the load host {options.load_host.destination} got no clean answers from {target} "
+                              f"{when} ({failure}); can it reach {options.bind} port {options.port}?")
 
 
 def run_order(cells: list[Cell], done: dict[Cell, int], repeat: int) -> list[tuple[int, Cell]]:
@@ -238,36 +266,39 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
     settings = options.settings
     granian = str(Path(interpreter.executable).parent / "granian")
-    server_command = granian_command(granian, cell, options.port)
-    target = url(options.port, cell.endpoint)
+    server_command = granian_command(granian, cell, options.port, options.bind)
+    target = url(options.port, cell.endpoint, options.bind)
+    load_command = generator.command(target, options.duration_s, cell.concurrency, options.rate)
     run = {"status": "failed", "failure": None, "load": None, "resources": None, "timings": {},
            "commands": {"server": server_command,
-                        "load": generator.command(target, options.duration_s, cell.concurrency, options.rate)},
+                        "load": options.load_host.shown(load_command) if options.load_host else load_command},
            "started_at": results.now()}
     log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
     busy = _busy_share()
     started = time.perf_counter()
     try:
-        with GranianServer(server_command, options.port, log, cpus=settings["server_cpus"]) as server:
+        with GranianServer(server_command, options.port, log, cpus=settings["server_cpus"],
+                           bind=options.bind) as server:
             run["timings"]["ready_s"] = server.wait_ready()
             server.verify()
+            _check_from_load_host(server, generator, target, options, "before any load")
             if options.warmup_s:
-                warmup, _ = run_load(generator, generator.command(target, options.warmup_s, cell.concurrency,
-                                                                  options.rate),
-                                     options.warmup_s, cpus=settings["loadgen_cpus"])
+                warmup, _ = _load(generator, generator.command(target, options.warmup_s, cell.concurrency,
+                                                               options.rate),
+                                  options.warmup_s, options)
                 run["warmup"] = warmup.as_dict()
             sampler = TreeSampler(server.pid)
             sampler.start()
             run["timings"]["setup_s"] = time.perf_counter() - started - options.warmup_s
             try:
-                load, loadgen_usage = run_load(generator, run["commands"]["load"], options.duration_s,
-                                               cpus=settings["loadgen_cpus"])
+                load, loadgen_usage = _load(generator, load_command, options.duration_s, options)
             finally:
                 usage = sampler.stop()
             run["load"] = {**load.as_dict(), **loadgen_usage, "offered_rps": options.rate}  # rps: achieved
             run["resources"] = usage.as_dict()
             _check_server_after_load(server, interpreter, load)
+            _check_from_load_host(server, generator, target, options, "after the load")
             run["status"] = "ok"
             teardown = time.perf_counter()
         run["timings"]["teardown_s"] = time.perf_counter() - teardown

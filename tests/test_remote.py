@@ -16,9 +16,11 @@ import psutil
 import pytest
 
 import netns
-from conftest import ROOT, free_port, harness_command, leftovers
+from conftest import ROOT, free_port, harness_command, leftovers, make_record
 from gilfree import remote
 from gilfree.loadgen import LOADGENS
+from gilfree import render, results
+from gilfree.matrix import TABLES_BY_ID, Cell
 from test_cli import gilfree
 
 HARNESS_TIMEOUT_S = 180
@@ -67,7 +69,7 @@ def test_cell_measured_with_the_load_from_the_other_host(hosts, environments, tm
     assert leftovers(environments["asgi"]) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_interrupt_leaves_no_load_generator_on_either_host(signum, hosts, environments, tmp_path):
     harness = subprocess.Popen(harness_in_server(hosts, environments["asgi"], tmp_path, "--duration", "45s"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -79,7 +81,7 @@ def test_interrupt_leaves_no_load_generator_on_either_host(signum, hosts, enviro
             time.sleep(0.1)
         harness.send_signal(signum)
         _, stderr = harness.communicate(timeout=60)
-        assert harness.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL), stderr
+        assert harness.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signum], stderr
         deadline = time.monotonic() + GONE_TIMEOUT_S
         while hosts.processes_in(hosts.load_ns, "wrk") and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -196,3 +198,35 @@ def test_load_host_refusing_our_key_is_refused_before_any_server(hosts, environm
     assert len(lines) == 1 and f"ssh to root@{netns.LOAD_ADDRESS} failed: " in lines[0], completed.stderr
     assert "Permission denied" in lines[0] and "--loadgen-host" in lines[0]
     assert not (tmp_path / "raw").exists()
+
+
+def test_tables_say_the_load_crossed_the_network_and_never_mix_it_with_local_rows(tmp_path):
+    local, remote_row = TABLES_BY_ID["asgi-json"].cells[:2]
+    across = make_record(remote_row)
+    across["settings"] |= {"bind": "10.0.0.1", "loadgen_host": "bench@loadbox"}
+    across["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": "bench@loadbox",
+                                "machine": {"cpu_model": "AMD EPYC 7763", "logical_cores": 4}}
+    here = make_record(local)
+    here["settings"] |= {"bind": "127.0.0.1", "loadgen_host": None}
+    here["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": None, "machine": None}
+    for record in (across, here):
+        results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
+    render.write_all(tmp_path)
+    measured = next(line for line in (tmp_path / "tables" / "asgi-json.md").read_text().splitlines()
+                    if line.startswith("Measured with"))
+    assert ("rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), the load sent across the network from "
+            "bench@loadbox (AMD EPYC 7763, 4 logical cores) to 10.0.0.1") in measured
+    assert "bind 127.0.0.1 vs 10.0.0.1" in measured and "loadgen host none vs bench@loadbox" in measured
+
+
+def test_schema_2_records_ran_the_load_here_on_loopback(tmp_path):
+    old = make_record(TABLES_BY_ID["asgi-json"].cells[0])
+    old["schema"] = 2
+    old["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2"}
+    migrated = results.migrate(old, tmp_path / "old.json")
+    assert migrated["settings"]["bind"] == "127.0.0.1" and migrated["settings"]["loadgen_host"] is None
+    assert migrated["load_generator"]["host"] is None and migrated["load_generator"]["machine"] is None
+    new = make_record(TABLES_BY_ID["asgi-json"].cells[1])
+    new["settings"] |= {"bind": "127.0.0.1", "loadgen_host": None}
+    new["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": None, "machine": None}
+    assert render.condition_differences([migrated, new]) == []

@@ -62,6 +62,7 @@ echo "cpu_model=$( (sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev
 echo "tool_path=$(command -v "$1")"
 command -v "$1" >/dev/null || exit 0
 echo '{marker}'
+shift
 "$@" 2>&1 </dev/null
 exit 0
 """
@@ -105,7 +106,7 @@ class LoadHost:
         """The load generator's record, with the remote machine's facts; refuses a tool missing there."""
         try:
             completed = subprocess.run(self.ssh(FACTS.format(marker=MARKER), generator.name,
-                                                *generator.version_args),
+                                                *generator.version_command),
                                        stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                        timeout=CONNECT_TIMEOUT_S + 20)
         except subprocess.TimeoutExpired:

@@ -1,5 +1,5 @@
-# The whole study (the `article` profile) in one image: rewrk 0.3.2, CPython 3.14.0 and 3.14.0t, nox, and the
-# locked environments under test, all built here, so that running installs nothing.
+# The whole study (the `article` profile) in one image: rewrk 0.3.2 and oha 1.16.0, CPython 3.14.0 and 3.14.0t,
+# nox, and the locked environments under test, all built here, so that running installs nothing.
 #
 #   docker build -t gilfree .
 #   docker run --rm -v "$PWD/results:/gilfree/results" gilfree                      # all six tables
@@ -7,15 +7,17 @@
 #
 # Arguments after the image name go to `nox -R` (reuse the environments built here, install nothing).
 
-# rewrk, with --locked: the lock file published in the crate, if it has one. Its OpenSSL is vendored (built
-# from source, linked statically), which is why this stage uses the full image, with a C compiler, make and perl.
-FROM rust:1.94.0-bookworm@sha256:365468470075493dc4583f47387001854321c5a8583ea9604b297e67f01c5a4f AS rewrk
-RUN cargo install rewrk --version 0.3.2 --locked --root /opt/rewrk
+# rewrk and oha, with --locked: the lock file published in each crate, at the versions `nox -s tools` pins.
+# rewrk's OpenSSL is vendored (built from source, linked statically), which is why this stage uses the full
+# image, with a C compiler, make and perl.
+FROM rust:1.94.0-bookworm@sha256:365468470075493dc4583f47387001854321c5a8583ea9604b297e67f01c5a4f AS cargo-tools
+RUN cargo install rewrk --version 0.3.2 --locked --root /opt/cargo-tools \
+ && cargo install oha --version 1.16.0 --locked --root /opt/cargo-tools
 
 FROM debian:12.12-slim@sha256:d5d3f9c23164ea16f31852f95bd5959aad1c5e854332fe00f7b3a20fcc9f635c
 
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
-COPY --from=rewrk /opt/rewrk/bin/rewrk /usr/local/bin/rewrk
+COPY --from=cargo-tools /opt/cargo-tools/bin/rewrk /opt/cargo-tools/bin/oha /usr/local/bin/
 
 # uv puts its interpreters under /opt/uv and links python3.14, python3.14t and nox into /usr/local/bin.
 ENV UV_PYTHON_INSTALL_DIR=/opt/uv/python \
@@ -28,7 +30,7 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/uv/python \
 RUN uv python install 3.14.0 3.14.0t \
  && python3.14 -c 'import sys, sysconfig; assert sys.version_info[:3] == (3, 14, 0) and not sysconfig.get_config_var("Py_GIL_DISABLED")' \
  && python3.14t -c 'import sys, sysconfig; assert sys.version_info[:3] == (3, 14, 0) and sysconfig.get_config_var("Py_GIL_DISABLED")' \
- && rewrk --help > /dev/null
+ && rewrk --help > /dev/null && oha --version > /dev/null
 
 # From here on uv uses those two and never fetches another; the sessions are pointed at them by path.
 ENV UV_PYTHON_DOWNLOADS=never \

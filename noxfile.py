@@ -9,13 +9,21 @@
 Each study session builds a uv environment holding only what a deployment would hold (Granian and the
 app's framework, installed from the lock), and the harness, in its own environment, drives it from outside.
 Options after `--` go to the harness: --duration, --loadgen, --results-dir, --port, --table, --repeat,
---warmup, --pin, --keep-going, --force (README lists them).
+--warmup, --pin, --rate, --bind, --loadgen-host and its --ssh-* options, --keep-going, --force, --no-wait (README lists them). A measuring session holds the
+machine lock from building its environment to its harness's end: one benchmark per machine at a time.
 """
 
 import os
 import subprocess
+import sys
+from contextlib import contextmanager
 
 import nox
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from gilfree import machine_lock  # noqa: E402  (standard library and filelock only, which nox has)
+from gilfree.matrix import SESSIONS  # noqa: E402
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True  # a skipped session would be a lost measurement
@@ -33,10 +41,10 @@ if PROFILE not in PYTHONS:
 if PROFILE == "article":
     nox.options.download_python = "never"  # nox would download the newest 3.14 patch, not 3.14.0
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 os.environ["PATH"] = os.pathsep.join([os.path.join(ROOT, "tools", "bin"), os.environ["PATH"]])  # `nox -s tools`
 # nox points uv at the session's environment and interpreter; the harness must stay in the project's own.
-HARNESS_ENV = {"UV_PROJECT_ENVIRONMENT": None, "UV_PYTHON": None, "VIRTUAL_ENV": None}
+# The harness exits when this nox process is gone (nox runs it through uv, so nox is not its parent).
+HARNESS_ENV = {"UV_PROJECT_ENVIRONMENT": None, "UV_PYTHON": None, "VIRTUAL_ENV": None, **machine_lock.caller_env()}
 
 
 def python(variant: str) -> str:
@@ -55,85 +63,94 @@ def harness(session: nox.Session, *args: str, module: str = "gilfree") -> None:
                 env=HARNESS_ENV, external=True, interrupt_timeout=15, terminate_timeout=5)
 
 
-def install(session: nox.Session, interface: str, location: str) -> str:
-    """Install the app's framework and Granian, exactly as locked, into the environment at `location`."""
+@contextmanager
+def machine(session: nox.Session):
+    """Hold the machine lock (README: one benchmark at a time): wait for it, or fail at once with --no-wait."""
+    try:
+        with machine_lock.held(session.name, wait="--no-wait" not in session.posargs, say=session.log):
+            yield
+    except machine_lock.MachineBusy as busy:
+        session.error(str(busy))
+
+
+def environment(session: nox.Session, interface: str, variant: str, location: str) -> str:
+    """Build the environment under test at `location` from the interpreter and the lock: the interpreter and
+    the app's framework and Granian, exactly as locked. Done here, under the machine lock, rather than by nox:
+    nox would re-create it before the session could take the lock, under a twin session still measuring."""
+    session.run_install("uv", "venv", "--clear", "--quiet", "--python", python(variant), location,
+                        env=HARNESS_ENV, external=True)
     session.run_install("uv", "pip", "sync", "--require-hashes", f"locks/{PROFILE}/{interface}.txt",
                         "--python", location, external=True)
     return os.path.join(location, "bin", "python")
 
 
-def study(session: nox.Session, interface: str) -> None:
-    """One variant: the session's own environment is the one under test."""
-    under_test = install(session, interface, session.virtualenv.location)
-    harness(session, "run", session.name, *session.posargs, "--python", under_test,
-            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt")
+def study(session: nox.Session) -> None:
+    """The session's variants as matrix.py lists them (both, interleaved run by run, in the two-variant
+    sessions), one environment under test each, measured by the harness from its own environment."""
+    interface, variants = SESSIONS[session.name].interface, SESSIONS[session.name].variants
+    with machine(session):
+        pythons = []
+        for variant in variants:
+            location = str(session.env_dir) if len(variants) == 1 else f"{session.env_dir}-{variant}"
+            pythons += ["--python", f"{variant}={environment(session, interface, variant, location)}"]
+        harness(session, "run", session.name, *session.posargs, *pythons,
+                "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt")
 
 
-def interleaved(session: nox.Session, interface: str) -> None:
-    """Both variants in one harness run, alternating run by run: one environment under test each."""
-    pythons = []
-    for variant in ("3.14", "3.14t"):
-        location = os.path.join(ROOT, ".nox", f"{session.name}-{variant}")
-        session.run_install("uv", "venv", "--clear", "--quiet", "--python", python(variant), location,
-                            env=HARNESS_ENV, external=True)
-        pythons += ["--python", f"{variant}={install(session, interface, location)}"]
-    harness(session, "run", session.name, *session.posargs, *pythons,
-            "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt")
-
-
-@nox.session(name="asgi-3.14", python=python("3.14"))
+@nox.session(name="asgi-3.14", venv_backend="none")
 def asgi_3_14(session: nox.Session) -> None:
     """Tables 1-2 on 3.14: FastAPI, 1 worker at c=128 and 2 at c=256, /json and /io."""
-    study(session, "asgi")
+    study(session)
 
 
-@nox.session(name="asgi-3.14t", python=python("3.14t"))
+@nox.session(name="asgi-3.14t", venv_backend="none")
 def asgi_3_14t(session: nox.Session) -> None:
     """Tables 1-2 on 3.14t: FastAPI, 1 worker at c=128 and 2 at c=256, /json and /io."""
-    study(session, "asgi")
+    study(session)
 
 
-@nox.session(name="wsgi-3.14", python=python("3.14"))
+@nox.session(name="wsgi-3.14", venv_backend="none")
 def wsgi_3_14(session: nox.Session) -> None:
     """Tables 5-6 on 3.14: Flask with 64 blocking threads, 1 worker at c=128 and 2 at c=256."""
-    study(session, "wsgi")
+    study(session)
 
 
-@nox.session(name="wsgi-3.14t", python=python("3.14t"))
+@nox.session(name="wsgi-3.14t", venv_backend="none")
 def wsgi_3_14t(session: nox.Session) -> None:
     """Tables 5-6 on 3.14t: Flask with 64 blocking threads, 1 worker at c=128 and 2 at c=256."""
-    study(session, "wsgi")
+    study(session)
 
 
-@nox.session(name="wsgi-threads-3.14", python=python("3.14"))
+@nox.session(name="wsgi-threads-3.14", venv_backend="none")
 def wsgi_threads_3_14(session: nox.Session) -> None:
     """Table 3 on 3.14: Flask, 1 worker, 1/8/32/128 blocking threads, both endpoints, c=128."""
-    study(session, "wsgi")
+    study(session)
 
 
-@nox.session(name="wsgi-workers-3.14t", python=python("3.14t"))
+@nox.session(name="wsgi-workers-3.14t", venv_backend="none")
 def wsgi_workers_3_14t(session: nox.Session) -> None:
     """Table 4 on 3.14t: Flask /json, c=128, (workers, threads) = (1,2) (2,1) (1,4) (4,1) (2,2)."""
-    study(session, "wsgi")
+    study(session)
 
 
 @nox.session(venv_backend="none")
 def asgi(session: nox.Session) -> None:
     """Tables 1-2 with 3.14 and 3.14t interleaved run by run, so drift hits both alike: use with --repeat."""
-    interleaved(session, "asgi")
+    study(session)
 
 
 @nox.session(venv_backend="none")
 def wsgi(session: nox.Session) -> None:
     """Tables 5-6 with 3.14 and 3.14t interleaved run by run, so drift hits both alike: use with --repeat."""
-    interleaved(session, "wsgi")
+    study(session)
 
 
-@nox.session(python=python("3.14"))
+@nox.session(venv_backend="none")
 def overhead(session: nox.Session) -> None:
     """Benchmark the harness itself: per-cell overhead, the sampler's CPU, RPS with sampling on / off."""
-    under_test = install(session, "asgi", session.virtualenv.location)
-    harness(session, "--python", under_test, *session.posargs, module="gilfree.overhead")
+    with machine(session):
+        under_test = environment(session, "asgi", "3.14", str(session.env_dir))
+        harness(session, "--python", under_test, *session.posargs, module="gilfree.overhead")
 
 
 @nox.session(venv_backend="none")
@@ -156,7 +173,7 @@ def compare(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def tools(session: nox.Session) -> None:
-    """Install rewrk 0.3.2 into tools/bin with cargo when it is missing, or print what to run."""
+    """Install rewrk 0.3.2 and oha 1.16.0 into tools/bin with cargo where missing, or print what to run."""
     harness(session, module="gilfree.tools")
 
 
@@ -172,5 +189,5 @@ def lock(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The test suite: unit tests, and real cells with Granian and wrk on a GIL interpreter."""
+    """The test suite: unit tests, and real cells with Granian and every load generator on a GIL interpreter."""
     session.run("uv", "run", "--locked", "pytest", *session.posargs, env=HARNESS_ENV, external=True)

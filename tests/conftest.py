@@ -17,13 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, status: str = "ok",
-                failure: str | None = None, errors: int = 0, non_2xx: int = 0, version: str = "3.14.0") -> dict:
+                failure: str | None = None, errors: int = 0, non_2xx: int = 0, version: str = "3.14.0",
+                percentiles: dict | None = None) -> dict:
     """A result record as the harness stores it, with made-up figures (for rendering tests only)."""
     free_threaded = cell.variant.endswith("t")
     label = label or cell.variant
     load = None if status != "ok" else {
         "rps": rps, "latency_avg_ms": 4.204, "latency_max_ms": 45.287, "requests": int(rps * 30),
-        "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5, "loadgen_wall_s": 30.0}
+        "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5, "loadgen_wall_s": 30.0,
+        "latency_percentiles_ms": percentiles, "offered_rps": None}
     resources = None if status != "ok" else {
         "cpu_cores": 0.4216, "peak_rss_bytes": 90 * 2**20 + 1000, "peak_processes": 2, "peak_threads": 5,
         "samples": 120, "interval_s": 0.25, "window_s": 30.0, "sampler_cpu_s": 0.2}
@@ -43,6 +45,16 @@ def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, s
                         "stand_in": label != cell.variant},
         "machine": {"cpu_model": "AMD Ryzen 7 5700X", "logical_cores": 16},
     }
+
+
+@pytest.fixture(autouse=True)
+def machine_lock_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own machine lock (and records of running servers): other test runs on this machine, in
+    other checkouts, neither block these nor are blocked by them. Harnesses started by a test inherit it."""
+    directory = tmp_path_factory.mktemp("machine")
+    monkeypatch.setenv("GILFREE_LOCK_DIR", str(directory))
+    monkeypatch.delenv("GILFREE_CALLER", raising=False)  # set when the suite runs under `nox -s tests`
+    return directory
 
 
 def free_port() -> int:

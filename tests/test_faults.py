@@ -1,11 +1,14 @@
-"""Faults with real processes: a taken port, a Granian that fails or dies, signals, a killed harness."""
+"""Faults with real processes: a taken or forbidden port, a Granian that fails or dies, signals, a killed
+harness, a full disk, a corrupt record."""
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -129,31 +132,188 @@ def test_interrupt_stops_everything_and_keeps_finished_cells(environments, tmp_p
     assert list(records) == [cells[0].key] and records[cells[0].key]["status"] == "ok"
 
 
-def test_server_left_by_a_killed_harness_is_reported_next_time(environments, tmp_path):
-    python = environments["asgi"]
-    port = free_port()
-    harness = subprocess.Popen(harness_command("asgi-3.14", python, tmp_path, port, "--duration", "3s"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        orphan = wait_for(lambda: [p for p in granian_processes(python) if p.children()])[0]
-        time.sleep(0.5)
-        harness.kill()  # SIGKILL: no cleanup at all
-        harness.wait()
-        again = subprocess.run(harness_command("asgi-3.14", python, tmp_path, port),
-                               capture_output=True, text=True, cwd=ROOT, timeout=60)
-        assert again.returncode == 2
-        assert f"port {port} on 127.0.0.1 is already in use by pid {orphan.pid}" in again.stderr
-        for path in (tmp_path / "raw").glob("*/*"):
-            json.loads(path.read_text())  # never a truncated file
-    finally:
-        for process in granian_processes(python):
-            process.kill()
-        for process in load_processes(port):
-            process.kill()
-
-
 def test_a_worker_exit_in_the_log_counts_as_lost(tmp_path):
     # On free-threaded builds Granian's workers are threads: their death shows only in its log.
     log = tmp_path / "server.log"
     log.write_text("[INFO] Started worker-1\n[ERROR] Unexpected exit from worker-1\n")
     assert GranianServer(["granian"], 8000, log).workers_lost() == 1
+
+
+# --- a harness killed with SIGKILL -------------------------------------------------------------------------
+
+def start_harness(python, results_dir, port, *extra, session="asgi-3.14"):
+    return subprocess.Popen(harness_command(session, python, results_dir, port, *extra),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def server_on(port):
+    """Granian's main process for this port (the one with workers), and its whole tree."""
+    def serving(cmdline):
+        return any(part.endswith("/bin/granian") for part in cmdline) and str(port) in cmdline
+
+    main = wait_for(lambda: [p for p in psutil.process_iter(["cmdline"])
+                             if serving(p.info["cmdline"] or []) and p.children()])[0]
+    return main, [main, *main.children(recursive=True)]
+
+
+def test_killed_harness_takes_granian_and_the_load_with_it(environments, tmp_path):
+    python, port = environments["asgi"], free_port()
+    harness = start_harness(python, tmp_path, port, "--duration", "5s", "--table", "asgi-json")
+    _, server = server_on(port)
+    load = wait_for(lambda: load_processes(port))
+    harness.kill()  # SIGKILL: the harness runs no cleanup at all
+    harness.communicate()
+    _, alive = psutil.wait_procs(server + load, timeout=15)
+    assert alive == []  # Granian got SIGTERM and wrk SIGKILL from the kernel when the harness died
+    again = subprocess.run(harness_command("asgi-3.14", python, tmp_path, port, "--table", "asgi-json"),
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "stopped Granian" not in again.stderr
+
+
+def test_granian_left_by_a_killed_harness_is_stopped_by_the_next_run(environments, tmp_path):
+    python, port = environments["asgi"], free_port()
+    harness = start_harness(python, tmp_path, port, "--duration", "5s", "--table", "asgi-json")
+    main, server = server_on(port)
+    try:
+        server[-1].suspend()  # a worker that cannot stop keeps Granian from stopping on SIGTERM: it stays
+        harness.kill()
+        harness.communicate()
+        time.sleep(2)
+        left = [process for process in server if process.is_running() and process.status() != "zombie"]
+        assert left, "Granian stopped by itself: nothing was left behind to test with"
+        again = subprocess.run(harness_command("asgi-3.14", python, tmp_path, port, "--table", "asgi-json"),
+                               capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert again.returncode == 0, again.stderr
+        assert (f"stopped Granian pid {main.pid} on port {port} ({len(left)} process(es)), left running by an "
+                f"earlier harness (pid {harness.pid})") in again.stderr
+        assert not any(process.is_running() and process.status() != "zombie" for process in server)
+    finally:
+        for process in server:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
+def test_a_process_that_reuses_a_recorded_pid_is_never_stopped(environments, tmp_path, machine_lock_dir):
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        started = psutil.Process(bystander.pid).create_time()
+        gone = subprocess.Popen(["true"])  # a harness that no longer exists
+        gone.wait()
+        records = machine_lock_dir / "servers"
+        records.mkdir()
+        granian = [environments["asgi"].replace("/python", "/granian"), "--port", "1"]
+        for name, pid_started, command in [("older", started - 100, ["sleep", "60"]), ("other", started, granian)]:
+            (records / f"{name}.json").write_text(json.dumps({
+                "pid": bystander.pid, "started": pid_started, "command": command, "port": 1,
+                "harness_pid": gone.pid, "harness_started": 0.0}))
+        with socket.socket() as holder:  # the run stops after its check of left-behind servers
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            completed = subprocess.run(harness_command("asgi-3.14", environments["asgi"], tmp_path,
+                                                       holder.getsockname()[1]),
+                                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert completed.returncode == 2 and "already in use" in completed.stderr
+        assert bystander.poll() is None and "stopped Granian" not in completed.stderr
+        assert list(records.iterdir()) == []  # the stale records are gone
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+# --- a full disk -------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A small file system of its own (the tests run as root, as CI does), always unmounted."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_too_small_a_disk_is_refused_before_anything_runs(environments, tmp_path):
+    with tmpfs(tmp_path / "small", "64k") as results_dir:
+        completed, _ = run_session("asgi-3.14", environments["asgi"], results_dir, "--table", "asgi-json")
+        assert completed.returncode == 2
+        assert completed.stderr.strip().splitlines()[-1].startswith(f"gilfree: error: results directory {results_dir} "
+                                                                     f"has 64 KiB free, and this session writes")
+        assert "Traceback" not in completed.stderr and snapshot(results_dir) == {}
+    assert leftovers(environments["asgi"]) == []
+
+
+def fill(directory: Path) -> None:
+    with contextlib.suppress(OSError), open(directory / "filler", "wb", buffering=0) as filler:
+        while True:
+            filler.write(b"x" * 4096)
+
+
+def test_a_disk_that_fills_during_a_run_loses_only_that_run_and_says_so(environments, tmp_path):
+    python, port = environments["asgi"], free_port()
+    with tmpfs(tmp_path / "disk", "512k") as results_dir:
+        first = subprocess.run(harness_command("asgi-3.14", python, results_dir, port, "--table", "asgi-json"),
+                               capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert first.returncode == 0, first.stderr
+        stored = snapshot(results_dir)
+        harness = start_harness(python, results_dir, port, "--table", "asgi-json", "--repeat", "2")
+        server_on(port)
+        fill(results_dir)  # while the run is measured: its record is what cannot be written
+        _, stderr = harness.communicate(timeout=120)
+        assert harness.returncode == 3, stderr
+        errors = [line for line in stderr.splitlines() if "error" in line]
+        cell = SESSIONS["asgi-3.14"].cells()[0]
+        assert errors == [f"gilfree: error: no space left on the device for "
+                          f"{results_dir / 'raw' / cell.table / (cell.key + '.json')}: 1 measured run(s) could not "
+                          f"be stored; the files stored before are intact. Free some space (or choose another "
+                          f"--results-dir) and run it again: stored runs are kept"]
+        assert "Traceback" not in stderr
+        now = snapshot(results_dir)
+        assert {name: now[name] for name in stored} == stored  # every stored file intact, tables included
+        assert not [name for name in now if name.endswith(".tmp")]
+    assert granian_processes(python) == []
+
+
+# --- a corrupt record --------------------------------------------------------------------------------------
+
+def test_unreadable_record_is_set_aside_as_such_and_keeps_its_log(environments, tmp_path):
+    python = environments["asgi"]
+    first, _ = run_session("asgi-3.14", python, tmp_path, "--table", "asgi-json")
+    assert first.returncode == 0, first.stderr
+    cell = SESSIONS["asgi-3.14"].cells()[0]
+    path = tmp_path / "raw" / cell.table / f"{cell.key}.json"
+    old_log = Path(json.loads(path.read_text())["runs"][0]["log"])
+    old_log_text = old_log.read_text()
+    truncated = path.read_text()[:200]
+    path.write_text(truncated)
+    again, _ = run_session("asgi-3.14", python, tmp_path, "--table", "asgi-json")
+    assert again.returncode == 0, again.stderr
+    assert f"set {cell.table} {cell.key}'s stored result aside (it cannot be read): " in again.stderr
+    assert "other conditions" not in again.stderr and "kept 1 stored run(s)" in again.stderr
+    [aside] = (tmp_path / "raw" / cell.table / "unreadable").glob(f"{cell.key}.*.json")
+    assert aside.read_text() == truncated
+    new_log = Path(json.loads(path.read_text())["runs"][0]["log"])
+    assert old_log.name.endswith(".run1.log") and new_log.name.endswith(".run2.log")
+    assert old_log.read_text() == old_log_text  # the set-aside record's log is its own still
+
+
+# --- a port the user may not bind --------------------------------------------------------------------------
+
+def test_a_privileged_port_is_refused_as_not_allowed_not_as_taken(tmp_path):
+    start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    assert start > 1, "this machine lets anyone bind any port: there is no privileged port to test with"
+    port = min(80, start - 1)
+    # As root, drop the capability to bind low ports (CI runs as root); as another user there is none to drop.
+    unprivileged = (["setpriv", "--inh-caps=-net_bind_service", "--bounding-set=-net_bind_service"]
+                    if os.geteuid() == 0 else [])
+    completed = subprocess.run(unprivileged + harness_command("asgi-3.14", "/nonexistent/python", tmp_path, port),
+                               capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr == (f"gilfree: error: port {port} on 127.0.0.1 cannot be bound: permission denied (on "
+                                f"this machine ports below {start} need root or CAP_NET_BIND_SERVICE); choose a "
+                                f"port of {start} or above with --port\n")

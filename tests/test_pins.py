@@ -20,6 +20,7 @@ POST_PINS = {"asgi": {"granian": "2.5.5", "fastapi": "0.119.0"}, "wsgi": {"grani
 ARTICLE_CUTOFF = "2025-10-19T00:00:00Z"
 ARTICLE_PYTHONS = ("3.14.0", "3.14.0t")
 REWRK_VERSION = "0.3.2"
+OHA_VERSION = "1.16.0"
 # The uv that wrote uv.lock and locks/: the image runs the same one, so `--locked` means the same thing there.
 UV_VERSION = "0.13.9"
 STUDY_SESSIONS = ("asgi-3.14", "asgi-3.14t", "wsgi-3.14", "wsgi-3.14t", "wsgi-threads-3.14", "wsgi-workers-3.14t")
@@ -222,13 +223,14 @@ def test_interpreter_overrides_are_the_documented_ones():
             assert re.search(rf"\b{name}=", readme), f"{name} is not the README's"
 
 
-def test_rewrk_is_the_same_version_everywhere():
-    installs = re.findall(r"cargo install rewrk --version (\S+) --locked", docker_runs())
-    assert installs == [REWRK_VERSION]
-    assert tools.REWRK_VERSION == REWRK_VERSION
-    assert f"cargo install rewrk --version {REWRK_VERSION} --locked" in LOADGENS["rewrk"].install_hint
-    copied = [args for keyword, args in dockerfile() if keyword == "COPY" and "rewrk" in args]
-    assert copied and copied[0].split()[-1] == "/usr/local/bin/rewrk"
+@pytest.mark.parametrize("name, version", [("rewrk", REWRK_VERSION), ("oha", OHA_VERSION)])
+def test_each_cargo_tool_is_the_same_version_everywhere(name, version):
+    installs = re.findall(rf"cargo install {name} --version (\S+) --locked", docker_runs())
+    assert installs == [version]
+    assert tools.TOOLS_BY_NAME[name].version == version
+    assert f"cargo install {name} --version {version} --locked" in LOADGENS[name].install_hint
+    copied = [args.split() for keyword, args in dockerfile() if keyword == "COPY" and f"/{name}" in args]
+    assert len(copied) == 1 and f"/opt/cargo-tools/bin/{name}" in copied[0] and copied[0][-1] == "/usr/local/bin/"
 
 
 def test_nox_in_the_image_satisfies_the_noxfiles_own_requirement():

@@ -124,3 +124,37 @@ def test_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
         render.write_all(tmp_path)
     assert table.read_text() == before
     assert list(tmp_path.rglob("*.tmp")) == []
+
+
+def test_percentiles_follow_the_posts_columns_and_a_tool_without_them_says_n_a(tmp_path):
+    gil, threaded = TABLES_BY_ID["asgi-json"].cells[:2]
+    store(tmp_path, make_record(gil, percentiles={"50": 3.9, "90": 6.25, "99": 20.0, "99.9": None}))
+    store(tmp_path, make_record(threaded))  # rewrk: no percentiles
+    render.write_all(tmp_path)
+    lines = table_lines(tmp_path, "asgi-json")
+    header = next(line for line in lines if line.startswith("| Python"))
+    assert [h.strip() for h in header.split("|")[1:-1]] == [
+        "Python", "Workers", "RPS", "Latency avg", "Latency max", "CPU", "RAM", "p50", "p90", "p99", "p99.9"]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines if line.startswith("| 3.14")]
+    assert rows[0][2:] == ["30415", "4.20ms", "45.29ms", "0.42", "90MB", "3.90ms", "6.25ms", "20.00ms", "n/a"]
+    assert rows[1][7:] == ["n/a"] * 4 and rows[2][7:] == ["not run"] * 4
+    assert any("rewrk (the rows of its --pct table are means of its slowest" in line for line in lines)
+
+
+def test_without_percentiles_the_table_keeps_the_posts_columns_only(tmp_path):
+    store(tmp_path, make_record(TABLES_BY_ID["asgi-json"].cells[0]))
+    render.write_all(tmp_path)
+    text = (tmp_path / "tables" / "asgi-json.md").read_text()
+    assert "p50" not in text and "--pct" not in text
+
+
+def test_a_schema_2_record_has_no_percentiles_and_was_closed_loop(tmp_path):
+    record = make_record(TABLES_BY_ID["asgi-json"].cells[0])
+    record["schema"] = 2
+    del record["load"]["latency_percentiles_ms"], record["load"]["offered_rps"]  # the runs' load is the same dict
+    store(tmp_path, record)
+    [migrated] = results.load(tmp_path).values()
+    assert migrated["load"]["latency_percentiles_ms"] is None and migrated["runs"][0]["load"]["offered_rps"] is None
+    assert migrated["settings"]["rate_rps"] is None
+    render.write_all(tmp_path)
+    assert "p50" not in (tmp_path / "tables" / "asgi-json.md").read_text()

@@ -126,3 +126,40 @@ def test_a_row_at_70_percent_of_the_ceiling_or_more_is_near_it():
     assert not stats.CeilingCheck(rps=6999, ceiling_rps=10000).near_ceiling
     unchecked = stats.CeilingCheck(rps=50000, ceiling_rps=None)
     assert not unchecked.checked and unchecked.share is None and not unchecked.near_ceiling
+
+
+def with_percentiles(run, p50, p99):
+    run["load"]["latency_percentiles_ms"] = {"50": p50, "90": p50 * 1.5, "99": p99, "99.9": None}
+    return run
+
+
+def test_percentiles_are_summarised_percentile_by_percentile():
+    load, _, _ = stats.summarise([with_percentiles(made_up_run(100), 4.0, 30.0),
+                                  with_percentiles(made_up_run(100), 5.0, 10.0),
+                                  with_percentiles(made_up_run(100), 3.0, 20.0)])
+    assert load["latency_percentiles_ms"] == {"50": 4.0, "90": 6.0, "99": 20.0, "99.9": None}
+    assert stats.percentile_ms(load, "99") == 20.0 and stats.percentile_ms(load, "99.9") is None
+
+
+def test_percentiles_missing_from_one_run_stay_unknown():
+    runs = [with_percentiles(made_up_run(100), 4.0, 30.0), made_up_run(100)]
+    runs[1]["load"]["latency_percentiles_ms"] = None  # as rewrk reports them
+    load, _, _ = stats.summarise(runs)
+    assert load["latency_percentiles_ms"] is None
+    assert stats.percentile_ms(load, "99") is None and stats.percentile_ms(None, "99") is None
+
+
+def open_loop_run(offered, achieved):
+    run = made_up_run(achieved)
+    run["load"]["offered_rps"] = offered
+    return run
+
+
+def test_an_open_loop_run_short_of_its_offered_rate_is_flagged_with_a_typed_warning():
+    assert stats.rate_shortfall(open_loop_run(200.0, 199.2)["load"]) is None
+    assert stats.rate_shortfall(open_loop_run(200.0, 190.0)["load"]) is None  # 5% short: within the tolerance
+    assert stats.rate_shortfall(made_up_run(100)["load"]) is None  # closed loop: nothing was offered
+    short = open_loop_run(100000.0, 19387.0)
+    assert stats.rate_shortfall(short["load"]) == stats.RateShortfall(offered_rps=100000.0, achieved_rps=19387.0)
+    [warning] = stats.run_warnings(short, busy_share=0.0, cores=2, loadgen_threads=None)
+    assert warning.startswith("achieved 19387 RPS of the 100000 offered (19%, tolerance 5%)")

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import psutil
 
-from . import ceiling, results
+from . import ceiling, machine_lock, results
 from .cli import DEFAULT_RESULTS, OneLineParser, count, duration, port, writable_dir
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load, version
 from .matrix import EXPECTED_BODY, TABLES
-from .processes import finish, pinned, split_cpus
+from .processes import dies_with_parent, exit_with_caller, finish, pinned, split_cpus
 from .sampler import TreeSampler
-from .server import HOST, LOCAL, ServerError, ensure_port_free
+from .server import DEFAULT_BIND as HOST, LOCAL, ServerError, ensure_port_free
 from .stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
 
 # The apps' answer byte for byte: FastAPI and Flask both send it without spaces.
@@ -113,7 +113,8 @@ class Nginx:
         ensure_port_free(self.port)
         with open(self.log, "wb") as log, pinned(self.cpus):
             self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=dies_with_parent(signal.SIGKILL))
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # nginx is stopped on the way out
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    exit_with_caller(say)
     generator = LOADGENS[args.loadgen]
     try:
         split_cpus(args.pin) if args.pin else None
@@ -288,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     target = ceiling.path(args.results_dir, generator.name, args.pin)
     try:
-        with tempfile.TemporaryDirectory(prefix="gilfree-nginx-") as folder:
+        # One benchmark per machine: a calibration beside a study would slow both.
+        with machine_lock.held("calibrate", say=say), \
+                tempfile.TemporaryDirectory(prefix="gilfree-nginx-") as folder:
             record = calibrate(generator, Path(folder), args.port or free_port(), args.duration, args.repeat,
                                tuple(args.concurrency or CONCURRENCIES), args.pin)
     except ServerError as error:  # the port is taken

@@ -39,12 +39,14 @@ def _facts(machine: dict | None) -> tuple:
 
 
 def _matches(calibration: dict, record: dict) -> bool:
-    """Same machine, same load generator (name and version), same load generator CPUs."""
-    generator = record.get("load_generator") or {}
-    return (_facts(calibration["machine"]) == _facts(record.get("machine"))
+    """Same machine, same load generator (name and version), same load generator CPUs; a load run from another
+    host (--loadgen-host) was never calibrated, since calibrate runs the load generator here."""
+    generator, settings = record.get("load_generator") or {}, record.get("settings") or {}
+    return (settings.get("loadgen_host") is None
+            and _facts(calibration["machine"]) == _facts(record.get("machine"))
             and (calibration["load_generator"]["name"], calibration["load_generator"]["version"])
             == (generator.get("name"), generator.get("version"))
-            and calibration["settings"]["loadgen_cpus"] == (record.get("settings") or {}).get("loadgen_cpus"))
+            and calibration["settings"]["loadgen_cpus"] == settings.get("loadgen_cpus"))
 
 
 def for_row(record: dict, calibrations: list[dict]) -> float | None:

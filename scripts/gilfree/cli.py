@@ -1,23 +1,31 @@
 """Command line: `python -m gilfree run SESSION --python PATH [options]` and `python -m gilfree tables`.
 
-Bad input and refusals (wrong interpreter, missing load generator, taken port) exit 2 with one line,
-before any server starts. Ctrl-C exits 130 and SIGTERM 143, after the server and the load are stopped.
+Exit status: 0 every run measured; 1 a cell failed (stored as failed); 2 bad input or a refusal (wrong
+interpreter, missing load generator, taken port, too little disk space, the machine busy with --no-wait), with
+one line, before any server starts; 3 the results' disk filled up (one line names the file and the measured
+runs that could not be stored; every file stored before is intact); 130 Ctrl-C and 143 SIGTERM (or the
+caller gone), after the server and the load are stopped. A session holds the machine lock from start to end.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import ipaddress
 import re
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from . import PROJECT_ROOT, compare, render, study
+from . import PROJECT_ROOT, compare, machine_lock, render, results, study
 from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
 from .matrix import SESSIONS, TABLES
-from .server import DEFAULT_PORT, ServerError, ensure_port_free
+from .processes import exit_with_caller
+from .server import DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
+from .remote import LoadHost, valid_destination
+from .server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free
 
 DEFAULT_RESULTS = PROJECT_ROOT / "results"
 
@@ -44,6 +52,18 @@ def count(text: str) -> int:
     return int(text)
 
 
+def rate(text: str) -> float:
+    """Requests per second: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: use a positive number of requests per second, "
+                                         f"such as 5000")
+    return value
+
+
 def port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"invalid port {text!r}: use a number from 1 to 65535")
@@ -54,6 +74,33 @@ def readable_file(text: str) -> Path:
     path = Path(text).resolve()
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"lock file {text!r} does not exist; give the file the environment came from")
+    return path
+
+
+def bind_address(text: str) -> str:
+    """One IP address of this machine; never a wildcard, which would listen on every network."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --bind {text!r}: give one IP address of this machine, "
+                                         f"such as 127.0.0.1 or 192.168.1.10") from None
+    if address.is_unspecified:
+        raise argparse.ArgumentTypeError(f"--bind {text} would listen on every network of this machine; give the "
+                                         f"one address the load host reaches it at")
+    return str(address)
+
+
+def destination(text: str) -> str:
+    if not valid_destination(text):
+        raise argparse.ArgumentTypeError(f"invalid --loadgen-host {text!r}: give [user@]host as ssh takes it, "
+                                         f"such as bench@10.0.0.2")
+    return text
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text).resolve()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
     return path
 
 
@@ -89,8 +136,23 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=duration, default=0, help="load before each measured run (default none)")
     run.add_argument("--pin", type=count, metavar="N",
                      help="pin the load generator to the last N CPUs and the server to the others")
+    run.add_argument("--rate", type=rate, metavar="RPS",
+                     help="open loop: offer this many requests per second, whatever the answers (--loadgen oha); "
+                          "default: closed loop, as the post")
+    run.add_argument("--bind", type=bind_address, default=DEFAULT_BIND,
+                     help=f"the one address Granian listens on (default {DEFAULT_BIND}); another is never chosen "
+                          f"for you")
+    run.add_argument("--loadgen-host", type=destination, metavar="[USER@]HOST",
+                     help="run the load generator on this host through ssh (needs --bind with an address it reaches)")
+    run.add_argument("--ssh-identity", type=existing_file, metavar="FILE", help="ssh's -i for --loadgen-host")
+    run.add_argument("--ssh-known-hosts", metavar="FILE",
+                     help="ssh's UserKnownHostsFile for --loadgen-host (default: ssh's own)")
+    run.add_argument("--ssh-accept-new", action="store_true",
+                     help="trust the load host's key the first time it is seen (default: only known keys)")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
+    run.add_argument("--no-wait", action="store_true",
+                     help="refuse (exit 2) instead of waiting when another session holds the machine")
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
     tables.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
     report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
@@ -112,17 +174,39 @@ def interpreters_by_variant(session: str, given: list[str]) -> dict[str, str]:
 
 def options_from(args: argparse.Namespace) -> study.Options:
     """Check what argparse cannot check alone; a ValueError is a refusal."""
+    if args.rate is not None and not LOADGENS[args.loadgen].open_loop:
+        open_loop = ", ".join(name for name, tool in LOADGENS.items() if tool.open_loop)
+        raise ValueError(f"--rate {args.rate:.10g} needs an open-loop load generator, and {args.loadgen} runs a closed "
+                         f"loop only: add --loadgen {open_loop}")
     if args.table and args.table not in SESSIONS[args.session].tables:
         raise ValueError(f"table {args.table!r} is not part of session {args.session!r} "
                          f"(its tables: {', '.join(SESSIONS[args.session].tables)})")
     options = study.Options(
+        bind=args.bind, load_host=load_host(args),
         session=args.session, pythons=interpreters_by_variant(args.session, args.python),
         duration_s=args.duration, loadgen=args.loadgen, results_dir=args.results_dir, port=args.port,
         keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile, lock=args.lock,
-        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin,
+        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin, rate=args.rate,
     )
     options.settings  # refuses a --pin this machine cannot honour
     return options
+
+
+def load_host(args: argparse.Namespace) -> LoadHost | None:
+    """Where the load generator runs; refuses what makes no sense with (or without) a remote one."""
+    ssh_options = [name for name in ("ssh_identity", "ssh_known_hosts", "ssh_accept_new") if getattr(args, name)]
+    if not args.loadgen_host:
+        if ssh_options:
+            raise ValueError(f"--{ssh_options[0].replace('_', '-')} is for --loadgen-host; give that too, or leave it out")
+        return None
+    if ipaddress.ip_address(args.bind).is_loopback:
+        raise ValueError(f"--loadgen-host {args.loadgen_host} cannot reach this machine's loopback address "
+                         f"{args.bind}; give --bind with this machine's address on a network that host reaches")
+    if args.pin:
+        raise ValueError(f"--pin places the load generator on this machine's CPUs, but with --loadgen-host it runs on "
+                         f"{args.loadgen_host}; leave --pin out")
+    known_hosts = Path(args.ssh_known_hosts).resolve() if args.ssh_known_hosts else None
+    return LoadHost(args.loadgen_host, args.ssh_identity, known_hosts, args.ssh_accept_new)
 
 
 def _value_options(main: argparse.ArgumentParser) -> set[str]:
@@ -157,26 +241,44 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as unreadable:
             print(f"gilfree: error: {unreadable}", file=sys.stderr)
             return 2
+        except results.StorageFull as full:
+            print(f"gilfree: error: {full}", file=sys.stderr)
+            return study.EXIT_STORAGE_FULL
+        except OSError as error:  # a chart, written by matplotlib rather than atomically by us
+            if error.errno not in results.FULL:
+                raise
+            print(f"gilfree: error: {results.StorageFull(error.filename)}", file=sys.stderr)
+            return study.EXIT_STORAGE_FULL
         return 0
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a parent shell ignored it
+    exit_with_caller(study.say)
     try:
         options = options_from(args)
     except ValueError as refusal:
         print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
     try:
-        ensure_port_free(options.port)
-        return study.run(options)
-    except (InterpreterError, LoadGenError, ServerError) as error:
+        with machine_lock.held(options.session, wait=not args.no_wait, say=study.say):
+            stop_left_behind(study.say)
+            ensure_port_free(options.port, options.bind)
+            return study.run(options)
+    except (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy) as error:
         print(f"gilfree: error: {error}", file=sys.stderr)
         return 2
+    except results.StorageFull as full:  # before any run: setting a stored result aside, say
+        print(f"gilfree: error: {full}", file=sys.stderr)
+        return study.EXIT_STORAGE_FULL
     except ValueError as unreadable:  # a stored result the tables cannot read; what was measured is stored
         print(f"gilfree: error: {unreadable}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gilfree: interrupted; the servers are stopped and finished cells are kept", file=sys.stderr)
         return 130
+    except SystemExit as terminated:
+        if terminated.code == 128 + signal.SIGTERM:
+            print("gilfree: terminated; the servers are stopped and finished cells are kept", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

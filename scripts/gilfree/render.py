@@ -8,6 +8,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from . import ceiling, results, stats
+from .loadgen import PERCENTILES
 from .matrix import TABLES, Cell, Table
 from .sampler import DEFAULT_INTERVAL_S
 
@@ -38,6 +39,10 @@ FOOTNOTE = """\
   (`nox -s calibrate`).
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
   gives the lowest and highest run (every run is kept in the JSON)."""
+PERCENTILE_FOOTNOTE = """\
+- p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
+  did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest
+  requests, not percentiles) and, for p99.9, hey."""
 
 
 def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None,
@@ -136,6 +141,14 @@ def row(table: Table, cell: Cell, record: dict | None,
     return [values[column] for column in table.columns], notes
 
 
+def _percentile_cells(record: dict | None) -> list[str]:
+    """p50 ... p99.9 of a row, in the post's latency format; n/a where the load generator gives none."""
+    if record is None or record["status"] != "ok":
+        return [record["status"] if record else "not run"] * len(PERCENTILES)
+    values = [stats.percentile_ms(record["load"], q) for q in PERCENTILES]
+    return ["n/a" if value is None else f"{value:.2f}ms" for value in values]
+
+
 def _rps_range(record: dict | None) -> str:
     """min-max of RPS over the runs, for a row that is a median of several."""
     if not record or record["status"] != "ok" or _ok_runs(record) < 2:
@@ -185,10 +198,20 @@ def _python(record: dict) -> str:
 
 
 def setups(records: list[dict]) -> str:
-    """Load generator, duration and machine of the records: 'wrk 3s on AMD EPYC (2 logical cores)'."""
+    """Load generator, duration and machine of the records: 'wrk 3s on AMD EPYC (2 logical cores)', and
+    where the load came from when it crossed a network."""
     return "; ".join(sorted({f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on "
                              f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
-                             for r in records}))
+                             f"{_load_host(r)}" for r in records}))
+
+
+def _load_host(record: dict) -> str:
+    host = record.get("settings", {}).get("loadgen_host")
+    if not host:
+        return ""
+    there = (record.get("load_generator") or {}).get("machine") or {}
+    return (f", the load sent across the network from {host} ({there.get('cpu_model') or 'unknown CPU'}, "
+            f"{there.get('logical_cores') or 'unknown'} logical cores) to {record['settings']['bind']}")
 
 
 def _measured_with(records: list[dict]) -> str:
@@ -239,6 +262,11 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibratio
         headers.insert(at, "RPS range")
         for cells, cell in zip(rows, table.cells):
             cells.insert(at, _rps_range(stored.get((table.id, cell.key))))
+    with_percentiles = any(stats.percentile_ms(record.get("load"), "50") is not None for record in present)
+    if with_percentiles:
+        headers += [f"p{q}" for q in PERCENTILES]
+        for cells, cell in zip(rows, table.cells):
+            cells[-1:-1] = _percentile_cells(stored.get((table.id, cell.key)))
     if not any(notes):
         rows = [cells[:-1] for cells in rows]
     else:
@@ -255,6 +283,7 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibratio
         "",
         *([line, ""] if (line := ceiling_line(present, calibrations)) else []),
         FOOTNOTE.format(interval=interval, growth=stats.RSS_GROWTH_LIMIT, ceiling=stats.CEILING_SHARE),
+        *([PERCENTILE_FOOTNOTE] if with_percentiles else []),
         "",
     ])
 

@@ -4,10 +4,13 @@ rendering: tables are always rendered from these files, never from memory.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import shutil
 from datetime import datetime, timezone
+from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Callable
@@ -21,7 +24,19 @@ OLDEST_READABLE = 2
 
 
 def _from_2(record: dict) -> dict:
-    """Schema 2 (the shared real data among others) lacks what schema 3 added; each addition is unknown there."""
+    """Schema 2 (the shared real data among others) lacks what schema 3 added; each addition is unknown there.
+    Where the load ran is known: schema 2 always bound 127.0.0.1 and ran the load on the server's machine."""
+    for load in [record.get("load"), *(run.get("load") for run in record.get("runs", []))]:
+        if load is not None:
+            load.setdefault("latency_percentiles_ms", None)  # not recorded then
+            load.setdefault("offered_rps", None)  # every run then was closed-loop
+    if record.get("settings") is not None:
+        record["settings"].setdefault("rate_rps", None)
+        record["settings"].setdefault("bind", "127.0.0.1")
+        record["settings"].setdefault("loadgen_host", None)
+    if isinstance(record.get("load_generator"), dict):
+        record["load_generator"].setdefault("host", None)
+        record["load_generator"].setdefault("machine", None)
     for run in [record, *record.get("runs", []), *record.get("failed_runs", [])]:
         if run.get("resources"):
             run["resources"].setdefault("rss_growth_last_half", None)
@@ -59,28 +74,110 @@ def cell_path(results_dir: Path, cell: Cell) -> Path:
     return results_dir / "raw" / cell.table / f"{cell.key}.json"
 
 
-def log_path(results_dir: Path, cell: Cell, run: int) -> Path:
-    return results_dir / "logs" / cell.table / f"{cell.key}.run{run}.log"
+def new_log(results_dir: Path, cell: Cell) -> Path:
+    """A new, empty log file for the cell's next run: logs/<table>/<key>.run<N>.log, N past every log that
+    exists, so a log is never overwritten and every stored record (set-aside ones too) keeps its own."""
+    folder = results_dir / "logs" / cell.table
+    numbers = [int(suffix) for log in folder.glob(f"{cell.key}.run*.log")
+               if (suffix := log.name[len(cell.key) + 4:-4]).isdigit()]
+    number = max(numbers, default=0) + 1
+    while True:
+        path = folder / f"{cell.key}.run{number}.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(path, "xb"):
+                return path
+        except FileExistsError:
+            number += 1
+        except OSError as error:
+            if error.errno in FULL:
+                raise StorageFull(path) from None
+            raise
 
 
-def set_aside(path: Path) -> Path:
-    """Move a stored result out of the tables' way, keeping it: raw/<table>/superseded/<key>.<time>.json."""
-    target = path.parent / "superseded" / f"{path.stem}.{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}.json"
+class SetAside(Enum):
+    """Why a stored result was moved out of the tables' way."""
+
+    FORCED = "--force"
+    OTHER_CONDITIONS = "it was measured under other conditions"
+    UNREADABLE = "it cannot be read"
+
+    @property
+    def folder(self) -> str:
+        return "unreadable" if self is SetAside.UNREADABLE else "superseded"
+
+
+UNREADABLE = object()  # read_record's answer for a file that is there but is not a readable record
+
+
+def read_record(path: Path) -> dict | None | object:
+    """A stored record as stored (not migrated), None if there is none, UNREADABLE if it cannot be read
+    (truncated, not JSON, not a record)."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return UNREADABLE
+    return record if isinstance(record, dict) and isinstance(record.get("runs"), list) else UNREADABLE
+
+
+def set_aside(path: Path, reason: SetAside = SetAside.OTHER_CONDITIONS) -> Path:
+    """Move a stored result out of the tables' way, keeping it: raw/<table>/superseded/<key>.<time>.json, or
+    raw/<table>/unreadable/ for one that cannot be read."""
+    target = path.parent / reason.folder / f"{path.stem}.{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}.json"
     target.parent.mkdir(exist_ok=True)
     os.replace(path, target)
     return target
 
 
+class StorageFull(Exception):
+    """The results' file system is full (or over quota): the file named could not be written. `unstored`
+    counts the measured runs lost with it; every file stored before is intact (writes are atomic)."""
+
+    def __init__(self, path: Path, unstored: int = 0):
+        super().__init__(path)
+        self.path = path
+        self.unstored = unstored
+
+    def __str__(self) -> str:
+        lost = (f"{self.unstored} measured run(s) could not be stored" if self.unstored
+                else "no measured run was lost")
+        return (f"no space left on the device for {self.path}: {lost}; the files stored before are intact. "
+                f"Free some space (or choose another --results-dir) and run it again: stored runs are kept")
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+# What a session writes, at most, per run (its share of the record, rewritten whole after every run, and its
+# log) and once (the tables), measured on real runs with some headroom: see README, Troubleshooting.
+RUN_BYTES = 16 * 1024
+TABLES_BYTES = 64 * 1024
+
+
+def ensure_space(results_dir: Path, runs: int) -> None:
+    """Refuse before any server starts when the results' file system cannot hold what the session writes."""
+    needed = runs * RUN_BYTES + TABLES_BYTES
+    free = shutil.disk_usage(results_dir).free
+    if free < needed:
+        raise ValueError(f"results directory {results_dir} has {free // 1024} KiB free, and this session writes up "
+                         f"to about {needed // 1024} KiB ({runs} run(s)); free some space or choose another "
+                         f"with --results-dir")
+
+
 def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Let `write` fill a temporary file in the same folder, then rename it over `path`: a reader never sees
     half a file, and a crash leaves at most a hidden temporary file, never a truncated result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(temporary)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno in FULL:
+            raise StorageFull(path) from None
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -108,7 +205,8 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict]:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """UTC, to the millisecond: runs of one machine are ordered by it."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _cpu_model() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import psutil
 
-from . import PROJECT_ROOT
-from .processes import finish, pinned
+from . import PROJECT_ROOT, machine_lock
+from .processes import dies_with_parent, finish, pinned
 from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
 
-HOST = "127.0.0.1"
+DEFAULT_BIND = "127.0.0.1"  # Granian's own default, made explicit; any other address must be asked for
 DEFAULT_PORT = 8000
 APPS_DIR = PROJECT_ROOT / "apps"
 READY_TIMEOUT_S = 30.0
@@ -38,19 +39,20 @@ class ServerError(Exception):
     """The server could not be started, did not answer as expected, or died."""
 
 
-def granian_command(granian: str, cell: Cell, port: int) -> list[str]:
-    """The post's command for this cell, with Granian's default host and port made explicit."""
+def granian_command(granian: str, cell: Cell, port: int, bind: str = DEFAULT_BIND) -> list[str]:
+    """The post's command for this cell, with Granian's host (default 127.0.0.1) and port made explicit."""
     command = [granian, "--interface", cell.interface]
     if cell.interface == "asgi":
         command += ["--loop", "asyncio"]
     command += ["--workers", str(cell.workers)]
     if cell.blocking_threads is not None:
         command += ["--blocking-threads", str(cell.blocking_threads)]
-    return command + ["--host", HOST, "--port", str(port), APPS[cell.interface]]
+    return command + ["--host", bind, "--port", str(port), APPS[cell.interface]]
 
 
-def url(port: int, endpoint: str) -> str:
-    return f"http://{HOST}:{port}/{endpoint}"
+def url(port: int, endpoint: str, bind: str = DEFAULT_BIND) -> str:
+    host = f"[{bind}]" if ":" in bind else bind  # an IPv6 address is bracketed in a URL
+    return f"http://{host}:{port}/{endpoint}"
 
 
 def port_holder(port: int) -> str:
@@ -68,17 +70,34 @@ def port_holder(port: int) -> str:
         return "a process psutil cannot name"
 
 
-def ensure_port_free(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def _unprivileged_port_start() -> str:
+    try:
+        return Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text().strip()
+    except OSError:
+        return "1024"
+
+
+def ensure_port_free(port: int, bind: str = DEFAULT_BIND) -> None:
+    """Bind the port as Granian will, and say the real cause if that fails: in use, or not allowed."""
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As Granian binds: with SO_REUSEADDR, so only a listener (not TIME_WAIT leftovers) is a conflict.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((HOST, port))
-        except OSError:
-            raise ServerError(
-                f"port {port} on {HOST} is already in use by {port_holder(port)}; "
-                f"stop that process or choose another port with --port"
-            ) from None
+            probe.bind((bind, port))
+        except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise ServerError(f"address {bind} is not one of this machine's; give --bind an address of "
+                                  f"one of its interfaces (`ip -brief address` lists them)") from None
+            if error.errno == errno.EADDRINUSE:
+                raise ServerError(f"port {port} on {bind} is already in use by {port_holder(port)}; "
+                                  f"stop that process or choose another port with --port") from None
+            if error.errno in (errno.EACCES, errno.EPERM):
+                start = _unprivileged_port_start()
+                raise ServerError(f"port {port} on {bind} cannot be bound: permission denied (on this machine "
+                                  f"ports below {start} need root or CAP_NET_BIND_SERVICE); "
+                                  f"choose a port of {start} or above with --port") from None
+            raise ServerError(f"port {port} on {bind} cannot be bound: {error.strerror}; "
+                              f"choose another port with --port") from None
 
 
 def server_env() -> dict[str, str]:
@@ -92,26 +111,31 @@ def server_env() -> dict[str, str]:
 class GranianServer:
     """A Granian process group serving one cell; use as a context manager so it is always stopped."""
 
-    def __init__(self, command: list[str], port: int, log_path: Path, cpus: tuple[int, ...] | None = None):
+    def __init__(self, command: list[str], port: int, log_path: Path, cpus: tuple[int, ...] | None = None,
+                 bind: str = DEFAULT_BIND):
         self.command = command
         self.cpus = cpus
         self.port = port
+        self.bind = bind
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.stopped_by: str | None = None
         self._members: set[psutil.Process] = set()
+        self._record: Path | None = None
 
     def __enter__(self) -> GranianServer:
-        ensure_port_free(self.port)
+        ensure_port_free(self.port, self.bind)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log, pinned(self.cpus):
             try:
                 self.process = subprocess.Popen(
                     self.command, cwd=APPS_DIR, env=server_env(), stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=dies_with_parent(signal.SIGTERM),  # Granian stops its workers on SIGTERM
                 )
             except OSError as error:
                 raise ServerError(f"cannot start {self.command[0]}: {error.strerror}") from None
+        self._record = record_server(self.process.pid, self.command, self.port)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -142,13 +166,13 @@ class GranianServer:
         while True:
             self.check_alive()
             try:
-                with LOCAL.open(url(self.port, "json"), timeout=1):
+                with LOCAL.open(url(self.port, "json", self.bind), timeout=1):
                     break
             except urllib.error.HTTPError:
                 break  # it answers; whether rightly is verify()'s question
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.perf_counter() - started > timeout_s:
-                    raise self.fail(f"Granian did not answer on port {self.port} within {timeout_s:.0f}s")
+                    raise self.fail(f"Granian did not answer on {self.bind} port {self.port} within {timeout_s:.0f}s")
                 time.sleep(0.05)
         self._members = self._tree()
         return time.perf_counter() - started
@@ -158,7 +182,7 @@ class GranianServer:
         after it, since a load generator may not look at what it got."""
         for endpoint in ENDPOINTS:
             try:
-                with LOCAL.open(url(self.port, endpoint), timeout=5) as response:
+                with LOCAL.open(url(self.port, endpoint, self.bind), timeout=5) as response:
                     status, body = response.status, response.read()
             except urllib.error.HTTPError as error:
                 status, body = error.code, error.read()
@@ -186,6 +210,8 @@ class GranianServer:
         if self.process is not None:
             finish(self._stop_group)
             self.process = None
+            if self._record is not None:
+                self._record.unlink(missing_ok=True)
 
     def _stop_group(self) -> None:
         members = self._members | self._tree()
@@ -200,6 +226,73 @@ class GranianServer:
         _signal_group(self.pid, signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
         self.process.wait()
         _wait_gone(members)
+
+
+def _records_dir() -> Path:
+    return machine_lock.state_dir() / "servers"
+
+
+def record_server(pid: int, command: list[str], port: int) -> Path | None:
+    """Note a started server (pid, start time, command, and the harness that owns it) where the next run
+    looks for servers left behind by a harness killed with SIGKILL. Best effort: None if it cannot be noted."""
+    me = psutil.Process()
+    record = {"pid": pid, "started": psutil.Process(pid).create_time(), "command": command, "port": port,
+              "harness_pid": me.pid, "harness_started": me.create_time()}
+    path = _records_dir() / f"{pid}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, path)
+    except (OSError, psutil.Error):
+        return None
+    return path
+
+
+def _owner_alive(record: dict) -> bool:
+    try:
+        return psutil.Process(record["harness_pid"]).create_time() == record["harness_started"]
+    except psutil.Error:
+        return False
+
+
+def _left_behind(record: dict) -> list[psutil.Process]:
+    """The recorded server's processes still running: its process group (a pid still used as a group id is
+    never handed out again), started no earlier than it, running its command. A process that merely reuses
+    its pid fails these checks and is never touched."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "create_time"]):
+        try:
+            if (os.getpgid(process.pid) == record["pid"] and process.info["create_time"] >= record["started"]
+                    and process.info["cmdline"][-len(record["command"]):] == record["command"]):
+                found.append(process)
+        except (OSError, TypeError, psutil.Error):
+            continue
+    return found
+
+
+def stop_left_behind(say) -> None:
+    """Stop every server that a harness killed without cleanup (SIGKILL, a crash) left running, and say so.
+    Call it while holding the machine lock: then no other harness is measuring with them."""
+    for path in sorted(_records_dir().glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if _owner_alive(record):
+            continue
+        processes = _left_behind(record)
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if processes:
+            _wait_gone(set(processes))
+            say(f"stopped Granian pid {record['pid']} on port {record['port']} ({len(processes)} process(es)), "
+                f"left running by an earlier harness (pid {record['harness_pid']}) that did not stop it")
+        path.unlink(missing_ok=True)
 
 
 def _wait_gone(members: set[psutil.Process]) -> None:

@@ -21,6 +21,8 @@ RSS_GROWTH_MIN_SAMPLES = 4  # fewer samples in the second half (a load under abo
 # A row at this share of the load generator's ceiling (its RPS against nginx, `nox -s calibrate`) or above
 # may have been paced by the load generator, not by the server.
 CEILING_SHARE = 0.70
+# An open-loop run whose achieved rate falls short of the offered one by more than this share is flagged.
+RATE_TOLERANCE = 0.05
 
 LOAD_FIGURES = ("rps", "latency_avg_ms", "latency_max_ms")
 SUMMED = ("errors", "non_2xx")  # a fault in any run must show in the summary, not vanish under a median
@@ -34,11 +36,14 @@ def spread(values: list[float]) -> dict[str, float]:
             "max": max(values)}
 
 
-def _middle(name: str, values: list[float | None]) -> float | None:
-    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests).
-    A figure the tool could not give in some run (None) stays unknown: it is never taken as zero."""
+def _middle(name: str, values: list) -> float | dict | None:
+    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests), and for
+    a group of figures (the latency percentiles) the median of each. A figure the tool could not give in some
+    run (None) stays unknown: it is never taken as zero."""
     if None in values:
         return None
+    if all(isinstance(v, dict) for v in values):
+        return {key: _middle(key, [v.get(key) for v in values]) for key in values[0]}
     if name in SUMMED:
         return sum(values)
     return statistics.median_low(values) if all(isinstance(v, int) for v in values) else statistics.median(values)
@@ -55,6 +60,34 @@ def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
     return load, resources, spreads
 
 
+def percentile_ms(load: dict | None, percentile: str) -> float | None:
+    """One latency percentile of a record's (or a run's) load, such as "99"; None where the load generator gave
+    none (rewrk), the run failed, or the record predates percentiles."""
+    return ((load or {}).get("latency_percentiles_ms") or {}).get(percentile)
+
+
+@dataclass(frozen=True)
+class RateShortfall:
+    """An open-loop run that completed fewer requests per second than it offered: the server (or the load
+    generator) could not keep up, and the requests never sent are in no latency figure."""
+
+    offered_rps: float
+    achieved_rps: float
+
+    def __str__(self) -> str:
+        return (f"achieved {self.achieved_rps:.0f} RPS of the {self.offered_rps:.10g} offered "
+                f"({self.achieved_rps / self.offered_rps:.0%}, tolerance {RATE_TOLERANCE:.0%}): the server, or the "
+                f"load generator, could not keep up, and the requests never sent are in no latency figure")
+
+
+def rate_shortfall(load: dict | None) -> RateShortfall | None:
+    """The shortfall of an open-loop run (`offered_rps` set) below its offered rate, beyond RATE_TOLERANCE."""
+    offered = (load or {}).get("offered_rps")
+    if offered is None or load["rps"] >= offered * (1 - RATE_TOLERANCE):
+        return None
+    return RateShortfall(offered, load["rps"])
+
+
 def variation(spreads: dict) -> float:
     rps = spreads["rps"]
     return (rps["max"] - rps["min"]) / rps["median"] if rps["median"] else 0.0
@@ -68,11 +101,14 @@ def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int 
         warnings.append(f"machine busy before the run: {busy_share:.0%} CPU use across {cores} cores "
                         f"(limit {BUSY_LIMIT:.0%})")
     load = run.get("load") or {}
-    if loadgen_threads and load.get("loadgen_cpu_cores", 0) >= LOADGEN_SATURATED_CORES * loadgen_threads:
+    if loadgen_threads and (load.get("loadgen_cpu_cores") or 0) >= LOADGEN_SATURATED_CORES * loadgen_threads:
         warnings.append(f"load generator used {load['loadgen_cpu_cores']:.2f} cores from {loadgen_threads} "
                         f"thread(s): it may be the bottleneck")
     if load.get("errors"):
         warnings.append(f"{load['errors']} errors during the load")
+    shortfall = rate_shortfall(run.get("load"))
+    if shortfall:
+        warnings.append(str(shortfall))
     return warnings
 
 

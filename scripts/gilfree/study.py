@@ -21,13 +21,16 @@ from .interpreters import Interpreter, check, check_lock, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
 from .matrix import APPS, POST_PYTHON, SESSIONS, Cell
 from .processes import split_cpus
+from .remote import LoadHost
 from .sampler import TreeSampler
-from .server import GranianServer, ServerError, granian_command, url
+from .server import DEFAULT_BIND, GranianServer, ServerError, granian_command, url
 
 # A GIL re-enabled at run time (by a module imported after the probe) is announced on stderr like this.
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
 SETUP_ESTIMATE_S = 3.0
 BUSY_CHECK_S = 0.25
+# The exit status of a session whose results' file system filled up (0 all measured, 1 a cell failed).
+EXIT_STORAGE_FULL = 3
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class Options:
     repeat: int = 1
     warmup_s: int = 0
     pin: int | None = None  # CPUs for the load generator; the server gets the others
+    rate: float | None = None  # open loop: requests per second offered; None: closed loop, as the post
+    bind: str = DEFAULT_BIND  # the one address Granian listens on
+    load_host: LoadHost | None = None  # where the load generator runs; None: on this machine
 
     @cached_property
     def environment(self) -> dict:
@@ -58,7 +64,9 @@ class Options:
         """How every run of this session is measured; reading it refuses a --pin the machine cannot honour."""
         server_cpus, loadgen_cpus = split_cpus(self.pin) if self.pin else (None, None)
         return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
-                "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus}
+                "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus,
+                "rate_rps": self.rate,
+                "bind": self.bind, "loadgen_host": self.load_host.destination if self.load_host else None}
 
 
 def say(message: str) -> None:
@@ -90,16 +98,24 @@ def interpreters(options: Options) -> dict[str, Interpreter]:
         if interpreter.stand_in:
             say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
                 f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers.")
+        for warning in interpreter_warnings(interpreter, options):
+            say(f"WARNING {variant}: {warning}")
         found[variant] = interpreter
     return found
 
 
+def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[str]:
+    """What every row of this interpreter carries: under the article profile, a patch release not the post's."""
+    if options.profile == "article" and not interpreter.stand_in and interpreter.version != POST_PYTHON:
+        return [f"CPython {interpreter.version} is not the post's {POST_PYTHON}"]
+    return []
+
+
 def run(options: Options) -> int:
-    """Run one session; return the exit status (0 every run measured, 1 some failed). The tables are
-    re-rendered at the end, an interrupted session included."""
+    """Run one session; return the exit status (0 every run measured, 1 some failed, EXIT_STORAGE_FULL the
+    results' disk filled up). The tables are re-rendered at the end, an interrupted session included."""
     generator = LOADGENS[options.loadgen]
-    require(generator)
-    load_generator = {"name": generator.name, "version": version(generator)}
+    load_generator = describe(generator, options.load_host)
     checked = interpreters(options)
     cells = [cell for cell in SESSIONS[options.session].cells() if options.table in (None, cell.table)]
     records = {cell: _stored(options, cell, fingerprint(checked[cell.variant], options, load_generator))
@@ -108,28 +124,78 @@ def run(options: Options) -> int:
     if kept:
         say(f"kept {kept} stored run(s) of this session (--force re-runs them)")
     plan = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
-    failed = False
+    results.ensure_space(options.results_dir, len(plan))
+    status = 0
     try:
         for index, (round_, cell) in enumerate(plan):
             _progress(index, plan, round_, cell, checked[cell.variant], generator, options)
-            record = records[cell]
-            record["load_generator"] = load_generator
-            number = len(record["runs"]) + len(record["failed_runs"]) + 1
-            record["runs"].append(measure(cell, checked[cell.variant], generator, options, number))
-            _refresh(record, cell, checked[cell.variant], options)
-            results.write_atomic(results.cell_path(options.results_dir, cell), record)
-            last = record["runs"][-1]
-            for warning in last["warnings"]:
-                say(f"WARNING {cell.table} {cell.key}: {warning}")
-            if last["status"] != "ok":
-                failed = True
-                say(f"cell {cell.key} FAILED: {last['failure']}")
+            if not _run_once(records[cell], cell, checked[cell.variant], load_generator, options):
+                status = 1
                 if not options.keep_going:
                     break
+    except results.StorageFull as full:
+        say(f"error: {full}")
+        status = EXIT_STORAGE_FULL
     finally:
+        status = _render(options, status)
+    return status
+
+
+def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options) -> bool:
+    """Measure the cell once and store its record before anything else is written; False if the run failed.
+    Warnings are printed as they arise: the run's own, and those the cell gains with it (its variation)."""
+    record["load_generator"] = load_generator
+    known = set(record.get("warnings", [])) | set(interpreter_warnings(interpreter, options))
+    record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options))
+    _refresh(record, cell, interpreter, options)
+    try:
+        results.write_atomic(results.cell_path(options.results_dir, cell), record)
+    except results.StorageFull as full:
+        full.unstored = 1  # this run; the cell's earlier runs are in the file as it was
+        raise
+    last = record["runs"][-1]
+    for warning in last["warnings"] + [w for w in record["warnings"] if w not in known | set(last["warnings"])]:
+        say(f"WARNING {cell.table} {cell.key}: {warning}")
+    if last["status"] != "ok":
+        say(f"cell {cell.key} FAILED: {last['failure']}")
+    return last["status"] == "ok"
+
+
+def _render(options: Options, status: int) -> int:
+    """Re-render the tables (after every record is stored: they are optional); a full disk keeps the records."""
+    try:
         written = render.write_all(options.results_dir)
-        say(f"tables written: {', '.join(str(path) for path in written)}")
-    return 1 if failed else 0
+    except results.StorageFull as full:
+        if status != EXIT_STORAGE_FULL:
+            say(f"error: {full}; the tables were not re-rendered: run `nox -s tables` once there is space")
+        return EXIT_STORAGE_FULL
+    say(f"tables written: {', '.join(str(path) for path in written)}")
+    return status
+
+
+def describe(generator: LoadGenerator, load_host: LoadHost | None) -> dict:
+    """The load generator's record: its version, and the host it runs on with that machine's facts (None for
+    this machine, whose facts are the record's own). Refuses a tool that is not installed where it must run."""
+    if load_host:
+        return load_host.describe(generator)
+    require(generator)
+    return {"name": generator.name, "version": version(generator), "host": None, "machine": None}
+
+
+def _load(generator: LoadGenerator, command: list[str], duration_s: int, options: Options) -> tuple[LoadResult, dict]:
+    if options.load_host:
+        return options.load_host.run_load(generator, command, duration_s)
+    return run_load(generator, command, duration_s, cpus=options.settings["loadgen_cpus"])
+
+
+def _check_from_load_host(server: GranianServer, generator: LoadGenerator, target: str, options: Options,
+                          when: str) -> None:
+    """The answer check from where the load comes from (server.verify checks from this machine)."""
+    if options.load_host:
+        failure = options.load_host.check(generator, target)
+        if failure:
+            raise server.fail(f"the load host {options.load_host.destination} got no clean answers from {target} "
+                              f"{when} ({failure}); can it reach {options.bind} port {options.port}?")
 
 
 def run_order(cells: list[Cell], done: dict[Cell, int], repeat: int) -> list[tuple[int, Cell]]:
@@ -151,15 +217,13 @@ def _stored(options: Options, cell: Cell, stamp: str) -> dict:
     """The cell's record with the runs already stored for the same measurement, or a new one. A stored result
     of other conditions (or any, with --force) is set aside, never overwritten; failed runs are kept apart."""
     path = results.cell_path(options.results_dir, cell)
-    try:
-        record = json.loads(path.read_text())
-    except OSError:
-        record = None
-    except ValueError:
-        record = {}
-    if record is not None and (options.force or record.get("fingerprint") != stamp):
-        why = "--force" if options.force else "it was measured under other conditions"
-        say(f"set {cell.table} {cell.key}'s stored result aside ({why}): {results.set_aside(path)}")
+    record, why = results.read_record(path), None
+    if record is results.UNREADABLE:
+        why = results.SetAside.UNREADABLE
+    elif record is not None and (options.force or record.get("fingerprint") != stamp):
+        why = results.SetAside.FORCED if options.force else results.SetAside.OTHER_CONDITIONS
+    if why is not None:
+        say(f"set {cell.table} {cell.key}'s stored result aside ({why.value}): {results.set_aside(path, why)}")
         record = None
     record = record or {"runs": []}
     record["failed_runs"] = record.get("failed_runs", []) + [r for r in record["runs"] if r["status"] != "ok"]
@@ -190,8 +254,7 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
     record["warnings"] = sorted({w for run in runs for w in run["warnings"]}) + (
         stats.variation_warning(record["spread"], len(ok)) if ok else [])
-    if options.profile == "article" and not interpreter.stand_in and interpreter.version != POST_PYTHON:
-        record["warnings"].append(f"CPython {interpreter.version} is not the post's {POST_PYTHON}")
+    record["warnings"] += interpreter_warnings(interpreter, options)
 
 
 def _busy_share() -> float:
@@ -199,41 +262,45 @@ def _busy_share() -> float:
     return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
 
 
-def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options,
-            number: int = 1) -> dict:
-    """Run `number` of one cell, end to end. Never raises for a failure of the server or the load: records it."""
+def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options) -> dict:
+    """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
     settings = options.settings
     granian = str(Path(interpreter.executable).parent / "granian")
-    server_command = granian_command(granian, cell, options.port)
-    target = url(options.port, cell.endpoint)
-    run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None, "timings": {},
+    server_command = granian_command(granian, cell, options.port, options.bind)
+    target = url(options.port, cell.endpoint, options.bind)
+    load_command = generator.command(target, options.duration_s, cell.concurrency, options.rate)
+    run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None,
+           "timings": {},
            "commands": {"server": server_command,
-                        "load": generator.command(target, options.duration_s, cell.concurrency)},
+                        "load": options.load_host.shown(load_command) if options.load_host else load_command},
            "started_at": results.now()}
-    log = results.log_path(options.results_dir, cell, number)
+    log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
     busy = _busy_share()
     started = time.perf_counter()
     try:
-        with GranianServer(server_command, options.port, log, cpus=settings["server_cpus"]) as server:
+        with GranianServer(server_command, options.port, log, cpus=settings["server_cpus"],
+                           bind=options.bind) as server:
             run["timings"]["ready_s"] = server.wait_ready()
             server.verify()
+            _check_from_load_host(server, generator, target, options, "before any load")
             if options.warmup_s:
-                warmup, _ = run_load(generator, generator.command(target, options.warmup_s, cell.concurrency),
-                                     options.warmup_s, cpus=settings["loadgen_cpus"])
+                warmup, _ = _load(generator, generator.command(target, options.warmup_s, cell.concurrency,
+                                                               options.rate),
+                                  options.warmup_s, options)
                 run["warmup"] = warmup.as_dict()
             sampler = TreeSampler(server.pid)
             sampler.start()
             run["timings"]["setup_s"] = time.perf_counter() - started - options.warmup_s
             try:
-                load, loadgen_usage = run_load(generator, run["commands"]["load"], options.duration_s,
-                                               cpus=settings["loadgen_cpus"])
+                load, loadgen_usage = _load(generator, load_command, options.duration_s, options)
             finally:
                 usage = sampler.stop()
-            run["load"] = {**load.as_dict(), **loadgen_usage}
+            run["load"] = {**load.as_dict(), **loadgen_usage, "offered_rps": options.rate}  # rps: achieved
             run["resources"] = usage.as_dict()
             run["timeline"] = sampler.timeline().as_dict()
             _check_server_after_load(server, interpreter, load)
+            _check_from_load_host(server, generator, target, options, "after the load")
             run["status"] = "ok"
             teardown = time.perf_counter()
         run["timings"]["teardown_s"] = time.perf_counter() - teardown

@@ -141,9 +141,10 @@ def test_a_worker_exit_in_the_log_counts_as_lost(tmp_path):
 
 # --- a harness killed with SIGKILL -------------------------------------------------------------------------
 
-def start_harness(python, results_dir, port, *extra, session="asgi-3.14"):
+def start_harness(python, results_dir, port, *extra, session="asgi-3.14", own_group=False):
     return subprocess.Popen(harness_command(session, python, results_dir, port, *extra),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=own_group)
 
 
 def server_on(port):
@@ -156,15 +157,19 @@ def server_on(port):
     return main, [main, *main.children(recursive=True)]
 
 
-def test_killed_harness_takes_granian_and_the_load_with_it(environments, tmp_path):
+@pytest.mark.parametrize("granian", ["stops on SIGTERM", "ignores SIGTERM"])
+def test_killed_harness_takes_granian_and_the_load_with_it(environments, tmp_path, granian):
     python, port = environments["asgi"], free_port()
     harness = start_harness(python, tmp_path, port, "--duration", "5s", "--table", "asgi-json")
     _, server = server_on(port)
     load = wait_for(lambda: load_processes(port))
+    if granian == "ignores SIGTERM":
+        server[-1].suspend()  # a frozen worker keeps Granian from stopping on SIGTERM, as it sometimes does
     harness.kill()  # SIGKILL: the harness runs no cleanup at all
     harness.communicate()
     _, alive = psutil.wait_procs(server + load, timeout=15)
-    assert alive == []  # Granian got SIGTERM and wrk SIGKILL from the kernel when the harness died
+    # wrk got SIGKILL from the kernel; Granian SIGTERM from the kernel, then SIGKILL from the group reaper
+    assert alive == []
     again = subprocess.run(harness_command("asgi-3.14", python, tmp_path, port, "--table", "asgi-json"),
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert again.returncode == 0, again.stderr
@@ -173,11 +178,12 @@ def test_killed_harness_takes_granian_and_the_load_with_it(environments, tmp_pat
 
 def test_granian_left_by_a_killed_harness_is_stopped_by_the_next_run(environments, tmp_path):
     python, port = environments["asgi"], free_port()
-    harness = start_harness(python, tmp_path, port, "--duration", "5s", "--table", "asgi-json")
+    harness = start_harness(python, tmp_path, port, "--duration", "5s", "--table", "asgi-json",
+                            own_group=True)
     main, server = server_on(port)
     try:
         server[-1].suspend()  # a worker that cannot stop keeps Granian from stopping on SIGTERM: it stays
-        harness.kill()
+        os.killpg(harness.pid, signal.SIGKILL)  # the harness and its group reaper at once, as `kill -9 -PGID`
         harness.communicate()
         time.sleep(2)
         left = [process for process in server if process.is_running() and process.status() != "zombie"]

@@ -32,7 +32,7 @@ from . import ceiling, machine_lock, results
 from .cli import DEFAULT_RESULTS, OneLineParser, count, duration, port, writable_dir
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load, version
 from .matrix import EXPECTED_BODY, TABLES
-from .processes import dies_with_parent, exit_with_caller, finish, pinned, split_cpus
+from .processes import GroupReaper, dies_with_parent, exit_with_caller, finish, pinned, split_cpus
 from .sampler import TreeSampler
 from .server import DEFAULT_BIND as HOST, LOCAL, ServerError, ensure_port_free
 from .stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
@@ -115,12 +115,14 @@ class Nginx:
             self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True,
                                             preexec_fn=dies_with_parent(signal.SIGKILL))
+        self._reaper = GroupReaper(self.process.pid, grace_s=1.0)  # its workers too, if this process dies
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self.process is not None:
             finish(self._stop)
             self.process = None
+            self._reaper.release()
 
     @property
     def url(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +30,49 @@ def dies_with_parent(signum: int) -> Callable[[], None] | None:
     """A preexec_fn: the child gets `signum` when the thread that spawned it exits (Linux only; spawn from
     the main thread, whose end is the harness's end). On other systems, None."""
     return (lambda: _set_death_signal(signum)) if _LIBC is not None else None
+
+
+# Run by a separate small process (see GroupReaper): it waits on a pipe whose only write end the harness holds.
+# A byte means a clean stop, nothing to do; end of file means the harness died without stopping the group.
+_REAPER = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+pgid, grace = int(sys.argv[1]), float(sys.argv[2])
+if not sys.stdin.buffer.read(1):
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.killpg(pgid, 0)
+            time.sleep(0.05)
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
+
+
+class GroupReaper:
+    """Stops a server's whole process group if the harness dies without stopping it, SIGKILL included.
+
+    A death signal reaches only the direct child, and Granian sometimes ignores SIGTERM (while starting, and in
+    some stops under load), which would leave it and its workers serving. The reaper, a small process outside
+    that group, sends the group SIGTERM and then SIGKILL after `grace_s` when its pipe from the harness closes
+    without a word: whatever killed the harness, the kernel closes that pipe."""
+
+    def __init__(self, pgid: int, grace_s: float):
+        self._process = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER, str(pgid), str(grace_s)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+
+    def release(self) -> None:
+        """The group was stopped cleanly: tell the reaper so, and let it go."""
+        try:
+            self._process.stdin.write(b"x")
+            self._process.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        self._process.wait()
 
 
 def exit_with_caller(say: Callable[[str], None]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from . import PROJECT_ROOT, machine_lock
-from .processes import dies_with_parent, finish, pinned
+from .processes import GroupReaper, dies_with_parent, finish, pinned
 from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
 
 DEFAULT_BIND = "127.0.0.1"  # Granian's own default, made explicit; any other address must be asked for
@@ -135,6 +135,7 @@ class GranianServer:
                 )
             except OSError as error:
                 raise ServerError(f"cannot start {self.command[0]}: {error.strerror}") from None
+        self._reaper = GroupReaper(self.process.pid, STOP_TIMEOUT_S)
         self._record = record_server(self.process.pid, self.command, self.port)
         return self
 
@@ -210,6 +211,7 @@ class GranianServer:
         if self.process is not None:
             finish(self._stop_group)
             self.process = None
+            self._reaper.release()
             if self._record is not None:
                 self._record.unlink(missing_ok=True)
 

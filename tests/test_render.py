@@ -25,7 +25,7 @@ def test_rows_use_the_posts_formats_in_the_posts_order(tmp_path):
     rows = [line for line in table_lines(tmp_path, "asgi-json") if line.startswith("| 3.14")]
     assert [row.split("|")[1].strip() for row in rows] == ["3.14", "3.14t", "3.14", "3.14t"]
     assert [cell.strip() for cell in rows[0].split("|")[1:-1]] == [
-        "3.14", "1", "30415", "4.20ms", "45.29ms", "0.42", "90MB"]
+        "3.14", "1", "30415", "4.20ms", "45.29ms", "0.42", "90MiB"]
 
 
 def test_unmeasured_cells_say_not_run(tmp_path):

@@ -33,8 +33,9 @@ TOLERANCES = f"""\
   bootstrap ({stats.RESAMPLES} resamples, fixed seed) of the ratio of the mean over runs, resampling pairs of
   runs made in the same round where the session interleaved them, else each cell's runs. Held: the interval lies
   inside the band; not held: outside it; inconclusive: it straddles an edge. With 3 runs the bootstrap can only
-  recombine three values, so the interval is about their range and, if anything, too narrow. With fewer runs
-  the verdict rests on one value and says so.
+  recombine three values, so the interval is the range of the three round-by-round ratios and, if anything,
+  too narrow; more runs make it a real interval. With fewer than 3 runs there is no interval, and the verdict
+  says "single run" or "2 runs".
 - I/O claims are judged only on rows reaching {IO_EFFICIENCY:.0%} of the ideal throughput (slots / \
 {IO_WAIT_S * 1000:.0f} ms); the post's I/O rows reach 88-98%. Below that the server was CPU-bound and the row
   measured CPU, not waiting.

@@ -38,7 +38,8 @@ FOOTNOTE = """\
   generator pushed, at the same concurrency on this machine, against nginx answering the same JSON
   (`nox -s calibrate`).
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
-  gives the lowest and highest run (every run is kept in the JSON)."""
+  gives the lowest and highest run (every run is kept in the JSON) and, from 3 runs, a 95% bootstrap interval
+  for the mean RPS (with exactly 3 runs it is the range itself: a bootstrap can only recombine the runs)."""
 PERCENTILE_FOOTNOTE = """\
 - p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
   did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest
@@ -151,11 +152,14 @@ def _percentile_cells(record: dict | None) -> list[str]:
 
 
 def _rps_range(record: dict | None) -> str:
-    """min-max of RPS over the runs, for a row that is a median of several."""
+    """min-max of RPS over the runs, for a row that is a median of several; from 3 runs, the 95% interval of the
+    mean as well (stats.mean_interval)."""
     if not record or record["status"] != "ok" or _ok_runs(record) < 2:
         return ""
     rps = record["spread"]["rps"]
-    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)})"
+    interval = stats.mean_interval([run["load"]["rps"] for run in record["runs"] if run["status"] == "ok"])
+    mean = f", mean 95% CI {interval[0]:.0f}-{interval[1]:.0f}" if interval else ""
+    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}{mean})"
 
 
 def conditions(record: dict) -> dict:

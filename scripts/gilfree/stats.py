@@ -188,10 +188,20 @@ def _ratio_of_means(over, under, axis=-1):
     return over.mean(axis=axis) / under.mean(axis=axis)
 
 
+def mean_interval(values: list[float]) -> tuple[float, float] | None:
+    """A 95% percentile-bootstrap interval for the mean of one cell's runs; None below MIN_RUNS_FOR_INTERVAL."""
+    if len(values) < MIN_RUNS_FOR_INTERVAL:
+        return None
+    result = scipy.stats.bootstrap((values,), lambda sample, axis=-1: sample.mean(axis=axis), vectorized=True,
+                                   confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile", rng=SEED)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def ratio_interval(over: list[float], under: list[float], paired: bool) -> tuple[float, float] | None:
     """A 95% percentile-bootstrap interval for mean(over) / mean(under), resampling runs (or, when paired, the
-    pairs of runs made in the same round); None below MIN_RUNS_FOR_INTERVAL runs on either side. With 3 runs
-    the bootstrap can only recombine three values, so the interval is about their range: narrow, not wide."""
+    pairs of runs made in the same round); None below MIN_RUNS_FOR_INTERVAL runs on either side. With 3 pairs
+    the bootstrap can only recombine three values: the interval is the range of the three pairwise ratios,
+    narrow rather than wide."""
     if min(len(over), len(under)) < MIN_RUNS_FOR_INTERVAL:
         return None
     result = scipy.stats.bootstrap((over, under), _ratio_of_means, paired=paired, vectorized=True,

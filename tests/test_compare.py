@@ -222,3 +222,15 @@ def test_the_report_is_written_whole_with_no_temporary_file_left(tmp_path):
     compare.write_report(tmp_path)
     assert (tmp_path / "COMPARISON.md").read_text().rstrip().endswith("|")  # ends with the diagnostics table
     assert [path.name for path in tmp_path.rglob("*.tmp")] == []
+
+
+def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path):
+    def built(pgo):
+        return measured(interpreter__optimisations={"pgo": pgo, "lto": False, "jit": False})
+    for cell in TABLES_BY_ID["asgi-json"].cells:
+        store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=built(cell.variant == "3.14"))
+    compare.write_report(tmp_path)
+    text = (tmp_path / "COMPARISON.md").read_text()
+    assert "**WARNING: 3.14 and 3.14t were built with different optimisations" in text.split("## Verdicts")[0]
+    assert "(3.14), PGO yes, LTO no, JIT no" in report_line(tmp_path, "| Python 3.14 ")
+    assert report_row(tmp_path, f"| {ASGI_JSON}")[-1] == "**not comparable** [1]"

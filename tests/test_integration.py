@@ -32,6 +32,10 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert record["resources"]["peak_processes"] == 1 + cell.workers  # main process and its workers
         assert record["interpreter"]["stand_in"] == stands_in(python)
         assert not record["interpreter"]["free_threaded_build"]
+        built = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert record["interpreter"]["config_args"] == built  # how it was built, from the interpreter itself
+        assert set(record["interpreter"]["optimisations"]) == {"pgo", "lto", "jit"}
         assert record["load_generator"]["name"] == "wrk" and "4." in record["load_generator"]["version"]
         assert record["runs"][0]["stopped_by"].startswith(("SIGTERM", "SIGKILL"))
         assert record["commands"]["server"][1:3] == ["--interface", cell.interface]

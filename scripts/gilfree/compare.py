@@ -12,6 +12,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from . import charts, render, results, stats, verdicts
+from .interpreters import OPTIMISATION_FLAGS
 from .matrix import TABLES, Cell, Table
 from .published import POST_SETUP, PUBLISHED, Figures
 from .verdicts import (IO_EFFICIENCY, IO_WAIT_S, LITTLE_TOLERANCE, MEMORY_MARGIN, PAR, SLOWDOWN,
@@ -88,8 +89,8 @@ def measured_side(stored: dict[tuple[str, str], dict]) -> Side:
 
 # --- can this machine test the post? --------------------------------------------------------------------
 
-def _distinct(values) -> str:
-    return ", ".join(dict.fromkeys(str(value) for value in values)) or "-"
+def _distinct(values, none: str = "-") -> str:
+    return ", ".join(dict.fromkeys(str(value) for value in values)) or none
 
 
 def _range(values: list[float], digits: int = 1) -> str:
@@ -102,13 +103,13 @@ def _range(values: list[float], digits: int = 1) -> str:
 def build_text(optimisations: dict[str, bool] | None) -> str:
     if optimisations is None:
         return "build flags unknown (not recorded by this harness version)"
-    return ", ".join(f"{name.upper()} {'yes' if on else 'no'}" for name, on in optimisations.items())
+    return ", ".join(f"{name.upper()} {'yes' if optimisations.get(name) else 'no'}" for name in OPTIMISATION_FLAGS)
 
 
 def _interpreters(records: list[dict], variant: str) -> str:
-    return _distinct(f"CPython {r['interpreter']['version']}{'t' if r['interpreter']['free_threaded_build'] else ''}"
-                     f" ({r['interpreter']['label']}), {build_text(r['interpreter'].get('optimisations'))}"
-                     for r in records if r["cell"]["variant"] == variant) or "not run"
+    return _distinct([f"CPython {r['interpreter']['version']}{'t' if r['interpreter']['free_threaded_build'] else ''}"
+                      f" ({r['interpreter']['label']}), {build_text(r['interpreter'].get('optimisations'))}"
+                      for r in records if r["cell"]["variant"] == variant], none="not run")
 
 
 def _runs(records: list[dict]) -> str:

@@ -144,6 +144,8 @@ def test_pinned_cpus_are_the_cores_the_server_could_have_had():
     assert verdicts.server_cores(record) == 3.0
     record["settings"]["server_cpus"] = None
     assert verdicts.server_cores(record) == 15.5  # 16 logical CPUs less the load generator's 0.5
+    record["settings"]["loadgen_host"] = "loader.example"
+    assert verdicts.server_cores(record) == 16.0  # the load ran on another machine
 
 
 @pytest.mark.parametrize("edit, kind", [

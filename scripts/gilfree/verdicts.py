@@ -229,11 +229,12 @@ def io_efficiency(cell: Cell, rps: float) -> float:
 
 def server_cores(record: dict) -> float | None:
     """The CPU the server could have had: its pinned CPUs, else the machine's logical CPUs less what the load
-    generator used; None when the record does not say."""
-    if cpus := record.get("settings", {}).get("server_cpus"):
+    generator used there (nothing when it ran on another host); None when the record does not say."""
+    settings = record.get("settings") or {}
+    if cpus := settings.get("server_cpus"):
         return float(len(cpus))
     logical = (record.get("machine") or {}).get("logical_cores")
-    loadgen = record["load"].get("loadgen_cpu_cores")
+    loadgen = 0.0 if settings.get("loadgen_host") else record["load"].get("loadgen_cpu_cores")
     return None if logical is None or loadgen is None else logical - loadgen
 
 

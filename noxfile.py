@@ -27,9 +27,9 @@ from gilfree.matrix import SESSIONS  # noqa: E402
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True  # a skipped session would be a lost measurement
-nox.options.sessions = [
-    "asgi-3.14", "asgi-3.14t", "wsgi-3.14", "wsgi-3.14t", "wsgi-threads-3.14", "wsgi-workers-3.14t",
-]
+# The whole study (matrix.STUDY): tables 1-2 and 5-6 with 3.14 and 3.14t interleaved run by run, so drift between
+# sessions cannot bias a ratio; then tables 3 and 4, which have one variant each.
+nox.options.sessions = ["asgi", "wsgi", "wsgi-threads-3.14", "wsgi-workers-3.14t"]
 
 # What the environments under test hold: `article` (default) as PyPI stood on the post's date, on the post's
 # interpreters; `latest`, today's releases on the newest 3.14 patch. GILFREE_PROFILE=latest nox

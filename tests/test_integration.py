@@ -32,6 +32,10 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert record["resources"]["peak_processes"] == 1 + cell.workers  # main process and its workers
         assert record["interpreter"]["stand_in"] == stands_in(python)
         assert not record["interpreter"]["free_threaded_build"]
+        built = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert record["interpreter"]["config_args"] == built  # how it was built, from the interpreter itself
+        assert set(record["interpreter"]["optimisations"]) == {"pgo", "lto", "jit"}
         assert record["load_generator"]["name"] == "wrk" and "4." in record["load_generator"]["version"]
         assert record["runs"][0]["stopped_by"].startswith(("SIGTERM", "SIGKILL"))
         assert record["commands"]["server"][1:3] == ["--interface", cell.interface]
@@ -83,7 +87,9 @@ def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
         assert record["load"]["rps"] == rps[1]
         assert record["spread"]["rps"]["min"] == rps[0] and record["spread"]["rps"]["max"] == rps[2]
     table = (tmp_path / "tables" / "asgi-io.md").read_text()
-    assert "RPS range" in table and "(n=3)" in table
+    assert "RPS range" in table
+    rows = [line for line in table.splitlines() if line.startswith("| 3.") and "not run" not in line]
+    assert len(rows) == 2 and all("(n=3, mean 95% CI " in row for row in rows)  # each cell its own interval
 
 
 def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from gilfree import tools
 from gilfree.loadgen import LOADGENS
+from gilfree.matrix import STUDY
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("article", "latest")
@@ -23,7 +24,7 @@ REWRK_VERSION = "0.3.2"
 OHA_VERSION = "1.16.0"
 # The uv that wrote uv.lock and locks/: the image runs the same one, so `--locked` means the same thing there.
 UV_VERSION = "0.13.9"
-STUDY_SESSIONS = ("asgi-3.14", "asgi-3.14t", "wsgi-3.14", "wsgi-3.14t", "wsgi-threads-3.14", "wsgi-workers-3.14t")
+VARIANT_SESSIONS = ("asgi-3.14", "asgi-3.14t", "wsgi-3.14", "wsgi-3.14t")  # one variant each: kept, not the default
 OTHER_SESSIONS = ("tables", "tests", "compare", "tools", "lock")
 EXACT_VERSION = re.compile(r"\d+\.\d+\.\d+")
 
@@ -259,8 +260,8 @@ def test_dockerignore_keeps_host_state_out():
 
 def test_noxfile_has_the_sessions_the_recipe_relies_on():
     sessions = nox_sessions()
-    assert set(STUDY_SESSIONS) | set(OTHER_SESSIONS) <= sessions
-    assert nox_default_sessions() == list(STUDY_SESSIONS)
+    assert set(STUDY) | set(VARIANT_SESSIONS) | set(OTHER_SESSIONS) <= sessions
+    assert nox_default_sessions() == list(STUDY)
 
 
 def test_makefile_targets_call_existing_nox_sessions():
@@ -273,7 +274,7 @@ def test_makefile_targets_call_existing_nox_sessions():
             if words and words[0] == "nox":
                 named = [words[i + 1] for i, word in enumerate(words[:-1]) if word in ("-s", "--session")]
                 called[target] = named or nox_default_sessions()
-    assert called["study"] == list(STUDY_SESSIONS)
+    assert called["study"] == list(STUDY)
     assert called["tables"] == ["tables"]
     assert called["test"] == ["tests"]
     for target, names in called.items():

@@ -1,7 +1,7 @@
 """The post's figures, transcribed: one row per matrix cell, in the post's order, and consistent with themselves."""
 
 from gilfree import render
-from gilfree.compare import in_flight
+from gilfree.verdicts import in_flight
 from gilfree.matrix import TABLES, TABLES_BY_ID
 from gilfree.published import PUBLISHED, SHOWN_AS
 

@@ -25,7 +25,7 @@ def test_rows_use_the_posts_formats_in_the_posts_order(tmp_path):
     rows = [line for line in table_lines(tmp_path, "asgi-json") if line.startswith("| 3.14")]
     assert [row.split("|")[1].strip() for row in rows] == ["3.14", "3.14t", "3.14", "3.14t"]
     assert [cell.strip() for cell in rows[0].split("|")[1:-1]] == [
-        "3.14", "1", "30415", "4.20ms", "45.29ms", "0.42", "90MB"]
+        "3.14", "1", "30415", "4.20ms", "45.29ms", "0.42", "90MiB"]
 
 
 def test_unmeasured_cells_say_not_run(tmp_path):
@@ -108,7 +108,7 @@ def test_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     render.write_all(tmp_path)
     table = tmp_path / "tables" / "asgi-io.md"
     before = table.read_text()
-    assert before.endswith("gives the lowest and highest run (every run is kept in the JSON).\n")
+    assert before.endswith("a bootstrap can only recombine the runs).\n")
     assert list(tmp_path.rglob("*.tmp")) == []
 
     replace = render.os.replace
@@ -136,7 +136,7 @@ def test_percentiles_follow_the_posts_columns_and_a_tool_without_them_says_n_a(t
     assert [h.strip() for h in header.split("|")[1:-1]] == [
         "Python", "Workers", "RPS", "Latency avg", "Latency max", "CPU", "RAM", "p50", "p90", "p99", "p99.9"]
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines if line.startswith("| 3.14")]
-    assert rows[0][2:] == ["30415", "4.20ms", "45.29ms", "0.42", "90MB", "3.90ms", "6.25ms", "20.00ms", "n/a"]
+    assert rows[0][2:] == ["30415", "4.20ms", "45.29ms", "0.42", "90MiB", "3.90ms", "6.25ms", "20.00ms", "n/a"]
     assert rows[1][7:] == ["n/a"] * 4 and rows[2][7:] == ["not run"] * 4
     assert any("rewrk (the rows of its --pct table are means of its slowest" in line for line in lines)
 
@@ -158,3 +158,11 @@ def test_a_schema_2_record_has_no_percentiles_and_was_closed_loop(tmp_path):
     assert migrated["settings"]["rate_rps"] is None
     render.write_all(tmp_path)
     assert "p50" not in (tmp_path / "tables" / "asgi-json.md").read_text()
+
+
+def test_tables_md_explains_the_columns_once_and_each_table_file_in_full(tmp_path):
+    store(tmp_path, make_record(TABLES_BY_ID["asgi-io"].cells[0]))
+    render.write_all(tmp_path)
+    assert (tmp_path / "TABLES.md").read_text().count("- RPS: requests per second") == 1
+    for path in (tmp_path / "tables").glob("*.md"):
+        assert path.read_text().count("- RPS: requests per second") == 1

@@ -1,8 +1,10 @@
-"""Bar charts of one table: the post's figures beside this run's, row by row, drawn without a display."""
+"""Charts drawn without a display: the ratios behind the claims (the post's beside this run's, with each band and
+interval), and one bar chart per table."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +16,7 @@ from .published import Figures
 matplotlib.use("Agg")  # files only: no display on a benchmark machine or in CI; set before pyplot loads
 import matplotlib.pyplot as plt
 
-PANELS = {"rps": "RPS", "ram_mb": "RAM (MB)"}
+PANELS = {"rps": "RPS", "ram_mb": "RAM (MiB)"}
 BAR_WIDTH = 0.4
 LOG_SCALE_SPREAD = 100  # a panel whose bars span more than this factor gets a log axis (table 3: 94 to 19377)
 
@@ -35,6 +37,56 @@ def _panel(axes, field: str, post: list[Figures], yours: list[Figures | None]) -
     axes.set_ylabel(PANELS[field])
 
 
+@dataclass(frozen=True)
+class RatioRow:
+    """One ratio of one claim: the band it must lie in, the post's value, and this run's with its interval."""
+
+    label: str
+    band_low: float
+    band_high: float
+    post: float
+    yours: float | None
+    interval: tuple[float, float] | None
+
+
+def draw_ratios(path: Path, rows: list[RatioRow]) -> Path:
+    """One row per ratio on a log axis (ratios run from 0.5 to 120): the band shaded, the post's value as a grey
+    diamond, this run's as a blue dot with its interval as a bar."""
+    values = [v for row in rows for v in (row.post, row.yours, *(row.interval or ())) if v]
+    values += [edge for row in rows for edge in (row.band_low, row.band_high) if 0 < edge < math.inf]
+    low, high = min(values) / 1.3, max(values) * 1.3
+    figure, axes = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6))
+    positions = range(len(rows))[::-1]
+    for y, row in zip(positions, rows):
+        left, right = max(row.band_low, low), min(row.band_high, high)
+        axes.barh(y, right - left, left=left, height=0.7, color="tab:green", alpha=0.18,
+                  label="band" if y == positions[0] else None)
+    axes.scatter([row.post for row in rows], list(positions), marker="D", color="0.45", zorder=3, label="post")
+    measured = [(y, row) for y, row in zip(positions, rows) if row.yours is not None]
+    for y, row in measured:
+        if row.interval:
+            axes.plot(row.interval, [y, y], color="tab:blue", linewidth=2.5, zorder=2)
+    axes.scatter([row.yours for _, row in measured], [y for y, _ in measured], color="tab:blue", zorder=4,
+                 label="yours (bar: 95% interval)")
+    axes.axvline(1, color="0.3", linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_xlim(low, high)
+    axes.set_yticks(list(positions), [row.label for row in rows], fontsize=8)
+    axes.set_xlabel("ratio (3.14t / 3.14; tables 3-4: the rows named), log scale")
+    axes.legend(fontsize=8, loc="lower right")
+    figure.suptitle("The ratios behind the post's claims")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    try:
+        results.replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+    return path
+
+
 def draw(path: Path, table: Table, names: list[str], post: list[Figures], yours: list[Figures | None],
          axis_name: str) -> Path:
     """Write one PNG for the table: an RPS panel, and a RAM panel where the table has RAM."""
@@ -48,11 +100,7 @@ def draw(path: Path, table: Table, names: list[str], post: list[Figures], yours:
     panels[0][0].legend()
     figure.suptitle(f"Table {table.number}: {table.title}")
     figure.tight_layout()
-    try:
-        results.replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
-    finally:
-        plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 # RSS timelines, drawn without a display too: how the server tree's memory moved during the load, both variants

@@ -1,71 +1,72 @@
-"""The post's figures beside this run's: the rows, the 3.14t / 3.14 ratios its claims rest on, one verdict per
-claim with its tolerance, and diagnostics that say whether a measured row can be trusted at all.
+"""COMPARISON.md: whether this machine can test the post at all, one verdict per claim (decided in verdicts.py,
+only formatted here) with footnotes, the ratio chart, the post's rows beside this run's, and diagnostics.
 
 Absolute numbers move with the hardware, so verdicts judge ratios only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
 
-from . import charts, render, results
-from .matrix import TABLES, TABLES_BY_ID, Cell, Table
-from .published import PUBLISHED, Figures
-from .stats import LOADGEN_SATURATED_CORES
-
-# Verdict tolerances; ratios are 3.14t / 3.14 unless a claim says otherwise.
-PAR = 0.10  # "on par": within 1 +/- PAR. Any other change must leave this band to count.
-SLOWDOWN = 0.20  # "about 20% slower": within 1 - SLOWDOWN +/- SLOWDOWN_TOLERANCE
-SLOWDOWN_TOLERANCE = 0.10
-FAR_FASTER = 1.5  # "far faster": at least this
-MEMORY_MARGIN = 0.05  # "less" / "more" memory: at most 1 - MEMORY_MARGIN / at least 1 + MEMORY_MARGIN
-
-# Diagnostics.
-LITTLE_TOLERANCE = 0.01  # rps x latency avg may miss the connections by this fraction (sound rows of the post)
-ONE_THREAD_LOADGENS = ("wrk", "rewrk")  # run from one thread here: near one core they are the bottleneck
-IO_WAIT_S = 0.010  # what /io sleeps
+from . import charts, render, results, stats, verdicts
+from .interpreters import OPTIMISATION_FLAGS
+from .matrix import TABLES, Cell, Table
+from .published import POST_SETUP, PUBLISHED, Figures
+from .verdicts import (IO_EFFICIENCY, IO_WAIT_S, LITTLE_TOLERANCE, MEMORY_MARGIN, PAR, SLOWDOWN,
+                       SLOWDOWN_TOLERANCE, STALL_LIMIT, FAR_FASTER, BuildsDiffer, ClaimVerdict, CpuBound,
+                       DoubtfulRow, Estimate, Flag, Missing, NotAlike, Ratio, TooFewCores, Verdict)
 
 TOLERANCES = f"""\
 - On par: a ratio within 1 ± {PAR:.2f}. The post's own "on par" rows differ by at most 3%, and a load test
   repeated on one machine moves by a few percent; a change must leave this band to count as one.
 - About 20% slower: a ratio within {1 - SLOWDOWN:.2f} ± {SLOWDOWN_TOLERANCE:.2f}, which meets the on-par band at
   its edge rather than overlapping it. The post measured 0.80 and 0.82.
-- Far faster: a ratio of at least {FAR_FASTER:.2f}. The post measured 3.76 (1 worker) and 1.66 (2 workers);
-  how far 3.14t can go depends on how many cores the machine has.
-- Less / more memory: a RAM ratio at most {1 - MEMORY_MARGIN:.2f} / at least {1 + MEMORY_MARGIN:.2f}. The post's
-  smallest gap is 10% (81MB against 90MB); peak RSS repeats within a few MB. Caveat: RAM is the RSS summed over
-  the server's processes, which counts pages they share once per process. That inflates 3.14 runs (Granian's
-  main process and one process per worker) against 3.14t runs (workers as threads of one process), in the
-  post as here; the diagnostics show PSS, which splits shared pages, where it was recorded.
+- Far faster: a ratio of at least {FAR_FASTER:.2f}. The post measured 3.76 (1 worker) and 1.66 (2 workers).
+- Less / more memory: a ratio at most {1 - MEMORY_MARGIN:.2f} / at least {1 + MEMORY_MARGIN:.2f}. The post's
+  smallest gap is 10% (81MB against 90MB). Where it was recorded, this run is judged on PSS at the end of the
+  load, which splits the pages Granian's processes share; the post's RAM is peak RSS summed over the processes,
+  which counts them once per process and so inflates multi-process 3.14 against 3.14t (workers as threads).
+  The summed-RSS ratio is shown beside the PSS one.
+- Intervals: with {stats.MIN_RUNS_FOR_INTERVAL} or more runs per cell, a {stats.CONFIDENCE:.0%} percentile
+  bootstrap ({stats.RESAMPLES} resamples, fixed seed) of the ratio of the mean over runs, resampling pairs of
+  runs made in the same round where the session interleaved them, else each cell's runs. Held: the interval lies
+  inside the band; not held: outside it; inconclusive: it straddles an edge. With 3 runs the bootstrap can only
+  recombine three values, so the interval is the range of the three round-by-round ratios and, if anything,
+  too narrow; more runs make it a real interval. With fewer than 3 runs there is no interval, and the verdict
+  says "single run" or "2 runs".
+- I/O claims are judged only on rows reaching {IO_EFFICIENCY:.0%} of the ideal throughput (slots / \
+{IO_WAIT_S * 1000:.0f} ms); the post's I/O rows reach 88-98%. Below that the server was CPU-bound and the row
+  measured CPU, not waiting.
+- Claims on parallel CPU (WSGI JSON far faster; workers and threads alike): a "not held" counts only when the
+  server could have had the cores the claim needs: the post's own 3.14t row's CPU (6.50 and 6.56), or
+  workers x threads for table 4. The server could have had the machine's logical CPUs less the load generator's
+  use, or its pinned CPUs. A "held" stands on any machine.
+- Rows: a load generator at {stats.LOADGEN_SATURATED_CORES:.0%} or more of its threads' cores (rewrk and wrk run
+  one; oha is not judged), {STALL_LIMIT:.0%} or more of the connections stalled (Little's law: RPS x mean latency
+  against the connections), load errors or non-2xx answers make every verdict resting on the row inconclusive.
 - Comparable: a ratio is only judged between rows measured alike (same settings but port and runs, profile,
-  lock, machine and load generator), neither with load errors or non-2xx answers; otherwise "not comparable".
-- Little's law: rps x latency avg within {LITTLE_TOLERANCE:.0%} of the connections, as in all but six of the
-  post's rows. wrk and rewrk are flagged at {LOADGEN_SATURATED_CORES} cores or more (oha uses many threads)."""
+  lock, machine and load generator) on interpreters built with the same optimisations (PGO, LTO, JIT);
+  otherwise "not comparable"."""
 
-SUMMED_RSS = "summed RSS: see the caveat below"
-FIELD_NAMES = {"rps": "RPS", "latency_avg_ms": "Latency avg", "cpu": "CPU", "ram_mb": "RAM"}
-SOURCE = "The future of Python web services looks GIL-free (2025-10-18): AMD Ryzen 7 5700X, rewrk 30s"
+SOURCE = "The future of Python web services looks GIL-free (2025-10-18)"
+FIGURE_NAMES = {"rps": "RPS", "memory": "RAM"}
+RATIO_FIELDS = {"rps": "RPS", "latency_avg_ms": "Latency avg", "cpu": "CPU", "ram_mb": "RAM"}
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side of the comparison: figures by cell, the interpreter that produced each, and the stored record
-    behind each (none for the post's, whose rows count as measured alike)."""
+    """One side of the per-table comparison: figures by cell, the interpreter that produced each, and the
+    stored record behind each (none for the post's, whose rows count as measured alike)."""
 
     figures: dict[Cell, Figures]
     labels: dict[Cell, str]
     records: dict[Cell, dict] = field(default_factory=dict)
 
-    def not_comparable(self, cells: list[Cell]) -> list[str]:
-        """Why these cells' figures may not be divided: conditions that differ, or load faults in any of them."""
-        records = {cell: self.records[cell] for cell in cells if cell in self.records}
-        faults = [f"{name} in {cell.key}" for cell, record in records.items()
-                  for key, name in (("errors", "errors"), ("non_2xx", "non-2xx")) if record["load"].get(key)]
-        return render.condition_differences(list(records.values())) + faults
+    def not_alike(self, cells: list[Cell]) -> list[str]:
+        return render.condition_differences([self.records[cell] for cell in cells if cell in self.records])
 
 
 def post_side() -> Side:
@@ -81,152 +82,217 @@ def measured_figures(record: dict) -> Figures:
 
 def measured_side(stored: dict[tuple[str, str], dict]) -> Side:
     """This run's cells that were measured; failed ones are left out, as if not run."""
-    ok = {Cell(**record["cell"]): record for record in stored.values() if record["status"] == "ok"}
+    ok = verdicts.measured(stored)
     return Side({cell: measured_figures(record) for cell, record in ok.items()},
                 {cell: record["interpreter"]["label"] for cell, record in ok.items()}, ok)
 
 
-@dataclass(frozen=True)
-class Ratio:
-    """One figure of one cell over the same figure of another, and what the claim needs it to be."""
+# --- can this machine test the post? --------------------------------------------------------------------
 
-    name: str
-    over: Cell
-    under: Cell
-    field: str
-    holds: Callable[[float], bool]
-
-    def value(self, figures: dict[Cell, Figures]) -> float:
-        return getattr(figures[self.over], self.field) / getattr(figures[self.under], self.field)
+def _distinct(values, none: str = "-") -> str:
+    return ", ".join(dict.fromkeys(str(value) for value in values)) or none
 
 
-@dataclass(frozen=True)
-class Claim:
-    text: str
-    tolerance: str
-    ratios: tuple[Ratio, ...]
-
-    @property
-    def cells(self) -> list[Cell]:
-        return list(dict.fromkeys(cell for ratio in self.ratios for cell in (ratio.under, ratio.over)))
+def _range(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "unknown"
+    low, high = min(values), max(values)
+    return f"{low:.{digits}f}" if round(low, digits) == round(high, digits) else f"{low:.{digits}f}-{high:.{digits}f}"
 
 
-def on_par(ratio: float) -> bool:
-    return abs(ratio - 1) <= PAR
+def build_text(optimisations: dict[str, bool] | None) -> str:
+    if optimisations is None:
+        return "build flags unknown (not recorded by this harness version)"
+    return ", ".join(f"{name.upper()} {'yes' if optimisations.get(name) else 'no'}" for name in OPTIMISATION_FLAGS)
 
 
-def about_20_percent_slower(ratio: float) -> bool:
-    return abs(ratio - (1 - SLOWDOWN)) <= SLOWDOWN_TOLERANCE
+def _interpreters(records: list[dict], variant: str) -> str:
+    return _distinct([f"CPython {r['interpreter']['version']}{'t' if r['interpreter']['free_threaded_build'] else ''}"
+                      f" ({r['interpreter']['label']}), {build_text(r['interpreter'].get('optimisations'))}"
+                      for r in records if r["cell"]["variant"] == variant], none="not run")
 
 
-def far_faster(ratio: float) -> bool:
-    return ratio >= FAR_FASTER
+def _runs(records: list[dict]) -> str:
+    counts = sorted({len(verdicts.ok_runs(record)) for record in records})
+    return "-".join(str(n) for n in (counts[0], counts[-1]) if n) if len(counts) > 1 else str(counts[0])
 
 
-def less_memory(ratio: float) -> bool:
-    return ratio <= 1 - MEMORY_MARGIN
+def _builds_warning(records: list[dict]) -> str:
+    builds = {variant: {build_text(r["interpreter"].get("optimisations")) for r in records
+                        if r["cell"]["variant"] == variant and r["interpreter"].get("optimisations")}
+              for variant in ("3.14", "3.14t")}
+    if builds["3.14"] and builds["3.14t"] and builds["3.14"] != builds["3.14t"]:
+        return (f"\n**WARNING: 3.14 and 3.14t were built with different optimisations (3.14: "
+                f"{'; '.join(sorted(builds['3.14']))}; 3.14t: {'; '.join(sorted(builds['3.14t']))}). Every 3.14t / "
+                f"3.14 ratio measures the builds as much as free-threading; those verdicts are not comparable.**\n")
+    return ""
 
 
-def more_memory(ratio: float) -> bool:
-    return ratio >= 1 + MEMORY_MARGIN
+def machine_section(stored: dict[tuple[str, str], dict], judged: list[ClaimVerdict]) -> str:
+    records = list(verdicts.measured(stored).values())
+    if not records:
+        return "## Can this machine test the post?\n\nNothing measured yet.\n"
+    cores = [c for r in records if (c := verdicts.server_cores(r)) is not None]
+    rows = [
+        ["CPU", POST_SETUP["cpu_model"], _distinct(r["machine"]["cpu_model"] for r in records)],
+        ["Cores: physical / logical", f"{POST_SETUP['physical_cores']} / {POST_SETUP['logical_cores']}",
+         _distinct(f"{r['machine'].get('physical_cores')} / {r['machine']['logical_cores']}" for r in records)],
+        ["Cores the server could have had", "up to 16, less the load generator's (not stated)",
+         f"{_range(cores)} (logical CPUs less the load generator's use, or the pinned set)"],
+        ["Load generator", POST_SETUP["load_generator"],
+         _distinct((r.get("load_generator") or {}).get("version") or r["settings"]["loadgen"] for r in records)],
+        ["Duration per run", f"{POST_SETUP['duration_s']}s", _distinct(f"{r['settings']['duration_s']}s" for r in records)],
+        ["Runs per cell", str(POST_SETUP["runs_per_cell"]), _runs(records)],
+        *[[f"Python {variant}", POST_SETUP["pythons"][variant], _interpreters(records, variant)]
+          for variant in ("3.14", "3.14t")],
+    ]
+    return "\n".join([
+        "## Can this machine test the post?", "",
+        tabulate(rows, headers=["", "Post", "This run"], tablefmt="github", disable_numparse=True),
+        _builds_warning(records),
+        bigger_machine(judged), ""])
 
 
-def helps(ratio: float) -> bool:
-    return ratio >= 1 + PAR
+def bigger_machine(judged: list[ClaimVerdict]) -> str:
+    """Ratio by ratio, the verdicts this machine cannot give, and how much more it would take."""
+    lines = []
+    for judgement in judged:
+        for estimate in judgement.estimates:
+            where = f"- {judgement.claim.text} ({ratio_name(estimate.ratio)})"
+            for reason in estimate.reasons:
+                if isinstance(reason, TooFewCores):
+                    lines.append(f"{where}: needs ≥ {reason.needed:.1f} free cores for the server; this run had "
+                                 f"{reason.available:.1f}.")
+            if cpu_bound := [r for r in estimate.reasons if isinstance(r, CpuBound)]:
+                reached = ", ".join(f"{r.cell.variant} {r.efficiency:.0%}" for r in cpu_bound)
+                lines.append(f"{where}: needs both rows at ≥ {IO_EFFICIENCY:.0%} of the ideal I/O throughput, "
+                             f"which takes more free CPU than this run had; it reached {reached}.")
+    if not lines:
+        return "Every verdict below stands on this machine's cores."
+    return "Verdicts that need a bigger machine:\n\n" + "\n".join(lines)
 
 
-def hurts(ratio: float) -> bool:
-    return ratio <= 1 - PAR
+# --- verdicts -------------------------------------------------------------------------------------------
+
+def cell_name(cell: Cell) -> str:
+    threads = (f", {cell.blocking_threads} thread{'s' if cell.blocking_threads > 1 else ''}"
+               if cell.blocking_threads else "")
+    return f"{cell.variant} /{cell.endpoint} {cell.workers} worker{'s' if cell.workers > 1 else ''}{threads}"
 
 
-def variant_pairs(table_id: str) -> list[tuple[Cell, Cell]]:
-    """A variant table's (3.14, 3.14t) cells, one pair per worker count."""
-    cells = TABLES_BY_ID[table_id].cells
-    return list(zip(cells[0::2], cells[1::2]))
+def ratio_name(ratio: Ratio, pss: bool = False) -> str:
+    return f"{'PSS' if pss else FIGURE_NAMES[ratio.figure]} {ratio.name}"
 
 
-def free_threaded_over_gil(table_id: str, field: str, holds: Callable[[float], bool]) -> tuple[Ratio, ...]:
-    return tuple(Ratio(f"{render.ENDPOINT_NAMES[gil.endpoint]} {FIELD_NAMES[field]} w{gil.workers}",
-                       threaded, gil, field, holds)
-                 for gil, threaded in variant_pairs(table_id))
+def band_text(ratio: Ratio) -> str:
+    band = ratio.band
+    if band.low <= 0:
+        return f"≤ {band.high:.2f}"
+    return f"≥ {band.low:.2f}" if band.high == float("inf") else f"{band.low:.2f}-{band.high:.2f}"
 
 
-def find(table_id: str, **attributes) -> Cell:
-    return next(cell for cell in TABLES_BY_ID[table_id].cells
-                if all(getattr(cell, name) == value for name, value in attributes.items()))
+def runs_text(runs: int) -> str:
+    return "single run" if runs == 1 else f"{runs} runs"
 
 
-def threads_ratio(endpoint: str, holds: Callable[[float], bool]) -> Ratio:
-    most, fewest = (find("wsgi-threads-gil", endpoint=endpoint, blocking_threads=n) for n in (128, 1))
-    return Ratio(f"{render.ENDPOINT_NAMES[endpoint]} RPS t128/t1", most, fewest, "rps", holds)
+def value_text(estimate: Estimate) -> str:
+    interval = f" [{estimate.interval[0]:.2f}, {estimate.interval[1]:.2f}]" if estimate.interval else ""
+    rss = f" (summed RSS {estimate.summed_rss:.2f})" if estimate.on_pss else ""
+    return f"{estimate.value:.2f}{interval}{rss}"
 
 
-def workers_ratio(workers: int, threads: int, against: tuple[int, int]) -> Ratio:
-    table = "wsgi-workers-threads-ft"
-    more_workers = find(table, workers=workers, blocking_threads=threads)
-    more_threads = find(table, workers=against[0], blocking_threads=against[1])
-    return Ratio(f"RPS {workers}x{threads}/{against[0]}x{against[1]}", more_workers, more_threads, "rps", on_par)
+def reason_text(reason) -> str:
+    match reason:
+        case Missing(cells, sessions):
+            return (f"not measured (not run, or failed): {', '.join(cell_name(c) for c in cells)}; "
+                    f"{' or '.join(f'`nox -s {s}`' for s in sessions)} measures {'them' if len(cells) > 1 else 'it'}.")
+        case NotAlike(differences):
+            return f"the rows were measured under different conditions: {'; '.join(differences)}."
+        case BuildsDiffer(ratio, over, under):
+            return (f"{ratio_name(ratio)}: {ratio.over.variant} was built with {build_text(over)}, "
+                    f"{ratio.under.variant} with {build_text(under)}: the ratio would measure the builds.")
+        case CpuBound(ratio, cell, efficiency, needed):
+            return (f"{ratio_name(ratio)}: {cell_name(cell)} reached {efficiency:.0%} of the ideal "
+                    f"{verdicts.ideal_io_rps(cell):.0f} RPS (needs {needed:.0%}): CPU-bound, so the row measured CPU, "
+                    f"not I/O waiting.")
+        case TooFewCores(ratio, available, needed):
+            return (f"{ratio_name(ratio)}: needs ≥ {needed:.1f} free cores for the server to show it; this run had "
+                    f"{available:.1f}.")
+        case DoubtfulRow(ratio, cell, flag):
+            return f"{ratio_name(ratio)}: {cell_name(cell)} had {flag_text(flag)}."
+    raise TypeError(f"no text for {reason!r}")
 
 
-CLAIMS = (
-    Claim("ASGI JSON: about 20% slower on 3.14t",
-          f"RPS ratio {1 - SLOWDOWN - SLOWDOWN_TOLERANCE:.2f} to {1 - SLOWDOWN + SLOWDOWN_TOLERANCE:.2f}, "
-          "per worker count",
-          free_threaded_over_gil("asgi-json", "rps", about_20_percent_slower)),
-    Claim("ASGI I/O: on par", f"RPS ratio 1 ± {PAR:.2f}, per worker count",
-          free_threaded_over_gil("asgi-io", "rps", on_par)),
-    Claim("ASGI: less memory on 3.14t",
-          f"RAM ratio at most {1 - MEMORY_MARGIN:.2f}, both endpoints and worker counts; {SUMMED_RSS}",
-          free_threaded_over_gil("asgi-json", "ram_mb", less_memory)
-          + free_threaded_over_gil("asgi-io", "ram_mb", less_memory)),
-    Claim("WSGI JSON: far faster on 3.14t", f"RPS ratio at least {FAR_FASTER:.2f}, per worker count",
-          free_threaded_over_gil("wsgi-json", "rps", far_faster)),
-    Claim("WSGI I/O: on par, with more memory on 3.14t",
-          f"RPS ratio 1 ± {PAR:.2f} and RAM ratio at least {1 + MEMORY_MARGIN:.2f}, per worker count; {SUMMED_RSS}",
-          free_threaded_over_gil("wsgi-io", "rps", on_par) + free_threaded_over_gil("wsgi-io", "ram_mb", more_memory)),
-    Claim("WSGI on 3.14 (table 3): more threads help I/O and hurt JSON",
-          f"RPS at 128 threads / 1 thread: at least {1 + PAR:.2f} for I/O, at most {1 - PAR:.2f} for JSON",
-          (threads_ratio("io", helps), threads_ratio("json", hurts))),
-    Claim("WSGI on 3.14t (table 4): workers and threads scale alike",
-          f"RPS with more workers / more threads, same total, 1 ± {PAR:.2f}",
-          (workers_ratio(2, 1, (1, 2)), workers_ratio(4, 1, (1, 4)), workers_ratio(2, 2, (1, 4)))),
-)
+def flag_text(flag: Flag) -> str:
+    return f"{flag.kind.label} ({flag.value:.3g}; from {flag.limit:.3g})"
 
 
-def evidence(claim: Claim, side: Side) -> str:
-    return ", ".join(f"{ratio.name} {ratio.value(side.figures):.2f}" for ratio in claim.ratios)
+def estimate_notes(estimate: Estimate) -> list[str]:
+    name = ratio_name(estimate.ratio, estimate.on_pss)
+    notes = []
+    if estimate.interval and estimate.outcome == Verdict.INCONCLUSIVE and not estimate.reasons:
+        notes.append(f"{name}: the interval [{estimate.interval[0]:.2f}, {estimate.interval[1]:.2f}] straddles the "
+                     f"band's edge ({band_text(estimate.ratio)}).")
+    if estimate.pairwise:
+        notes.append(f"{name}: ratio round by round {', '.join(f'{r:.2f}' for r in estimate.pairwise)}.")
+    return notes + [reason_text(reason) for reason in estimate.reasons]
 
 
-def not_comparable(claim: Claim, side: Side) -> list[str]:
-    """Why some ratio of the claim divides figures that were not measured alike; empty when every one was."""
-    return list(dict.fromkeys(reason for ratio in claim.ratios
-                              for reason in side.not_comparable([ratio.under, ratio.over])))
+def claim_notes(judgement: ClaimVerdict) -> list[str]:
+    notes = [reason_text(reason) for reason in judgement.reasons]
+    if judgement.stand_ins:
+        notes.append(f"measured on a stand-in ({', '.join(judgement.stand_ins)}), not the post's interpreter.")
+    if judgement.runs is not None and judgement.runs < stats.MIN_RUNS_FOR_INTERVAL:
+        notes.append(f"{runs_text(judgement.runs)} per cell, so no interval: on a noisy machine one run can "
+                     f"land anywhere in the spread. `--repeat 3` gives one (tables 1-2 and 5-6: the interleaved "
+                     f"sessions `asgi` and `wsgi`).")
+    return notes + [note for estimate in judgement.estimates for note in estimate_notes(estimate)]
 
 
-def verdict(claim: Claim, side: Side) -> str:
-    """'held', 'not held', 'not measured' or 'not comparable: why'; a stand-in interpreter is named, since it is
-    not what the post ran."""
-    if any(cell not in side.figures for cell in claim.cells):
-        return "not measured"
-    if reasons := not_comparable(claim, side):
-        return "not comparable: " + "; ".join(reasons)
-    held = all(ratio.holds(ratio.value(side.figures)) for ratio in claim.ratios)
-    stand_ins = sorted({side.labels[cell] for cell in claim.cells if side.labels[cell] != cell.variant})
-    return ("held" if held else "not held") + (f" (stand-in: {', '.join(stand_ins)})" if stand_ins else "")
+def verdict_text(judgement: ClaimVerdict) -> str:
+    words = [judgement.verdict.value]
+    if judgement.runs is not None and judgement.runs < stats.MIN_RUNS_FOR_INTERVAL:
+        words.append(runs_text(judgement.runs))
+    if judgement.stand_ins:
+        words.append(f"stand-in {', '.join(judgement.stand_ins)}")
+    return ", ".join(words)
 
 
-def verdicts(side: Side) -> dict[str, str]:
-    return {claim.text: verdict(claim, side) for claim in CLAIMS}
+def verdict_section(judged: list[ClaimVerdict]) -> str:
+    rows, notes = [], []
+    for judgement in judged:
+        estimates = {e.ratio: e for e in judgement.estimates}
+        if claim_notes(judgement):
+            notes.append(f"{len(notes) + 1}. **{judgement.claim.text}**: " + " ".join(claim_notes(judgement)))
+        mark = f" [{len(notes)}]" if claim_notes(judgement) else ""
+        for index, ratio in enumerate(judgement.claim.ratios):
+            estimate = estimates.get(ratio)
+            first = index == 0
+            rows.append([judgement.claim.text if first else "", ratio_name(ratio, estimate and estimate.on_pss),
+                         band_text(ratio), f"{verdicts.post_value(ratio):.2f}",
+                         value_text(estimate) if estimate else "-", str(estimate.runs) if estimate else "-",
+                         estimate.outcome.value if estimate else "-",
+                         f"**{verdict_text(judgement)}**{mark}" if first else ""])
+    table = tabulate(rows, headers=["Claim", "Ratio", "Band", "Post", "Yours [95% interval]", "Runs", "This ratio",
+                                    "Verdict"], tablefmt="github", disable_numparse=True)
+    return "\n".join(["## Verdicts", "",
+                       "Ratios are 3.14t / 3.14 (tables 3-4: the rows named). README \"Reading the results\" "
+                       "explains each verdict word.", "", table, "", *notes, "",
+                       "![3.14t / 3.14 ratios: the post's beside yours, with each claim's band](charts/ratios.png)",
+                       "", "Bands, intervals and preconditions, and why:", "", TOLERANCES, ""])
 
 
-def verdict_section(post: Side, yours: Side) -> str:
+def ratio_chart(results_dir: Path, judged: list[ClaimVerdict]) -> Path:
     rows = []
-    for claim in CLAIMS:
-        missing = [cell.key for cell in claim.cells if cell not in yours.figures]
-        measured = f"missing or failed: {', '.join(missing)}" if missing else evidence(claim, yours)
-        rows.append([claim.text, claim.tolerance, evidence(claim, post), measured, verdict(claim, yours)])
-    table = tabulate(rows, headers=["Claim", "Tolerance", "Post", "Yours", "Verdict"], tablefmt="github")
-    return f"## Verdicts\n\n{table}\n\nTolerances, and why:\n\n{TOLERANCES}\n"
+    for judgement in judged:
+        estimates = {e.ratio: e for e in judgement.estimates}
+        for ratio in judgement.claim.ratios:
+            estimate = estimates.get(ratio)
+            rows.append(charts.RatioRow(
+                f"{judgement.claim.text.split(':')[0]}: {ratio_name(ratio, estimate and estimate.on_pss)}",
+                ratio.band.low, ratio.band.high, verdicts.post_value(ratio),
+                estimate.value if estimate else None, estimate.interval if estimate else None))
+    return charts.draw_ratios(results_dir / "charts" / "ratios.png", rows)
 
 
 def post_values(table: Table, cell: Cell) -> list[str]:
@@ -250,7 +316,7 @@ def rows_section(table: Table, stored: dict[tuple[str, str], dict]) -> str:
 def ratio_text(gil: Cell, threaded: Cell, field: str, side: Side) -> str:
     if gil not in side.figures or threaded not in side.figures:
         return "-"
-    if reasons := side.not_comparable([gil, threaded]):
+    if reasons := side.not_alike([gil, threaded]):
         return f"n/c ({'; '.join(reasons)})"
     ratio = getattr(side.figures[threaded], field) / getattr(side.figures[gil], field)
     labels = (side.labels[threaded], side.labels[gil])
@@ -258,11 +324,12 @@ def ratio_text(gil: Cell, threaded: Cell, field: str, side: Side) -> str:
 
 
 def ratios_section(table: Table, post: Side, yours: Side) -> str:
-    headers = ["Workers"] + [f"{FIELD_NAMES[field]} {side}" for field in FIELD_NAMES for side in ("post", "yours")]
-    rows = [[gil.workers] + [ratio_text(gil, threaded, field, side) for field in FIELD_NAMES for side in (post, yours)]
-            for gil, threaded in variant_pairs(table.id)]
-    return "3.14t / 3.14, per worker count:\n\n" + tabulate(rows, headers=headers, tablefmt="github",
-                                                             disable_numparse=True)
+    headers = ["Workers"] + [f"{RATIO_FIELDS[field]} {side}" for field in RATIO_FIELDS for side in ("post", "yours")]
+    rows = [[gil.workers] + [ratio_text(gil, threaded, field, side) for field in RATIO_FIELDS for side in (post, yours)]
+            for gil, threaded in verdicts.variant_pairs(table.id)]
+    return ("3.14t / 3.14, per worker count, of the median figures (RAM: peak summed RSS); the verdicts use the "
+            "mean over runs, and PSS where recorded:\n\n" + tabulate(rows, headers=headers, tablefmt="github",
+                                                                       disable_numparse=True))
 
 
 def table_section(table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side) -> str:
@@ -273,49 +340,25 @@ def table_section(table: Table, stored: dict[tuple[str, str], dict], post: Side,
     return "\n\n".join(parts) + "\n"
 
 
-def in_flight(rps: float, latency_avg_ms: float) -> float:
-    """Little's law: in a closed loop, requests per second x mean latency = connections busy on average."""
-    return rps * latency_avg_ms / 1000
-
-
-def ideal_io_rps(cell: Cell) -> float:
-    """What /io could serve if only its 10 ms sleep counted: one request per sleep per slot that can wait."""
-    slots = cell.concurrency if cell.interface == "asgi" else min(cell.concurrency,
-                                                                  cell.workers * cell.blocking_threads)
-    return slots / IO_WAIT_S
-
-
-def diagnostic_flags(cell: Cell, in_flight_now: float, load: dict) -> list[str]:
-    """What makes a row doubtful. Saturation only counts for one-thread generators: oha spreads over cores."""
-    flags = []
-    if in_flight_now < cell.concurrency * (1 - LITTLE_TOLERANCE):
-        flags.append(f"stalled connections: {cell.concurrency - in_flight_now:.0f}")
-    if in_flight_now > cell.concurrency * (1 + LITTLE_TOLERANCE):
-        flags.append(f"more in flight than connections, by {in_flight_now - cell.concurrency:.0f}: "
-                     "RPS and latency disagree")
-    if load.get("generator") in ONE_THREAD_LOADGENS and load["loadgen_cpu_cores"] >= LOADGEN_SATURATED_CORES:
-        flags.append("load generator saturated: likely the bottleneck")
-    return flags
-
-
-def megabytes(size: float | None) -> str:
-    return "" if size is None else f"{size / 2**20:.0f}MB"
+def mebibytes(size: float | None) -> str:
+    return "unknown" if size is None else f"{size / 2**20:.0f} MiB"
 
 
 def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool) -> list[str]:
     """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load."""
     load, usage, post = record["load"], record["resources"], PUBLISHED[(cell.table, cell.key)]
-    in_flight_now = in_flight(load["rps"], load["latency_avg_ms"])
-    efficiency = (f"{load['rps'] / ideal_io_rps(cell):.0%} ({post.rps / ideal_io_rps(cell):.0%})"
+    efficiency = (f"{verdicts.io_efficiency(cell, load['rps']):.0%} ({verdicts.io_efficiency(cell, post.rps):.0%})"
                   if cell.endpoint == "io" else "")
     threads = cell.blocking_threads or "default"
-    sizes = [megabytes(usage["peak_rss_bytes"]), megabytes(usage.get("end_pss_bytes"))] if memory else []
+    cores = verdicts.server_cores(record)
+    sizes = [mebibytes(usage["peak_rss_bytes"]), mebibytes(usage.get("end_pss_bytes"))] if memory else []
     return [str(table.number), record["interpreter"]["label"],
             f"/{cell.endpoint}, workers {cell.workers}, threads {threads}", str(cell.concurrency),
-            f"{in_flight_now:.1f} ({in_flight(post.rps, post.latency_avg_ms):.1f})", efficiency,
-            f"{load['loadgen_cpu_cores']:.2f}", str(load["errors"]),
+            f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} "
+            f"({verdicts.in_flight(post.rps, post.latency_avg_ms):.1f})", efficiency,
+            f"{load['loadgen_cpu_cores']:.2f}", "unknown" if cores is None else f"{cores:.1f}", str(load["errors"]),
             "unknown" if load["non_2xx"] is None else str(load["non_2xx"]), *sizes,
-            "; ".join(diagnostic_flags(cell, in_flight_now, load))]
+            "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record))]
 
 
 def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
@@ -324,19 +367,23 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
     memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
     rows = [diagnostic_row(table, cell, record, memory) for table, cell, record in measured]
     headers = ["Table", "Python", "Row", "Connections", "In flight (post)", "I/O efficiency (post)",
-               "Load generator CPU", "Errors", "Non-2xx"] + (["Peak RSS", "PSS at end"] if memory else []) + ["Flags"]
+               "Load generator CPU", "Server cores", "Errors", "Non-2xx"] + (
+        ["Peak RSS", "PSS at end"] if memory else []) + ["Flags"]
     return "\n".join([
         "## Diagnostics of the measured rows",
         "",
         "- In flight: RPS x latency avg (Little's law); in a closed loop it equals the connections. Fewer means",
         "  connections sat stalled (the post's 3.14 WSGI JSON rows, 27 s max latency, show 13 and 49);",
-        "  more means the load generator's RPS and latency cannot both be right.",
+        "  more means the load generator's RPS and latency cannot both be right. Flagged from "
+        f"{LITTLE_TOLERANCE:.0%}; from {STALL_LIMIT:.0%} it makes verdicts inconclusive.",
         f"- I/O efficiency: RPS over the ideal for /io, slots / {IO_WAIT_S * 1000:.0f} ms, where slots are the",
         "  connections (ASGI) or min(connections, workers x blocking threads) (WSGI).",
         "- Load generator CPU: cores used by the load generator. wrk and rewrk run one thread: near 1.0 they, not",
-        "  the server, set the pace.",
+        "  the server, set the pace. Server cores: what the server could have had (logical CPUs less that, or",
+        "  its pinned CPUs).",
         "- Peak RSS / PSS at end (where recorded): summed RSS counts pages shared between the server's processes",
         "  once per process; PSS splits them, so it compares one multi-process run with one multi-thread run fairly.",
+        "- Flags: what was measured, and where the flag starts.",
         "",
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) if rows else "Nothing measured yet.",
         "",
@@ -357,17 +404,19 @@ def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], 
 
 
 def write_report(results_dir: Path) -> list[Path]:
-    """Write COMPARISON.md and one chart per table; return their paths, the report first."""
+    """Write COMPARISON.md, the ratio chart and one chart per table; return their paths, the report first."""
     stored = results.load(results_dir)
+    judged = verdicts.judge_all(stored)
     post, yours = post_side(), measured_side(stored)
-    chart_paths = [chart(results_dir, table, stored, yours) for table in TABLES]
+    chart_paths = [ratio_chart(results_dir, judged)] + [chart(results_dir, table, stored, yours) for table in TABLES]
     report = "\n".join([
         "# The post beside this run",
         "",
         f"Post: {SOURCE}. This run: {render.setups(list(stored.values())) or 'nothing measured yet'}.",
         "Absolute numbers move with the hardware; the claims, and the verdicts, rest on ratios only.",
         "",
-        verdict_section(post, yours),
+        machine_section(stored, judged),
+        verdict_section(judged),
         *(table_section(table, stored, post, yours) for table in TABLES),
         diagnostics_section(stored),
     ])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -22,6 +23,19 @@ class InterpreterError(Exception):
     """The interpreter cannot stand for the requested variant."""
 
 
+# The configure flags that change how fast an interpreter runs; two variants differing in any bias every ratio.
+OPTIMISATION_FLAGS = {"pgo": "--enable-optimizations", "lto": "--with-lto", "jit": "--enable-experimental-jit"}
+OFF = ("no", "yes-off", "interpreter")  # --with-lto=no, --enable-experimental-jit=no|yes-off|interpreter
+
+
+def optimisations(config_args: str | None) -> dict[str, bool] | None:
+    """Which of PGO, LTO and the JIT a build's `./configure` arguments turned on; None when they are unknown."""
+    if config_args is None:
+        return None
+    given = dict(arg.partition("=")[::2] for arg in shlex.split(config_args))
+    return {name: flag in given and given[flag] not in OFF for name, flag in OPTIMISATION_FLAGS.items()}
+
+
 @dataclass(frozen=True)
 class Interpreter:
     executable: str
@@ -32,13 +46,14 @@ class Interpreter:
     packages: dict[str, str]
     variant: str
     label: str  # what the tables print: the version that really ran
+    config_args: str | None = None  # sysconfig's CONFIG_ARGS: how the interpreter was built
 
     @property
     def stand_in(self) -> bool:
         return self.label != self.variant
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "stand_in": self.stand_in}
+        return {**asdict(self), "stand_in": self.stand_in, "optimisations": optimisations(self.config_args)}
 
 
 def override_variable(variant: str) -> str:
@@ -95,7 +110,7 @@ def check(variant: str, facts: dict) -> Interpreter:
     return Interpreter(
         executable=facts["executable"], version=facts["version"], implementation=facts["implementation"],
         free_threaded_build=facts["free_threaded_build"], gil_enabled=facts["gil_enabled"],
-        packages=facts["packages"], variant=variant, label=label,
+        packages=facts["packages"], variant=variant, label=label, config_args=facts.get("config_args"),
     )
 
 

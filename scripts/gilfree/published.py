@@ -80,3 +80,14 @@ PUBLISHED: dict[tuple[str, str], Figures] = {
     for table in TABLES
     for cell, row in zip(table.cells, _ROWS[table.id], strict=True)
 }
+
+# The post's setup, as it states it (or as it leaves it unstated), for "Can this machine test the post?".
+POST_SETUP = {
+    "cpu_model": "AMD Ryzen 7 5700X",
+    "physical_cores": 8,
+    "logical_cores": 16,
+    "load_generator": "rewrk (version not stated)",
+    "duration_s": 30,
+    "runs_per_cell": 1,
+    "pythons": {"3.14": "CPython 3.14.0, build not stated", "3.14t": "CPython 3.14.0t, build not stated"},
+}

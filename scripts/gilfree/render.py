@@ -38,7 +38,8 @@ FOOTNOTE = """\
   generator pushed, at the same concurrency on this machine, against nginx answering the same JSON
   (`nox -s calibrate`).
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
-  gives the lowest and highest run (every run is kept in the JSON)."""
+  gives the lowest and highest run (every run is kept in the JSON) and, from 3 runs, a 95% bootstrap interval
+  for the mean RPS (with exactly 3 runs it is the range itself: a bootstrap can only recombine the runs)."""
 PERCENTILE_FOOTNOTE = """\
 - p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
   did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest
@@ -47,10 +48,11 @@ PERCENTILE_FOOTNOTE = """\
 
 def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None,
               ram_mb: float | None = None) -> dict[str, str]:
-    """Figures as the post prints them: 30415, 4.20ms, 0.42, 90MB (CPU and RAM where there are any)."""
+    """Figures as the post prints them: 30415, 4.20ms, 0.42, 90MiB (CPU and RAM where there are any; RAM in MiB
+    as the legend says, the post's own "MB" included, since it does not say which it meant)."""
     figures = {"rps": f"{rps:.0f}", "latency_avg": f"{latency_avg_ms:.2f}ms", "latency_max": f"{latency_max_ms:.2f}ms"}
     if cpu is not None:
-        figures |= {"cpu": f"{cpu:.2f}", "ram": f"{ram_mb:.0f}MB"}
+        figures |= {"cpu": f"{cpu:.2f}", "ram": f"{ram_mb:.0f}MiB"}
     return figures
 
 
@@ -150,11 +152,14 @@ def _percentile_cells(record: dict | None) -> list[str]:
 
 
 def _rps_range(record: dict | None) -> str:
-    """min-max of RPS over the runs, for a row that is a median of several."""
+    """min-max of RPS over the runs, for a row that is a median of several; from 3 runs, the 95% interval of the
+    mean as well (stats.mean_interval)."""
     if not record or record["status"] != "ok" or _ok_runs(record) < 2:
         return ""
     rps = record["spread"]["rps"]
-    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)})"
+    interval = stats.mean_interval([run["load"]["rps"] for run in record["runs"] if run["status"] == "ok"])
+    mean = f", mean 95% CI {interval[0]:.0f}-{interval[1]:.0f}" if interval else ""
+    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}{mean})"
 
 
 def conditions(record: dict) -> dict:
@@ -247,7 +252,17 @@ def post_command(table: Table) -> str:
     return command.replace("{T}", str(threads.pop())) if len(threads) == 1 else command
 
 
-def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibrations: list[dict] = ()) -> str:
+def legend(records: list[dict]) -> str:
+    """What the columns mean; the percentiles' explanation where some record has them."""
+    interval = next((r["resources"]["interval_s"] for r in records if r.get("resources")), DEFAULT_INTERVAL_S)
+    percentiles = any(stats.percentile_ms(record.get("load"), "50") is not None for record in records)
+    return (FOOTNOTE.format(interval=interval, growth=stats.RSS_GROWTH_LIMIT, ceiling=stats.CEILING_SHARE)
+            + ("\n" + PERCENTILE_FOOTNOTE if percentiles else ""))
+
+
+def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibrations: list[dict] = (),
+                   with_legend: bool = True) -> str:
+    """One table; with_legend adds the column legend (TABLES.md gives it once, after all six)."""
     rows, notes, present = [], [], []
     for cell in table.cells:
         record = stored.get((table.id, cell.key))
@@ -271,7 +286,6 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibratio
         rows = [cells[:-1] for cells in rows]
     else:
         headers.append("Notes")
-    interval = present[0]["resources"]["interval_s"] if present and present[0]["resources"] else DEFAULT_INTERVAL_S
     return "\n".join([
         f"## Table {table.number}: {table.title}",
         "",
@@ -282,23 +296,22 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibratio
         _measured_with(present),
         "",
         *([line, ""] if (line := ceiling_line(present, calibrations)) else []),
-        FOOTNOTE.format(interval=interval, growth=stats.RSS_GROWTH_LIMIT, ceiling=stats.CEILING_SHARE),
-        *([PERCENTILE_FOOTNOTE] if with_percentiles else []),
-        "",
+        *([legend(present), ""] if with_legend else []),
     ])
 
 
 def write_all(results_dir: Path) -> list[Path]:
     """Write one Markdown file per table and TABLES.md with all six, in the post's order."""
     stored, calibrations = results.load(results_dir), ceiling.load_all(results_dir)
-    sections = [table_markdown(table, stored, calibrations) for table in TABLES]
     out = results_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for table, section in zip(TABLES, sections):
+    for table in TABLES:
         path = out / f"{table.id}.md"
-        results.write_text_atomic(path, section)
+        results.write_text_atomic(path, table_markdown(table, stored, calibrations))
         written.append(path)
     everything = results_dir / "TABLES.md"
-    results.write_text_atomic(everything, "# The post's tables, as measured here\n\n" + "\n".join(sections))
+    sections = [table_markdown(table, stored, calibrations, with_legend=False) for table in TABLES]
+    results.write_text_atomic(everything, "# The post's tables, as measured here\n\n" + "\n".join(sections)
+                              + "\n## Columns\n\n" + legend(list(stored.values())) + "\n")
     return [everything, *written]

@@ -43,6 +43,9 @@ def _from_2(record: dict) -> dict:
             run["resources"].setdefault("rss_growth_bytes_per_s", None)
     for run in [*record.get("runs", []), *record.get("failed_runs", [])]:
         run.setdefault("timeline", None)  # the sampler's series per run
+    if record.get("interpreter") is not None:
+        record["interpreter"].setdefault("config_args", None)  # how it was built: not recorded before schema 3
+        record["interpreter"].setdefault("optimisations", None)
     return record
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+import scipy.stats
 from scipy.stats import linregress
 
 # A cell whose RPS moves more than this across its runs (max - min over the median) is flagged.
@@ -174,3 +175,36 @@ class CeilingCheck:
     def near_ceiling(self) -> bool:
         """The load generator, not the server, may have set this pace."""
         return self.checked and self.share >= CEILING_SHARE
+
+
+# Confidence in a ratio between two cells, from their runs.
+MIN_RUNS_FOR_INTERVAL = 3  # with fewer, a bootstrap only recombines one or two values: no interval at all
+CONFIDENCE = 0.95
+RESAMPLES = 9999
+SEED = 20251018  # fixed, so that a report re-rendered from the same JSON is the same report
+
+
+def _ratio_of_means(over, under, axis=-1):
+    return over.mean(axis=axis) / under.mean(axis=axis)
+
+
+def mean_interval(values: list[float]) -> tuple[float, float] | None:
+    """A 95% percentile-bootstrap interval for the mean of one cell's runs; None below MIN_RUNS_FOR_INTERVAL."""
+    if len(values) < MIN_RUNS_FOR_INTERVAL:
+        return None
+    result = scipy.stats.bootstrap((values,), lambda sample, axis=-1: sample.mean(axis=axis), vectorized=True,
+                                   confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile", rng=SEED)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def ratio_interval(over: list[float], under: list[float], paired: bool) -> tuple[float, float] | None:
+    """A 95% percentile-bootstrap interval for mean(over) / mean(under), resampling runs (or, when paired, the
+    pairs of runs made in the same round); None below MIN_RUNS_FOR_INTERVAL runs on either side. With 3 pairs
+    the bootstrap can only recombine three values: the interval is the range of the three pairwise ratios,
+    narrow rather than wide."""
+    if min(len(over), len(under)) < MIN_RUNS_FOR_INTERVAL:
+        return None
+    result = scipy.stats.bootstrap((over, under), _ratio_of_means, paired=paired, vectorized=True,
+                                   confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile",
+                                   rng=SEED)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)

@@ -1,0 +1,463 @@
+"""The post's claims, and what this run's evidence supports about each one.
+
+A claim rests on ratios (3.14t / 3.14 unless it says otherwise), each with a band it must fall in. A ratio is
+judged on its interval over the runs where there are enough, and only when the rows behind it could show
+what the claim is about: an I/O row that was CPU-bound, a "not held" from a server that had fewer cores than
+the post's row used, or a row the load itself makes doubtful gives "inconclusive", with the reason as a typed
+value. Nothing here formats text for a reader: compare.py does.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from . import render, stats
+from .loadgen import LOADGENS
+from .matrix import SESSIONS, TABLES_BY_ID, Cell
+from .published import PUBLISHED
+
+# Bands; ratios are 3.14t / 3.14 unless a claim says otherwise.
+PAR = 0.10  # "on par": within 1 +/- PAR. Any other change must leave this band to count.
+SLOWDOWN = 0.20  # "about 20% slower": within 1 - SLOWDOWN +/- SLOWDOWN_TOLERANCE
+SLOWDOWN_TOLERANCE = 0.10
+FAR_FASTER = 1.5  # "far faster": at least this
+MEMORY_MARGIN = 0.05  # "less" / "more" memory: at most 1 - MEMORY_MARGIN / at least 1 + MEMORY_MARGIN
+
+# Preconditions.
+IO_WAIT_S = 0.010  # what /io sleeps
+IO_EFFICIENCY = 0.80  # an I/O claim is judged only on rows reaching this share of the ideal I/O throughput
+LITTLE_TOLERANCE = 0.01  # rps x latency avg may miss the connections by this share (the post's sound rows)
+STALL_LIMIT = 0.05  # stalled connections from this share on make a row's RPS doubtful (half the on-par band)
+
+
+class Verdict(Enum):
+    HELD = "held"
+    NOT_HELD = "not held"
+    INCONCLUSIVE = "inconclusive"
+    NOT_MEASURED = "not measured"
+    NOT_COMPARABLE = "not comparable"
+
+
+@dataclass(frozen=True)
+class Band:
+    """Where a ratio must lie for the claim to hold: [low, high], either end open."""
+
+    low: float = 0.0
+    high: float = math.inf
+
+    def judge(self, low: float, high: float) -> Verdict:
+        """Held when the whole interval (a point: low == high) lies inside, not held when it lies outside."""
+        if self.low <= low and high <= self.high:
+            return Verdict.HELD
+        if high < self.low or low > self.high:
+            return Verdict.NOT_HELD
+        return Verdict.INCONCLUSIVE
+
+
+ON_PAR = Band(1 - PAR, 1 + PAR)
+ABOUT_20_PERCENT_SLOWER = Band(1 - SLOWDOWN - SLOWDOWN_TOLERANCE, 1 - SLOWDOWN + SLOWDOWN_TOLERANCE)
+FAR_FASTER_BAND = Band(FAR_FASTER)
+LESS_MEMORY = Band(0.0, 1 - MEMORY_MARGIN)
+MORE_MEMORY = Band(1 + MEMORY_MARGIN)
+HELPS = Band(1 + PAR)
+HURTS = Band(0.0, 1 - PAR)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One figure of one cell over the same figure of another, the band the claim needs, and what the rows must
+    allow for the ratio to be judged at all."""
+
+    name: str
+    over: Cell
+    under: Cell
+    figure: str  # "rps", or "memory": PSS at the end of the load where recorded, else peak summed RSS
+    band: Band
+    io_bound: bool = False  # judged only when both rows reach IO_EFFICIENCY of the ideal I/O throughput
+    parallel_cores: float | None = None  # a "not held" counts only when the server could have had this many
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    ratios: tuple[Ratio, ...]
+
+    @property
+    def cells(self) -> list[Cell]:
+        return list(dict.fromkeys(cell for ratio in self.ratios for cell in (ratio.under, ratio.over)))
+
+
+def variant_pairs(table_id: str) -> list[tuple[Cell, Cell]]:
+    """A variant table's (3.14, 3.14t) cells, one pair per worker count."""
+    cells = TABLES_BY_ID[table_id].cells
+    return list(zip(cells[0::2], cells[1::2]))
+
+
+def free_threaded_over_gil(table_id: str, figure: str, band: Band, **needs) -> tuple[Ratio, ...]:
+    return tuple(Ratio(f"{render.ENDPOINT_NAMES[gil.endpoint]} w{gil.workers}", threaded, gil, figure, band, **needs)
+                 for gil, threaded in variant_pairs(table_id))
+
+
+def needing_the_posts_cores(ratios: tuple[Ratio, ...]) -> tuple[Ratio, ...]:
+    """Each ratio needing, for a "not held", the cores that the post's own 3.14t row used."""
+    return tuple(Ratio(r.name, r.over, r.under, r.figure, r.band, r.io_bound,
+                       PUBLISHED[(r.over.table, r.over.key)].cpu) for r in ratios)
+
+
+def find(table_id: str, **attributes) -> Cell:
+    return next(cell for cell in TABLES_BY_ID[table_id].cells
+                if all(getattr(cell, name) == value for name, value in attributes.items()))
+
+
+def threads_ratio(endpoint: str, band: Band) -> Ratio:
+    most, fewest = (find("wsgi-threads-gil", endpoint=endpoint, blocking_threads=n) for n in (128, 1))
+    return Ratio(f"{render.ENDPOINT_NAMES[endpoint]} t128/t1", most, fewest, "rps", band)
+
+
+def workers_ratio(workers: int, threads: int, against: tuple[int, int]) -> Ratio:
+    """More workers over more threads, same total: both can only run in parallel on that many cores."""
+    table = "wsgi-workers-threads-ft"
+    more_workers = find(table, workers=workers, blocking_threads=threads)
+    more_threads = find(table, workers=against[0], blocking_threads=against[1])
+    return Ratio(f"{workers}x{threads}/{against[0]}x{against[1]}", more_workers, more_threads, "rps", ON_PAR,
+                 parallel_cores=float(max(workers * threads, against[0] * against[1])))
+
+
+CLAIMS = (
+    Claim("ASGI JSON: about 20% slower on 3.14t", free_threaded_over_gil("asgi-json", "rps", ABOUT_20_PERCENT_SLOWER)),
+    Claim("ASGI I/O: on par", free_threaded_over_gil("asgi-io", "rps", ON_PAR, io_bound=True)),
+    Claim("ASGI: less memory on 3.14t", free_threaded_over_gil("asgi-json", "memory", LESS_MEMORY)
+          + free_threaded_over_gil("asgi-io", "memory", LESS_MEMORY)),
+    Claim("WSGI JSON: far faster on 3.14t",
+          needing_the_posts_cores(free_threaded_over_gil("wsgi-json", "rps", FAR_FASTER_BAND))),
+    Claim("WSGI I/O: on par, with more memory on 3.14t",
+          free_threaded_over_gil("wsgi-io", "rps", ON_PAR, io_bound=True)
+          + free_threaded_over_gil("wsgi-io", "memory", MORE_MEMORY)),
+    Claim("WSGI on 3.14 (table 3): more threads help I/O and hurt JSON",
+          (threads_ratio("io", HELPS), threads_ratio("json", HURTS))),
+    Claim("WSGI on 3.14t (table 4): workers and threads scale alike",
+          (workers_ratio(2, 1, (1, 2)), workers_ratio(4, 1, (1, 4)), workers_ratio(2, 2, (1, 4)))),
+)
+
+
+# --- what makes one measured row doubtful ---------------------------------------------------------------
+
+class FlagKind(Enum):
+    """Why a measured row is doubtful: (what it is, whether verdicts resting on the row become inconclusive)."""
+
+    STALLED = ("stalled connections", True)
+    FEW_STALLED = ("a few stalled connections", False)
+    OVERFULL = ("more in flight than connections: RPS and latency disagree", False)
+    LOADGEN_SATURATED = ("load generator saturated: likely the bottleneck", True)
+    LOAD_ERRORS = ("load errors", True)
+    NON_2XX = ("non-2xx answers", True)
+
+    def __init__(self, label: str, doubtful: bool):
+        self.label, self.doubtful = label, doubtful
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: FlagKind
+    value: float  # what was measured: connections, cores or answers
+    limit: float  # where the flag starts
+    bias: float | None = None  # the most it can have lowered the row's RPS, as a share; None: no bound known
+
+
+def in_flight(rps: float, latency_avg_ms: float) -> float:
+    """Little's law: in a closed loop, requests per second x mean latency = connections busy on average."""
+    return rps * latency_avg_ms / 1000
+
+
+def stalled(cell: Cell, record: dict) -> Flag | None:
+    missing = cell.concurrency - in_flight(record["load"]["rps"], record["load"]["latency_avg_ms"])
+    for kind, share in ((FlagKind.STALLED, STALL_LIMIT), (FlagKind.FEW_STALLED, LITTLE_TOLERANCE)):
+        if missing >= cell.concurrency * share:  # idle connections lower RPS by at most their share
+            return Flag(kind, missing, cell.concurrency * share, missing / cell.concurrency)
+    return None
+
+
+def overfull(cell: Cell, record: dict) -> Flag | None:
+    extra = in_flight(record["load"]["rps"], record["load"]["latency_avg_ms"]) - cell.concurrency
+    limit = cell.concurrency * LITTLE_TOLERANCE
+    return Flag(FlagKind.OVERFULL, extra, limit) if extra > limit else None
+
+
+def loadgen_saturated(cell: Cell, record: dict) -> Flag | None:
+    """Only for a tool of a fixed thread count (rewrk, wrk: one); oha spreads over as many cores as it likes."""
+    generator = LOADGENS.get(record["load"].get("generator"))
+    threads = generator.threads if generator else None
+    cores = record["load"].get("loadgen_cpu_cores")
+    limit = stats.LOADGEN_SATURATED_CORES * threads if threads else None
+    return Flag(FlagKind.LOADGEN_SATURATED, cores, limit) if limit and cores is not None and cores >= limit else None
+
+
+def load_errors(cell: Cell, record: dict) -> Flag | None:
+    errors = record["load"].get("errors")
+    return Flag(FlagKind.LOAD_ERRORS, errors, 1) if errors else None
+
+
+def non_2xx(cell: Cell, record: dict) -> Flag | None:
+    answers = record["load"].get("non_2xx")  # None: the tool cannot tell (rewrk), which is not a fault
+    return Flag(FlagKind.NON_2XX, answers, 1) if answers else None
+
+
+# One check per flag kind: adding a kind is one member of FlagKind and one check here.
+ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
+    stalled, overfull, loadgen_saturated, load_errors, non_2xx)
+
+
+def row_flags(cell: Cell, record: dict) -> list[Flag]:
+    return [flag for check in ROW_CHECKS if (flag := check(cell, record))]
+
+
+def ideal_io_rps(cell: Cell) -> float:
+    """What /io could serve if only its 10 ms sleep counted: one request per sleep per slot that can wait."""
+    slots = cell.concurrency if cell.interface == "asgi" else min(cell.concurrency,
+                                                                  cell.workers * cell.blocking_threads)
+    return slots / IO_WAIT_S
+
+
+def io_efficiency(cell: Cell, rps: float) -> float:
+    return rps / ideal_io_rps(cell)
+
+
+def server_cores(record: dict) -> float | None:
+    """The CPU the server could have had: its pinned CPUs, else the machine's logical CPUs less what the load
+    generator used there (nothing when it ran on another host); None when the record does not say."""
+    settings = record.get("settings") or {}
+    if cpus := settings.get("server_cpus"):
+        return float(len(cpus))
+    logical = (record.get("machine") or {}).get("logical_cores")
+    loadgen = 0.0 if settings.get("loadgen_host") else record["load"].get("loadgen_cpu_cores")
+    return None if logical is None or loadgen is None else logical - loadgen
+
+
+# --- why a verdict is what it is ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Missing:
+    """Cells not measured (or failed), and the sessions that would measure them."""
+
+    cells: tuple[Cell, ...]
+    sessions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NotAlike:
+    """The rows of a ratio were measured under different conditions (each a short phrase: 'loadgen wrk vs rewrk')."""
+
+    differences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildsDiffer:
+    """The two interpreters of a ratio were built with different optimisations: the build, not free-threading,
+    would be measured."""
+
+    ratio: Ratio
+    over: dict[str, bool]
+    under: dict[str, bool]
+
+
+@dataclass(frozen=True)
+class CpuBound:
+    """An I/O row below IO_EFFICIENCY of its ideal: it measured CPU, not waiting."""
+
+    ratio: Ratio
+    cell: Cell
+    efficiency: float
+    needed: float = IO_EFFICIENCY
+
+
+@dataclass(frozen=True)
+class TooFewCores:
+    """The server could have had fewer cores than the claim needs to show."""
+
+    ratio: Ratio
+    available: float
+    needed: float
+
+
+@dataclass(frozen=True)
+class DoubtfulRow:
+    ratio: Ratio
+    cell: Cell
+    flag: Flag
+
+
+Reason = Missing | NotAlike | BuildsDiffer | CpuBound | TooFewCores | DoubtfulRow
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One ratio as measured: its value, the interval from the runs (None below stats.MIN_RUNS_FOR_INTERVAL),
+    the per-round ratios when the runs were paired, and its outcome once the preconditions are applied."""
+
+    ratio: Ratio
+    value: float
+    runs: int
+    interval: tuple[float, float] | None
+    pairwise: tuple[float, ...]
+    outcome: Verdict
+    reasons: tuple[Reason, ...]
+    on_pss: bool = False  # a memory ratio judged on PSS; then summed_rss is the post-compatible one beside it
+    summed_rss: float | None = None
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    claim: Claim
+    verdict: Verdict
+    estimates: tuple[Estimate, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+    stand_ins: tuple[str, ...] = ()
+
+    @property
+    def runs(self) -> int | None:
+        """The fewest runs behind any of the claim's ratios."""
+        return min((estimate.runs for estimate in self.estimates), default=None)
+
+    @property
+    def all_reasons(self) -> list[Reason]:
+        return list(self.reasons) + [reason for estimate in self.estimates for reason in estimate.reasons]
+
+
+# --- judging --------------------------------------------------------------------------------------------
+
+def measured(stored: dict[tuple[str, str], dict]) -> dict[Cell, dict]:
+    """The cells whose every run succeeded; failed ones count as not measured."""
+    return {Cell(**record["cell"]): record for record in stored.values() if record["status"] == "ok"}
+
+
+def ok_runs(record: dict) -> list[dict]:
+    return [run for run in record.get("runs") or [] if run["status"] == "ok"]
+
+
+def _on_pss(*records: dict) -> bool:
+    return all(run["resources"].get("end_pss_bytes") for record in records for run in ok_runs(record))
+
+
+def run_values(record: dict, figure: str, pss: bool) -> list[float]:
+    if figure == "rps":
+        return [run["load"]["rps"] for run in ok_runs(record)]
+    return [run["resources"]["end_pss_bytes" if pss else "peak_rss_bytes"] for run in ok_runs(record)]
+
+
+def _time(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
+def paired(over: list[dict], under: list[dict]) -> bool:
+    """Whether run i of one cell and run i of the other were made in the same round (the interleaved sessions):
+    both of round i ended before either of round i + 1 began."""
+    if len(over) != len(under):
+        return False
+    for runs in zip(zip(over, under), zip(over[1:], under[1:])):
+        ended = [_time(run.get("finished_at")) for run in runs[0]]
+        began = [_time(run.get("started_at")) for run in runs[1]]
+        if None in ended + began or max(ended) > min(began):
+            return False
+    return True
+
+
+def sessions_measuring(cells: Iterable[Cell]) -> tuple[str, ...]:
+    """The sessions that run all these cells (the fewest cells first); else one per cell that none covers alone."""
+    cells = set(cells)
+    covering = sorted((s for s in SESSIONS.values() if cells <= set(s.cells())), key=lambda s: len(s.cells()))
+    if covering:
+        return tuple(s.name for s in covering)
+    return tuple(dict.fromkeys(next(s.name for s in SESSIONS.values() if cell in s.cells())
+                               for cell in sorted(cells, key=lambda c: (c.table, c.key))))
+
+
+def _could_change(ratio: Ratio, flag: Flag, cell: Cell, interval: tuple[float, float], outcome: Verdict) -> bool:
+    """Whether the flagged row could have moved the ratio across the band's edge: always, unless the flag bounds
+    its bias and the interval widened by that bias gets the same word (a 34x ratio survives a 14% stall)."""
+    if flag.bias is None or ratio.figure != "rps":
+        return True
+    low, high = interval
+    shift = 1 / (1 - flag.bias)  # the row's RPS could have been up to this much higher
+    widened = (low, high * shift) if cell == ratio.over else (low / shift, high)
+    return ratio.band.judge(*widened) != outcome
+
+
+def _preconditions(ratio: Ratio, over: dict, under: dict, interval: tuple[float, float],
+                   outcome: Verdict) -> list[Reason]:
+    reasons: list[Reason] = [DoubtfulRow(ratio, cell, flag) for cell, record in ((ratio.under, under), (ratio.over, over))
+                             for flag in row_flags(cell, record)
+                             if flag.kind.doubtful and _could_change(ratio, flag, cell, interval, outcome)]
+    if ratio.io_bound:
+        reasons += [CpuBound(ratio, cell, efficiency) for cell, record in ((ratio.under, under), (ratio.over, over))
+                    if (efficiency := io_efficiency(cell, record["load"]["rps"])) < IO_EFFICIENCY]
+    cores = [server_cores(record) for record in (over, under)]
+    if ratio.parallel_cores and outcome != Verdict.HELD and None not in cores and min(cores) < ratio.parallel_cores:
+        reasons.append(TooFewCores(ratio, min(cores), ratio.parallel_cores))
+    return reasons
+
+
+def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate:
+    """The ratio from the runs of both cells, its interval, and its outcome: the band's word unless a
+    precondition fails (a "held" stands with too few cores: fewer cores can only hide a gain)."""
+    pss = ratio.figure == "memory" and _on_pss(over, under)
+    tops, bottoms = run_values(over, ratio.figure, pss), run_values(under, ratio.figure, pss)
+    value = statistics.fmean(tops) / statistics.fmean(bottoms)
+    pairs = paired(ok_runs(over), ok_runs(under))
+    interval = stats.ratio_interval(tops, bottoms, pairs)
+    outcome = ratio.band.judge(*(interval or (value, value)))
+    reasons = _preconditions(ratio, over, under, interval or (value, value), outcome)
+    if reasons and not (outcome == Verdict.HELD and all(isinstance(r, TooFewCores) for r in reasons)):
+        outcome = Verdict.INCONCLUSIVE
+    rss = (statistics.fmean(run_values(over, "memory", False)) / statistics.fmean(run_values(under, "memory", False))
+           if pss else None)
+    return Estimate(ratio, value, min(len(tops), len(bottoms)), interval,
+                    tuple(top / bottom for top, bottom in zip(tops, bottoms)) if pairs and len(tops) > 1 else (),
+                    outcome,
+                    tuple(reasons), pss, rss)
+
+
+def _builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None:
+    flags = [record["interpreter"].get("optimisations") for record in (over, under)]
+    return BuildsDiffer(ratio, *flags) if None not in flags and flags[0] != flags[1] else None
+
+
+def judge(claim: Claim, stored: dict[tuple[str, str], dict]) -> ClaimVerdict:
+    """One claim on this run's records."""
+    records = measured(stored)
+    if missing := tuple(cell for cell in claim.cells if cell not in records):
+        return ClaimVerdict(claim, Verdict.NOT_MEASURED, reasons=(Missing(missing, sessions_measuring(missing)),))
+    stand_ins = tuple(sorted({records[cell]["interpreter"]["label"] for cell in claim.cells
+                              if records[cell]["interpreter"]["label"] != cell.variant}))
+    differences = tuple(dict.fromkeys(difference for ratio in claim.ratios for difference in
+                                      render.condition_differences([records[ratio.under], records[ratio.over]])))
+    builds = [differ for ratio in claim.ratios if (differ := _builds_differ(ratio, records[ratio.over],
+                                                                            records[ratio.under]))]
+    if differences or builds:
+        return ClaimVerdict(claim, Verdict.NOT_COMPARABLE,
+                            reasons=((NotAlike(differences),) if differences else ()) + tuple(builds),
+                            stand_ins=stand_ins)
+    estimates = tuple(estimate(ratio, records[ratio.over], records[ratio.under]) for ratio in claim.ratios)
+    return ClaimVerdict(claim, combined([e.outcome for e in estimates]), estimates, stand_ins=stand_ins)
+
+
+def combined(outcomes: list[Verdict]) -> Verdict:
+    """A claim needs every ratio: one ratio clearly outside its band refutes it; one in doubt leaves it open."""
+    if all(outcome == Verdict.HELD for outcome in outcomes):
+        return Verdict.HELD
+    return Verdict.NOT_HELD if Verdict.NOT_HELD in outcomes else Verdict.INCONCLUSIVE
+
+
+def judge_all(stored: dict[tuple[str, str], dict]) -> list[ClaimVerdict]:
+    return [judge(claim, stored) for claim in CLAIMS]
+
+
+def post_value(ratio: Ratio) -> float:
+    """The ratio in the post's own tables (its RAM is summed RSS; it has one run per cell)."""
+    field = "rps" if ratio.figure == "rps" else "ram_mb"
+    over, under = (PUBLISHED[(cell.table, cell.key)] for cell in (ratio.over, ratio.under))
+    return getattr(over, field) / getattr(under, field)

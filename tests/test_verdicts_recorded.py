@@ -1,0 +1,73 @@
+"""The comparison on real records: a whole study on a 2-core VM with CPython 3.14.7 and 3.14.7t, one run per
+cell, and the interleaved sessions with three runs per cell (tests/recorded/real-3.14.7-2core/README.md says
+how they were made). Interleaved sessions need a free-threaded build, which CI cannot have, so the ratio
+intervals are tested here."""
+
+import shutil
+
+import pytest
+
+from gilfree import compare, results, verdicts
+from gilfree.verdicts import CpuBound, TooFewCores, Verdict
+
+from conftest import ROOT
+
+RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
+ASGI_IO, WSGI_JSON, WSGI_IO = (verdicts.CLAIMS[i] for i in (1, 3, 4))
+
+
+@pytest.fixture
+def copy_of(tmp_path):
+    def copy(name):
+        shutil.copytree(RECORDED / name, tmp_path / name)
+        return tmp_path / name
+    return copy
+
+
+def verdict_row(text: str, claim: verdicts.Claim) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {claim.text} "))
+    return [cell.strip() for cell in line.split("|")[1:-1]]
+
+
+def test_the_single_run_study_is_inconclusive_where_this_machine_cannot_tell(copy_of):
+    study = copy_of("study")
+    judged = {j.claim: j for j in verdicts.judge_all(results.load(study))}
+    for claim, reason in ((ASGI_IO, CpuBound), (WSGI_IO, CpuBound), (WSGI_JSON, TooFewCores)):
+        assert judged[claim].verdict == Verdict.INCONCLUSIVE
+        assert judged[claim].runs == 1
+        assert {type(r) for r in judged[claim].all_reasons} == {reason}
+    cores = [r for r in judged[WSGI_JSON].all_reasons]
+    assert [(r.needed, round(r.available, 1)) for r in cores] == [(6.5, 1.8), (6.56, 1.8)]
+    efficiency = {(r.cell.variant, r.cell.workers): round(r.efficiency, 2) for r in judged[ASGI_IO].all_reasons}
+    assert efficiency[("3.14", 1)] == 0.32  # the 1.75 "not held" of the old report was a CPU-bound row
+
+    compare.write_report(study)
+    text = (study / "COMPARISON.md").read_text()
+    for claim in (ASGI_IO, WSGI_IO, WSGI_JSON):
+        assert verdict_row(text, claim)[-1].startswith("**inconclusive, single run**")
+    assert "needs ≥ 6.5 free cores for the server; this run had 1.8." in text
+    assert text.count("build flags unknown") == 2  # schema-2 records do not say how 3.14 and 3.14t were built
+    assert "## Can this machine test the post?" in text.split("## Verdicts")[0]
+    assert max(len(line) for line in text.split("## Verdicts")[1].split("1. **")[0].splitlines()) < 200
+
+
+def test_the_interleaved_repeats_give_every_measured_ratio_its_interval(copy_of):
+    interleaved = copy_of("interleaved-repeat3")
+    judged = verdicts.judge_all(results.load(interleaved))
+    measured = [j for j in judged if j.verdict != Verdict.NOT_MEASURED]
+    assert len(measured) == 5
+    for judgement in measured:
+        for estimate in judgement.estimates:
+            assert estimate.runs == 3 and len(estimate.pairwise) == 3
+            low, high = estimate.interval
+            assert min(estimate.pairwise) - 1e-9 <= low <= high <= max(estimate.pairwise) + 1e-9
+    asgi_io_w1 = next(j for j in judged if j.claim == ASGI_IO).estimates[0]
+    assert [round(r, 2) for r in asgi_io_w1.pairwise] == [0.95, 0.99, 0.91]  # the issue's figures
+
+    compare.write_report(interleaved)
+    text = (interleaved / "COMPARISON.md").read_text()
+    rows = [line for line in text.split("## Verdicts")[1].split("\n1. ")[0].splitlines() if line.startswith("| ")]
+    ratio_rows = [row for row in rows[1:] if "not measured" not in row and "| -  " not in row]
+    assert len(ratio_rows) == sum(len(j.estimates) for j in measured) == 14
+    assert all(" [" in row.split("|")[5] for row in ratio_rows)
+    assert "`nox -s wsgi-threads-3.14` measures them" in text

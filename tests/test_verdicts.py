@@ -56,7 +56,8 @@ def test_the_interval_over_three_runs_against_the_band(threaded, expected):
     estimate = judged.estimates[0]
     assert estimate.runs == 3 and estimate.interval is not None
     low, high = estimate.interval
-    assert min(estimate.pairwise) - 1e-9 <= low <= estimate.value <= high <= max(estimate.pairwise) + 1e-9
+    # a t interval over 3 runs (quantile 4.3) is wider than the range of the round-by-round ratios
+    assert low < min(estimate.pairwise) <= estimate.value <= max(estimate.pairwise) < high
     assert estimate.pairwise == pytest.approx([t / 10000 for t in threaded])
 
 
@@ -222,9 +223,9 @@ def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it
     gil["runs"][0]["resources"].update(end_pss_bytes=100 * 2**20, peak_rss_bytes=150 * 2**20)
     threaded["runs"][0]["resources"].update(end_pss_bytes=90 * 2**20, peak_rss_bytes=90 * 2**20)
     estimate = verdicts.estimate(memory, threaded, gil)
-    assert (estimate.on_pss, estimate.value, estimate.summed_rss) == (True, 0.9, 0.6)
+    assert (estimate.on_pss, estimate.value, estimate.summed_rss) == (True, pytest.approx(0.9), pytest.approx(0.6))
     del gil["runs"][0]["resources"]["end_pss_bytes"]
-    assert verdicts.estimate(memory, threaded, gil).value == 0.6  # no PSS: summed RSS, as the post
+    assert verdicts.estimate(memory, threaded, gil).value == pytest.approx(0.6)  # no PSS: summed RSS, as the post
 
 
 def test_the_posts_own_figures_fall_inside_every_band():

@@ -30,13 +30,12 @@ TOLERANCES = f"""\
   load, which splits the pages Granian's processes share; the post's RAM is peak RSS summed over the processes,
   which counts them once per process and so inflates multi-process 3.14 against 3.14t (workers as threads).
   The summed-RSS ratio is shown beside the PSS one.
-- Intervals: with {stats.MIN_RUNS_FOR_INTERVAL} or more runs per cell, a {stats.CONFIDENCE:.0%} percentile
-  bootstrap ({stats.RESAMPLES} resamples, fixed seed) of the ratio of the mean over runs, resampling pairs of
-  runs made in the same round where the session interleaved them, else each cell's runs. Held: the interval lies
-  inside the band; not held: outside it; inconclusive: it straddles an edge. With 3 runs the bootstrap can only
-  recombine three values, so the interval is the range of the three round-by-round ratios and, if anything,
-  too narrow; more runs make it a real interval. With fewer than 3 runs there is no interval, and the verdict
-  says "single run" or "2 runs".
+- Intervals: with {stats.MIN_RUNS_FOR_INTERVAL} or more runs per cell, a {stats.CONFIDENCE:.0%} Student t interval for
+  the ratio of the geometric means over runs, on the logarithms: on the round-by-round ratios where the session
+  interleaved the runs in pairs, else Welch's t on each cell's runs. Held: the interval lies inside the band;
+  not held: outside it; inconclusive: it straddles an edge. With 3 runs the t quantile is 4.3, so the interval
+  is wide: three runs on a noisy machine rarely settle a 10% band. With fewer than 3 runs there is no interval,
+  and the verdict says "single run" or "2 runs".
 - I/O claims are judged only on rows reaching {IO_EFFICIENCY:.0%} of the ideal throughput (slots / \
 {IO_WAIT_S * 1000:.0f} ms); the post's I/O rows reach 88-98%. Below that the server was CPU-bound and the row
   measured CPU, not waiting.

@@ -38,8 +38,8 @@ FOOTNOTE = """\
   generator pushed, at the same concurrency on this machine, against nginx answering the same JSON
   (`nox -s calibrate`).
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
-  gives the lowest and highest run (every run is kept in the JSON) and, from 3 runs, a 95% bootstrap interval
-  for the mean RPS (with exactly 3 runs it is the range itself: a bootstrap can only recombine the runs)."""
+  gives the lowest and highest run (every run is kept in the JSON) and, from 3 runs, a 95% Student t interval
+  for the mean RPS (wide with few runs: with 3, the t quantile is 4.3)."""
 PERCENTILE_FOOTNOTE = """\
 - p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
   did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest

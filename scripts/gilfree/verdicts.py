@@ -10,7 +10,6 @@ value. Nothing here formats text for a reader: compare.py does.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -406,15 +405,14 @@ def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate:
     precondition fails (a "held" stands with too few cores: fewer cores can only hide a gain)."""
     pss = ratio.figure == "memory" and _on_pss(over, under)
     tops, bottoms = run_values(over, ratio.figure, pss), run_values(under, ratio.figure, pss)
-    value = statistics.fmean(tops) / statistics.fmean(bottoms)
+    value = stats.geometric_ratio(tops, bottoms)
     pairs = paired(ok_runs(over), ok_runs(under))
     interval = stats.ratio_interval(tops, bottoms, pairs)
     outcome = ratio.band.judge(*(interval or (value, value)))
     reasons = _preconditions(ratio, over, under, interval or (value, value), outcome)
     if reasons and not (outcome == Verdict.HELD and all(isinstance(r, TooFewCores) for r in reasons)):
         outcome = Verdict.INCONCLUSIVE
-    rss = (statistics.fmean(run_values(over, "memory", False)) / statistics.fmean(run_values(under, "memory", False))
-           if pss else None)
+    rss = stats.geometric_ratio(run_values(over, "memory", False), run_values(under, "memory", False)) if pss else None
     return Estimate(ratio, value, min(len(tops), len(bottoms)), interval,
                     tuple(top / bottom for top, bottom in zip(tops, bottoms)) if pairs and len(tops) > 1 else (),
                     outcome,

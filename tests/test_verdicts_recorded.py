@@ -60,7 +60,7 @@ def test_the_interleaved_repeats_give_every_measured_ratio_its_interval(copy_of)
         for estimate in judgement.estimates:
             assert estimate.runs == 3 and len(estimate.pairwise) == 3
             low, high = estimate.interval
-            assert min(estimate.pairwise) - 1e-9 <= low <= high <= max(estimate.pairwise) + 1e-9
+            assert low < min(estimate.pairwise) and max(estimate.pairwise) < high  # t, 3 runs: wider than their range
     asgi_io_w1 = next(j for j in judged if j.claim == ASGI_IO).estimates[0]
     assert [round(r, 2) for r in asgi_io_w1.pairwise] == [0.95, 0.99, 0.91]  # the figures
 

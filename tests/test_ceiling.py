@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from gilfree import ceiling, charts, render, results
+from gilfree import ceiling, charts, compare, render, results, verdicts
 from gilfree.matrix import TABLES_BY_ID, Cell
 
 from conftest import ROOT, assert_port_free, free_port, make_record
@@ -213,3 +213,46 @@ def test_one_rss_timeline_per_cell_holds_both_variants(tmp_path):
     assert written == [charts.timeline_path(tmp_path, gil)] == [charts.timeline_path(tmp_path, threaded)]
     assert written[0].name == "wsgi-io-w1-t64-io-c128.png"
     assert written[0].read_bytes().startswith(b"\x89PNG") and list(tmp_path.rglob("*.tmp")) == []
+
+
+def unstalled(record: dict) -> dict:
+    """As Little's law wants it in a closed loop: every connection busy, so no stall flag."""
+    record["load"]["latency_avg_ms"] = CELL.concurrency / record["load"]["rps"] * 1000
+    return record
+
+
+def test_the_comparison_flags_a_row_near_its_ceiling_and_its_verdict_turns_inconclusive(tmp_path):
+    gil, threaded = (unstalled(measured(rps)) for rps in (30000, 24000))  # a ratio of 0.80: "about 20% slower"
+    threaded["cell"] = {**threaded["cell"], "variant": "3.14t"}
+    threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True}
+    for record in (gil, threaded):
+        results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
+    claim = verdicts.CLAIMS[0]
+    ratio = next(r for r in claim.ratios if r.under == CELL)
+    assert verdicts.estimate(ratio, threaded, gil).outcome == verdicts.Verdict.HELD
+    results.write_atomic(tmp_path / "calibration" / "wrk.json", made_up_calibration(gil, 40000))  # 75%: near
+    compare.write_report(tmp_path)
+    report = (tmp_path / "COMPARISON.md").read_text()
+    assert "load generator near its calibrated ceiling" in report
+    stored = verdicts.with_ceilings(results.load(tmp_path), ceiling.load_all(tmp_path))
+    key = (CELL.table, CELL.key)
+    assert [flag.kind for flag in verdicts.row_flags(CELL, stored[key])] == [verdicts.FlagKind.NEAR_CEILING]
+    threaded_key = (CELL.table, Cell(**threaded["cell"]).key)
+    assert verdicts.estimate(ratio, stored[threaded_key], stored[key]).outcome == verdicts.Verdict.INCONCLUSIVE
+
+
+def test_the_comparison_flags_rss_still_growing_and_gives_the_p99_ratio(tmp_path):
+    gil = unstalled(measured(30000, rss_growth_last_half=0.12, rss_growth_bytes_per_s=2**20))
+    threaded = unstalled(measured(24000, rss_growth_last_half=0.01, rss_growth_bytes_per_s=1000))
+    threaded["cell"] = {**threaded["cell"], "variant": "3.14t"}
+    threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True}
+    for record, p99 in ((gil, 10.0), (threaded, 15.0)):
+        record["load"] |= {"generator": "wrk", "latency_percentiles_ms": {"50": 4.0, "90": 6.0, "99": p99, "99.9": 30.0}}
+        results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
+    compare.write_report(tmp_path)
+    report = (tmp_path / "COMPARISON.md").read_text()
+    stored = results.load(tmp_path)
+    assert [flag.kind for flag in verdicts.row_flags(CELL, stored[(CELL.table, CELL.key)])] == [
+        verdicts.FlagKind.RSS_GROWING]
+    assert "RSS still growing over the last half of the load (0.12; from 0.05)" in report
+    assert "| 1.50 " in report.split("Latency p99 yours", 1)[1].split("\n\n", 1)[0]  # 15 ms / 10 ms

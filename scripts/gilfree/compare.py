@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import charts, render, results, stats, verdicts
+from . import ceiling, charts, render, results, stats, verdicts
 from .interpreters import OPTIMISATION_FLAGS
 from .matrix import TABLES, Cell, Table
 from .published import POST_SETUP, PUBLISHED, Figures
@@ -300,10 +300,10 @@ def post_values(table: Table, cell: Cell) -> list[str]:
     return [formats.get(column, value) for column, value in zip(table.columns, cells)]
 
 
-def rows_section(table: Table, stored: dict[tuple[str, str], dict]) -> str:
+def rows_section(table: Table, stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> str:
     rows = []
     for cell in table.cells:
-        cells, notes = render.row(table, cell, stored.get((table.id, cell.key)))
+        cells, notes = render.row(table, cell, stored.get((table.id, cell.key)), calibrations)
         posted = post_values(table, cell)
         rows.append([*posted[:2], "post", *posted[2:], ""])
         rows.append([*cells[:2], "yours", *cells[2:], "; ".join(notes)])
@@ -322,21 +322,40 @@ def ratio_text(gil: Cell, threaded: Cell, field: str, side: Side) -> str:
     return f"{ratio:.2f}" + ("" if labels == (threaded.variant, gil.variant) else f" ({labels[0]} / {labels[1]})")
 
 
+def p99_ratio_text(gil: Cell, threaded: Cell, yours: Side) -> str:
+    """The 3.14t / 3.14 ratio of p99 latency (the post gives none): beside the ratio of averages."""
+    if gil not in yours.records or threaded not in yours.records:
+        return "-"
+    p99s = [stats.percentile_ms(yours.records[cell]["load"], "99") for cell in (threaded, gil)]
+    return "unknown (no percentiles from this load generator)" if None in p99s else f"{p99s[0] / p99s[1]:.2f}"
+
+
 def ratios_section(table: Table, post: Side, yours: Side) -> str:
-    headers = ["Workers"] + [f"{RATIO_FIELDS[field]} {side}" for field in RATIO_FIELDS for side in ("post", "yours")]
+    headers = (["Workers"] + [f"{RATIO_FIELDS[field]} {side}" for field in RATIO_FIELDS for side in ("post", "yours")]
+               + ["Latency p99 yours"])
     rows = [[gil.workers] + [ratio_text(gil, threaded, field, side) for field in RATIO_FIELDS for side in (post, yours)]
+            + [p99_ratio_text(gil, threaded, yours)]
             for gil, threaded in verdicts.variant_pairs(table.id)]
     return ("3.14t / 3.14, per worker count, of the median figures (RAM: peak summed RSS); the verdicts use the "
             "mean over runs, and PSS where recorded:\n\n" + tabulate(rows, headers=headers, tablefmt="github",
                                                                        disable_numparse=True))
 
 
-def table_section(table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side) -> str:
+def timeline_links(table: Table, stored: dict[tuple[str, str], dict], results_dir: Path) -> str:
+    """Links to the RSS timelines drawn for this table's cells (both variants on one chart)."""
+    paths = dict.fromkeys(charts.timeline_path(results_dir, cell) for cell in table.cells
+                          if (table.id, cell.key) in stored)
+    links = [f"[{path.stem}]({path.relative_to(results_dir)})" for path in paths if path.exists()]
+    return f"RSS and CPU over the load, both variants: {', '.join(links)}." if links else ""
+
+
+def table_section(table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side,
+                  calibrations: list[dict], results_dir: Path) -> str:
     parts = [f"## Table {table.number}: {table.title}", f"![Table {table.number}](charts/{table.id}.png)",
-             rows_section(table, stored)]
+             rows_section(table, stored, calibrations)]
     if "cpu" in table.columns:
-        parts.append(ratios_section(table, post, yours))
-    return "\n\n".join(parts) + "\n"
+        parts += [ratios_section(table, post, yours), timeline_links(table, stored, results_dir)]
+    return "\n\n".join(part for part in parts if part) + "\n"
 
 
 def mebibytes(size: float | None) -> str:
@@ -382,7 +401,9 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
         "  its pinned CPUs).",
         "- Peak RSS / PSS at end (where recorded): summed RSS counts pages shared between the server's processes",
         "  once per process; PSS splits them, so it compares one multi-process run with one multi-thread run fairly.",
-        "- Flags: what was measured, and where the flag starts.",
+        "- Flags: what was measured, and where the flag starts. Near its ceiling: the row's RPS as a share of what",
+        f"  the same load generator pushed against nginx here (`nox -s calibrate`), from {stats.CEILING_SHARE:.0%};",
+        f"  RSS still growing: the fitted rise over the last half of the load, from {stats.RSS_GROWTH_LIMIT:.0%}.",
         "",
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) if rows else "Nothing measured yet.",
         "",
@@ -404,10 +425,12 @@ def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], 
 
 def write_report(results_dir: Path) -> list[Path]:
     """Write COMPARISON.md, the ratio chart and one chart per table; return their paths, the report first."""
-    stored = results.load(results_dir)
+    calibrations = ceiling.load_all(results_dir)
+    stored = verdicts.with_ceilings(results.load(results_dir), calibrations)
     judged = verdicts.judge_all(stored)
     post, yours = post_side(), measured_side(stored)
-    chart_paths = [ratio_chart(results_dir, judged)] + [chart(results_dir, table, stored, yours) for table in TABLES]
+    chart_paths = ([ratio_chart(results_dir, judged)] + [chart(results_dir, table, stored, yours) for table in TABLES]
+                   + charts.write_timelines(results_dir, stored))
     report = "\n".join([
         "# The post beside this run",
         "",
@@ -416,7 +439,7 @@ def write_report(results_dir: Path) -> list[Path]:
         "",
         machine_section(stored, judged),
         verdict_section(judged),
-        *(table_section(table, stored, post, yours) for table in TABLES),
+        *(table_section(table, stored, post, yours, calibrations, results_dir) for table in TABLES),
         diagnostics_section(stored),
     ])
     path = results_dir / "COMPARISON.md"

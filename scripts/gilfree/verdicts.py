@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from . import render, stats
+from . import ceiling, render, stats
 from .loadgen import LOADGENS
 from .matrix import SESSIONS, TABLES_BY_ID, Cell
 from .published import PUBLISHED
@@ -155,6 +155,8 @@ class FlagKind(Enum):
     LOADGEN_SATURATED = ("load generator saturated: likely the bottleneck", True)
     LOAD_ERRORS = ("load errors", True)
     NON_2XX = ("non-2xx answers", True)
+    NEAR_CEILING = ("load generator near its calibrated ceiling: it, not the server, may have set the pace", True)
+    RSS_GROWING = ("RSS still growing over the last half of the load", False)
 
     def __init__(self, label: str, doubtful: bool):
         self.label, self.doubtful = label, doubtful
@@ -206,9 +208,27 @@ def non_2xx(cell: Cell, record: dict) -> Flag | None:
     return Flag(FlagKind.NON_2XX, answers, 1) if answers else None
 
 
+def near_ceiling(cell: Cell, record: dict) -> Flag | None:
+    """The row's RPS against the load generator's calibrated ceiling, which with_ceilings() put beside it."""
+    check = stats.CeilingCheck(record["load"]["rps"], record.get("ceiling_rps"))
+    return Flag(FlagKind.NEAR_CEILING, check.share, stats.CEILING_SHARE) if check.near_ceiling else None
+
+
+def rss_growing(cell: Cell, record: dict) -> Flag | None:
+    growth = stats.RssGrowth.of(record["resources"])
+    return Flag(FlagKind.RSS_GROWING, growth.relative, stats.RSS_GROWTH_LIMIT) if growth and growth.still_growing else None
+
+
 # One check per flag kind: adding a kind is one member of FlagKind and one check here.
 ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
-    stalled, overfull, loadgen_saturated, load_errors, non_2xx)
+    stalled, overfull, loadgen_saturated, load_errors, non_2xx, near_ceiling, rss_growing)
+
+
+def with_ceilings(stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> dict[tuple[str, str], dict]:
+    """The records, each with the ceiling of its load generator on its machine at its concurrency beside it
+    (`ceiling_rps`, None where no calibration matches), in memory only: the stored files are not touched."""
+    return {key: {**record, "ceiling_rps": ceiling.for_row(record, calibrations) if record["status"] == "ok" else None}
+            for key, record in stored.items()}
 
 
 def row_flags(cell: Cell, record: dict) -> list[Flag]:

@@ -9,8 +9,9 @@
 Each study session builds a uv environment holding only what a deployment would hold (Granian and the
 app's framework, installed from the lock), and the harness, in its own environment, drives it from outside.
 Options after `--` go to the harness: --duration, --loadgen, --results-dir, --port, --table, --repeat,
---warmup, --pin, --rate, --bind, --loadgen-host and its --ssh-* options, --keep-going, --force, --no-wait (README lists them). A measuring session holds the
-machine lock from building its environment to its harness's end: one benchmark per machine at a time.
+--warmup, --pin, --rate, --bind, --loadgen-host and its --ssh-* options, --keep-going, --force, --no-wait
+(README lists them). A measuring session holds the machine lock from building its environment to its
+harness's end: one benchmark per machine at a time.
 """
 
 import os

@@ -11,7 +11,6 @@ server made it send late.
 from __future__ import annotations
 
 import json
-import os
 import re
 import resource
 import shutil
@@ -22,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .processes import dies_with_parent, finish, pinned
+from .processes import dies_with_parent, finish, pinned, signal_group
 from .tools import TOOLS_BY_NAME
 
 WRK_REPORT = Path(__file__).with_name("wrk_report.lua")
@@ -347,22 +346,26 @@ def run_load(generator: LoadGenerator, command: list[str], duration_s: int,
         raise
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if process.returncode != 0:
-        raise LoadGenError(f"{generator.name} exited with status {process.returncode}: {stderr.strip()[-500:]}")
+    result = read_report(generator, process.returncode, stdout, stderr)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result, {"generator": generator.name, "loadgen_cpu_cores": cpu / wall, "loadgen_wall_s": wall}
+
+
+def read_report(generator: LoadGenerator, returncode: int, stdout: str, stderr: str, where: str = "") -> LoadResult:
+    """What a finished run of the tool (here, or on another host: `where`) measured, or why it cannot be used:
+    a failed exit, a report that cannot be read, or figures that contradict each other."""
+    if returncode != 0:
+        raise LoadGenError(f"{generator.name}{where} exited with status {returncode}: {stderr.strip()[-500:]}")
     try:
         result = generator.parse(stdout)
     except LoadGenError as error:
         raise LoadGenError(f"{error}; stderr: {stderr.strip()[-300:]}") from None
     problems = result.inconsistencies(generator.resolution_ms)
     if problems:
-        raise LoadGenError(f"{generator.name}'s report cannot be right: {'; '.join(problems)}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result, {"generator": generator.name, "loadgen_cpu_cores": cpu / wall, "loadgen_wall_s": wall}
+        raise LoadGenError(f"{generator.name}'s report{where} cannot be right: {'; '.join(problems)}")
+    return result
 
 
 def _kill(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    signal_group(process.pid, signal.SIGKILL)
     process.wait()

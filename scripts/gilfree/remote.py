@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .loadgen import ANSI, GRACE_S, LoadGenerator, LoadGenError, LoadResult
+from .loadgen import ANSI, GRACE_S, LoadGenerator, LoadGenError, LoadResult, read_report
 from .processes import finish
 
 # ssh exits 255 when it could not connect or log in (otherwise with the remote command's status).
@@ -155,13 +155,7 @@ class LoadHost:
         if process.returncode == SSH_FAILED and MARKER not in stdout:
             raise self._failed(stderr)
         output, _, trailer = stdout.partition(MARKER + "\n")
-        if process.returncode != 0:
-            raise LoadGenError(f"{generator.name} on {self.destination} exited with status {process.returncode}: "
-                               f"{stderr.strip()[-500:]}")
-        try:
-            result = generator.parse(output)
-        except LoadGenError as error:
-            raise LoadGenError(f"{error}; stderr: {stderr.strip()[-300:]}") from None
+        result = read_report(generator, process.returncode, output, stderr, where=f" on {self.destination}")
         cpu_s, wall_s = parse_trailer(trailer)
         wall_s = wall_s or local_wall  # without /proc/uptime there: ssh's own set-up is counted too
         return result, {"generator": generator.name,

@@ -32,7 +32,7 @@ from . import ceiling, machine_lock, results
 from .cli import DEFAULT_RESULTS, OneLineParser, count, duration, port, writable_dir
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load, version
 from .matrix import EXPECTED_BODY, TABLES
-from .processes import GroupReaper, dies_with_parent, exit_with_caller, finish, pinned, split_cpus
+from .processes import GroupReaper, dies_with_parent, exit_with_caller, finish, pinned, signal_group, split_cpus
 from .sampler import TreeSampler
 from .server import DEFAULT_BIND as HOST, LOCAL, ServerError, ensure_port_free
 from .stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
@@ -163,19 +163,13 @@ class Nginx:
 
     def _stop(self) -> None:
         """SIGTERM to the group (nginx's fast shutdown), then SIGKILL to whatever of it is left after a timeout."""
-        self._signal(signal.SIGTERM)
+        signal_group(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             pass
-        self._signal(signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
+        signal_group(self.process.pid, signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
         self.process.wait()
-
-    def _signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def measure(generator: LoadGenerator, nginx: Nginx, concurrency: int, duration_s: int,

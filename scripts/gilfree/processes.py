@@ -97,6 +97,14 @@ def _watch(pid: int, started: float, say: Callable[[str], None]) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def signal_group(pgid: int, signum: int) -> None:
+    """Signal a whole process group; one already gone is not an error."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
 def finish(cleanup: Callable[[], None]) -> None:
     """Run an idempotent cleanup to its end, retrying it if interrupted; then re-raise the interrupt."""
     interrupted: BaseException | None = None

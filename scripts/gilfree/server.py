@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from . import PROJECT_ROOT, machine_lock
-from .processes import GroupReaper, dies_with_parent, finish, pinned
+from .processes import GroupReaper, dies_with_parent, finish, pinned, signal_group
 from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
 
 DEFAULT_BIND = "127.0.0.1"  # Granian's own default, made explicit; any other address must be asked for
@@ -217,7 +217,7 @@ class GranianServer:
 
     def _stop_group(self) -> None:
         members = self._members | self._tree()
-        _signal_group(self.pid, signal.SIGTERM)
+        signal_group(self.pid, signal.SIGTERM)
         # Granian 2.5 ignores SIGTERM while it starts up: one that never got ready is not waited for.
         timeout = STOP_TIMEOUT_S if self._members else STARTING_STOP_TIMEOUT_S
         try:
@@ -225,7 +225,7 @@ class GranianServer:
             self.stopped_by = "SIGTERM"
         except subprocess.TimeoutExpired:
             self.stopped_by = f"SIGKILL, {timeout:g}s after SIGTERM"
-        _signal_group(self.pid, signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
+        signal_group(self.pid, signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
         self.process.wait()
         _wait_gone(members)
 
@@ -237,11 +237,11 @@ def _records_dir() -> Path:
 def record_server(pid: int, command: list[str], port: int) -> Path | None:
     """Note a started server (pid, start time, command, and the harness that owns it) where the next run
     looks for servers left behind by a harness killed with SIGKILL. Best effort: None if it cannot be noted."""
-    me = psutil.Process()
-    record = {"pid": pid, "started": psutil.Process(pid).create_time(), "command": command, "port": port,
-              "harness_pid": me.pid, "harness_started": me.create_time()}
     path = _records_dir() / f"{pid}.json"
     try:
+        me = psutil.Process()  # a Granian that has already exited has no start time: nothing to note
+        record = {"pid": pid, "started": psutil.Process(pid).create_time(), "command": command, "port": port,
+                  "harness_pid": me.pid, "harness_started": me.create_time()}
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(record))
@@ -317,13 +317,6 @@ def _running(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _json_or_none(body: bytes):

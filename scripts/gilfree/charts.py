@@ -142,11 +142,7 @@ def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
     cpu_axes.set_xlabel("seconds since the load began (second half shaded)")
     figure.suptitle(title)
     figure.tight_layout()
-    try:
-        results.replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
-    finally:
-        plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> list[Path]:

@@ -95,6 +95,12 @@ def variation(spreads: dict) -> float:
     return (rps["max"] - rps["min"]) / rps["median"] if rps["median"] else 0.0
 
 
+def loadgen_saturated(cores: float | None, threads: int | None) -> bool:
+    """A tool of a fixed thread count near that many cores, not the server, may have set the pace. Unknown cores,
+    or a tool of no fixed thread count (oha, hey), are never judged."""
+    return bool(threads) and cores is not None and cores >= LOADGEN_SATURATED_CORES * threads
+
+
 def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int | None = 1) -> list[str]:
     """What makes one run doubtful: a busy machine, a saturated load generator, errors. A load generator
     of no fixed thread count (oha) cannot be judged saturated from its CPU use."""
@@ -103,7 +109,7 @@ def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int 
         warnings.append(f"machine busy before the run: {busy_share:.0%} CPU use across {cores} cores "
                         f"(limit {BUSY_LIMIT:.0%})")
     load = run.get("load") or {}
-    if loadgen_threads and (load.get("loadgen_cpu_cores") or 0) >= LOADGEN_SATURATED_CORES * loadgen_threads:
+    if loadgen_saturated(load.get("loadgen_cpu_cores"), loadgen_threads):
         warnings.append(f"load generator used {load['loadgen_cpu_cores']:.2f} cores from {loadgen_threads} "
                         f"thread(s): it may be the bottleneck")
     if load.get("errors"):

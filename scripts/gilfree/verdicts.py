@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 
@@ -104,8 +104,7 @@ def free_threaded_over_gil(table_id: str, figure: str, band: Band, **needs) -> t
 
 def needing_the_posts_cores(ratios: tuple[Ratio, ...]) -> tuple[Ratio, ...]:
     """Each ratio needing, for a "not held", the cores that the post's own 3.14t row used."""
-    return tuple(Ratio(r.name, r.over, r.under, r.figure, r.band, r.io_bound,
-                       PUBLISHED[(r.over.table, r.over.key)].cpu) for r in ratios)
+    return tuple(replace(r, parallel_cores=PUBLISHED[(r.over.table, r.over.key)].cpu) for r in ratios)
 
 
 def find(table_id: str, **attributes) -> Cell:
@@ -194,8 +193,9 @@ def loadgen_saturated(cell: Cell, record: dict) -> Flag | None:
     generator = LOADGENS.get(record["load"].get("generator"))
     threads = generator.threads if generator else None
     cores = record["load"].get("loadgen_cpu_cores")
-    limit = stats.LOADGEN_SATURATED_CORES * threads if threads else None
-    return Flag(FlagKind.LOADGEN_SATURATED, cores, limit) if limit and cores is not None and cores >= limit else None
+    if not stats.loadgen_saturated(cores, threads):
+        return None
+    return Flag(FlagKind.LOADGEN_SATURATED, cores, stats.LOADGEN_SATURATED_CORES * threads)
 
 
 def load_errors(cell: Cell, record: dict) -> Flag | None:

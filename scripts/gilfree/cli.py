@@ -23,9 +23,8 @@ from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
 from .matrix import SESSIONS, TABLES
 from .processes import exit_with_caller
-from .server import DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
 from .remote import LoadHost, valid_destination
-from .server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free
+from .server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
 
 DEFAULT_RESULTS = PROJECT_ROOT / "results"
 

@@ -261,9 +261,10 @@ def verdict_section(judged: list[ClaimVerdict]) -> str:
     rows, notes = [], []
     for judgement in judged:
         estimates = {e.ratio: e for e in judgement.estimates}
-        if claim_notes(judgement):
-            notes.append(f"{len(notes) + 1}. **{judgement.claim.text}**: " + " ".join(claim_notes(judgement)))
-        mark = f" [{len(notes)}]" if claim_notes(judgement) else ""
+        these_notes = claim_notes(judgement)
+        if these_notes:
+            notes.append(f"{len(notes) + 1}. **{judgement.claim.text}**: " + " ".join(these_notes))
+        mark = f" [{len(notes)}]" if these_notes else ""
         for index, ratio in enumerate(judgement.claim.ratios):
             estimate = estimates.get(ratio)
             first = index == 0

@@ -3,17 +3,17 @@
 # [tool.nox]
 # script-venv-backend = "uv"
 # ///
-"""The study of "The future of Python web services looks GIL-free" (2025-10-18), one session per part.
+"""gilfree's sessions: one per part of each study in studies/, then the tools around them.
 
-`nox` runs the whole study; `nox -s asgi-3.14t -- --duration 10s --loadgen wrk` runs one part.
-Each study session builds a uv environment holding only what a deployment would hold (Granian and the
-app's framework, installed from the lock), and the harness, in its own environment, drives it from outside.
-Options after `--` go to the harness: --duration, --loadgen, --results-dir, --port, --table, --repeat,
---warmup, --pin, --rate, --bind, --loadgen-host and its --ssh-* options, --keep-going, --force, --no-wait
-(README lists them). A measuring session holds the machine lock from building its environment to its
-harness's end: one benchmark per machine at a time.
+`nox` runs the post's study (studies/article.toml); `nox -s asgi-3.14t -- --duration 10s --loadgen wrk` runs one
+part; `nox -s mine` runs a study of your own, studies/mine.toml (README, "Your own study"). `nox -l` lists them.
+Each study session builds one uv environment per app and variant holding only what a deployment would hold
+(Granian and the app's dependencies, from its lock), and the harness, in its own environment, drives it from
+outside. Options after `--` go to the harness (README lists them). A measuring session holds the machine lock
+from building its environments to its harness's end: one benchmark per machine at a time.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -24,44 +24,48 @@ import nox
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from gilfree import machine_lock  # noqa: E402  (standard library and filelock only, which nox has)
-from gilfree.matrix import SESSIONS  # noqa: E402
 
-nox.options.default_venv_backend = "uv"
+nox.options.default_venv_backend = "none"  # the sessions build their environments themselves (see environment)
 nox.options.error_on_missing_interpreters = True  # a skipped session would be a lost measurement
-# The whole study (matrix.STUDY): tables 1-2 and 5-6 with 3.14 and 3.14t interleaved run by run, so drift between
-# sessions cannot bias a ratio; then tables 3 and 4, which have one variant each.
-nox.options.sessions = ["asgi", "wsgi", "wsgi-threads-3.14", "wsgi-workers-3.14t"]
-
-# What the environments under test hold: `article` (default) as PyPI stood on the post's date, on the post's
-# interpreters; `latest`, today's releases on the newest 3.14 patch. GILFREE_PROFILE=latest nox
-PROFILE = os.environ.get("GILFREE_PROFILE", "article")
-PYTHONS = {"article": {"3.14": "3.14.0", "3.14t": "3.14.0t"}, "latest": {"3.14": "3.14", "3.14t": "3.14t"}}
-EXCLUDE_NEWER = {"article": "2025-10-19T00:00:00Z", "latest": None}
-if PROFILE not in PYTHONS:
-    raise SystemExit(f"GILFREE_PROFILE={PROFILE!r} is not a profile: choose one of {', '.join(PYTHONS)}")
-if PROFILE == "article":
-    nox.options.download_python = "never"  # nox would download the newest 3.14 patch, not 3.14.0
-
 os.environ["PATH"] = os.pathsep.join([os.path.join(ROOT, "tools", "bin"), os.environ["PATH"]])  # `nox -s tools`
 # nox points uv at the session's environment and interpreter; the harness must stay in the project's own.
 # The harness exits when this nox process is gone (nox runs it through uv, so nox is not its parent).
 HARNESS_ENV = {"UV_PROJECT_ENVIRONMENT": None, "UV_PYTHON": None, "VIRTUAL_ENV": None, **machine_lock.caller_env()}
+HARNESS = ["uv", "run", "--locked", "--no-dev", "--quiet", "--project", ROOT, "python", "-m"]
 
 
-def python(variant: str) -> str:
-    """GILFREE_PYTHON_3_14 / GILFREE_PYTHON_3_14T if set; else the profile's exact request, as uv finds it."""
-    override = os.environ.get("GILFREE_PYTHON_" + variant.upper().replace(".", "_"))
-    if override:
-        return override
-    request = PYTHONS[PROFILE][variant]
-    found = subprocess.run(["uv", "python", "find", "--no-project", request], capture_output=True, text=True)
-    return found.stdout.strip() if found.returncode == 0 else request
+def studies() -> dict:
+    """Every study's sessions, as the harness reads the study files (`python -m gilfree.environments`)."""
+    try:
+        found = subprocess.run([*HARNESS, "gilfree.environments"], capture_output=True, text=True, cwd=ROOT,
+                               env={k: v for k, v in os.environ.items() if k not in HARNESS_ENV})
+    except FileNotFoundError:
+        raise SystemExit("gilfree: the noxfile needs uv: install it (https://docs.astral.sh/uv/) and run `uvx nox`")
+    if found.returncode != 0:
+        raise SystemExit(f"gilfree: cannot read the studies: {(found.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(found.stdout)
+
+
+def python(session: nox.Session, variant: str, wanted: dict) -> str:
+    """The variant's interpreter: $GILFREE_PYTHON_<VARIANT> if set; else the profile's exact request as uv finds
+    it, installed with `uv python install` where it is missing; else one line saying what to do."""
+    if os.environ.get(wanted["variable"]):
+        return os.environ[wanted["variable"]]
+    request = wanted["request"]
+    find = ["uv", "python", "find", "--no-project", request]
+    if subprocess.run(find, capture_output=True, text=True).returncode != 0:
+        installed = subprocess.run(["uv", "python", "install", request], capture_output=True, text=True)
+        if installed.returncode != 0:
+            why = (installed.stderr.strip().splitlines() or ["no reason given"])[-1]
+            session.error(f"CPython {request} is not installed here, and `uv python install {request}` failed "
+                          f"({why}); run that where uv can download, or point {wanted['variable']} at a "
+                          f"CPython {request}")
+    return subprocess.run(find, capture_output=True, text=True).stdout.strip()
 
 
 def harness(session: nox.Session, *args: str, module: str = "gilfree") -> None:
     """Run the harness in the project's own locked environment, never in the one under test."""
-    session.run("uv", "run", "--locked", "--no-dev", "python", "-m", module, *args,
-                env=HARNESS_ENV, external=True, interrupt_timeout=15, terminate_timeout=5)
+    session.run(*HARNESS, module, *args, env=HARNESS_ENV, external=True, interrupt_timeout=15, terminate_timeout=5)
 
 
 @contextmanager
@@ -74,121 +78,93 @@ def machine(session: nox.Session):
         session.error(str(busy))
 
 
-def environment(session: nox.Session, interface: str, variant: str, location: str) -> str:
-    """Build the environment under test at `location` from the interpreter and the lock: the interpreter and
-    the app's framework and Granian, exactly as locked. Done here, under the machine lock, rather than by nox:
-    nox would re-create it before the session could take the lock, under a twin session still measuring."""
-    session.run_install("uv", "venv", "--clear", "--quiet", "--python", python(variant), location,
+def environment(session: nox.Session, interpreter: str, lock: str, location: str) -> str:
+    """Build an environment under test at `location`: the interpreter, and the app's dependencies and Granian
+    exactly as locked. Done here, under the machine lock, rather than by nox: nox would re-create it before the
+    session could take the lock, under a twin session still measuring."""
+    if not os.path.isfile(os.path.join(ROOT, lock)):
+        session.error(f"there is no lock {lock}: make it with `nox -s lock -- STUDY_FILE`")
+    session.run_install("uv", "venv", "--clear", "--quiet", "--python", interpreter, location,
                         env=HARNESS_ENV, external=True)
-    session.run_install("uv", "pip", "sync", "--require-hashes", f"locks/{PROFILE}/{interface}.txt",
+    session.run_install("uv", "pip", "sync", "--quiet", "--require-hashes", os.path.join(ROOT, lock),
                         "--python", location, external=True)
     return os.path.join(location, "bin", "python")
 
 
-def study(session: nox.Session) -> None:
-    """The session's variants as matrix.py lists them (both, interleaved run by run, in the two-variant
-    sessions), one environment under test each, measured by the harness from its own environment."""
-    interface, variants = SESSIONS[session.name].interface, SESSIONS[session.name].variants
+def study(session: nox.Session, plan: dict) -> None:
+    """One environment per app and variant of the session, measured by the harness from its own environment;
+    with several variants, runs alternate between them run by run."""
+    if plan["error"]:
+        session.error(plan["error"])
     with machine(session):
         pythons = []
-        for variant in variants:
-            location = str(session.env_dir) if len(variants) == 1 else f"{session.env_dir}-{variant}"
-            pythons += ["--python", f"{variant}={environment(session, interface, variant, location)}"]
-        harness(session, "run", session.name, *session.posargs, *pythons,
-                "--profile", PROFILE, "--lock", f"locks/{PROFILE}/{interface}.txt")
+        for app in plan["apps"]:
+            for variant, wanted in plan["pythons"].items():
+                built = environment(session, python(session, variant, wanted), plan["locks"][app],
+                                    f"{session.env_dir}-{app}-{variant}")
+                pythons += ["--python", f"{app}:{variant}={built}"]
+        harness(session, "run", session.name, "--study", plan["study"], *session.posargs, *pythons,
+                "--profile", plan["profile"])
 
 
-@nox.session(name="asgi-3.14", venv_backend="none")
-def asgi_3_14(session: nox.Session) -> None:
-    """Tables 1-2 on 3.14: FastAPI, 1 worker at c=128 and 2 at c=256, /json and /io."""
-    study(session)
+def add_study_session(plan: dict) -> None:
+    """Register one study session under its name, described as its study file describes it."""
+    def run(session: nox.Session) -> None:
+        study(session, plan)
+    run.__doc__ = plan["description"]
+    nox.session(name=plan["name"])(run)
 
 
-@nox.session(name="asgi-3.14t", venv_backend="none")
-def asgi_3_14t(session: nox.Session) -> None:
-    """Tables 1-2 on 3.14t: FastAPI, 1 worker at c=128 and 2 at c=256, /json and /io."""
-    study(session)
+PLAN = studies()
+for planned in PLAN["sessions"]:
+    add_study_session(planned)
+for refused in PLAN["refused"]:  # `nox -s NAME` says why its study file cannot run
+    for name in refused["sessions"]:
+        add_study_session({"name": name, "description": f"REFUSED: {refused['error']}", "error": refused["error"]})
+nox.options.sessions = PLAN["default"]  # the post's whole study (studies/article.toml, default_sessions)
 
 
-@nox.session(name="wsgi-3.14", venv_backend="none")
-def wsgi_3_14(session: nox.Session) -> None:
-    """Tables 5-6 on 3.14: Flask with 64 blocking threads, 1 worker at c=128 and 2 at c=256."""
-    study(session)
-
-
-@nox.session(name="wsgi-3.14t", venv_backend="none")
-def wsgi_3_14t(session: nox.Session) -> None:
-    """Tables 5-6 on 3.14t: Flask with 64 blocking threads, 1 worker at c=128 and 2 at c=256."""
-    study(session)
-
-
-@nox.session(name="wsgi-threads-3.14", venv_backend="none")
-def wsgi_threads_3_14(session: nox.Session) -> None:
-    """Table 3 on 3.14: Flask, 1 worker, 1/8/32/128 blocking threads, both endpoints, c=128."""
-    study(session)
-
-
-@nox.session(name="wsgi-workers-3.14t", venv_backend="none")
-def wsgi_workers_3_14t(session: nox.Session) -> None:
-    """Table 4 on 3.14t: Flask /json, c=128, (workers, threads) = (1,2) (2,1) (1,4) (4,1) (2,2)."""
-    study(session)
-
-
-@nox.session(venv_backend="none")
-def asgi(session: nox.Session) -> None:
-    """Tables 1-2 with 3.14 and 3.14t interleaved run by run, so drift hits both alike: use with --repeat."""
-    study(session)
-
-
-@nox.session(venv_backend="none")
-def wsgi(session: nox.Session) -> None:
-    """Tables 5-6 with 3.14 and 3.14t interleaved run by run, so drift hits both alike: use with --repeat."""
-    study(session)
-
-
-@nox.session(venv_backend="none")
+@nox.session
 def overhead(session: nox.Session) -> None:
     """Benchmark the harness itself: per-cell overhead, the sampler's CPU, RPS with sampling on / off."""
+    plan = next(planned for planned in PLAN["sessions"] if planned["name"] == "asgi-3.14")
     with machine(session):
-        under_test = environment(session, "asgi", "3.14", str(session.env_dir))
+        under_test = environment(session, python(session, "3.14", plan["pythons"]["3.14"]), plan["locks"]["asgi"],
+                                 str(session.env_dir))
         harness(session, "--python", under_test, *session.posargs, module="gilfree.overhead")
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def calibrate(session: nox.Session) -> None:
     """The load generator's ceiling on this machine, against nginx on loopback: results/calibration/."""
     harness(session, *session.posargs, module="gilfree.calibrate")
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def tables(session: nox.Session) -> None:
-    """Re-render every Markdown table from the raw JSON in results/, running nothing."""
+    """Re-render a study's Markdown tables from its raw JSON, running nothing (-- --study FILE; default the post's)."""
     harness(session, "tables", *session.posargs)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def compare(session: nox.Session) -> None:
     """Write results/COMPARISON.md and charts: the post's figures beside yours, the ratios, the verdicts."""
     harness(session, "compare", *session.posargs)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def tools(session: nox.Session) -> None:
     """Install rewrk 0.3.2 and oha 1.16.0 into tools/bin with cargo where missing, or print what to run."""
     harness(session, module="gilfree.tools")
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def lock(session: nox.Session) -> None:
-    """Re-make locks/<profile>/ from requirements/*.in (article: as PyPI stood on the post's date)."""
-    exclude_newer = ["--exclude-newer", EXCLUDE_NEWER[PROFILE]] if EXCLUDE_NEWER[PROFILE] else []
-    for interface in ("asgi", "wsgi"):
-        session.run("uv", "pip", "compile", f"requirements/{interface}.in", "--universal", "--generate-hashes",
-                    "--python-version", "3.10", "--upgrade", *exclude_newer,
-                    "-o", f"locks/{PROFILE}/{interface}.txt", external=True)
+    """Lock a study's apps with hashes (-- studies/mine.toml; default the post's), under GILFREE_PROFILE."""
+    harness(session, "lock", *session.posargs)
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, and real cells with Granian and every load generator on a GIL interpreter."""
     session.run("uv", "run", "--locked", "pytest", *session.posargs, env=HARNESS_ENV, external=True)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 KIND = "gilfree load generator ceiling"
 SCHEMA = 1
-# What the machine is compared on: a ceiling measured elsewhere, or on another kernel, says nothing here.
-MACHINE_FACTS = ("hostname", "cpu_model", "logical_cores", "kernel")
+# What the machine is compared on: a ceiling measured elsewhere, or on another kernel, says nothing here. Not the
+# host name: a new container on the same machine has another.
+MACHINE_FACTS = ("cpu_model", "logical_cores", "physical_cores", "memory_bytes", "kernel")
 
 
 def path(results_dir: Path, loadgen: str, pin: int | None) -> Path:

@@ -4,7 +4,7 @@ interval), and one bar chart per table."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -21,10 +21,12 @@ BAR_WIDTH = 0.4
 LOG_SCALE_SPREAD = 100  # a panel whose bars span more than this factor gets a log axis (table 3: 94 to 19377)
 
 
-def _panel(axes, field: str, post: list[Figures], yours: list[Figures | None]) -> None:
-    """One figure's bars: the post's at the left of each row, this run's at the right where measured."""
+def _panel(axes, field: str, post: list[Figures | None], yours: list[Figures | None]) -> None:
+    """One figure's bars: the post's at the left of each row where it gives one, this run's at the right where
+    measured."""
     positions = range(len(post))
-    posted = axes.bar([x - BAR_WIDTH / 2 for x in positions], [getattr(f, field) for f in post],
+    published = [(x, getattr(f, field)) for x, f in zip(positions, post) if f is not None]
+    posted = axes.bar([x - BAR_WIDTH / 2 for x, _ in published], [value for _, value in published],
                       BAR_WIDTH, label="post", color="0.65")
     measured = [(x, getattr(f, field)) for x, f in zip(positions, yours) if f is not None]
     ours = axes.bar([x + BAR_WIDTH / 2 for x, _ in measured], [value for _, value in measured],
@@ -32,7 +34,7 @@ def _panel(axes, field: str, post: list[Figures], yours: list[Figures | None]) -
     for bars in (posted, ours):
         axes.bar_label(bars, fmt="%.0f", fontsize=7)
     values = [bar.get_height() for bars in (posted, ours) for bar in bars]
-    if max(values) > LOG_SCALE_SPREAD * min(values):
+    if values and max(values) > LOG_SCALE_SPREAD * min(values):
         axes.set_yscale("log")
     axes.set_ylabel(PANELS[field])
 
@@ -87,7 +89,7 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def draw(path: Path, table: Table, names: list[str], post: list[Figures], yours: list[Figures | None],
+def draw(path: Path, table: Table, names: list[str], post: list[Figures | None], yours: list[Figures | None],
          axis_name: str) -> Path:
     """Write one PNG for the table: an RPS panel, and a RAM panel where the table has RAM."""
     fields = ["rps"] + (["ram_mb"] if "ram" in table.columns else [])
@@ -149,10 +151,8 @@ def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> l
     """One RSS timeline per cell of the tables that hold both variants, drawn where a run of it kept its series."""
     written = []
     for table in TABLES:
-        if {cell.variant for cell in table.cells} != {GIL, FREE_THREADED}:
-            continue
-        for gil in (cell for cell in table.cells if cell.variant == GIL):
-            pair = [replace(gil, variant=variant) for variant in (GIL, FREE_THREADED)]
+        for pair in table.variant_pairs(GIL, FREE_THREADED):
+            gil = pair[0]
             records = [record for cell in pair if (record := stored.get((table.id, cell.key)))
                        and any(run["status"] == "ok" and run.get("timeline") for run in record["runs"])]
             if records:

@@ -1,4 +1,5 @@
-"""Command line: `python -m gilfree run SESSION --python PATH [options]` and `python -m gilfree tables`.
+"""Command line: `python -m gilfree run SESSION --python PATH [options]`, `tables`, `compare`, and `lock STUDY`
+(its apps' locks, for `nox -s lock`).
 
 Exit status: 0 every run measured; 1 a cell failed (stored as failed); 2 bad input or a refusal (wrong
 interpreter, missing load generator, taken port, too little disk space, the machine busy with --no-wait), with
@@ -10,23 +11,20 @@ caller gone), after the server and the load are stopped. A session holds the mac
 from __future__ import annotations
 
 import argparse
-import math
 import ipaddress
+import math
 import re
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from . import PROJECT_ROOT, compare, machine_lock, render, results, study
+from . import compare, environments, machine_lock, matrix, render, results, study
 from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
-from .matrix import SESSIONS, TABLES
 from .processes import exit_with_caller
 from .remote import LoadHost, valid_destination
 from .server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
-
-DEFAULT_RESULTS = PROJECT_ROOT / "results"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -69,11 +67,11 @@ def port(text: str) -> int:
     return int(text)
 
 
-def readable_file(text: str) -> Path:
-    path = Path(text).resolve()
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"lock file {text!r} does not exist; give the file the environment came from")
-    return path
+def study_file(text: str) -> matrix.Study:
+    try:
+        return matrix.load(Path(text))
+    except matrix.StudyError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def bind_address(text: str) -> str:
@@ -119,18 +117,19 @@ def parser() -> argparse.ArgumentParser:
     main = OneLineParser(prog="gilfree", description=__doc__.splitlines()[0])
     commands = main.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = commands.add_parser("run", help="run one session's cells and render the tables")
-    run.add_argument("session", choices=SESSIONS, help="which part of the study (a nox session name)")
-    run.add_argument("--python", required=True, action="append", metavar="[VARIANT=]PATH",
-                     help="the interpreter of the environment under test; VARIANT=PATH once per variant "
-                          "for the two-variant sessions (asgi, wsgi)")
-    run.add_argument("--duration", type=duration, default="30s", help="load duration per cell (default 30s)")
+    run.add_argument("session", help="which part of which study (a nox session name: `nox -l` lists them)")
+    run.add_argument("--study", type=study_file, metavar="FILE",
+                     help="the study file the session is in (default: the one in studies/ that has it)")
+    run.add_argument("--python", required=True, action="append", metavar="[[APP:]VARIANT=]PATH",
+                     help="the interpreter of the environment under test; VARIANT=PATH once per variant in the "
+                          "sessions of several variants (asgi, wsgi), APP:VARIANT=PATH in those of several apps")
+    run.add_argument("--duration", type=duration, help="load duration per cell (default: the study's; the post's 30s)")
     run.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
     run.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
-    run.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
-    run.add_argument("--profile", choices=("article", "latest"), default="article",
-                     help="the dependency profile the environment was installed from (recorded)")
-    run.add_argument("--lock", type=readable_file, help="the lock file it was installed from (recorded, hashed)")
-    run.add_argument("--table", choices=[t.id for t in TABLES], help="run only this table of the session")
+    run.add_argument("--results-dir", type=writable_dir, help="default: the study's (results/ for the post's)")
+    run.add_argument("--profile", help="the study's profile the environments were installed from, whose locks "
+                                       "they must hold (default: GILFREE_PROFILE, else the study's first)")
+    run.add_argument("--table", help="run only this table of the session")
     run.add_argument("--repeat", type=count, default=1, help="runs per cell; tables show the median (default 1)")
     run.add_argument("--warmup", type=duration, default=0, help="load before each measured run (default none)")
     run.add_argument("--pin", type=count, metavar="N",
@@ -153,21 +152,32 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-wait", action="store_true",
                      help="refuse (exit 2) instead of waiting when another session holds the machine")
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
-    tables.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
+    tables.add_argument("--study", type=study_file, metavar="FILE", help="default: the post's, studies/article.toml")
+    tables.add_argument("--results-dir", type=writable_dir, help="default: the study's")
     report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
-    report.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
+    report.add_argument("--results-dir", type=writable_dir, help="default: the post's study's, results/")
+    lock = commands.add_parser("lock", help="lock a study's apps with hashes, under its profile (uv pip compile)")
+    lock.add_argument("study", type=study_file, metavar="FILE", nargs="?", default=str(matrix.ARTICLE_FILE))
+    lock.add_argument("--profile", help="default: GILFREE_PROFILE, else the study's first")
     return main
 
 
-def interpreters_by_variant(session: str, given: list[str]) -> dict[str, str]:
-    """`--python PATH` for a one-variant session, `--python 3.14=PATH --python 3.14t=PATH` for a two-variant one."""
-    variants = SESSIONS[session].variants
-    if len(given) == 1 and "=" not in given[0] and len(variants) == 1:
-        return {variants[0]: given[0]}
-    pythons = dict(item.split("=", 1) for item in given if "=" in item)
-    if len(pythons) != len(given) or set(pythons) != set(variants):
-        wanted = " ".join(f"--python {variant}=PATH" for variant in variants)
-        raise ValueError(f"session {session!r} needs one interpreter per variant, as {wanted}; got {given}")
+def interpreters_by_variant(session: matrix.Session, given: list[str]) -> dict[tuple[str, str], str]:
+    """(app, variant) -> interpreter. `--python PATH` for a session of one app and one variant; VARIANT=PATH for
+    one app; APP:VARIANT=PATH for several."""
+    apps, variants = session.apps, session.variants
+    wanted = [(app, variant) for app in apps for variant in variants]
+    if len(given) == 1 and "=" not in given[0] and len(wanted) == 1:
+        return {wanted[0]: given[0]}
+    pythons = {}
+    for item in given:
+        name, _, path = item.rpartition("=")
+        app, _, variant = name.rpartition(":")
+        pythons[app or (apps[0] if len(apps) == 1 else ""), variant] = path
+    if len(pythons) != len(given) or set(pythons) != set(wanted):
+        form = " ".join(f"--python {app + ':' if len(apps) > 1 else ''}{variant}=PATH" for app, variant in wanted)
+        raise ValueError(f"session {session.name!r} needs one interpreter per "
+                         f"{'app and ' if len(apps) > 1 else ''}variant, as {form}; got {' '.join(given)}")
     return pythons
 
 
@@ -177,16 +187,21 @@ def options_from(args: argparse.Namespace) -> study.Options:
         open_loop = ", ".join(name for name, tool in LOADGENS.items() if tool.open_loop)
         raise ValueError(f"--rate {args.rate:.10g} needs an open-loop load generator, and {args.loadgen} runs a closed "
                          f"loop only: add --loadgen {open_loop}")
-    if args.table and args.table not in SESSIONS[args.session].tables:
-        raise ValueError(f"table {args.table!r} is not part of session {args.session!r} "
-                         f"(its tables: {', '.join(SESSIONS[args.session].tables)})")
+    session = matrix.find_session(args.session, args.study.path if args.study else None)
+    if args.table and args.table not in session.tables:
+        raise ValueError(f"table {args.table!r} is not part of session {session.name!r} "
+                         f"(its tables: {', '.join(session.tables)})")
     options = study.Options(
         bind=args.bind, load_host=load_host(args),
-        session=args.session, pythons=interpreters_by_variant(args.session, args.python),
-        duration_s=args.duration, loadgen=args.loadgen, results_dir=args.results_dir, port=args.port,
-        keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile, lock=args.lock,
+        session=session, pythons=interpreters_by_variant(session, args.python),
+        duration_s=args.duration or session.study.duration_s, loadgen=args.loadgen,
+        results_dir=args.results_dir or writable_dir(str(session.study.results_dir)), port=args.port,
+        keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile,
         repeat=args.repeat, warmup_s=args.warmup, pin=args.pin, rate=args.rate,
     )
+    options.profile_name  # refuses a profile the study lacks
+    for app in session.apps:
+        options.lock(app)  # refuses an app without a lock
     options.settings  # refuses a --pin this machine cannot honour
     return options
 
@@ -233,10 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     main_parser = parser()
     args = main_parser.parse_args(_attach_values(sys.argv[1:] if argv is None else argv,
                                                  _value_options(main_parser)))
-    if args.command in ("tables", "compare"):
-        write = render.write_all if args.command == "tables" else compare.write_report
+    if args.command == "lock":
         try:
-            print("\n".join(str(path) for path in write(args.results_dir)))
+            return environments.lock(args.study, args.profile)
+        except matrix.StudyError as error:
+            print(f"gilfree: error: {error}", file=sys.stderr)
+            return 2
+    if args.command in ("tables", "compare"):
+        chosen = getattr(args, "study", None) or matrix.ARTICLE
+        results_dir = args.results_dir or writable_dir(str(chosen.results_dir))
+        try:
+            written = (render.write_all(results_dir, chosen) if args.command == "tables"
+                       else compare.write_report(results_dir))
+            print("\n".join(str(path) for path in written))
         except ValueError as unreadable:
             print(f"gilfree: error: {unreadable}", file=sys.stderr)
             return 2
@@ -254,11 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     exit_with_caller(study.say)
     try:
         options = options_from(args)
-    except ValueError as refusal:
+    except (ValueError, argparse.ArgumentTypeError) as refusal:
         print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
     try:
-        with machine_lock.held(options.session, wait=not args.no_wait, say=study.say):
+        with machine_lock.held(options.session.name, wait=not args.no_wait, say=study.say):
             stop_left_behind(study.say)
             ensure_port_free(options.port, options.bind)
             return study.run(options)

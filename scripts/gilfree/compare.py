@@ -70,7 +70,8 @@ class Side:
 
 def post_side() -> Side:
     cells = [cell for table in TABLES for cell in table.cells]
-    return Side({cell: PUBLISHED[(cell.table, cell.key)] for cell in cells}, {cell: cell.variant for cell in cells})
+    return Side({cell: PUBLISHED[(cell.table, cell.key)] for cell in cells if (cell.table, cell.key) in PUBLISHED},
+                {cell: cell.variant for cell in cells})
 
 
 def measured_figures(record: dict) -> Figures:
@@ -296,7 +297,9 @@ def ratio_chart(results_dir: Path, judged: list[ClaimVerdict]) -> Path:
 
 
 def post_values(table: Table, cell: Cell) -> list[str]:
-    formats = render.formatted(**vars(PUBLISHED[(cell.table, cell.key)]))
+    """The post's row as printed; "not published" in the figures of a row the post gives none for."""
+    figures = PUBLISHED.get((cell.table, cell.key))
+    formats = render.formatted(**vars(figures)) if figures else dict.fromkeys(render.FIGURES, "not published")
     cells, _ = render.row(table, cell, None)
     return [formats.get(column, value) for column, value in zip(table.columns, cells)]
 
@@ -365,16 +368,16 @@ def mebibytes(size: float | None) -> str:
 
 def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool) -> list[str]:
     """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load."""
-    load, usage, post = record["load"], record["resources"], PUBLISHED[(cell.table, cell.key)]
-    efficiency = (f"{verdicts.io_efficiency(cell, load['rps']):.0%} ({verdicts.io_efficiency(cell, post.rps):.0%})"
-                  if cell.endpoint == "io" else "")
+    load, usage, post = record["load"], record["resources"], PUBLISHED.get((cell.table, cell.key))
+    post_efficiency = f"{verdicts.io_efficiency(cell, post.rps):.0%}" if post else "n/a"
+    post_in_flight = f"{verdicts.in_flight(post.rps, post.latency_avg_ms):.1f}" if post else "n/a"
+    efficiency = f"{verdicts.io_efficiency(cell, load['rps']):.0%} ({post_efficiency})" if cell.endpoint == "io" else ""
     threads = cell.blocking_threads or "default"
     cores = verdicts.server_cores(record)
     sizes = [mebibytes(usage["peak_rss_bytes"]), mebibytes(usage.get("end_pss_bytes"))] if memory else []
     return [str(table.number), record["interpreter"]["label"],
             f"/{cell.endpoint}, workers {cell.workers}, threads {threads}", str(cell.concurrency),
-            f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} "
-            f"({verdicts.in_flight(post.rps, post.latency_avg_ms):.1f})", efficiency,
+            f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} ({post_in_flight})", efficiency,
             f"{load['loadgen_cpu_cores']:.2f}", "unknown" if cores is None else f"{cores:.1f}", str(load["errors"]),
             "unknown" if load["non_2xx"] is None else str(load["non_2xx"]), *sizes,
             "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record))]
@@ -419,7 +422,7 @@ def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], 
         leading = render.row(table, cell, None)[0][:2]
         names.append(", ".join(leading) + ("" if ran == cell.variant else f"\nyours: {ran}"))
     return charts.draw(results_dir / "charts" / f"{table.id}.png", table, names,
-                       [PUBLISHED[(table.id, cell.key)] for cell in table.cells],
+                       [PUBLISHED.get((table.id, cell.key)) for cell in table.cells],
                        [yours.figures.get(cell) for cell in table.cells],
                        ", ".join(render.HEADERS[column] for column in table.columns[:2]))
 

@@ -14,7 +14,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .server import APPS_DIR, server_env
+from .matrix import App, free_threaded, override_variable
+from .server import server_env
 
 PROBE = Path(__file__).with_name("probe.py")
 
@@ -56,17 +57,12 @@ class Interpreter:
         return {**asdict(self), "stand_in": self.stand_in, "optimisations": optimisations(self.config_args)}
 
 
-def override_variable(variant: str) -> str:
-    """GILFREE_PYTHON_3_14 for 3.14, GILFREE_PYTHON_3_14T for 3.14t."""
-    return "GILFREE_PYTHON_" + variant.upper().replace(".", "_")
-
-
-def probe(python: str, module: str) -> dict:
+def probe(python: str, app: App) -> dict:
     """Ask the interpreter under test about itself, after importing Granian and the app."""
-    module_name = module.split(":")[0]
+    module_name = app.target.split(":")[0]
     try:
         completed = subprocess.run(
-            [python, str(PROBE), str(APPS_DIR), module_name],
+            [python, str(PROBE), str(app.directory), module_name],
             capture_output=True, text=True, env=server_env(), timeout=120,
         )
     except OSError as error:
@@ -88,7 +84,7 @@ def probe(python: str, module: str) -> dict:
 
 def check(variant: str, facts: dict) -> Interpreter:
     """Refuse a GIL/free-threaded mismatch; label the rows with the version that really ran."""
-    wants_free_threaded = variant.endswith("t")
+    wants_free_threaded = free_threaded(variant)
     fix = f"point {override_variable(variant)} at a {'free-threaded' if wants_free_threaded else 'GIL'} build"
     found = f"{facts['executable']} is CPython {facts['version']}"
     if wants_free_threaded and not facts["free_threaded_build"]:

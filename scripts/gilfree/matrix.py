@@ -1,26 +1,173 @@
-"""The study as data: the post's six tables, their cells, and the nox sessions that run them.
+"""Studies as data: a TOML file (studies/*.toml) declares what is measured; this module reads and checks it.
 
-Everything the harness runs is walked from here; nothing else names a worker count or a concurrency.
+A study names its apps and their endpoints, its interpreter variants, the Granian settings and the load of each
+cell, its tables, and the nox sessions that run them. studies/article.toml is the post's study. A malformed
+file is refused before anything starts, with the file, the key and what was expected (StudyError).
+Everything the harness runs is walked from a Study; nothing else names a worker count or a concurrency.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import itertools
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-GIL = "3.14"
-FREE_THREADED = "3.14t"
-VARIANTS = (GIL, FREE_THREADED)
-POST_PYTHON = "3.14.0"  # the release the post ran, in both builds
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-APPS = {"asgi": "impl_fastapi:app", "wsgi": "impl_flask:app"}
-ENDPOINTS = ("json", "io")
-EXPECTED_BODY = {"message": "Hello, World!"}
+from . import PROJECT_ROOT
 
-# Columns of the post's two kinds of table.
-VARIANT_COLUMNS = ("python", "workers", "rps", "latency_avg", "latency_max", "cpu", "ram")
-THREADS_COLUMNS = ("endpoint", "threads", "rps", "latency_avg", "latency_max")
-WORKERS_COLUMNS = ("workers", "threads", "rps", "latency_avg", "latency_max")
+STUDIES_DIR = PROJECT_ROOT / "studies"
+ARTICLE_FILE = STUDIES_DIR / "article.toml"
+DEFAULT_PROFILE = "default"  # a study that declares no profile has this one, asking uv for each variant by name
+PROFILE_VARIABLE = "GILFREE_PROFILE"
+# The loop a cell key leaves unnamed: the post's (every ASGI command of the post passes --loop asyncio).
+KEY_SILENT_LOOP = "asyncio"
 
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=40)]
+Variant = Annotated[str, Field(pattern=r"^3\.\d+t?$")]
+Positive = Annotated[int, Field(ge=1)]
+
+# A table's columns: the cell's settings that tell its rows apart, then the figures.
+SETTING_COLUMNS = ("python", "workers", "threads", "endpoint", "loop", "runtime_mode", "runtime_threads", "cpus",
+                   "concurrency")
+FIGURE_COLUMNS = ("rps", "latency_avg", "latency_max", "cpu", "ram")
+Column = Literal[SETTING_COLUMNS + FIGURE_COLUMNS]
+
+
+class StudyError(ValueError):
+    """A study file that cannot be run as written: one line naming the file, the key and what was expected."""
+
+
+def override_variable(variant: str) -> str:
+    """GILFREE_PYTHON_3_14 for 3.14, GILFREE_PYTHON_3_14T for 3.14t: the interpreter to use for a variant."""
+    return "GILFREE_PYTHON_" + variant.upper().replace(".", "_")
+
+
+def free_threaded(variant: str) -> bool:
+    return variant.endswith("t")
+
+
+# --- the file, as written (pydantic checks it) --------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EndpointSpec(_Strict):
+    """What GET <path> must answer, before any load and after it (the TechEmpower habit)."""
+
+    path: str | None = Field(default=None, pattern=r"^/")  # default: /<endpoint name>
+    status: int = Field(default=200, ge=100, le=599)
+    json_body: Any = Field(default=None, alias="json")  # the body, parsed as JSON, must equal this
+    text: str | None = None  # or the body, as text, must equal this
+    io_wait_ms: float | None = Field(default=None, gt=0)  # what the endpoint waits per request, if it fakes I/O
+
+    @model_validator(mode="after")
+    def _one_body(self):
+        if self.json_body is not None and self.text is not None:
+            raise ValueError("give `json` or `text` for the expected body, not both")
+        return self
+
+
+class AppSpec(_Strict):
+    interface: Literal["asgi", "asginl", "rsgi", "wsgi"]
+    target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")  # module:attribute, as Granian takes it
+    directory: str  # where `target` is imported from, relative to the study file
+    requirements: str  # what the environment under test holds, relative to the study file (granian included)
+    endpoints: dict[Name, EndpointSpec] = Field(min_length=1)
+
+
+class ProfileSpec(_Strict):
+    python: dict[Variant, str]  # the interpreter uv is asked for, per variant ("3.14.0t")
+    exclude_newer: str | None = None  # lock as PyPI stood at this time (uv's --exclude-newer)
+
+
+class CellSpec(_Strict):
+    """A cell's settings: the Granian flags and the load. Omitted keys come from the table's `cell`."""
+
+    app: Name | None = None
+    variant: Variant | None = None
+    endpoint: Name | None = None
+    workers: Positive | None = None
+    blocking_threads: Positive | None = None  # omitted: Granian's default
+    loop: Literal["auto", "asyncio", "uvloop", "rloop"] | None = None
+    runtime_mode: Literal["st", "mt"] | None = None
+    runtime_threads: Positive | None = None
+    flags: tuple[str, ...] = ()  # further Granian flags, as given on its command line
+    cpus: Positive | None = None  # the CPUs the server may use (the first k); the load generator gets the rest
+    concurrency: Positive | None = None
+
+
+class PostFigures(_Strict):
+    """One row of a published table: its leading columns as printed, and its figures."""
+
+    shown_as: tuple[str, ...]
+    rps: float
+    latency_avg_ms: float
+    latency_max_ms: float
+    cpu: float | None = None
+    ram_mb: float | None = None
+
+
+class RowSpec(CellSpec):
+    post: PostFigures | None = None
+
+
+class TableSpec(_Strict):
+    number: Positive
+    title: str
+    columns: tuple[Column, ...] = Field(min_length=1)
+    cell: CellSpec = CellSpec()
+    rows: tuple[RowSpec, ...] | None = None  # the rows in order; or
+    grid: dict[str, list] | None = None  # every combination, in the order the keys are written (last fastest)
+    post_command: str | None = None  # the source's own server command, quoted
+
+    @model_validator(mode="after")
+    def _rows_or_grid(self):
+        if (self.rows is None) == (self.grid is None):
+            raise ValueError("give the table either `rows` or `grid`, and only one")
+        unknown = set(self.grid or ()) - set(CellSpec.model_fields)
+        if unknown:
+            raise ValueError(f"grid key {sorted(unknown)[0]!r} is not a cell setting "
+                             f"(one of: {', '.join(CellSpec.model_fields)})")
+        return self
+
+
+class SessionSpec(_Strict):
+    variants: tuple[Variant, ...] = Field(min_length=1)
+    tables: tuple[Name, ...] = Field(min_length=1)
+    description: str
+
+
+class StudyFile(_Strict):
+    title: str
+    variants: tuple[Variant, ...] = Field(min_length=1)
+    duration: str = Field(default="30s", pattern=r"^[1-9]\d*[sm]?$")
+    results: str | None = None  # relative to the study file; default: results/<study name>
+    locks: str | None = None  # <locks>/<profile>/<app>.txt, relative to the study file; default: <name>-locks
+    lock_python: str | None = Field(default=None, pattern=r"^3\.\d+$")  # uv's --python-version for the lock
+    default_sessions: tuple[Name, ...] | None = None
+    post_load_command: str | None = None
+    post_setup: dict[str, Any] | None = None
+    profiles: dict[Name, ProfileSpec] | None = None
+    apps: dict[Name, AppSpec] = Field(min_length=1)
+    tables: dict[Name, TableSpec] = Field(min_length=1)
+    sessions: dict[Name, SessionSpec] | None = None
+
+    @field_validator("variants")
+    @classmethod
+    def _distinct(cls, variants):
+        if len(set(variants)) != len(variants):
+            raise ValueError("each variant once")
+        return variants
+
+
+# --- the study, as the harness walks it --------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Cell:
@@ -33,101 +180,346 @@ class Cell:
     blocking_threads: int | None  # None: Granian's default (the post's ASGI commands set none)
     endpoint: str
     concurrency: int
+    app: str | None = None  # None in records older than studies: the app named like the interface
+    loop: str | None = None
+    runtime_mode: str | None = None
+    runtime_threads: int | None = None
+    flags: tuple[str, ...] = ()
+    cpus: int | None = None
 
     def __post_init__(self):
-        for name in ("workers", "blocking_threads", "concurrency"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"cell {self.table}: {name} must be a whole number of at least 1, not {value!r}")
-        if self.interface not in APPS or self.endpoint not in ENDPOINTS or self.variant not in VARIANTS:
-            raise ValueError(f"cell {self.table}: unknown interface, endpoint or variant in {self}")
+        object.__setattr__(self, "flags", tuple(self.flags))  # a record's JSON list
+        if self.app is None:
+            object.__setattr__(self, "app", self.interface)
 
     @property
     def key(self) -> str:
+        """The cell's name within its table (and its result file's): the post's dimensions, then only the
+        settings a cell sets beyond them, so the post's cells keep the names their stored results have."""
         threads = "default" if self.blocking_threads is None else self.blocking_threads
-        return f"{self.variant}-w{self.workers}-t{threads}-{self.endpoint}-c{self.concurrency}"
+        extras = [self.loop if self.loop not in (None, KEY_SILENT_LOOP) else None,
+                  f"rt{self.runtime_mode}" if self.runtime_mode else None,
+                  f"rth{self.runtime_threads}" if self.runtime_threads else None,
+                  "x" + re.sub(r"[^A-Za-z0-9]+", "", "".join(self.flags)) if self.flags else None,
+                  f"k{self.cpus}" if self.cpus else None]
+        base = f"{self.variant}-w{self.workers}-t{threads}-{self.endpoint}-c{self.concurrency}"
+        return "-".join([base, *filter(None, extras)])
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def but_variant(self) -> Cell:
+        """The cell with its variant blanked: two cells with the same one differ in the interpreter only."""
+        return replace(self, variant="")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    status: int
+    json_body: Any
+    text: str | None
+    io_wait_ms: float | None
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    interface: str
+    target: str
+    directory: Path
+    requirements: Path
+    endpoints: dict[str, Endpoint]
+
+    @property
+    def first_endpoint(self) -> Endpoint:
+        return next(iter(self.endpoints.values()))
+
 
 @dataclass(frozen=True)
 class Table:
-    """One of the post's tables: its number there, its title, its columns and its rows in order."""
+    """One table: its number, its title, its columns and its rows in order; the source's figures where known."""
 
     id: str
     number: int
     title: str
     columns: tuple[str, ...]
     cells: tuple[Cell, ...]
+    published: dict[Cell, PostFigures] = field(default_factory=dict, compare=False)
+    post_command: str | None = None
+
+    def variant_pairs(self, gil: str, threaded: str) -> list[tuple[Cell, Cell]]:
+        """(gil, threaded) cells that differ in nothing else, in the table's order: never paired by position."""
+        by_rest = {cell.but_variant: cell for cell in self.cells if cell.variant == threaded}
+        return [(cell, by_rest[cell.but_variant]) for cell in self.cells
+                if cell.variant == gil and cell.but_variant in by_rest]
 
 
-def _variant_rows(table: str, interface: str, endpoint: str, threads: int | None) -> tuple[Cell, ...]:
-    """The post's variant tables: 1 worker at c=128, then 2 workers at c=256, 3.14 before 3.14t."""
-    return tuple(
-        Cell(table, variant, interface, workers, threads, endpoint, concurrency)
-        for workers, concurrency in ((1, 128), (2, 256))
-        for variant in VARIANTS
-    )
-
-
-TABLES: tuple[Table, ...] = (
-    Table("asgi-json", 1, "ASGI (FastAPI), JSON endpoint", VARIANT_COLUMNS,
-          _variant_rows("asgi-json", "asgi", "json", None)),
-    Table("asgi-io", 2, "ASGI (FastAPI), I/O endpoint", VARIANT_COLUMNS,
-          _variant_rows("asgi-io", "asgi", "io", None)),
-    Table("wsgi-threads-gil", 3, "WSGI (Flask) on 3.14, 1 worker, blocking threads", THREADS_COLUMNS, tuple(
-        Cell("wsgi-threads-gil", GIL, "wsgi", 1, threads, endpoint, 128)
-        for endpoint in ENDPOINTS
-        for threads in (1, 8, 32, 128)
-    )),
-    Table("wsgi-workers-threads-ft", 4, "WSGI (Flask) on 3.14t, JSON endpoint, workers x threads",
-          WORKERS_COLUMNS, tuple(
-        Cell("wsgi-workers-threads-ft", FREE_THREADED, "wsgi", workers, threads, "json", 128)
-        for workers, threads in ((1, 2), (2, 1), (1, 4), (4, 1), (2, 2))
-    )),
-    Table("wsgi-json", 5, "WSGI (Flask), JSON endpoint", VARIANT_COLUMNS,
-          _variant_rows("wsgi-json", "wsgi", "json", 64)),
-    Table("wsgi-io", 6, "WSGI (Flask), I/O endpoint", VARIANT_COLUMNS,
-          _variant_rows("wsgi-io", "wsgi", "io", 64)),
-)
-
-TABLES_BY_ID = {table.id: table for table in TABLES}
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    python: dict[str, str]
+    exclude_newer: str | None
 
 
 @dataclass(frozen=True)
 class Session:
-    """A nox session: one interface on one or both interpreter variants, over some tables. With both, runs
-    alternate between the variants (the post's rows already do: 3.14, 3.14t, 3.14, 3.14t)."""
+    """A nox session: some tables on one or more variants. With several, runs alternate between the variants
+    run by run, so drift hits all alike."""
 
     name: str
-    interface: str
+    study: Study = field(repr=False, compare=False)
     variants: tuple[str, ...]
     tables: tuple[str, ...]
+    description: str
 
     def cells(self) -> tuple[Cell, ...]:
-        return tuple(
-            cell
-            for table in self.tables
-            for cell in TABLES_BY_ID[table].cells
-            if cell.variant in self.variants
+        return tuple(cell for table in self.tables for cell in self.study.tables_by_id[table].cells
+                     if cell.variant in self.variants)
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(cell.app for cell in self.cells()))
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    path: Path
+    title: str
+    variants: tuple[str, ...]
+    duration_s: int
+    results_dir: Path
+    locks_dir: Path
+    lock_python: str
+    apps: dict[str, App]
+    tables: tuple[Table, ...]
+    profiles: dict[str, Profile]
+    sessions: dict[str, Session] = field(default_factory=dict)
+    default_sessions: tuple[str, ...] = ()
+    post_load_command: str | None = None
+    post_setup: dict[str, Any] | None = None
+
+    @cached_property
+    def tables_by_id(self) -> dict[str, Table]:
+        return {table.id: table for table in self.tables}
+
+    @cached_property
+    def published(self) -> dict[tuple[str, str], PostFigures]:
+        """The source's figures by (table, cell key), for the rows that have them."""
+        return {(cell.table, cell.key): figures for table in self.tables for cell, figures in table.published.items()}
+
+    def profile(self, name: str | None = None) -> Profile:
+        """The named profile (GILFREE_PROFILE), else the study's first; a name the study lacks is refused."""
+        name = name or os.environ.get(PROFILE_VARIABLE) or next(iter(self.profiles))
+        if name not in self.profiles:
+            raise StudyError(f"{PROFILE_VARIABLE}={name!r} is not a profile of {self.path}: choose one of "
+                             f"{', '.join(self.profiles)}")
+        return self.profiles[name]
+
+    def lock_path(self, profile: str, app: str) -> Path:
+        return self.locks_dir / profile / f"{app}.txt"
+
+
+# --- from the file to the study ----------------------------------------------------------------------------
+
+def duration_seconds(text: str) -> int:
+    """'30s', '2m' or '30' (seconds) to whole seconds."""
+    return int(text.rstrip("sm")) * (60 if text.endswith("m") else 1)
+
+
+def _error_line(path: Path, error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    got = "" if first["type"] in ("missing", "value_error") else f", got {first['input']!r}"
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{path}: {key}: {message}{got}{more}"
+
+
+def _expand(table_id: str, spec: TableSpec) -> list[tuple[dict, PostFigures | None]]:
+    """The table's rows as settings dicts (the table's `cell` defaults under each row's own), with their figures."""
+    defaults = spec.cell.model_dump(exclude_defaults=True)
+    if spec.rows is not None:
+        return [({**defaults, **row.model_dump(exclude_defaults=True, exclude={"post"})}, row.post)
+                for row in spec.rows]
+    names, values = list(spec.grid), list(spec.grid.values())
+    rows = []
+    for combination in itertools.product(*values):
+        settings = {**defaults, **dict(zip(names, combination))}
+        CellSpec(**settings)  # each combination is checked as a written row would be
+        rows.append((settings, None))
+    return rows
+
+
+def _cell(study: StudyFile, table_id: str, settings: dict) -> Cell:
+    missing = [name for name in ("app", "variant", "endpoint", "workers", "concurrency") if settings.get(name) is None]
+    if missing:
+        raise ValueError(f"a row sets no {missing[0]} (set it in the row or in the table's `cell`)")
+    app = study.apps.get(settings["app"])
+    if app is None:
+        raise ValueError(f"app {settings['app']!r} is not one of the study's apps ({', '.join(study.apps)})")
+    if settings["endpoint"] not in app.endpoints:
+        raise ValueError(f"endpoint {settings['endpoint']!r} is not one of app {settings['app']}'s "
+                         f"({', '.join(app.endpoints)})")
+    if settings["variant"] not in study.variants:
+        raise ValueError(f"variant {settings['variant']!r} is not one of the study's variants "
+                         f"({', '.join(study.variants)})")
+    if settings.get("loop") and app.interface not in ("asgi", "asginl", "rsgi"):
+        raise ValueError(f"loop {settings['loop']!r} is for ASGI and RSGI apps; app {settings['app']} is "
+                         f"{app.interface}")
+    return Cell(table=table_id, interface=app.interface, **{"blocking_threads": None, **settings})
+
+
+def _tables(study: StudyFile) -> tuple[Table, ...]:
+    tables = []
+    for table_id, spec in study.tables.items():
+        cells, published = [], {}
+        for index, (settings, post) in enumerate(_expand(table_id, spec)):
+            try:
+                cell = _cell(study, table_id, settings)
+            except ValueError as error:
+                where = "rows" if spec.rows is not None else "grid"
+                raise StudyError(f"tables.{table_id}.{where}.{index}: {error}".replace("Value error, ", "")) from None
+            if cell.key in {c.key for c in cells}:
+                raise StudyError(f"tables.{table_id}.rows.{index}: the same cell twice ({cell.key})")
+            cells.append(cell)
+            if post is not None:
+                published[cell] = post
+        tables.append(Table(table_id, spec.number, spec.title, spec.columns, tuple(cells), published,
+                            spec.post_command))
+    return tuple(tables)
+
+
+def _sessions(name: str, study: Study, specs: dict[str, SessionSpec] | None) -> dict[str, Session]:
+    """The file's sessions; without any, `<name>` (every table, every variant interleaved) and `<name>-<variant>`."""
+    if specs is None:
+        every = tuple(table.id for table in study.tables)
+        specs = {name: SessionSpec(variants=study.variants, tables=every,
+                                   description=f"{study.title}: every table, {' and '.join(study.variants)} "
+                                               f"interleaved run by run")}
+        if len(study.variants) > 1:
+            specs |= {f"{name}-{variant}": SessionSpec(variants=(variant,), tables=every,
+                                                       description=f"{study.title}: every table on {variant} alone")
+                      for variant in study.variants}
+    sessions = {}
+    for session_name, spec in specs.items():
+        for table in spec.tables:
+            if table not in study.tables_by_id:
+                raise StudyError(f"sessions.{session_name}.tables: {table!r} is not one of the study's tables "
+                                 f"({', '.join(study.tables_by_id)})")
+        for variant in spec.variants:
+            if variant not in study.variants:
+                raise StudyError(f"sessions.{session_name}.variants: {variant!r} is not one of the study's "
+                                 f"variants ({', '.join(study.variants)})")
+        sessions[session_name] = Session(session_name, study, spec.variants, spec.tables, spec.description)
+    return sessions
+
+
+def _profiles(spec: StudyFile) -> dict[str, Profile]:
+    if not spec.profiles:
+        return {DEFAULT_PROFILE: Profile(DEFAULT_PROFILE, {variant: variant for variant in spec.variants}, None)}
+    for name, profile in spec.profiles.items():
+        if set(profile.python) != set(spec.variants):
+            raise StudyError(f"profiles.{name}.python: give one interpreter for each variant "
+                             f"({', '.join(spec.variants)}), got {', '.join(profile.python) or 'none'}")
+    return {name: Profile(name, dict(p.python), p.exclude_newer) for name, p in spec.profiles.items()}
+
+
+def _read(path: Path) -> StudyFile:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise StudyError(f"{path}: cannot be read ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise StudyError(f"{path}: not valid TOML ({error})") from None
+    try:
+        return StudyFile.model_validate(data)
+    except ValidationError as error:
+        raise StudyError(_error_line(path, error)) from None
+
+
+def load(path: Path) -> Study:
+    """Read and check a study file; StudyError (one line) if it cannot be run as written."""
+    path = Path(path).resolve()
+    spec = _read(path)
+    here, name = path.parent, path.stem
+    try:
+        apps = {app_name: App(app_name, app.interface, app.target, (here / app.directory).resolve(),
+                              (here / app.requirements).resolve(),
+                              {ep: Endpoint(ep, e.path or f"/{ep}", e.status, e.json_body, e.text, e.io_wait_ms)
+                               for ep, e in app.endpoints.items()})
+                for app_name, app in spec.apps.items()}
+        for app in apps.values():
+            if not app.directory.is_dir():
+                raise StudyError(f"apps.{app.name}.directory: {app.directory} is not a directory")
+        lowest = min(spec.variants, key=lambda v: tuple(map(int, v.rstrip("t").split("."))))
+        study = Study(
+            name=name, path=path, title=spec.title, variants=spec.variants,
+            duration_s=duration_seconds(spec.duration),
+            results_dir=(here / spec.results).resolve() if spec.results else PROJECT_ROOT / "results" / name,
+            locks_dir=(here / (spec.locks or f"{name}-locks")).resolve(),
+            lock_python=spec.lock_python or lowest.rstrip("t"),
+            apps=apps, tables=_tables(spec), profiles=_profiles(spec),
+            default_sessions=spec.default_sessions or (), post_load_command=spec.post_load_command,
+            post_setup=spec.post_setup,
         )
+        object.__setattr__(study, "sessions", _sessions(name, study, spec.sessions))
+        if not study.default_sessions:
+            object.__setattr__(study, "default_sessions", (next(iter(study.sessions)),))
+        unknown = [s for s in study.default_sessions if s not in study.sessions]
+        if unknown:
+            raise StudyError(f"default_sessions: {unknown[0]!r} is not one of the study's sessions")
+    except StudyError as error:
+        message = str(error)
+        raise StudyError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+    return study
 
 
-SESSIONS: dict[str, Session] = {
-    session.name: session
-    for session in (
-        Session("asgi-3.14", "asgi", (GIL,), ("asgi-json", "asgi-io")),
-        Session("asgi-3.14t", "asgi", (FREE_THREADED,), ("asgi-json", "asgi-io")),
-        Session("wsgi-3.14", "wsgi", (GIL,), ("wsgi-json", "wsgi-io")),
-        Session("wsgi-3.14t", "wsgi", (FREE_THREADED,), ("wsgi-json", "wsgi-io")),
-        Session("wsgi-threads-3.14", "wsgi", (GIL,), ("wsgi-threads-gil",)),
-        Session("wsgi-workers-3.14t", "wsgi", (FREE_THREADED,), ("wsgi-workers-threads-ft",)),
-        Session("asgi", "asgi", VARIANTS, ("asgi-json", "asgi-io")),
-        Session("wsgi", "wsgi", VARIANTS, ("wsgi-json", "wsgi-io")),
-    )
-}
-# The sessions that together run every cell once (`nox` with no session): tables 1-2 and 5-6 interleaved, so that
-# drift between sessions cannot bias a 3.14t / 3.14 ratio. The one-variant sessions of those tables stay for
-# running one variant alone.
-STUDY = ("asgi", "wsgi", "wsgi-threads-3.14", "wsgi-workers-3.14t")
+def discover(directory: Path = STUDIES_DIR) -> tuple[dict[str, Study], dict[Path, StudyError]]:
+    """Every study file in the folder, checked; the refused ones apart, each with its one-line reason. A session
+    name already taken by an earlier file (in name order, article first) refuses the later file."""
+    studies, refused, owners = {}, {}, {}
+    for path in sorted(directory.glob("*.toml"), key=lambda p: (p != ARTICLE_FILE, p.name)):
+        try:
+            study = load(path)
+            taken = [name for name in study.sessions if name in owners]
+            if taken:
+                raise StudyError(f"{path}: session {taken[0]!r} is already {owners[taken[0]]}'s; rename the file")
+        except StudyError as error:
+            refused[path] = error
+            continue
+        studies[study.name] = study
+        owners |= dict.fromkeys(study.sessions, path.name)
+    return studies, refused
+
+
+ARTICLE = load(ARTICLE_FILE)
+# The post's tables, for the modules that judge the post's claims and set its figures beside a run's.
+TABLES = ARTICLE.tables
+TABLES_BY_ID = ARTICLE.tables_by_id
+GIL, FREE_THREADED = ARTICLE.variants
+
+
+def sessions() -> dict[str, Session]:
+    """Every session of every readable study in studies/, by name."""
+    return {name: session for study in discover()[0].values() for name, session in study.sessions.items()}
+
+
+def find_session(name: str, study_file: Path | None = None) -> Session:
+    """The named session, from the given study file or else from studies/; StudyError if there is none."""
+    if study_file is not None:
+        study = load(study_file)
+        if name not in study.sessions:
+            raise StudyError(f"session {name!r} is not one of {study.path.name}'s: {', '.join(study.sessions)}")
+        return study.sessions[name]
+    studies, refused = discover()
+    for study in studies.values():
+        if name in study.sessions:
+            return study.sessions[name]
+    hint = "".join(f"; {error}" for path, error in refused.items()
+                   if name == path.stem or name.startswith(path.stem + "-"))
+    known = ", ".join(n for study in studies.values() for n in study.sessions)
+    raise StudyError(f"no session {name!r} in {STUDIES_DIR}{hint or f' (sessions: {known})'}")

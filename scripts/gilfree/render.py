@@ -9,20 +9,17 @@ from tabulate import tabulate
 
 from . import ceiling, results, stats
 from .loadgen import PERCENTILES
-from .matrix import TABLES, Cell, Table
+from .matrix import Cell, Study, Table
 from .sampler import DEFAULT_INTERVAL_S
 
 HEADERS = {
-    "python": "Python", "workers": "Workers", "threads": "Threads", "endpoint": "Endpoint",
+    "python": "Python", "workers": "Workers", "threads": "Threads", "endpoint": "Endpoint", "loop": "Loop",
+    "runtime_mode": "Runtime mode", "runtime_threads": "Runtime threads", "cpus": "Server CPUs",
+    "concurrency": "Connections",
     "rps": "RPS", "latency_avg": "Latency avg", "latency_max": "Latency max", "cpu": "CPU", "ram": "RAM",
 }
 FIGURES = ("rps", "latency_avg", "latency_max", "cpu", "ram")
 ENDPOINT_NAMES = {"json": "JSON", "io": "I/O"}
-COMMANDS = {
-    "asgi": "granian --interface asgi --loop asyncio --workers {N} impl_fastapi:app",
-    "wsgi": "granian --interface wsgi --workers {N} --blocking-threads {T} impl_flask:app",
-}
-LOAD = "rewrk -d 30s -c {CONCURRENCY} --host http://127.0.0.1:8000/{ENDPOINT}"
 FOOTNOTE = """\
 - RPS: requests per second as the load generator reports it over its window; Latency avg / max: its mean and
   maximum response time.
@@ -60,6 +57,11 @@ def _figures(record: dict) -> dict[str, str]:
     load, usage = record["load"], record["resources"]
     return formatted(load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"],
                      usage["peak_rss_bytes"] / 2**20)
+
+
+def endpoint_name(endpoint: str) -> str:
+    """The post's names for its endpoints (JSON, I/O); any other endpoint by its own name."""
+    return ENDPOINT_NAMES.get(endpoint, endpoint)
 
 
 def _ok_runs(record: dict | None) -> int:
@@ -130,8 +132,13 @@ def row(table: Table, cell: Cell, record: dict | None,
     identity = {
         "python": record["interpreter"]["label"] if record else cell.variant,
         "workers": str(cell.workers),
-        "threads": str(cell.blocking_threads),
-        "endpoint": ENDPOINT_NAMES[cell.endpoint],
+        "threads": "default" if cell.blocking_threads is None else str(cell.blocking_threads),
+        "endpoint": endpoint_name(cell.endpoint),
+        "loop": cell.loop or "default",
+        "runtime_mode": cell.runtime_mode or "default",
+        "runtime_threads": str(cell.runtime_threads or "default"),
+        "cpus": str(cell.cpus or "all"),
+        "concurrency": str(cell.concurrency),
     }
     if record is None:
         figures, notes = dict.fromkeys(FIGURES, "not run"), []
@@ -169,7 +176,7 @@ def conditions(record: dict) -> dict:
     settings = results.measured_settings(record.get("settings", {}))
     environment = record.get("environment") or {}
     return {**settings, "profile": environment.get("profile"), "lock": environment.get("lock_sha256"),
-            "machine": (record.get("machine") or {}).get("hostname"),
+            "machine": results.machine_identity(record["machine"]) if record.get("machine") else None,
             "load_generator": record.get("load_generator")}
 
 
@@ -245,11 +252,12 @@ def _this_run(records: list[dict]) -> str:
             f"`{_executable_named(commands['load'])}`.\n")
 
 
-def post_command(table: Table) -> str:
-    """The post's server command for the table: its thread count where every row shares one, else {T}."""
-    threads = {cell.blocking_threads for cell in table.cells}
-    command = COMMANDS[table.cells[0].interface]
-    return command.replace("{T}", str(threads.pop())) if len(threads) == 1 else command
+def _source_commands(table: Table, study: Study) -> list[str]:
+    """The commands the study's source printed for this table, where it has them."""
+    if not table.post_command:
+        return []
+    load = f", loaded by `{study.post_load_command}`" if study.post_load_command else ""
+    return [f"The post's commands: `{table.post_command}`{load}."]
 
 
 def legend(records: list[dict]) -> str:
@@ -260,7 +268,7 @@ def legend(records: list[dict]) -> str:
             + ("\n" + PERCENTILE_FOOTNOTE if percentiles else ""))
 
 
-def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibrations: list[dict] = (),
+def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dict], calibrations: list[dict] = (),
                    with_legend: bool = True) -> str:
     """One table; with_legend adds the column legend (TABLES.md gives it once, after all six)."""
     rows, notes, present = [], [], []
@@ -289,7 +297,7 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibratio
     return "\n".join([
         f"## Table {table.number}: {table.title}",
         "",
-        f"The post's commands: `{post_command(table)}`, loaded by `{LOAD}`.",
+        *_source_commands(table, study),
         _this_run(present),
         tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
         "",
@@ -300,18 +308,18 @@ def table_markdown(table: Table, stored: dict[tuple[str, str], dict], calibratio
     ])
 
 
-def write_all(results_dir: Path) -> list[Path]:
-    """Write one Markdown file per table and TABLES.md with all six, in the post's order."""
+def write_all(results_dir: Path, study: Study) -> list[Path]:
+    """Write one Markdown file per table of the study and TABLES.md with all of them, in the study's order."""
     stored, calibrations = results.load(results_dir), ceiling.load_all(results_dir)
     out = results_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for table in TABLES:
+    for table in study.tables:
         path = out / f"{table.id}.md"
-        results.write_text_atomic(path, table_markdown(table, stored, calibrations))
+        results.write_text_atomic(path, table_markdown(table, study, stored, calibrations))
         written.append(path)
     everything = results_dir / "TABLES.md"
-    sections = [table_markdown(table, stored, calibrations, with_legend=False) for table in TABLES]
-    results.write_text_atomic(everything, "# The post's tables, as measured here\n\n" + "\n".join(sections)
+    sections = [table_markdown(table, study, stored, calibrations, with_legend=False) for table in study.tables]
+    results.write_text_atomic(everything, f"# {study.title}: the tables, as measured here\n\n" + "\n".join(sections)
                               + "\n## Columns\n\n" + legend(list(stored.values())) + "\n")
     return [everything, *written]

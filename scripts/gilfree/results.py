@@ -19,7 +19,7 @@ import psutil
 
 from .matrix import Cell
 
-SCHEMA = 3  # 2: every run kept under "runs"; load and resources are their medians. 3: see MIGRATIONS
+SCHEMA = 4  # 2: every run kept under "runs"; load and resources are their medians. 3 and 4: see MIGRATIONS
 OLDEST_READABLE = 2
 
 
@@ -49,8 +49,22 @@ def _from_2(record: dict) -> dict:
     return record
 
 
+def _from_3(record: dict) -> dict:
+    """Schema 4 came with study files: a record names its study, and its cell its app and every Granian setting.
+    Every older record is of the post's study, whose apps are named like their interfaces and whose ASGI
+    commands all passed --loop asyncio; no other setting was ever given."""
+    record.setdefault("study", "article")
+    cell = record.get("cell")
+    if isinstance(cell, dict):
+        cell.setdefault("app", cell.get("interface"))
+        cell.setdefault("loop", "asyncio" if cell.get("interface") == "asgi" else None)
+        for name, unset in (("runtime_mode", None), ("runtime_threads", None), ("flags", []), ("cpus", None)):
+            cell.setdefault(name, unset)
+    return record
+
+
 # How a record of schema N becomes one of N + 1, in memory only: a stored file is never rewritten (pyperf's way).
-MIGRATIONS = {2: _from_2}
+MIGRATIONS = {2: _from_2, 3: _from_3}
 
 
 def migrate(record: dict, path: Path) -> dict:
@@ -200,10 +214,13 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict]:
     for path in sorted((results_dir / "raw").glob("*/*.json")):
         try:
             record = json.loads(path.read_text())
+            record = migrate(record, path) if isinstance(record, dict) else record
             cell = Cell(**record["cell"])
         except (ValueError, KeyError, TypeError) as error:
+            if str(error).startswith(str(path)):
+                raise
             raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell")
-        records[(cell.table, cell.key)] = migrate(record, path)
+        records[(cell.table, cell.key)] = record
     return records
 
 
@@ -220,6 +237,14 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine_identity(facts: dict) -> str:
+    """What makes two machines the same for a measurement: the hardware a container sees of its host, not the
+    host name (every new container gets another) nor a machine id (another per image)."""
+    memory = facts.get("memory_bytes")
+    return (f"{facts.get('cpu_model')}, {facts.get('logical_cores')} logical / {facts.get('physical_cores')} "
+            f"physical cores, {round(memory / 2**30) if memory else '?'} GiB")
 
 
 @cache

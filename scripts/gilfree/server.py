@@ -17,11 +17,10 @@ import psutil
 
 from . import PROJECT_ROOT, machine_lock
 from .processes import GroupReaper, dies_with_parent, finish, pinned, signal_group
-from .matrix import APPS, ENDPOINTS, EXPECTED_BODY, Cell
+from .matrix import App, Cell, Endpoint
 
 DEFAULT_BIND = "127.0.0.1"  # Granian's own default, made explicit; any other address must be asked for
 DEFAULT_PORT = 8000
-APPS_DIR = PROJECT_ROOT / "apps"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 1.0  # Granian stops in ~0.03 s when idle; some 2-worker stops hang until killed
 STARTING_STOP_TIMEOUT_S = 0.5
@@ -39,20 +38,34 @@ class ServerError(Exception):
     """The server could not be started, did not answer as expected, or died."""
 
 
-def granian_command(granian: str, cell: Cell, port: int, bind: str = DEFAULT_BIND) -> list[str]:
-    """The post's command for this cell, with Granian's host (default 127.0.0.1) and port made explicit."""
+def granian_command(granian: str, cell: Cell, app: App, port: int, bind: str = DEFAULT_BIND) -> list[str]:
+    """The one Granian command line: the cell's settings in the post's order (interface, loop, workers, blocking
+    threads), then any others it sets, with Granian's host (default 127.0.0.1) and port made explicit."""
     command = [granian, "--interface", cell.interface]
-    if cell.interface == "asgi":
-        command += ["--loop", "asyncio"]
+    if cell.loop is not None:
+        command += ["--loop", cell.loop]
     command += ["--workers", str(cell.workers)]
-    if cell.blocking_threads is not None:
-        command += ["--blocking-threads", str(cell.blocking_threads)]
-    return command + ["--host", bind, "--port", str(port), APPS[cell.interface]]
+    for flag, value in (("--blocking-threads", cell.blocking_threads), ("--runtime-mode", cell.runtime_mode),
+                        ("--runtime-threads", cell.runtime_threads)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command + [*cell.flags, "--host", bind, "--port", str(port), app.target]
 
 
-def url(port: int, endpoint: str, bind: str = DEFAULT_BIND) -> str:
+def url(port: int, path: str, bind: str = DEFAULT_BIND) -> str:
     host = f"[{bind}]" if ":" in bind else bind  # an IPv6 address is bracketed in a URL
-    return f"http://{host}:{port}/{endpoint}"
+    return f"http://{host}:{port}{path}"
+
+
+def answer_problem(endpoint: Endpoint, status: int, body: bytes) -> str | None:
+    """What is wrong with an answer, against what the study expects of the endpoint; None if nothing."""
+    if status != endpoint.status:
+        return f"status {status}, expected {endpoint.status}"
+    if endpoint.json_body is not None and _json_or_none(body) != endpoint.json_body:
+        return f"body {body[:200]!r}, expected the JSON {endpoint.json_body}"
+    if endpoint.text is not None and body.decode(errors="replace") != endpoint.text:
+        return f"body {body[:200]!r}, expected the text {endpoint.text[:200]!r}"
+    return None
 
 
 def port_holder(port: int) -> str:
@@ -111,9 +124,10 @@ def server_env() -> dict[str, str]:
 class GranianServer:
     """A Granian process group serving one cell; use as a context manager so it is always stopped."""
 
-    def __init__(self, command: list[str], port: int, log_path: Path, cpus: tuple[int, ...] | None = None,
-                 bind: str = DEFAULT_BIND):
+    def __init__(self, command: list[str], app: App, port: int, log_path: Path,
+                 cpus: tuple[int, ...] | None = None, bind: str = DEFAULT_BIND):
         self.command = command
+        self.app = app
         self.cpus = cpus
         self.port = port
         self.bind = bind
@@ -129,7 +143,7 @@ class GranianServer:
         with open(self.log_path, "wb") as log, pinned(self.cpus):
             try:
                 self.process = subprocess.Popen(
-                    self.command, cwd=APPS_DIR, env=server_env(), stdin=subprocess.DEVNULL,
+                    self.command, cwd=self.app.directory, env=server_env(), stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=dies_with_parent(signal.SIGTERM),  # Granian stops its workers on SIGTERM
                 )
@@ -162,12 +176,12 @@ class GranianServer:
             raise self.fail(f"Granian exited with status {self.process.returncode}")
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
-        """Poll until the JSON endpoint answers at all; return the seconds it took."""
+        """Poll until the app's first endpoint answers at all; return the seconds it took."""
         started = time.perf_counter()
         while True:
             self.check_alive()
             try:
-                with LOCAL.open(url(self.port, "json", self.bind), timeout=1):
+                with LOCAL.open(url(self.port, self.app.first_endpoint.path, self.bind), timeout=1):
                     break
             except urllib.error.HTTPError:
                 break  # it answers; whether rightly is verify()'s question
@@ -179,19 +193,18 @@ class GranianServer:
         return time.perf_counter() - started
 
     def verify(self, when: str = "before any load") -> None:
-        """Every endpoint answers 200 with the expected body (the TechEmpower habit): before any load, and
+        """Every endpoint of the app answers as the study expects (the TechEmpower habit): before any load, and
         after it, since a load generator may not look at what it got."""
-        for endpoint in ENDPOINTS:
+        for endpoint in self.app.endpoints.values():
             try:
-                with LOCAL.open(url(self.port, endpoint, self.bind), timeout=5) as response:
+                with LOCAL.open(url(self.port, endpoint.path, self.bind), timeout=5) as response:
                     status, body = response.status, response.read()
             except urllib.error.HTTPError as error:
                 status, body = error.code, error.read()
             except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-                raise self.fail(f"GET /{endpoint} failed {when}: {error}")
-            if status != 200 or _json_or_none(body) != EXPECTED_BODY:
-                raise self.fail(f"GET /{endpoint} answered {status} {body[:200]!r} {when}, "
-                                f"expected 200 {EXPECTED_BODY}")
+                raise self.fail(f"GET {endpoint.path} failed {when}: {error}")
+            if problem := answer_problem(endpoint, status, body):
+                raise self.fail(f"GET {endpoint.path} answered {problem} ({when})")
 
     def workers_lost(self) -> int:
         """How many workers died: processes seen at readiness that are gone (GIL builds), or worker exits in

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import psutil
 from . import render, results, stats
 from .interpreters import Interpreter, check, check_lock, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
-from .matrix import APPS, POST_PYTHON, SESSIONS, Cell
+from .matrix import Cell, Session
 from .processes import split_cpus
 from .remote import LoadHost
 from .sampler import TreeSampler
@@ -35,8 +36,8 @@ EXIT_STORAGE_FULL = 3
 
 @dataclass(frozen=True)
 class Options:
-    session: str
-    pythons: dict[str, str]  # variant -> interpreter of its environment under test
+    session: Session
+    pythons: dict[tuple[str, str], str]  # (app, variant) -> interpreter of its environment under test
     duration_s: int
     loadgen: str
     results_dir: Path
@@ -44,8 +45,7 @@ class Options:
     keep_going: bool = False
     force: bool = False
     table: str | None = None
-    profile: str = "article"
-    lock: Path | None = None
+    profile: str | None = None  # None: the study's first (or GILFREE_PROFILE)
     repeat: int = 1
     warmup_s: int = 0
     pin: int | None = None  # CPUs for the load generator; the server gets the others
@@ -53,11 +53,28 @@ class Options:
     bind: str = DEFAULT_BIND  # the one address Granian listens on
     load_host: LoadHost | None = None  # where the load generator runs; None: on this machine
 
+    @property
+    def study(self):
+        return self.session.study
+
     @cached_property
-    def environment(self) -> dict:
-        """Where the environment under test came from: the profile, and the lock file with its hash."""
-        digest = hashlib.sha256(self.lock.read_bytes()).hexdigest() if self.lock else None
-        return {"profile": self.profile, "lock": str(self.lock) if self.lock else None, "lock_sha256": digest}
+    def profile_name(self) -> str:
+        return self.study.profile(self.profile).name
+
+    def lock(self, app: str) -> Path:
+        """The lock the app's environment under test was installed from; refused if it was never made."""
+        path = self.study.lock_path(self.profile_name, app)
+        if not path.is_file():
+            raise ValueError(f"app {app} of {self.study.path.name} has no lock {path}: make it with "
+                             f"`nox -s lock -- {self.study.path}`")
+        return path
+
+    def environment(self, app: str) -> dict:
+        """Where the app's environment under test came from: the profile, and the lock file (named relative to
+        the study file, where the checkout may move) with the hash of its content."""
+        lock = self.lock(app)
+        return {"profile": self.profile_name, "lock": os.path.relpath(lock, self.study.path.parent),
+                "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest()}
 
     @cached_property
     def settings(self) -> dict:
@@ -73,41 +90,47 @@ def say(message: str) -> None:
     print(f"gilfree: {message}", file=sys.stderr, flush=True)
 
 
-def fingerprint(interpreter: Interpreter, options: Options, load_generator: dict) -> str:
-    """What must match for stored runs to count as runs of the same measurement (not where the environment
-    lives: the one- and two-variant sessions build the same environment in different folders)."""
+def fingerprint(cell: Cell, interpreter: Interpreter, options: Options, load_generator: dict) -> str:
+    """What must match for stored runs to count as runs of the same measurement: not where the environment or
+    the checkout lives (the one- and two-variant sessions build the same environment in different folders), nor
+    the host's name (a new container on the same machine measures the same thing)."""
+    environment = options.environment(cell.app)
     identity = {
         "python": [interpreter.version, interpreter.free_threaded_build],
         "load_generator": load_generator["version"],
         "packages": interpreter.packages,
         "settings": results.measured_settings(options.settings),
-        "environment": options.environment,
-        "machine": results.machine()["hostname"],
+        "environment": [environment["profile"], environment["lock_sha256"]],
+        "machine": results.machine_identity(results.machine()),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def interpreters(options: Options) -> dict[str, Interpreter]:
-    """Probe and check the interpreter of each of the session's variants; warn loudly about stand-ins."""
-    session = SESSIONS[options.session]
+def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:
+    """Probe and check the interpreter of each of the session's apps and variants against the variant and the
+    app's lock; warn loudly about stand-ins."""
     found = {}
-    for variant in session.variants:
-        interpreter = check(variant, probe(options.pythons[variant], APPS[session.interface]))
-        if options.lock:
-            check_lock(options.lock, interpreter.packages)
-        if interpreter.stand_in:
-            say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
-                f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers.")
-        for warning in interpreter_warnings(interpreter, options):
-            say(f"WARNING {variant}: {warning}")
-        found[variant] = interpreter
+    for app in options.session.apps:
+        for variant in options.session.variants:
+            interpreter = check(variant, probe(options.pythons[app, variant], options.study.apps[app]))
+            check_lock(options.lock(app), interpreter.packages)
+            if interpreter.stand_in:
+                say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
+                    f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers.")
+            for warning in interpreter_warnings(interpreter, options):
+                say(f"WARNING {variant}: {warning}")
+            found[app, variant] = interpreter
     return found
 
 
 def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[str]:
-    """What every row of this interpreter carries: under the article profile, a patch release not the post's."""
-    if options.profile == "article" and not interpreter.stand_in and interpreter.version != POST_PYTHON:
-        return [f"CPython {interpreter.version} is not the post's {POST_PYTHON}"]
+    """What every row of this interpreter carries: a patch release other than the exact one the profile asks for
+    (the article profile asks for the post's 3.14.0)."""
+    wanted = options.study.profile(options.profile).python[interpreter.variant]
+    exact = wanted.rstrip("t").count(".") == 2
+    if exact and not interpreter.stand_in and interpreter.version != wanted.rstrip("t"):
+        return [f"CPython {interpreter.version} is not the {wanted.rstrip('t')} that profile "
+                f"{options.profile_name} asks for"]
     return []
 
 
@@ -117,8 +140,8 @@ def run(options: Options) -> int:
     generator = LOADGENS[options.loadgen]
     load_generator = describe(generator, options.load_host)
     checked = interpreters(options)
-    cells = [cell for cell in SESSIONS[options.session].cells() if options.table in (None, cell.table)]
-    records = {cell: _stored(options, cell, fingerprint(checked[cell.variant], options, load_generator))
+    cells = [cell for cell in options.session.cells() if options.table in (None, cell.table)]
+    records = {cell: _stored(options, cell, fingerprint(cell, checked[cell.app, cell.variant], options, load_generator))
                for cell in cells}
     kept = sum(min(len(record["runs"]), options.repeat) for record in records.values())
     if kept:
@@ -128,8 +151,8 @@ def run(options: Options) -> int:
     status = 0
     try:
         for index, (round_, cell) in enumerate(plan):
-            _progress(index, plan, round_, cell, checked[cell.variant], generator, options)
-            if not _run_once(records[cell], cell, checked[cell.variant], load_generator, options):
+            _progress(index, plan, round_, cell, checked[cell.app, cell.variant], generator, options)
+            if not _run_once(records[cell], cell, checked[cell.app, cell.variant], load_generator, options):
                 status = 1
                 if not options.keep_going:
                     break
@@ -164,7 +187,7 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
 def _render(options: Options, status: int) -> int:
     """Re-render the tables (after every record is stored: they are optional); a full disk keeps the records."""
     try:
-        written = render.write_all(options.results_dir)
+        written = render.write_all(options.results_dir, options.study)
     except results.StorageFull as full:
         if status != EXIT_STORAGE_FULL:
             say(f"error: {full}; the tables were not re-rendered: run `nox -s tables` once there is space")
@@ -208,8 +231,7 @@ def _progress(index: int, plan: list, round_: int, cell: Cell, interpreter: Inte
               generator: LoadGenerator, options: Options) -> None:
     left = (len(plan) - index) * (options.duration_s + options.warmup_s + SETUP_ESTIMATE_S)
     repeat = f" run {round_ + 1}/{options.repeat}" if options.repeat > 1 else ""
-    say(f"[{index + 1}/{len(plan)}] {cell.table} {interpreter.label} workers={cell.workers} "
-        f"threads={cell.blocking_threads or 'default'} /{cell.endpoint} c={cell.concurrency}{repeat}, "
+    say(f"[{index + 1}/{len(plan)}] {cell.table} {interpreter.label} {cell.key}{repeat}, "
         f"{generator.name} {options.duration_s}s; about {left:.0f}s left in this session")
 
 
@@ -239,13 +261,14 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
     failures = [run["failure"] for run in runs if run["status"] != "ok"]
     record.update(
         schema=results.SCHEMA,
+        study=options.study.name,
         cell=cell.as_dict(),
         commands=runs[-1]["commands"],
         interpreter=interpreter.as_dict(),
         status="failed" if failures else "ok" if len(ok) >= options.repeat else "incomplete",
         failure=failures[-1] if failures else None,
         settings=options.settings,
-        environment=options.environment,
+        environment=options.environment(cell.app),
         machine=results.machine(),
         harness={"python": sys.version.split()[0]},
         load=None, resources=None, spread=None,
@@ -266,8 +289,9 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
     settings = options.settings
     granian = str(Path(interpreter.executable).parent / "granian")
-    server_command = granian_command(granian, cell, options.port, options.bind)
-    target = url(options.port, cell.endpoint, options.bind)
+    app = options.study.apps[cell.app]
+    server_command = granian_command(granian, cell, app, options.port, options.bind)
+    target = url(options.port, app.endpoints[cell.endpoint].path, options.bind)
     load_command = generator.command(target, options.duration_s, cell.concurrency, options.rate)
     run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None,
            "timings": {},
@@ -279,7 +303,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     busy = _busy_share()
     started = time.perf_counter()
     try:
-        with GranianServer(server_command, options.port, log, cpus=settings["server_cpus"],
+        with GranianServer(server_command, app, options.port, log, cpus=settings["server_cpus"],
                            bind=options.bind) as server:
             run["timings"]["ready_s"] = server.wait_ready()
             server.verify()

@@ -17,7 +17,7 @@ from enum import Enum
 
 from . import ceiling, render, stats
 from .loadgen import LOADGENS
-from .matrix import SESSIONS, TABLES_BY_ID, Cell
+from .matrix import ARTICLE, FREE_THREADED, GIL, TABLES_BY_ID, Cell
 from .published import PUBLISHED
 
 # Bands; ratios are 3.14t / 3.14 unless a claim says otherwise.
@@ -28,7 +28,7 @@ FAR_FASTER = 1.5  # "far faster": at least this
 MEMORY_MARGIN = 0.05  # "less" / "more" memory: at most 1 - MEMORY_MARGIN / at least 1 + MEMORY_MARGIN
 
 # Preconditions.
-IO_WAIT_S = 0.010  # what /io sleeps
+IO_WAIT_S = ARTICLE.apps["asgi"].endpoints["io"].io_wait_ms / 1000  # what the post's /io sleeps (its study file)
 IO_EFFICIENCY = 0.80  # an I/O claim is judged only on rows reaching this share of the ideal I/O throughput
 LITTLE_TOLERANCE = 0.01  # rps x latency avg may miss the connections by this share (the post's sound rows)
 STALL_LIMIT = 0.05  # stalled connections from this share on make a row's RPS doubtful (half the on-par band)
@@ -92,13 +92,12 @@ class Claim:
 
 
 def variant_pairs(table_id: str) -> list[tuple[Cell, Cell]]:
-    """A variant table's (3.14, 3.14t) cells, one pair per worker count."""
-    cells = TABLES_BY_ID[table_id].cells
-    return list(zip(cells[0::2], cells[1::2]))
+    """A variant table's (3.14, 3.14t) cells that differ in the interpreter only, one pair per worker count."""
+    return TABLES_BY_ID[table_id].variant_pairs(GIL, FREE_THREADED)
 
 
 def free_threaded_over_gil(table_id: str, figure: str, band: Band, **needs) -> tuple[Ratio, ...]:
-    return tuple(Ratio(f"{render.ENDPOINT_NAMES[gil.endpoint]} w{gil.workers}", threaded, gil, figure, band, **needs)
+    return tuple(Ratio(f"{render.endpoint_name(gil.endpoint)} w{gil.workers}", threaded, gil, figure, band, **needs)
                  for gil, threaded in variant_pairs(table_id))
 
 
@@ -114,7 +113,7 @@ def find(table_id: str, **attributes) -> Cell:
 
 def threads_ratio(endpoint: str, band: Band) -> Ratio:
     most, fewest = (find("wsgi-threads-gil", endpoint=endpoint, blocking_threads=n) for n in (128, 1))
-    return Ratio(f"{render.ENDPOINT_NAMES[endpoint]} t128/t1", most, fewest, "rps", band)
+    return Ratio(f"{render.endpoint_name(endpoint)} t128/t1", most, fewest, "rps", band)
 
 
 def workers_ratio(workers: int, threads: int, against: tuple[int, int]) -> Ratio:
@@ -388,10 +387,11 @@ def paired(over: list[dict], under: list[dict]) -> bool:
 def sessions_measuring(cells: Iterable[Cell]) -> tuple[str, ...]:
     """The sessions that run all these cells (the fewest cells first); else one per cell that none covers alone."""
     cells = set(cells)
-    covering = sorted((s for s in SESSIONS.values() if cells <= set(s.cells())), key=lambda s: len(s.cells()))
+    sessions = ARTICLE.sessions.values()
+    covering = sorted((s for s in sessions if cells <= set(s.cells())), key=lambda s: len(s.cells()))
     if covering:
         return tuple(s.name for s in covering)
-    return tuple(dict.fromkeys(next(s.name for s in SESSIONS.values() if cell in s.cells())
+    return tuple(dict.fromkeys(next(s.name for s in sessions if cell in s.cells())
                                for cell in sorted(cells, key=lambda c: (c.table, c.key))))
 
 

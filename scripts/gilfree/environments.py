@@ -1,0 +1,77 @@
+"""What the environments under test are made of, for the noxfile: every study's sessions with the interpreter
+each variant asks for and the lock each app is installed from (`gilfree sessions`), and the locks themselves
+(`gilfree lock STUDY`). The noxfile builds the environments from this and runs nothing of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import PROJECT_ROOT
+from .matrix import ARTICLE, Session, Study, StudyError, discover, override_variable
+
+
+def _shown(path: Path) -> str:
+    """A path as a command line shows it: relative to the checkout where it is inside, else absolute."""
+    return os.path.relpath(path, PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def _session(session: Session) -> dict:
+    study = session.study
+    entry = {"name": session.name, "description": session.description, "study": str(study.path),
+             "apps": list(session.apps), "variants": list(session.variants), "error": None}
+    try:
+        profile = study.profile()
+    except StudyError as error:
+        return entry | {"error": str(error)}
+    return entry | {
+        "profile": profile.name,
+        "pythons": {variant: {"request": profile.python[variant], "variable": override_variable(variant)}
+                    for variant in session.variants},
+        "locks": {app: _shown(study.lock_path(profile.name, app)) for app in session.apps},
+    }
+
+
+def sessions_for_nox() -> dict:
+    """Every readable study's sessions; each refused study file with its one-line reason, and the sessions it
+    would have had (named after the file), so that `nox -s NAME` can say why it does not run."""
+    studies, refused = discover()
+    return {
+        "default": list(ARTICLE.default_sessions),
+        "sessions": [_session(session) for study in studies.values() for session in study.sessions.values()],
+        "refused": [{"study": str(path), "error": str(error), "sessions": [path.stem]}
+                    for path, error in refused.items()],
+    }
+
+
+def lock_command(study: Study, profile: str, app: str) -> list[str]:
+    """uv's command for one app's lock: universal (one lock installs on every variant, GIL or free-threaded,
+    with a hash for every wheel), as PyPI stood at the profile's cut-off where it has one."""
+    exclude_newer = study.profiles[profile].exclude_newer
+    return ["uv", "pip", "compile", _shown(study.apps[app].requirements), "--universal", "--generate-hashes",
+            *(["--exclude-newer", exclude_newer] if exclude_newer else []), "--python-version", study.lock_python,
+            "--upgrade", "-o", _shown(study.lock_path(profile, app))]
+
+
+def lock(study: Study, profile_name: str | None) -> int:
+    """Lock every app of the study under the profile; uv's own exit status."""
+    profile = study.profile(profile_name).name
+    for app in study.apps.values():
+        if not app.requirements.is_file():
+            raise StudyError(f"{study.path}: apps.{app.name}.requirements: {app.requirements} does not exist")
+        command = lock_command(study, profile, app.name)
+        study.lock_path(profile, app.name).parent.mkdir(parents=True, exist_ok=True)
+        print("gilfree: " + " ".join(command), file=sys.stderr, flush=True)
+        completed = subprocess.run(command, cwd=PROJECT_ROOT)
+        if completed.returncode:
+            return completed.returncode
+    return 0
+
+
+if __name__ == "__main__":  # the noxfile's question, without the harness's heavier imports
+    import json
+
+    print(json.dumps(sessions_for_nox(), indent=1))

@@ -1,10 +1,10 @@
-"""The study's matrix is the post's: six tables, their rows in the post's order, each cell run by one session."""
+"""The post's study file is the post: six tables, their rows in the post's order, each cell run by one session."""
 
 from collections import Counter
 
-import pytest
+from gilfree.matrix import ARTICLE, TABLES, TABLES_BY_ID
 
-from gilfree.matrix import SESSIONS, STUDY, TABLES, TABLES_BY_ID, Cell
+SESSIONS, STUDY = ARTICLE.sessions, ARTICLE.default_sessions
 
 
 def rows(table_id):
@@ -42,9 +42,9 @@ def test_every_cell_is_run_by_exactly_one_study_session():
     assert set(runs.values()) == {1}
 
 
-def test_sessions_run_one_interface_on_their_variants():
+def test_sessions_run_one_app_on_their_variants():
     for session in SESSIONS.values():
-        assert {c.interface for c in session.cells()} == {session.interface}
+        assert len(session.apps) == 1 and {c.interface for c in session.cells()} == set(session.apps)
         assert {c.variant for c in session.cells()} == set(session.variants)
 
 
@@ -55,8 +55,14 @@ def test_two_variant_sessions_alternate_the_variants_run_by_run():
         assert [c.variant for c in cells] == ["3.14", "3.14t"] * 4
 
 
-@pytest.mark.parametrize("field, value", [("workers", 0), ("blocking_threads", 0), ("concurrency", -1)])
-def test_a_cell_below_one_is_refused_naming_the_field(field, value):
-    values = {**TABLES_BY_ID["wsgi-json"].cells[0].as_dict(), field: value}
-    with pytest.raises(ValueError, match=f"{field} must be a whole number of at least 1, not {value}"):
-        Cell(**values)
+def test_cells_keep_the_names_their_stored_results_have():
+    assert [c.key for c in TABLES_BY_ID["asgi-json"].cells] == [
+        "3.14-w1-tdefault-json-c128", "3.14t-w1-tdefault-json-c128",
+        "3.14-w2-tdefault-json-c256", "3.14t-w2-tdefault-json-c256"]
+    assert TABLES_BY_ID["wsgi-io"].cells[3].key == "3.14t-w2-t64-io-c256"
+
+
+def test_variants_pair_by_what_else_the_cells_share_never_by_position():
+    pairs = TABLES_BY_ID["wsgi-json"].variant_pairs("3.14", "3.14t")
+    assert [(gil.workers, threaded.workers) for gil, threaded in pairs] == [(1, 1), (2, 2)]
+    assert all(gil.but_variant == threaded.but_variant for gil, threaded in pairs)

@@ -381,10 +381,11 @@ def _tables(study: StudyFile) -> tuple[Table, ...]:
             try:
                 cell = _cell(study, table_id, settings)
             except ValueError as error:
-                where = "rows" if spec.rows is not None else "grid"
-                raise StudyError(f"tables.{table_id}.{where}.{index}: {error}".replace("Value error, ", "")) from None
+                where = (f"rows.{index}" if spec.rows is not None
+                         else "grid (" + ", ".join(f"{name}={settings.get(name)}" for name in spec.grid) + ")")
+                raise StudyError(f"tables.{table_id}.{where}: {error}".replace("Value error, ", "")) from None
             if cell.key in {c.key for c in cells}:
-                raise StudyError(f"tables.{table_id}.rows.{index}: the same cell twice ({cell.key})")
+                raise StudyError(f"tables.{table_id}: the same cell twice ({cell.key})")
             cells.append(cell)
             if post is not None:
                 published[cell] = post

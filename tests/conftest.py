@@ -30,7 +30,8 @@ def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, s
         "cpu_cores": 0.4216, "peak_rss_bytes": 90 * 2**20 + 1000, "peak_processes": 2, "peak_threads": 5,
         "samples": 120, "interval_s": 0.25, "window_s": 30.0, "sampler_cpu_s": 0.2}
     return {
-        "schema": 3,
+        "schema": 4,
+        "study": "article",
         "cell": cell.as_dict(),
         "status": status,
         "failure": failure,

@@ -146,7 +146,7 @@ def test_a_doubtful_calibration_is_said_so_beside_its_ceiling(tmp_path):
 
 @pytest.mark.parametrize("changes", [
     {},  # no calibration at all
-    {"machine": {"hostname": "another"}},
+    {"machine": {"cpu_model": "another"}},
     {"machine": {"kernel": "6.12.0"}},
     {"load_generator": {"version": "wrk 4.2.0"}},
     {"settings": {"loadgen_cpus": [1]}},

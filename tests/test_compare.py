@@ -141,7 +141,7 @@ def measured_alike(record):
     """What the harness stores about how a record was measured, beyond make_record's."""
     record["settings"] |= {"warmup_s": 0, "server_cpus": None, "loadgen_cpus": None}
     record["environment"] = {"profile": "article", "lock": "locks/article/asgi.txt", "lock_sha256": "ab" * 32}
-    record["machine"]["hostname"] = "bench"
+    record["machine"] |= {"hostname": "bench", "physical_cores": 8, "memory_bytes": 32 * 2**30}
     record["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.1"}
 
 
@@ -158,9 +158,11 @@ def measured(**changes):
     return edit
 
 
-def test_rows_measured_alike_but_for_port_and_repeat_are_judged(tmp_path):
+def test_rows_measured_alike_but_for_port_repeat_and_host_name_are_judged(tmp_path):
+    """A new container on the same machine has another host name: it measures the same thing."""
     for cell in TABLES_BY_ID["asgi-json"].cells:
-        edit = measured(settings__port=8123, settings__repeat=3) if cell.variant == "3.14" else measured()
+        edit = (measured(settings__port=8123, settings__repeat=3, machine__hostname="container-2")
+                if cell.variant == "3.14" else measured())
         store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=edit)
     assert verdict(tmp_path, ASGI_JSON) == "held, single run"
 
@@ -171,7 +173,8 @@ def test_rows_measured_alike_but_for_port_and_repeat_are_judged(tmp_path):
     (measured(settings__warmup_s=5), "warmup 5s vs 0s"),
     (measured(environment__profile="latest"), "profile latest vs article"),
     (measured(environment__lock_sha256="cd" * 32), "lock cdcdcdcdcdcd vs abababababab"),
-    (measured(machine__hostname="laptop"), "machine laptop vs bench"),
+    (measured(machine__cpu_model="Intel Xeon"), "machine Intel Xeon, 16 logical / 8 physical cores, 32 GiB vs "
+                                                "AMD Ryzen 7 5700X, 16 logical / 8 physical cores, 32 GiB"),
     (measured(load_generator={"name": "rewrk", "version": "rewrk 0.3.2"}), "load generator rewrk 0.3.2 vs rewrk 0.3.1"),
     (measured(load_generator={"name": "rewrk", "version": "0.3.2"}), "load generator rewrk 0.3.2 vs rewrk 0.3.1"),
     (measured(load_generator=None), "load generator none vs rewrk 0.3.1"),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from gilfree import tools
 from gilfree.loadgen import LOADGENS
-from gilfree.matrix import STUDY
+from gilfree.matrix import ARTICLE
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("article", "latest")
@@ -26,6 +28,7 @@ OHA_VERSION = "1.16.0"
 UV_VERSION = "0.13.9"
 VARIANT_SESSIONS = ("asgi-3.14", "asgi-3.14t", "wsgi-3.14", "wsgi-3.14t")  # one variant each: kept, not the default
 OTHER_SESSIONS = ("tables", "tests", "compare", "tools", "lock")
+STUDY = ARTICLE.default_sessions
 EXACT_VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 
@@ -88,36 +91,20 @@ def docker_env() -> dict[str, str]:
     return env
 
 
-def noxfile() -> ast.Module:
-    return ast.parse((ROOT / "noxfile.py").read_text())
-
-
-def is_nox_session(decorator: ast.expr) -> bool:
-    target = decorator.func if isinstance(decorator, ast.Call) else decorator
-    return isinstance(target, ast.Attribute) and target.attr == "session" and \
-        isinstance(target.value, ast.Name) and target.value.id == "nox"
+@functools.cache
+def nox_listed() -> list[tuple[str, bool]]:
+    """The sessions `nox -l` lists, with whether plain `nox` runs them (its `*`), in its order."""
+    listed = subprocess.run(["nox", "-l"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    return [(line[2:].split(" -> ")[0], line.startswith("* ")) for line in listed.splitlines()
+            if line.startswith(("* ", "- "))]
 
 
 def nox_sessions() -> set[str]:
-    """Session names in noxfile.py: `name=` when the decorator gives one, else the function's name."""
-    names = set()
-    for node in ast.walk(noxfile()):
-        if isinstance(node, ast.FunctionDef):
-            for decorator in filter(is_nox_session, node.decorator_list):
-                name = node.name
-                if isinstance(decorator, ast.Call):
-                    for keyword in decorator.keywords:
-                        if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
-                            name = keyword.value.value
-                names.add(name)
-    return names
+    return {name for name, _ in nox_listed()}
 
 
 def nox_default_sessions() -> list[str]:
-    for node in ast.walk(noxfile()):
-        if isinstance(node, ast.Assign) and any(ast.unparse(t) == "nox.options.sessions" for t in node.targets):
-            return ast.literal_eval(node.value)
-    return []
+    return [name for name, selected in nox_listed() if selected]
 
 
 def makefile() -> dict[str, list[str]]:
@@ -211,10 +198,9 @@ def test_image_installs_the_article_interpreters_and_points_the_sessions_at_them
     assert env["UV_PYTHON_DOWNLOADS"] == "never"
 
 
-def test_noxfile_requests_the_article_interpreters():
-    source = (ROOT / "noxfile.py").read_text()
-    for python in ARTICLE_PYTHONS:
-        assert f'"{python}"' in source, f"noxfile.py never requests {python}"
+def test_the_article_profile_requests_the_posts_interpreters():
+    assert tuple(ARTICLE.profiles["article"].python.values()) == ARTICLE_PYTHONS
+    assert ARTICLE.profiles["article"].exclude_newer == ARTICLE_CUTOFF
 
 
 def test_interpreter_overrides_are_the_documented_ones():

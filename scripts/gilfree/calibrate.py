@@ -29,16 +29,16 @@ from pathlib import Path
 import psutil
 
 from . import ceiling, machine_lock, results
-from .cli import DEFAULT_RESULTS, OneLineParser, count, duration, port, writable_dir
+from .cli import OneLineParser, count, duration, port, writable_dir
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load, version
-from .matrix import EXPECTED_BODY, TABLES
+from .matrix import ARTICLE, TABLES
 from .processes import GroupReaper, dies_with_parent, exit_with_caller, finish, pinned, signal_group, split_cpus
 from .sampler import TreeSampler
 from .server import DEFAULT_BIND as HOST, LOCAL, ServerError, ensure_port_free
 from .stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
 
 # The apps' answer byte for byte: FastAPI and Flask both send it without spaces.
-BODY = json.dumps(EXPECTED_BODY, separators=(",", ":"))
+BODY = json.dumps(ARTICLE.apps["asgi"].endpoints["json"].json_body, separators=(",", ":"))  # the post's /json
 CONCURRENCIES = tuple(sorted({cell.concurrency for table in TABLES for cell in table.cells}))
 # Debian installs nginx in /usr/sbin, which is not on every user's PATH.
 NGINX_PLACES = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
@@ -267,7 +267,7 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--pin", type=count, metavar="N", help="as the study's --pin: the load generator on the last "
                                                              "N CPUs, nginx on the others")
     main.add_argument("--port", type=port, help="nginx's port (default a free one)")
-    main.add_argument("--results-dir", type=writable_dir, default=str(DEFAULT_RESULTS))
+    main.add_argument("--results-dir", type=writable_dir, default=str(ARTICLE.results_dir))
     return main
 
 

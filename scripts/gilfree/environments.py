@@ -39,9 +39,13 @@ def sessions_for_nox() -> dict:
     """Every readable study's sessions; each refused study file with its one-line reason, and the sessions it
     would have had (named after the file), so that `nox -s NAME` can say why it does not run."""
     studies, refused = discover()
+    default = list(ARTICLE.default_sessions)
+    every = [session for study in studies.values() for session in study.sessions.values()]
+    # nox runs the sessions it is asked for in the order they were registered: the default ones first, in order.
+    every.sort(key=lambda session: default.index(session.name) if session.name in default else len(default))
     return {
-        "default": list(ARTICLE.default_sessions),
-        "sessions": [_session(session) for study in studies.values() for session in study.sessions.values()],
+        "default": default,
+        "sessions": [_session(session) for session in every],
         "refused": [{"study": str(path), "error": str(error), "sessions": [path.stem]}
                     for path, error in refused.items()],
     }

@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from . import ceiling, results, stats
 from .loadgen import PERCENTILES
-from .matrix import Cell, Study, Table
+from .matrix import ARTICLE, Cell, Study, Table
 from .sampler import DEFAULT_INTERVAL_S
 
 HEADERS = {
@@ -308,7 +308,7 @@ def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dic
     ])
 
 
-def write_all(results_dir: Path, study: Study) -> list[Path]:
+def write_all(results_dir: Path, study: Study = ARTICLE) -> list[Path]:
     """Write one Markdown file per table of the study and TABLES.md with all of them, in the study's order."""
     stored, calibrations = results.load(results_dir), ceiling.load_all(results_dir)
     out = results_dir / "tables"

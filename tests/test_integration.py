@@ -12,13 +12,15 @@ import time
 import psutil
 import pytest
 
-from gilfree.matrix import SESSIONS
+from gilfree.matrix import ARTICLE
 from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session, stands_in
+
+SESSIONS = ARTICLE.sessions
 
 
 @pytest.mark.parametrize("session", ["asgi-3.14", "wsgi-3.14", "wsgi-threads-3.14"])
 def test_session_measures_every_cell(session, environments, tmp_path):
-    python = environments[SESSIONS[session].interface]
+    python = environments[SESSIONS[session].apps[0]]
     # A proxy that answers nothing: the harness's own checks of the server must not go through it.
     completed, port = run_session(session, python, tmp_path, env={"http_proxy": "http://127.0.0.1:9"})
     assert completed.returncode == 0, completed.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from gilfree import machine_lock, study
 from gilfree.interpreters import Interpreter
-from gilfree.matrix import SESSIONS
+from gilfree.matrix import ARTICLE
 from conftest import ROOT, base_python, free_port, harness_command
 from test_faults import load_processes, wait_for
 
@@ -116,11 +116,13 @@ def test_the_post_release_warning_is_printed_when_the_interpreter_is_checked(mon
                               label="3.14")
     monkeypatch.setattr(study, "probe", lambda *args: interpreter)
     monkeypatch.setattr(study, "check", lambda variant, found: found)
-    options = study.Options(session="asgi-3.14", pythons={"3.14": interpreter.executable}, duration_s=1,
-                            loadgen="wrk", results_dir=tmp_path, port=free_port(), profile="article")
+    monkeypatch.setattr(study, "check_lock", lambda lock, packages: None)
+    options = study.Options(session=SESSIONS["asgi-3.14"], pythons={("asgi", "3.14"): interpreter.executable},
+                            duration_s=1, loadgen="wrk", results_dir=tmp_path, port=free_port(), profile="article")
     study.interpreters(options)
-    assert "gilfree: WARNING 3.14: CPython 3.14.7 is not the post's 3.14.0\n" in capsys.readouterr().err
-    assert study.interpreter_warnings(interpreter, options) == ["CPython 3.14.7 is not the post's 3.14.0"]
+    said = "CPython 3.14.7 is not the 3.14.0 that profile article asks for"
+    assert f"gilfree: WARNING 3.14: {said}\n" in capsys.readouterr().err
+    assert study.interpreter_warnings(interpreter, options) == [said]
 
 
 def test_a_harness_whose_caller_dies_stops_even_when_its_parent_lives_on(environments, tmp_path):
@@ -132,6 +134,8 @@ def test_a_harness_whose_caller_dies_stops_even_when_its_parent_lives_on(environ
     caller = subprocess.Popen([sys.executable, "-c", f"""
 import os, subprocess, sys
 from gilfree import machine_lock
+
+SESSIONS = ARTICLE.sessions
 shell = subprocess.Popen(["sh", "-c", {command!r} + "; echo harness exited $? >&2"], env={{**os.environ, **machine_lock.caller_env()}})
 shell.wait()
 """], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -19,11 +19,12 @@ from pathlib import Path
 from .cli import duration
 from .interpreters import check, probe
 from .loadgen import LOADGENS, require, run_load
-from .matrix import APPS, FREE_THREADED, GIL, TABLES_BY_ID
+from .matrix import ARTICLE, FREE_THREADED, GIL, TABLES_BY_ID
 from .sampler import TreeSampler
 from .server import DEFAULT_PORT, GranianServer, granian_command, url
 from .study import Options, measure
 
+ASGI = ARTICLE.apps["asgi"]
 TARGET_OVERHEAD_S = 1.0
 TARGET_SAMPLER_SHARE = 0.01
 TARGET_RPS_RATIO = 0.99
@@ -31,7 +32,7 @@ TARGET_RPS_RATIO = 0.99
 
 def cell_overhead(options: Options, cells: int) -> list[dict]:
     """Measure real cells (ASGI /json, 1 worker, c=128) and keep their timings and sampler cost."""
-    facts = probe(options.pythons[GIL], APPS["asgi"])
+    facts = probe(options.pythons["asgi", GIL], ASGI)
     variant = FREE_THREADED if facts["free_threaded_build"] else GIL
     interpreter = check(variant, facts)
     cell = next(c for c in TABLES_BY_ID["asgi-json"].cells if c.variant == variant and c.workers == 1)
@@ -46,10 +47,10 @@ def sampling_ratio(options: Options, pairs: int) -> tuple[list[float], list[floa
     """RPS with and without the sampler against the same server, alternating which goes first."""
     generator = LOADGENS[options.loadgen]
     cell = TABLES_BY_ID["asgi-json"].cells[0]
-    granian = str(Path(options.pythons[GIL]).parent / "granian")
-    command = generator.command(url(options.port, "json"), options.duration_s, cell.concurrency)
+    granian = str(Path(options.pythons["asgi", GIL]).parent / "granian")
+    command = generator.command(url(options.port, ASGI.endpoints["json"].path), options.duration_s, cell.concurrency)
     on, off = [], []
-    with GranianServer(granian_command(granian, cell, options.port), options.port,
+    with GranianServer(granian_command(granian, cell, ASGI, options.port), ASGI, options.port,
                        options.results_dir / "sampling.log") as server:
         server.wait_ready()
         server.verify()
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     require(LOADGENS[args.loadgen])
     with tempfile.TemporaryDirectory(prefix="gilfree-overhead-") as scratch:
-        options = Options(session="asgi-3.14", pythons={GIL: args.python}, duration_s=args.duration,
+        options = Options(session=ARTICLE.sessions["asgi-3.14"], pythons={("asgi", GIL): args.python},
+                          duration_s=args.duration,
                           loadgen=args.loadgen, results_dir=Path(scratch), port=DEFAULT_PORT)
         runs = cell_overhead(options, args.cells)
         on, off = sampling_ratio(options, args.pairs)

@@ -16,6 +16,8 @@ from gilfree.matrix import ARTICLE
 from conftest import ROOT, base_python, free_port, harness_command
 from test_faults import load_processes, wait_for
 
+SESSIONS = ARTICLE.sessions
+
 
 def start(session, python, results_dir, *extra):
     return subprocess.Popen(harness_command(session, python, results_dir, free_port(), *extra),
@@ -134,8 +136,6 @@ def test_a_harness_whose_caller_dies_stops_even_when_its_parent_lives_on(environ
     caller = subprocess.Popen([sys.executable, "-c", f"""
 import os, subprocess, sys
 from gilfree import machine_lock
-
-SESSIONS = ARTICLE.sessions
 shell = subprocess.Popen(["sh", "-c", {command!r} + "; echo harness exited $? >&2"], env={{**os.environ, **machine_lock.caller_env()}})
 shell.wait()
 """], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -120,8 +120,8 @@ def test_failed_cell_is_reported_failed_never_zero():
     ratio = next(r for r in analysis.ratios if r.k == 2)
     assert ratio.value is None and scaling_report.ratio_text(ratio) == "3.14 failed"
     report = scaling_report.markdown(analysis)
-    assert "not enough points (k=1 and k=2 measured in a row are needed); k=2 failed (Granian exited with status 1)" \
-        in report
+    assert ("not enough points (k=1 and k=2 measured in a row are needed); "
+            "k=2 failed (Granian exited with status 1)") in report
     failed_row = next(line for line in report.splitlines() if line.startswith("| wsgi  | io         | 3.14      | 2 "))
     assert "| failed" in failed_row and "Granian exited with status 1" in failed_row and " 0 " not in failed_row
 
@@ -155,8 +155,8 @@ def test_without_a_k1_point_no_efficiency_and_no_knee():
 
 def test_report_says_where_each_variant_stops_and_the_ratio_at_each_k():
     report = scaling_report.markdown(analyse(json_records()))
-    assert "| asgi  | json       | 3.14t     | stops scaling after k=2: the step to k=4 brought 12% of the ideal gain |" \
-        in report
+    assert ("| asgi  | json       | 3.14t     | "
+            "stops scaling after k=2: the step to k=4 brought 12% of the ideal gain |") in report
     assert "scales to k=4, the largest k measured" in report
     assert "| asgi  | json       | 3.14t / 3.14 | 0.80x | 0.79x | 0.57x |" in report
 
@@ -197,14 +197,23 @@ def test_bad_points_are_refused_naming_them(ks, named):
         points_for(ks, 8, 1)
 
 
-def test_server_gets_the_first_k_cpus_and_the_load_generator_all_others():
+def two_cpus_or_more() -> tuple[int, ...]:
+    """The CPUs this test may use; with fewer than 2, a failure in CI (where it must run) and a skip elsewhere."""
     cpus = available_cpus()
-    assert cpus == tuple(sorted(os.sched_getaffinity(0)))
     if len(cpus) < 2:
-        pytest.fail(f"this test needs 2 CPUs; this machine offers {len(cpus)}")
+        message = (f"core scaling needs 2 CPUs to pin the server and the load generator apart; "
+                   f"this machine has {len(cpus)}")
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    return cpus
+
+
+def test_server_gets_the_first_k_cpus_and_the_load_generator_all_others():
+    cpus = two_cpus_or_more()
+    assert cpus == tuple(sorted(os.sched_getaffinity(0)))
     assert server_cpus(1) == (cpus[:1], cpus[1:])
     for bad in (0, len(cpus)):
-        with pytest.raises(ValueError, match=f"k={bad} .*choose k from 1 to {len(cpus) - 1}"):
+        fix = f"choose k from 1 to {len(cpus) - 1}" if len(cpus) > 2 else "choose k=1"
+        with pytest.raises(ValueError, match=f"^k={bad} CPUs for the server cannot be given on {len(cpus)} .*{fix}$"):
             server_cpus(bad)
 
 
@@ -232,11 +241,14 @@ def thread_placements(processes: list[psutil.Process]) -> dict[tuple[int, int], 
     return seen
 
 
+def load_processes(port: int) -> list[psutil.Process]:
+    """The wrk loading this test's port (other tests may run wrk elsewhere at the same time)."""
+    return [p for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "wrk" and any(f":{port}/" in part for part in p.info["cmdline"] or [])]
+
+
 def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_others(environments, tmp_path):
-    cpus = available_cpus()
-    if len(cpus) < 2:
-        message = f"core scaling needs 2 CPUs to pin the server and the load generator apart; this machine has {len(cpus)}"
-        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    cpus = two_cpus_or_more()
     server, loadgen = server_cpus(1)
     python = environments["asgi"]
     cell = TABLES_BY_ID["asgi-json"].cells[0]  # FastAPI /json, 1 worker, c=128 (the GIL row)
@@ -256,8 +268,7 @@ def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_ot
         while time.monotonic() < deadline:
             tree = psutil.Process(granian.pid)
             server_seen |= thread_placements([tree, *tree.children(recursive=True)])
-            wrk_seen |= thread_placements([p for p in psutil.process_iter(["name", "cmdline"])
-                                           if p.info["name"] == "wrk" and f":{port}/" in " ".join(p.info["cmdline"] or [])])
+            wrk_seen |= thread_placements(load_processes(port))
             time.sleep(0.1)
         load.join()
     result, usage = outcome["result"]

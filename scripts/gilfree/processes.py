@@ -167,11 +167,9 @@ def server_cpus(k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     available = available_cpus()
     split = _split_at(available, k)
     if split is None:
-        raise ValueError(
-            f"k={k} CPUs for the server cannot be given on {len(available)} available CPU(s) with at least one left "
-            f"for the load generator; choose k from 1 to {len(available) - 1}"
-            if len(available) > 1 else
-            f"k={k}: core scaling needs at least 2 CPUs (one for the server, one for the load generator) and this "
-            f"machine offers {len(available)}; run it on a larger machine"
-        )
+        count = len(available)
+        fix = (f"choose k from 1 to {count - 1}" if count > 2 else "choose k=1" if count == 2 else
+               "core scaling needs at least 2 CPUs, one for the server and one for the load generator")
+        raise ValueError(f"k={k} CPUs for the server cannot be given on {count} available CPU(s) with at least one "
+                         f"left for the load generator; {fix}")
     return split

@@ -136,7 +136,8 @@ def points_for(ks_requested: Sequence[int] | None, available_cpus: int, loadgen_
     of every point is measured against it) or with a k below 1."""
     largest = available_cpus - loadgen_cpus_needed
     if ks_requested is None:
-        ks_requested = sorted({min(2**n, largest) for n in range(largest.bit_length() + 1)}) if largest >= 1 else []
+        doubling = {min(2**n, largest) for n in range(largest.bit_length() + 1)}  # 1, 2, 4 ... and the largest
+        ks_requested = sorted(doubling) if largest >= 1 else []
     if bad := [k for k in ks_requested if not isinstance(k, int) or k < 1]:
         raise ValueError(f"k={bad[0]!r} is not a number of CPUs; give whole numbers of at least 1, such as 1, 2, 4")
     fitting = tuple(sorted({k for k in ks_requested if k <= largest}))

@@ -124,8 +124,9 @@ class TooFewCpus(Exception):
         self.available = available
         self.loadgen_needed = loadgen_needed
         super().__init__(
-            f"this machine has {available} CPU{'s' * (available != 1)}; the load generator needs {loadgen_needed}; core scaling needs at "
-            f"least {len(FIRST_POINTS)} points (k=1 and k=2), so at least {loadgen_needed + FIRST_POINTS[-1]} CPUs")
+            f"this machine has {available} CPU{'s' * (available != 1)}; the load generator needs {loadgen_needed}; "
+            f"core scaling needs at least {len(FIRST_POINTS)} points (k=1 and k=2), "
+            f"so at least {loadgen_needed + FIRST_POINTS[-1]} CPUs")
 
 
 def points_for(ks_requested: Sequence[int] | None, available_cpus: int, loadgen_cpus_needed: int) -> tuple[int, ...]:

@@ -8,14 +8,13 @@ import os
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 
 import psutil
 import pytest
 
 from gilfree import charts, scaling_report
 from gilfree.loadgen import LOADGENS, run_load
-from gilfree.matrix import TABLES_BY_ID
+from gilfree.matrix import ARTICLE, TABLES_BY_ID, Cell
 from gilfree.processes import available_cpus, server_cpus
 from gilfree.scaling import (KNEE_MARGINAL_EFFICIENCY, KneeKind, PointStatus, TooFewCpus, analyse, points_for)
 from gilfree.server import GranianServer, granian_command, url
@@ -24,24 +23,12 @@ from conftest import assert_port_free, free_port, leftovers, make_record
 GIL, FREE = "3.14", "3.14t"
 
 
-@dataclass(frozen=True)
-class MadeUpCell:
-    """The scaling cell's fields as record["cell"] holds them (workers = k in the scaling study)."""
-
-    app: str
-    endpoint: str
-    variant: str
-    cpus: int
-
-    def as_dict(self) -> dict:
-        return {"table": "core-scaling", "app": self.app, "interface": self.app, "endpoint": self.endpoint,
-                "variant": self.variant, "workers": self.cpus, "cpus": self.cpus}
-
-
 def made_up(app, endpoint, variant, k, rps=1000.0, *, pss=200_000_000, status="ok", failure=None, p99=None,
             loadgen_cores=0.5) -> dict:
     """A MADE-UP record of one scaling point."""
-    record = make_record(MadeUpCell(app, endpoint, variant, k), rps=rps, status=status, failure=failure,
+    cell = Cell(table="core-scaling", variant=variant, interface=app, workers=k, blocking_threads=None,
+                endpoint=endpoint, concurrency=128, app=app, cpus=k)
+    record = make_record(cell, rps=rps, status=status, failure=failure,
                          percentiles=None if p99 is None else {"50": p99 / 3, "99": p99})
     if status == "ok":
         record["resources"]["end_pss_bytes"] = pss
@@ -260,14 +247,16 @@ def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_ot
     cell = TABLES_BY_ID["asgi-json"].cells[0]  # FastAPI /json, 1 worker, c=128 (the GIL row)
     assert cell.workers == 1
     port = free_port()
-    command = granian_command(python.replace("/python", "/granian"), cell, port)
+    app = ARTICLE.apps[cell.app]
+    command = granian_command(python.replace("/python", "/granian"), cell, app, port)
     wrk = LOADGENS["wrk"]
     outcome = {}
-    with GranianServer(command, port, tmp_path / "server.log", cpus=server) as granian:
+    with GranianServer(command, app, port, tmp_path / "server.log", cpus=server) as granian:
         granian.wait_ready()
         assert os.sched_getaffinity(0) == set(cpus)  # pinned() gave the harness its own affinity back
+        load_command = wrk.command(url(port, app.endpoints[cell.endpoint].path), LOAD_S, cell.concurrency)
         load = threading.Thread(target=lambda: outcome.update(
-            result=run_load(wrk, wrk.command(url(port, "json"), LOAD_S, cell.concurrency), LOAD_S, cpus=loadgen)))
+            result=run_load(wrk, load_command, LOAD_S, cpus=loadgen)))
         load.start()
         server_seen, wrk_seen = {}, {}
         deadline = time.monotonic() + LOAD_S - 0.3

@@ -75,6 +75,14 @@ def test_knee_is_the_first_k_whose_next_step_brings_under_half_the_ideal_gain():
     assert (gil.kind, gil.k, gil.gap) == (KneeKind.SCALES, 4, None)  # 0.55 of the ideal from 2 to 4: still scaling
 
 
+def test_an_amdahl_curve_with_a_5_percent_serial_share_stops_after_k8():
+    """MADE-UP RPS following Amdahl's law (the example in scaling.KNEE_MARGINAL_EFFICIENCY's comment)."""
+    records = [made_up("asgi", "json", GIL, k, 10_000 / (0.05 + 0.95 / k)) for k in (1, 2, 4, 8, 16)]
+    knee = analyse(records).knees[0]
+    assert (knee.kind, knee.k, knee.step_to) == (KneeKind.STOPS, 8, 16)
+    assert knee.marginal_efficiency == pytest.approx(0.402, abs=0.001)
+
+
 def test_knee_paced_by_a_saturated_load_generator_says_so():
     records = [made_up("asgi", "json", GIL, 1, 10_000), made_up("asgi", "json", GIL, 2, 12_000, loadgen_cores=0.97)]
     knee = analyse(records).knees[0]

@@ -12,6 +12,7 @@ import matplotlib
 from . import results
 from .matrix import FREE_THREADED, GIL, TABLES, Cell, Table
 from .published import Figures
+from .scaling import Analysis, Point, PointStatus
 
 matplotlib.use("Agg")  # files only: no display on a benchmark machine or in CI; set before pyplot loads
 import matplotlib.pyplot as plt
@@ -161,3 +162,66 @@ def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> l
                          f"c={gil.concurrency}: memory over the load")
                 written.append(rss_timeline(timeline_path(results_dir, gil), title, records))
     return written
+
+
+# Core scaling (scaling.analyse): one panel per app's endpoint, k on a log-2 axis, one line per variant. A point
+# that is not OK, or whose figure is unknown, leaves a gap in its line, and the reason is written at its k: never
+# drawn as zero.
+SCALING_RPS_CHART = "scaling-rps.png"
+SCALING_MEMORY_CHART = "scaling-memory.png"
+OTHER_COLOURS = ("tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def _gap_reason(point: Point) -> str:
+    return "unknown" if point.status is PointStatus.OK else point.status.value
+
+
+def _scaling_panels(analysis: Analysis, ylabel: str, value, ideal: bool, title: str, path: Path) -> Path:
+    """One panel per (app, endpoint): `value(point)` against k for each variant (None: a gap), with the ideal
+    line k x RPS(1) of each variant where `ideal`."""
+    panels = list(dict.fromkeys((curve.app, curve.endpoint) for curve in analysis.curves()))
+    ks = sorted({point.k for point in analysis.points})
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    for axes, (app, endpoint) in zip(axes_row[0], panels):
+        curves = [curve for curve in analysis.curves() if (curve.app, curve.endpoint) == (app, endpoint)]
+        gaps: dict[int, list[str]] = {}
+        for number, curve in enumerate(curves):
+            colour = VARIANT_COLOURS.get(curve.variant, OTHER_COLOURS[number % len(OTHER_COLOURS)])
+            line = analysis.curve(curve)
+            values = [value(point) for point in line]
+            axes.plot([p.k for p in line], [math.nan if v is None else v for v in values], marker="o",
+                      color=colour, label=curve.variant)
+            first = next((p for p in line if p.k == 1 and p.rps is not None), None)
+            if ideal and first is not None:
+                axes.plot(ks, [k * first.rps for k in ks], linestyle="--", color=colour, alpha=0.5,
+                          label=f"{curve.variant} ideal (k x RPS(1))")
+            for point, shown in zip(line, values):
+                if shown is None:
+                    gaps.setdefault(point.k, []).append(f"{curve.variant}: {_gap_reason(point)}")
+        for k, reasons in gaps.items():
+            axes.annotate("\n".join(reasons), (k, 0.02), rotation=90, fontsize=7, color="0.35",
+                          xycoords=("data", "axes fraction"), va="bottom", ha="center")
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(ks, [str(k) for k in ks])
+        axes.set_xlim(ks[0] / 1.3, ks[-1] * 1.3)
+        axes.set_xlabel("k: CPUs the server may use")
+        axes.set_ylabel(ylabel)
+        axes.set_ylim(bottom=0)
+        axes.set_title(f"{app} /{endpoint}", fontsize=9)
+        axes.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def scaling_rps(folder: Path, analysis: Analysis) -> Path:
+    """RPS against k, with each variant's ideal linear line k x RPS(1)."""
+    return _scaling_panels(analysis, "RPS", lambda point: point.rps, True,
+                           "Throughput against the CPUs the server may use", folder / SCALING_RPS_CHART)
+
+
+def scaling_memory(folder: Path, analysis: Analysis) -> Path:
+    """The whole server tree's PSS (MiB) at the end of the load against k; unknown PSS leaves a gap."""
+    return _scaling_panels(analysis, "PSS of the server's tree (MiB)",
+                           lambda point: None if point.pss_bytes is None else point.pss_bytes / 2**20, False,
+                           "Memory against the CPUs the server may use", folder / SCALING_MEMORY_CHART)

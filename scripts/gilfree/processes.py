@@ -133,15 +133,43 @@ def pinned(cpus: tuple[int, ...] | None) -> Iterator[None]:
         os.sched_setaffinity(0, previous)
 
 
+def available_cpus() -> tuple[int, ...]:
+    """The CPUs this process may use, in order of their ids."""
+    return tuple(sorted(os.sched_getaffinity(0)))
+
+
+def _split_at(available: tuple[int, ...], server_count: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The first `server_count` CPUs for the server, the rest for the load generator; None when either side
+    would get none (the one check both splits share)."""
+    if not 1 <= server_count < len(available):
+        return None
+    return available[:server_count], available[server_count:]
+
+
 def split_cpus(loadgen_cpus: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Disjoint CPU sets: the last `loadgen_cpus` of those available for the load generator, the rest for the
     server. Raises ValueError when the machine has too few CPUs for the split."""
-    available = tuple(sorted(os.sched_getaffinity(0)))
-    if not 1 <= loadgen_cpus < len(available):
+    available = available_cpus()
+    split = _split_at(available, len(available) - loadgen_cpus)
+    if split is None:
         raise ValueError(
             f"--pin {loadgen_cpus} cannot split {len(available)} available CPU(s) into at least one for the server "
             f"and {loadgen_cpus} for the load generator; use --pin 1 to {len(available) - 1}, or leave --pin out"
             if len(available) > 1 else
             f"--pin needs at least 2 CPUs and this machine offers {len(available)}; leave --pin out"
         )
-    return available[:-loadgen_cpus], available[-loadgen_cpus:]
+    return split
+
+
+def server_cpus(k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Disjoint CPU sets for core scaling: the first `k` of those available (by id) for the server, all the
+    others for the load generator. Raises ValueError when k is below 1 or leaves no CPU for the load generator."""
+    available = available_cpus()
+    split = _split_at(available, k)
+    if split is None:
+        count = len(available)
+        fix = (f"choose k from 1 to {count - 1}" if count > 2 else "choose k=1" if count == 2 else
+               "core scaling needs at least 2 CPUs, one for the server and one for the load generator")
+        raise ValueError(f"k={k} CPUs for the server cannot be given on {count} available CPU(s) with at least one "
+                         f"left for the load generator; {fix}")
+    return split

@@ -203,6 +203,7 @@ def options_from(args: argparse.Namespace) -> study.Options:
     for app in session.apps:
         options.lock(app)  # refuses an app without a lock
     options.settings  # refuses a --pin this machine cannot honour
+    options.cells  # refuses CPU points this machine cannot give
     return options
 
 

@@ -93,7 +93,7 @@ class CellSpec(_Strict):
     app: Name | None = None
     variant: Variant | None = None
     endpoint: Name | None = None
-    workers: Positive | None = None
+    workers: Positive | Literal["cpus"] | None = None  # "cpus": one worker per CPU the server may use
     blocking_threads: Positive | None = None  # omitted: Granian's default
     loop: Literal["auto", "asyncio", "uvloop", "rloop"] | None = None
     runtime_mode: Literal["st", "mt"] | None = None
@@ -124,17 +124,23 @@ class TableSpec(_Strict):
     columns: tuple[Column, ...] = Field(min_length=1)
     cell: CellSpec = CellSpec()
     rows: tuple[RowSpec, ...] | None = None  # the rows in order; or
-    grid: dict[str, list] | None = None  # every combination, in the order the keys are written (last fastest)
+    # every combination, in the order the keys are written (last fastest); a key "a+b" moves settings together:
+    # "cpus+workers+concurrency" = [[1, 1, 128], [2, 2, 256]]
+    grid: dict[str, list] | None = None
     post_command: str | None = None  # the source's own server command, quoted
 
     @model_validator(mode="after")
     def _rows_or_grid(self):
         if (self.rows is None) == (self.grid is None):
             raise ValueError("give the table either `rows` or `grid`, and only one")
-        unknown = set(self.grid or ()) - set(CellSpec.model_fields)
-        if unknown:
-            raise ValueError(f"grid key {sorted(unknown)[0]!r} is not a cell setting "
-                             f"(one of: {', '.join(CellSpec.model_fields)})")
+        for key, values in (self.grid or {}).items():
+            names = key.split("+")
+            if unknown := [name for name in names if name not in CellSpec.model_fields]:
+                raise ValueError(f"grid key {unknown[0]!r} is not a cell setting "
+                                 f"(one of: {', '.join(CellSpec.model_fields)})")
+            if len(names) > 1 and not all(isinstance(v, list) and len(v) == len(names) for v in values):
+                raise ValueError(f"grid key {key!r} moves {len(names)} settings together: give each value as a "
+                                 f"list of {len(names)}, such as {[1] * len(names)}")
         return self
 
 
@@ -339,17 +345,23 @@ def _error_line(path: Path, error: ValidationError) -> str:
     return f"{path}: {key}: {message}{got}{more}"
 
 
-def _expand(table_id: str, spec: TableSpec) -> list[tuple[dict, PostFigures | None]]:
+def _expand(spec: TableSpec) -> list[tuple[dict, PostFigures | None]]:
     """The table's rows as settings dicts (the table's `cell` defaults under each row's own), with their figures."""
     defaults = spec.cell.model_dump(exclude_defaults=True)
     if spec.rows is not None:
         return [({**defaults, **row.model_dump(exclude_defaults=True, exclude={"post"})}, row.post)
                 for row in spec.rows]
-    names, values = list(spec.grid), list(spec.grid.values())
     rows = []
-    for combination in itertools.product(*values):
-        settings = {**defaults, **dict(zip(names, combination))}
-        CellSpec(**settings)  # each combination is checked as a written row would be
+    for combination in itertools.product(*spec.grid.values()):
+        settings = dict(defaults)
+        for key, value in zip(spec.grid, combination):
+            names = key.split("+")
+            settings |= dict(zip(names, value if len(names) > 1 else [value]))
+        try:
+            CellSpec(**settings)  # each combination is checked as a written row would be
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}, got {first['input']!r}") from None
         rows.append((settings, None))
     return rows
 
@@ -367,6 +379,10 @@ def _cell(study: StudyFile, table_id: str, settings: dict) -> Cell:
     if settings["variant"] not in study.variants:
         raise ValueError(f"variant {settings['variant']!r} is not one of the study's variants "
                          f"({', '.join(study.variants)})")
+    if settings["workers"] == "cpus":
+        if settings.get("cpus") is None:
+            raise ValueError("workers = \"cpus\" needs the cell's `cpus`")
+        settings = {**settings, "workers": settings["cpus"]}
     if settings.get("loop") and app.interface not in ("asgi", "asginl", "rsgi"):
         raise ValueError(f"loop {settings['loop']!r} is for ASGI and RSGI apps; app {settings['app']} is "
                          f"{app.interface}")
@@ -377,12 +393,17 @@ def _tables(study: StudyFile) -> tuple[Table, ...]:
     tables = []
     for table_id, spec in study.tables.items():
         cells, published = [], {}
-        for index, (settings, post) in enumerate(_expand(table_id, spec)):
+        try:
+            expanded = _expand(spec)
+        except ValueError as error:
+            raise StudyError(f"tables.{table_id}.grid: {error}") from None
+        for index, (settings, post) in enumerate(expanded):
             try:
                 cell = _cell(study, table_id, settings)
             except ValueError as error:
                 where = (f"rows.{index}" if spec.rows is not None
-                         else "grid (" + ", ".join(f"{name}={settings.get(name)}" for name in spec.grid) + ")")
+                         else "grid (" + ", ".join(f"{name}={settings.get(name)}" for key in spec.grid
+                                                   for name in key.split("+")) + ")")
                 raise StudyError(f"tables.{table_id}.{where}: {error}".replace("Value error, ", "")) from None
             if cell.key in {c.key for c in cells}:
                 raise StudyError(f"tables.{table_id}: the same cell twice ({cell.key})")

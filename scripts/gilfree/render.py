@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import ceiling, results, stats
+from . import ceiling, charts, results, scaling, scaling_report, stats
 from .loadgen import PERCENTILES
 from .matrix import ARTICLE, Cell, Study, Table
 from .sampler import DEFAULT_INTERVAL_S
@@ -322,4 +322,15 @@ def write_all(results_dir: Path, study: Study = ARTICLE) -> list[Path]:
     sections = [table_markdown(table, study, stored, calibrations, with_legend=False) for table in study.tables]
     results.write_text_atomic(everything, f"# {study.title}: the tables, as measured here\n\n" + "\n".join(sections)
                               + "\n## Columns\n\n" + legend(list(stored.values())) + "\n")
-    return [everything, *written]
+    return [everything, *written, *write_scaling(results_dir, study, stored)]
+
+
+def write_scaling(results_dir: Path, study: Study, stored: dict[tuple[str, str], dict]) -> list[Path]:
+    """SCALING.md and its two charts, for a study whose cells give the server a number of CPUs."""
+    cells = [cell for table in study.tables for cell in table.cells if cell.cpus is not None]
+    if not cells:
+        return []
+    records = [stored[cell.table, cell.key] for cell in cells if (cell.table, cell.key) in stored]
+    analysis = scaling.analyse(records, sorted({r["cell"]["cpus"] for r in records}), study.variants)
+    return [scaling_report.write(results_dir / "SCALING.md", analysis),
+            charts.scaling_rps(results_dir / "charts", analysis), charts.scaling_memory(results_dir / "charts", analysis)]

@@ -21,7 +21,8 @@ from . import render, results, stats
 from .interpreters import Interpreter, check, check_lock, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
 from .matrix import Cell, Session
-from .processes import split_cpus
+from . import scaling
+from .processes import available_cpus, server_cpus, split_cpus
 from .remote import LoadHost
 from .sampler import TreeSampler
 from .server import DEFAULT_BIND, GranianServer, ServerError, granian_command, url
@@ -79,11 +80,42 @@ class Options:
     @cached_property
     def settings(self) -> dict:
         """How every run of this session is measured; reading it refuses a --pin the machine cannot honour."""
-        server_cpus, loadgen_cpus = split_cpus(self.pin) if self.pin else (None, None)
+        server, loadgen = split_cpus(self.pin) if self.pin else (None, None)
         return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
-                "warmup_s": self.warmup_s, "server_cpus": server_cpus, "loadgen_cpus": loadgen_cpus,
+                "warmup_s": self.warmup_s, "server_cpus": server, "loadgen_cpus": loadgen,
                 "rate_rps": self.rate,
                 "bind": self.bind, "loadgen_host": self.load_host.destination if self.load_host else None}
+
+    def settings_for(self, cell: Cell) -> dict:
+        """How this cell's runs are measured: the session's settings, and for a cell that sets the server's CPUs,
+        the first `cpus` of them for the server and the others for the load generator (here; a load host's own
+        CPUs are its own)."""
+        if cell.cpus is None:
+            return self.settings
+        server, loadgen = (available_cpus()[:cell.cpus], None) if self.load_host else server_cpus(cell.cpus)
+        return {**self.settings, "server_cpus": server, "loadgen_cpus": loadgen}
+
+    @cached_property
+    def cells(self) -> list[Cell]:
+        """The cells to run: the session's (or its one table's); of those that set the server's CPUs, the ones
+        this machine can give beside the load generator's. Refuses, before anything starts, a session whose CPU
+        points leave fewer than two (scaling.points_for), and --pin beside cells that pin themselves."""
+        cells = [cell for cell in self.session.cells() if self.table in (None, cell.table)]
+        asked = sorted({cell.cpus for cell in cells if cell.cpus is not None})
+        if not asked:
+            return cells
+        if self.pin:
+            raise ValueError(f"session {self.session.name} gives each cell its own CPUs (the study's `cpus`); "
+                             f"leave --pin out")
+        needed = 0 if self.load_host else LOADGENS[self.loadgen].threads or 1
+        try:
+            fitting = scaling.points_for(asked, len(available_cpus()), needed)
+        except scaling.TooFewCpus as refusal:
+            raise ValueError(f"session {self.session.name}: {refusal}") from None
+        if dropped := [k for k in asked if k not in fitting]:
+            say(f"this machine cannot give the server {', '.join(f'k={k}' for k in dropped)} CPUs beside the load "
+                f"generator's {needed}: those cells are left out")
+        return [cell for cell in cells if cell.cpus is None or cell.cpus in fitting]
 
 
 def say(message: str) -> None:
@@ -99,7 +131,7 @@ def fingerprint(cell: Cell, interpreter: Interpreter, options: Options, load_gen
         "python": [interpreter.version, interpreter.free_threaded_build],
         "load_generator": load_generator["version"],
         "packages": interpreter.packages,
-        "settings": results.measured_settings(options.settings),
+        "settings": results.measured_settings(options.settings_for(cell)),
         "environment": [environment["profile"], environment["lock_sha256"]],
         "machine": results.machine_identity(results.machine()),
     }
@@ -140,7 +172,7 @@ def run(options: Options) -> int:
     generator = LOADGENS[options.loadgen]
     load_generator = describe(generator, options.load_host)
     checked = interpreters(options)
-    cells = [cell for cell in options.session.cells() if options.table in (None, cell.table)]
+    cells = options.cells
     records = {cell: _stored(options, cell, fingerprint(cell, checked[cell.app, cell.variant], options, load_generator))
                for cell in cells}
     kept = sum(min(len(record["runs"]), options.repeat) for record in records.values())
@@ -205,10 +237,11 @@ def describe(generator: LoadGenerator, load_host: LoadHost | None) -> dict:
     return {"name": generator.name, "version": version(generator), "host": None, "machine": None}
 
 
-def _load(generator: LoadGenerator, command: list[str], duration_s: int, options: Options) -> tuple[LoadResult, dict]:
+def _load(generator: LoadGenerator, command: list[str], duration_s: int, options: Options,
+          cpus: tuple[int, ...] | None) -> tuple[LoadResult, dict]:
     if options.load_host:
         return options.load_host.run_load(generator, command, duration_s)
-    return run_load(generator, command, duration_s, cpus=options.settings["loadgen_cpus"])
+    return run_load(generator, command, duration_s, cpus=cpus)
 
 
 def _check_from_load_host(server: GranianServer, generator: LoadGenerator, target: str, options: Options,
@@ -267,7 +300,7 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         interpreter=interpreter.as_dict(),
         status="failed" if failures else "ok" if len(ok) >= options.repeat else "incomplete",
         failure=failures[-1] if failures else None,
-        settings=options.settings,
+        settings=options.settings_for(cell),
         environment=options.environment(cell.app),
         machine=results.machine(),
         harness={"python": sys.version.split()[0]},
@@ -287,7 +320,7 @@ def _busy_share() -> float:
 
 def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options) -> dict:
     """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
-    settings = options.settings
+    settings = options.settings_for(cell)
     granian = str(Path(interpreter.executable).parent / "granian")
     app = options.study.apps[cell.app]
     server_command = granian_command(granian, cell, app, options.port, options.bind)
@@ -311,13 +344,14 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
             if options.warmup_s:
                 warmup, _ = _load(generator, generator.command(target, options.warmup_s, cell.concurrency,
                                                                options.rate),
-                                  options.warmup_s, options)
+                                  options.warmup_s, options, settings["loadgen_cpus"])
                 run["warmup"] = warmup.as_dict()
             sampler = TreeSampler(server.pid)
             sampler.start()
             run["timings"]["setup_s"] = time.perf_counter() - started - options.warmup_s
             try:
-                load, loadgen_usage = _load(generator, load_command, options.duration_s, options)
+                load, loadgen_usage = _load(generator, load_command, options.duration_s, options,
+                                            settings["loadgen_cpus"])
             finally:
                 usage = sampler.stop()
             run["load"] = {**load.as_dict(), **loadgen_usage, "offered_rps": options.rate}  # rps: achieved

@@ -16,7 +16,8 @@ from gilfree import charts, scaling_report
 from gilfree.loadgen import LOADGENS, run_load
 from gilfree.matrix import ARTICLE, TABLES_BY_ID, Cell
 from gilfree.processes import available_cpus, server_cpus
-from gilfree.scaling import (KNEE_MARGINAL_EFFICIENCY, KneeKind, PointStatus, TooFewCpus, analyse, points_for)
+from gilfree.processes import TooFewCpus, points_for
+from gilfree.scaling import KNEE_MARGINAL_EFFICIENCY, KneeKind, PointStatus, analyse
 from gilfree.server import GranianServer, granian_command, url
 from conftest import assert_port_free, free_port, leftovers, make_record
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import PROJECT_ROOT
 from .matrix import ARTICLE, Session, Study, StudyError, discover, override_variable
+from .processes import TooFewCpus, available_cpus, points_for
 
 
 def _shown(path: Path) -> str:
@@ -19,10 +20,23 @@ def _shown(path: Path) -> str:
     return os.path.relpath(path, PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
+def _too_small(session: Session) -> str | None:
+    """Why this machine cannot run the session's CPU points beside a load generator of its own, if it cannot:
+    said before any environment is built (the harness says the same, and runs it with a load host)."""
+    asked = sorted({cell.cpus for cell in session.cells() if cell.cpus is not None})
+    if not asked:
+        return None
+    try:
+        points_for(asked, len(available_cpus()), 1)
+    except TooFewCpus as refusal:
+        return f"session {session.name}: {refusal}"
+    return None
+
+
 def _session(session: Session) -> dict:
     study = session.study
     entry = {"name": session.name, "description": session.description, "study": str(study.path),
-             "apps": list(session.apps), "variants": list(session.variants), "error": None}
+             "apps": list(session.apps), "variants": list(session.variants), "error": _too_small(session)}
     try:
         profile = study.profile()
     except StudyError as error:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from .machine_lock import CALLER_ENV, process_started
@@ -173,3 +173,40 @@ def server_cpus(k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         raise ValueError(f"k={k} CPUs for the server cannot be given on {count} available CPU(s) with at least one "
                          f"left for the load generator; {fix}")
     return split
+
+
+FIRST_POINTS = (1, 2)  # the least core-scaling curve that has a slope: k=1 and k=2
+
+
+class TooFewCpus(Exception):
+    """A refusal before anything starts: the machine cannot give the server k=1 and k=2 with the load
+    generator on other CPUs."""
+
+    def __init__(self, available: int, loadgen_needed: int):
+        self.available = available
+        self.loadgen_needed = loadgen_needed
+        super().__init__(
+            f"this machine has {available} CPU{'s' * (available != 1)}; the load generator needs {loadgen_needed}; "
+            f"core scaling needs at least {len(FIRST_POINTS)} points (k=1 and k=2), "
+            f"so at least {loadgen_needed + FIRST_POINTS[-1]} CPUs")
+
+
+def points_for(ks_requested: Sequence[int] | None, available_cpus: int, loadgen_cpus_needed: int) -> tuple[int, ...]:
+    """The k (CPUs for the server) that fit beside the load generator, in order. None asks for the default:
+    1, 2, 4 ... doubling, and the largest k that fits, so that the curve reaches the whole machine.
+
+    Raises TooFewCpus when fewer than two points fit, and ValueError for a request without k=1 (the efficiency
+    of every point is measured against it) or with a k below 1."""
+    largest = available_cpus - loadgen_cpus_needed
+    if ks_requested is None:
+        doubling = {min(2**n, largest) for n in range(largest.bit_length() + 1)}  # 1, 2, 4 ... and the largest
+        ks_requested = sorted(doubling) if largest >= 1 else []
+    if bad := [k for k in ks_requested if not isinstance(k, int) or k < 1]:
+        raise ValueError(f"k={bad[0]!r} is not a number of CPUs; give whole numbers of at least 1, such as 1, 2, 4")
+    fitting = tuple(sorted({k for k in ks_requested if k <= largest}))
+    if len(fitting) < len(FIRST_POINTS):
+        raise TooFewCpus(available_cpus, loadgen_cpus_needed)
+    if 1 not in fitting:
+        raise ValueError(f"the points {list(ks_requested)} lack k=1, against which every point's efficiency is "
+                         f"measured; add 1")
+    return fitting

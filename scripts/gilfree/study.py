@@ -21,8 +21,7 @@ from . import render, results, stats
 from .interpreters import Interpreter, check, check_lock, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
 from .matrix import Cell, Session
-from . import scaling
-from .processes import available_cpus, server_cpus, split_cpus
+from .processes import TooFewCpus, available_cpus, points_for, server_cpus, split_cpus
 from .remote import LoadHost
 from .sampler import TreeSampler
 from .server import DEFAULT_BIND, GranianServer, ServerError, granian_command, url
@@ -99,7 +98,7 @@ class Options:
     def cells(self) -> list[Cell]:
         """The cells to run: the session's (or its one table's); of those that set the server's CPUs, the ones
         this machine can give beside the load generator's. Refuses, before anything starts, a session whose CPU
-        points leave fewer than two (scaling.points_for), and --pin beside cells that pin themselves."""
+        points leave fewer than two (points_for), and --pin beside cells that pin themselves."""
         cells = [cell for cell in self.session.cells() if self.table in (None, cell.table)]
         asked = sorted({cell.cpus for cell in cells if cell.cpus is not None})
         if not asked:
@@ -109,8 +108,8 @@ class Options:
                              f"leave --pin out")
         needed = 0 if self.load_host else LOADGENS[self.loadgen].threads or 1
         try:
-            fitting = scaling.points_for(asked, len(available_cpus()), needed)
-        except scaling.TooFewCpus as refusal:
+            fitting = points_for(asked, len(available_cpus()), needed)
+        except TooFewCpus as refusal:
             raise ValueError(f"session {self.session.name}: {refusal}") from None
         if dropped := [k for k in asked if k not in fitting]:
             say(f"this machine cannot give the server {', '.join(f'k={k}' for k in dropped)} CPUs beside the load "

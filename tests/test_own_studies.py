@@ -172,3 +172,43 @@ def test_an_app_that_answers_otherwise_than_its_study_says_fails_before_any_load
     record = json.loads((tmp_path / "out" / "raw" / "hello" / "3.14-w1-tdefault-hello-c16.json").read_text())
     assert record["status"] == "failed" and record["runs"][0]["load"] is None
     assert "GET /hello?world answered status 404, expected 200 (before any load)" in record["failure"]
+
+
+def on_two_cpus():
+    """Run a child on CPUs 0 and 1 alone, so that it sees a 2-CPU machine whatever this one has."""
+    return lambda: os.sched_setaffinity(0, {0, 1})
+
+
+def test_core_scaling_refuses_a_machine_too_small_for_two_points_before_anything_starts(tmp_path):
+    pythons = [arg for app in ("asgi", "wsgi") for variant in ("3.14", "3.14t")
+               for arg in ("--python", f"{app}:{variant}=/nonexistent/python")]
+    completed = subprocess.run([sys.executable, "-m", "gilfree", "run", "scaling", *pythons, "--loadgen", "wrk",
+                                "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
+                               preexec_fn=on_two_cpus(), timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr == ("gilfree: error: session scaling: this machine has 2 CPUs; the load generator needs 1; "
+                                "core scaling needs at least 2 points (k=1 and k=2), so at least 3 CPUs\n")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_cell_given_one_cpu_runs_on_it_with_the_load_generator_on_the_other(tmp_path, environments):
+    study_file = tmp_path / "pinned.toml"
+    study_file.write_text(MINE.replace('directory = "service"', f'directory = "{ROOT / "apps"}"')
+                          .replace('target = "app:app"', 'target = "impl_fastapi:app"')
+                          .replace('endpoints.hello = { path = "/hello?world", text = "hello, world" }\n'
+                                   'endpoints.gone = { status = 404 }\n', 'endpoints.json = {}\n')
+                          .replace('cell = { app = "service", endpoint = "hello" }',
+                                   'cell = { app = "service", endpoint = "json", cpus = 1 }'))
+    lock = tmp_path / "pinned-locks" / "default" / "service.txt"
+    lock.parent.mkdir(parents=True)
+    lock.write_text((ROOT / "locks" / "article" / "asgi.txt").read_text())
+    completed = subprocess.run([sys.executable, "-m", "gilfree", "run", "pinned-3.14", "--study", str(study_file),
+                                "--python", environments["asgi"], "--loadgen", "wrk", "--port", str(free_port())],
+                               capture_output=True, text=True, cwd=ROOT, preexec_fn=on_two_cpus(), timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    stored = records(tmp_path / "out")
+    assert sorted(stored) == ["3.14-w1-tdefault-json-c16-k1", "3.14-w2-tdefault-json-c32-k1"]
+    for record in stored.values():
+        assert record["status"] == "ok", record["failure"]
+        assert (record["settings"]["server_cpus"], record["settings"]["loadgen_cpus"]) == ([0], [1])
+        assert record["cell"]["cpus"] == 1

@@ -83,6 +83,14 @@ BAD = [
     (("[tables.loops]", "[sessions.x]\nvariants = [\"3.14\"]\ntables = [\"nope\"]\ndescription = \"x\"\n\n"
                         "[tables.loops]"), "sessions.x.tables", "'nope' is not one of the study's tables"),
     (("title = \"A small study\"", "title = \"A small study"), "not valid TOML", "line 1"),
+    (("grid = { endpoint = [\"health\", \"hello\"], loop = [\"asyncio\", \"uvloop\"], variant",
+      "grid = { \"endpoint+concurrency\" = [[\"health\", 8], [\"hello\"]], variant"), "tables.loops",
+     "grid key 'endpoint+concurrency' moves 2 settings together: give each value as a list of 2"),
+    (("grid = { endpoint = [\"health\", \"hello\"], loop = [\"asyncio\", \"uvloop\"], variant",
+      "grid = { \"endpoint+concurrency\" = [[\"health\", 8], [\"hello\", \"many\"]], variant"),
+     "tables.loops.grid: concurrency", "Input should be a valid integer"),
+    (("workers = 1,", "workers = \"cpus\","), "tables.loops.grid (endpoint=health, loop=asyncio, variant=3.14)",
+     "workers = \"cpus\" needs the cell's `cpus`"),
 ]
 
 

@@ -97,8 +97,9 @@ class Options:
     @cached_property
     def cells(self) -> list[Cell]:
         """The cells to run: the session's (or its one table's); of those that set the server's CPUs, the ones
-        this machine can give beside the load generator's. Refuses, before anything starts, a session whose CPU
-        points leave fewer than two (points_for), and --pin beside cells that pin themselves."""
+        this machine can give beside the load generator's. Refuses, before anything starts, a curve of CPU points
+        of which fewer than two fit (points_for), one CPU count that does not fit, and --pin beside cells that
+        pin themselves."""
         cells = [cell for cell in self.session.cells() if self.table in (None, cell.table)]
         asked = sorted({cell.cpus for cell in cells if cell.cpus is not None})
         if not asked:
@@ -107,8 +108,12 @@ class Options:
             raise ValueError(f"session {self.session.name} gives each cell its own CPUs (the study's `cpus`); "
                              f"leave --pin out")
         needed = 0 if self.load_host else LOADGENS[self.loadgen].threads or 1
+        largest = len(available_cpus()) - needed
+        if len(asked) == 1 and asked[0] > largest:  # one pinned size, not a curve: it must fit
+            raise ValueError(f"session {self.session.name} gives the server {asked[0]} CPU(s), and this machine has "
+                             f"{largest + needed}, {needed} of them for the load generator")
         try:
-            fitting = points_for(asked, len(available_cpus()), needed)
+            fitting = points_for(asked, largest + needed, needed) if len(asked) > 1 else asked
         except TooFewCpus as refusal:
             raise ValueError(f"session {self.session.name}: {refusal}") from None
         if dropped := [k for k in asked if k not in fitting]:

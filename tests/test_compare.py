@@ -237,3 +237,15 @@ def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path
     assert "**WARNING: 3.14 and 3.14t were built with different optimisations" in text.split("## Verdicts")[0]
     assert "(3.14), PGO yes, LTO no, JIT no" in report_line(tmp_path, "| Python 3.14 ")
     assert report_row(tmp_path, f"| {ASGI_JSON}")[-1] == "**not comparable** [1]"
+
+
+def test_a_row_the_post_gives_no_figures_for_is_shown_as_not_published(tmp_path, monkeypatch):
+    """Published figures are optional in a study file: a row without them is compared with nothing, not a crash."""
+    eight = TABLES_BY_ID["wsgi-threads-gil"].cells[1]  # JSON, 8 threads: in no claim
+    monkeypatch.setattr(compare, "PUBLISHED", {key: figures for key, figures in compare.PUBLISHED.items()
+                                                if key != (eight.table, eight.key)})
+    for cell in TABLES_BY_ID["wsgi-threads-gil"].cells:
+        store(tmp_path, cell)
+    row = report_row(tmp_path, "| JSON ", "| 8 ", "| post ")
+    assert row[3:6] == ["not published"] * 3
+    assert report_row(tmp_path, "| JSON ", "| 32 ", "| post ")[3] == "18639"

@@ -150,3 +150,38 @@ def test_nox_lists_a_refused_study_and_its_session_says_why(tmp_path):
     assert f"- {bad.stem} -> REFUSED: {bad}: tables.loops.number: Input should be a valid integer" in listed.stdout
     assert ran.returncode == 1
     assert f"{bad}: tables.loops.number: Input should be a valid integer, got []" in ran.stderr
+
+
+def test_a_schema_3_record_reads_as_a_cell_of_the_posts_study(tmp_path):
+    """Records from before study files (schema 3, and schema 2 through it) gain their app and loop in memory."""
+    from gilfree import results
+    from conftest import make_record
+    cell = matrix.TABLES_BY_ID["asgi-json"].cells[0]
+    record = make_record(cell) | {"schema": 3}
+    record.pop("study")
+    for name in ("app", "loop", "runtime_mode", "runtime_threads", "flags", "cpus"):
+        del record["cell"][name]
+    results.write_atomic(results.cell_path(tmp_path, cell), record)
+    loaded = results.load(tmp_path)[cell.table, cell.key]
+    assert loaded["study"] == "article" and loaded["schema"] == results.SCHEMA
+    assert matrix.Cell(**loaded["cell"]) == cell  # app "asgi", loop "asyncio": the post's ASGI command
+
+
+def test_stored_runs_survive_a_new_container_and_a_moved_checkout_but_not_other_hardware(monkeypatch, tmp_path):
+    """The fingerprint holds the lock's content and the machine's hardware, not a path or a host name."""
+    from gilfree import results, study
+    from gilfree.interpreters import Interpreter
+    interpreter = Interpreter(executable="/x/bin/python", version="3.14.0", implementation="CPython",
+                              free_threaded_build=False, gil_enabled=True, packages={"granian": "2.5.5"},
+                              variant="3.14", label="3.14")
+    session = matrix.ARTICLE.sessions["asgi-3.14"]
+    options = study.Options(session=session, pythons={}, duration_s=1, loadgen="wrk", results_dir=tmp_path,
+                            port=8000)
+    generator = {"version": "wrk 4.1.0"}
+    facts = {"cpu_model": "AMD EPYC", "logical_cores": 2, "physical_cores": 2, "memory_bytes": 24 * 2**30}
+    stamp = lambda machine: (monkeypatch.setattr(results, "machine", lambda: machine),
+                             study.fingerprint(session.cells()[0], interpreter, options, generator))[1]
+    here = stamp(facts | {"hostname": "container-1"})
+    assert stamp(facts | {"hostname": "container-2"}) == here
+    assert stamp(facts | {"hostname": "container-1", "cpu_model": "Intel Xeon"}) != here
+    assert "/" not in options.environment("asgi")["lock"].removeprefix("../locks/article/")  # relative, not absolute

@@ -92,11 +92,13 @@ def environment(session: nox.Session, interpreter: str, lock: str, location: str
 
 
 def study(session: nox.Session, plan: dict) -> None:
-    """One environment per app and variant of the session, measured by the harness from its own environment;
-    with several variants, runs alternate between them run by run."""
+    """The harness refuses what it can before anything is built, and installs the load generator; then one
+    environment per app and variant, measured by the harness from its own environment (with several variants,
+    runs alternate between them run by run)."""
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):
+        harness(session, "prepare", session.name, "--study", plan["study"], *session.posargs)
         pythons = []
         for app in plan["apps"]:
             for variant, wanted in plan["pythons"].items():

@@ -13,6 +13,7 @@ import pytest
 
 from gilfree import tools
 from gilfree.loadgen import LOADGENS
+from gilfree import matrix
 from gilfree.matrix import ARTICLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,6 +244,11 @@ def test_dockerignore_keeps_host_state_out():
 
 
 # --- the Makefile calls sessions that exist --------------------------------------------------------------
+
+def test_the_names_no_study_may_take_are_the_noxfiles_own_sessions():
+    studies = {name for study in matrix.discover()[0].values() for name in study.sessions}
+    assert nox_sessions() - studies == set(matrix.RESERVED_SESSIONS)
+
 
 def test_noxfile_has_the_sessions_the_recipe_relies_on():
     sessions = nox_sessions()

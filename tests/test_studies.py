@@ -70,8 +70,10 @@ BAD = [
     (("title = \"Loops\"\n", "title = \"Loops\"\nrows = []\n"), "tables.loops", "either `rows` or `grid`"),
     (("interface = \"asgi\"", "interface = \"http\""), "apps.api.interface", "'asgi', 'asginl', 'rsgi' or 'wsgi'"),
     (("target = \"service:app\"", "target = \"service\""), "apps.api.target", "should match pattern"),
-    (("workers = 1,", "workers = 0,"), "tables.loops.cell.workers", "greater than or equal to 1"),
-    (("workers = 1,", "workers = \"two\","), "tables.loops.cell.workers", "valid integer"),
+    (("workers = 1,", "workers = 0,"), "tables.loops.cell.workers",
+     'expected a whole number of at least 1, or "cpus", got 0'),
+    (("workers = 1,", "workers = \"two\","), "tables.loops.cell.workers",
+     'expected a whole number of at least 1, or "cpus", got \'two\''),
     (("duration = \"5s\"", "duration = \"0s\""), "duration", "should match pattern"),
     (("duration = \"5s\"", "duraton = \"5s\""), "duraton", "Extra inputs are not permitted"),
     (("endpoint = [\"health\", \"hello\"]", "endpoint = [\"health\", \"nope\"]"), "tables.loops.grid (endpoint=nope, loop=asyncio, variant=3.14)",
@@ -185,3 +187,39 @@ def test_stored_runs_survive_a_new_container_and_a_moved_checkout_but_not_other_
     assert stamp(facts | {"hostname": "container-2"}) == here
     assert stamp(facts | {"hostname": "container-1", "cpu_model": "Intel Xeon"}) != here
     assert "/" not in options.environment("asgi")["lock"].removeprefix("../locks/article/")  # relative, not absolute
+
+
+def test_the_refusal_reads_exactly_as_readme_shows_it(tmp_path):
+    path = write_study(tmp_path, SMALL.replace("workers = 1,", "workers = 0,"))
+    with pytest.raises(StudyError) as refused:
+        load(path)
+    assert str(refused.value) == f'{path}: tables.loops.cell.workers: expected a whole number of at least 1, or "cpus", got 0'
+    readme = (ROOT / "README.md").read_text()
+    assert 'studies/mine.toml: tables.product.cell.workers: expected a whole number of at least 1, or "cpus", got 0' in readme
+
+
+def test_a_study_may_not_take_the_name_of_one_of_gilfrees_own_sessions(tmp_path):
+    write_study(tmp_path, name="tests")
+    studies, refused = matrix.discover(tmp_path)
+    assert studies == {} and "session 'tests' is already one of gilfree's own sessions" in str(refused[tmp_path / "tests.toml"])
+
+
+def test_an_apps_sources_are_in_its_fingerprint_but_not_its_virtual_environment(tmp_path):
+    from gilfree import study
+    path = write_study(tmp_path)
+    (tmp_path / "app" / "service.py").write_text("app = 1\n")
+    (tmp_path / "app" / ".venv" / "lib").mkdir(parents=True)
+    app = load(path).apps["api"]
+    before = study.app_sources_sha256(app)
+    (tmp_path / "app" / ".venv" / "lib" / "installed.py").write_text("x = 1\n")
+    assert study.app_sources_sha256(app) == before
+    (tmp_path / "app" / "service.py").write_text("app = 2\n")
+    assert study.app_sources_sha256(app) != before
+
+
+def test_two_cells_on_one_point_of_a_scaling_curve_are_refused(tmp_path):
+    twice = SMALL.replace('cell = { app = "api", workers = 1, concurrency = 16 }',
+                          'cell = { app = "api", workers = 1, concurrency = 16, cpus = 1 }')
+    twice = twice.replace('loop = ["asyncio", "uvloop"]', 'runtime_mode = ["st", "mt"]')
+    with pytest.raises(StudyError, match="is a second cell of app api /health on 3.14 with cpus = 1"):
+        load(write_study(tmp_path, twice))

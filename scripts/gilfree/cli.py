@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import compare, environments, machine_lock, matrix, render, results, study
+from . import compare, environments, machine_lock, matrix, render, results, study, tools
 from .interpreters import InterpreterError
 from .loadgen import LOADGENS, LoadGenError
 from .processes import exit_with_caller
@@ -113,18 +113,17 @@ def writable_dir(text: str) -> Path:
     return path
 
 
-def parser() -> argparse.ArgumentParser:
-    main = OneLineParser(prog="gilfree", description=__doc__.splitlines()[0])
-    commands = main.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    run = commands.add_parser("run", help="run one session's cells and render the tables")
+def run_arguments(run: argparse.ArgumentParser, python_required: bool) -> None:
+    """The options of `run`; `prepare` takes the same, its interpreters not yet built."""
     run.add_argument("session", help="which part of which study (a nox session name: `nox -l` lists them)")
     run.add_argument("--study", type=study_file, metavar="FILE",
                      help="the study file the session is in (default: the one in studies/ that has it)")
-    run.add_argument("--python", required=True, action="append", metavar="[[APP:]VARIANT=]PATH",
+    run.add_argument("--python", required=python_required, action="append", metavar="[[APP:]VARIANT=]PATH",
                      help="the interpreter of the environment under test; VARIANT=PATH once per variant in the "
                           "sessions of several variants (asgi, wsgi), APP:VARIANT=PATH in those of several apps")
     run.add_argument("--duration", type=duration, help="load duration per cell (default: the study's; the post's 30s)")
-    run.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
+    run.add_argument("--loadgen", choices=LOADGENS,
+                     help="load generator (default: the study's; rewrk, the post's, where it names none)")
     run.add_argument("--port", type=port, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     run.add_argument("--results-dir", type=writable_dir, help="default: the study's (results/ for the post's)")
     run.add_argument("--profile", help="the study's profile the environments were installed from, whose locks "
@@ -151,6 +150,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     run.add_argument("--no-wait", action="store_true",
                      help="refuse (exit 2) instead of waiting when another session holds the machine")
+
+
+def parser() -> argparse.ArgumentParser:
+    main = OneLineParser(prog="gilfree", description=__doc__.splitlines()[0])
+    commands = main.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    run_arguments(commands.add_parser("run", help="run one session's cells and render the tables"), True)
+    run_arguments(commands.add_parser("prepare", help="check a session's options and install its load generator, "
+                                                      "before any environment is built (the noxfile's first step)"),
+                  False)
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
     tables.add_argument("--study", type=study_file, metavar="FILE", help="default: the post's, studies/article.toml")
     tables.add_argument("--results-dir", type=writable_dir, help="default: the study's")
@@ -171,7 +179,7 @@ def interpreters_by_variant(session: matrix.Session, given: list[str]) -> dict[t
         return {wanted[0]: given[0]}
     pythons = {}
     for item in given:
-        name, _, path = item.rpartition("=")
+        name, _, path = item.partition("=") if "=" in item else ("", "", item)
         app, _, variant = name.rpartition(":")
         pythons[app or (apps[0] if len(apps) == 1 else ""), variant] = path
     if len(pythons) != len(given) or set(pythons) != set(wanted):
@@ -183,17 +191,18 @@ def interpreters_by_variant(session: matrix.Session, given: list[str]) -> dict[t
 
 def options_from(args: argparse.Namespace) -> study.Options:
     """Check what argparse cannot check alone; a ValueError is a refusal."""
+    session = matrix.find_session(args.session, args.study.path if args.study else None)
+    args.loadgen = args.loadgen or session.study.loadgen
     if args.rate is not None and not LOADGENS[args.loadgen].open_loop:
         open_loop = ", ".join(name for name, tool in LOADGENS.items() if tool.open_loop)
         raise ValueError(f"--rate {args.rate:.10g} needs an open-loop load generator, and {args.loadgen} runs a closed "
                          f"loop only: add --loadgen {open_loop}")
-    session = matrix.find_session(args.session, args.study.path if args.study else None)
     if args.table and args.table not in session.tables:
         raise ValueError(f"table {args.table!r} is not part of session {session.name!r} "
                          f"(its tables: {', '.join(session.tables)})")
     options = study.Options(
         bind=args.bind, load_host=load_host(args),
-        session=session, pythons=interpreters_by_variant(session, args.python),
+        session=session, pythons=interpreters_by_variant(session, args.python) if args.python else {},
         duration_s=args.duration or session.study.duration_s, loadgen=args.loadgen,
         results_dir=args.results_dir or writable_dir(str(session.study.results_dir)), port=args.port,
         keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile,
@@ -222,6 +231,19 @@ def load_host(args: argparse.Namespace) -> LoadHost | None:
                          f"{args.loadgen_host}; leave --pin out")
     known_hosts = Path(args.ssh_known_hosts).resolve() if args.ssh_known_hosts else None
     return LoadHost(args.loadgen_host, args.ssh_identity, known_hosts, args.ssh_accept_new)
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """What a session can refuse before its environments are built (its options, its CPU points, its locks);
+    then its load generator, installed with cargo where it is a cargo tool that is missing here (`nox -s tools`)."""
+    try:
+        options = options_from(args)
+    except (ValueError, argparse.ArgumentTypeError) as refusal:
+        print(f"gilfree: error: {refusal}", file=sys.stderr)
+        return 2
+    if options.load_host or options.loadgen not in tools.TOOLS_BY_NAME:
+        return 0
+    return tools.main([options.loadgen])
 
 
 def _value_options(main: argparse.ArgumentParser) -> set[str]:
@@ -274,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gilfree: error: {results.StorageFull(error.filename)}", file=sys.stderr)
             return study.EXIT_STORAGE_FULL
         return 0
+    if args.command == "prepare":
+        return prepare(args)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a parent shell ignored it
     exit_with_caller(study.say)

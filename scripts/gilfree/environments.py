@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from . import PROJECT_ROOT
-from .matrix import ARTICLE, Session, Study, StudyError, discover, override_variable
-from .processes import TooFewCpus, available_cpus, points_for
+from .matrix import ARTICLE, RESERVED_SESSIONS, Session, Study, StudyError, discover, override_variable
 
 
 def _shown(path: Path) -> str:
@@ -20,23 +19,10 @@ def _shown(path: Path) -> str:
     return os.path.relpath(path, PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
-def _too_small(session: Session) -> str | None:
-    """Why this machine cannot run the session's CPU points beside a load generator of its own, if it cannot:
-    said before any environment is built (the harness says the same, and runs it with a load host)."""
-    asked = sorted({cell.cpus for cell in session.cells() if cell.cpus is not None})
-    if len(asked) < 2:  # a curve of CPU points needs two that fit; one CPU count alone is the harness's to check
-        return None
-    try:
-        points_for(asked, len(available_cpus()), 1)
-    except TooFewCpus as refusal:
-        return f"session {session.name}: {refusal}"
-    return None
-
-
 def _session(session: Session) -> dict:
     study = session.study
     entry = {"name": session.name, "description": session.description, "study": str(study.path),
-             "apps": list(session.apps), "variants": list(session.variants), "error": _too_small(session)}
+             "apps": list(session.apps), "variants": list(session.variants), "error": None}
     try:
         profile = study.profile()
     except StudyError as error:
@@ -57,10 +43,12 @@ def sessions_for_nox() -> dict:
     every = [session for study in studies.values() for session in study.sessions.values()]
     # nox runs the sessions it is asked for in the order they were registered: the default ones first, in order.
     every.sort(key=lambda session: default.index(session.name) if session.name in default else len(default))
+    taken = {session.name for session in every} | set(RESERVED_SESSIONS)
     return {
         "default": default,
         "sessions": [_session(session) for session in every],
-        "refused": [{"study": str(path), "error": str(error), "sessions": [path.stem]}
+        "refused": [{"study": str(path), "error": str(error),
+                     "sessions": [] if path.stem in taken else [path.stem]}  # never over a session that runs
                     for path, error in refused.items()],
     }
 

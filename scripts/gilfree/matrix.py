@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from . import PROJECT_ROOT
 
@@ -25,6 +26,8 @@ STUDIES_DIR = PROJECT_ROOT / "studies"
 ARTICLE_FILE = STUDIES_DIR / "article.toml"
 DEFAULT_PROFILE = "default"  # a study that declares no profile has this one, asking uv for each variant by name
 PROFILE_VARIABLE = "GILFREE_PROFILE"
+# The nox sessions that are not a study's: no study may take their names.
+RESERVED_SESSIONS = ("overhead", "calibrate", "tables", "compare", "tools", "lock", "tests")
 # The loop a cell key leaves unnamed: the post's (every ASGI command of the post passes --loop asyncio).
 KEY_SILENT_LOOP = "asyncio"
 
@@ -70,7 +73,7 @@ class EndpointSpec(_Strict):
     @model_validator(mode="after")
     def _one_body(self):
         if self.json_body is not None and self.text is not None:
-            raise ValueError("give `json` or `text` for the expected body, not both")
+            raise PydanticCustomError("study", "give `json` or `text` for the expected body, not both")
         return self
 
 
@@ -93,7 +96,7 @@ class CellSpec(_Strict):
     app: Name | None = None
     variant: Variant | None = None
     endpoint: Name | None = None
-    workers: Positive | Literal["cpus"] | None = None  # "cpus": one worker per CPU the server may use
+    workers: int | str | None = None  # "cpus": one worker per CPU the server may use
     blocking_threads: Positive | None = None  # omitted: Granian's default
     loop: Literal["auto", "asyncio", "uvloop", "rloop"] | None = None
     runtime_mode: Literal["st", "mt"] | None = None
@@ -101,6 +104,13 @@ class CellSpec(_Strict):
     flags: tuple[str, ...] = ()  # further Granian flags, as given on its command line
     cpus: Positive | None = None  # the CPUs the server may use (the first k); the load generator gets the rest
     concurrency: Positive | None = None
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, workers):
+        if workers is not None and workers != "cpus" and not (isinstance(workers, int) and workers >= 1):
+            raise PydanticCustomError("value", 'expected a whole number of at least 1, or "cpus"')
+        return workers
 
 
 class PostFigures(_Strict):
@@ -132,15 +142,15 @@ class TableSpec(_Strict):
     @model_validator(mode="after")
     def _rows_or_grid(self):
         if (self.rows is None) == (self.grid is None):
-            raise ValueError("give the table either `rows` or `grid`, and only one")
+            raise PydanticCustomError("study", "give the table either `rows` or `grid`, and only one")
         for key, values in (self.grid or {}).items():
             names = key.split("+")
             if unknown := [name for name in names if name not in CellSpec.model_fields]:
-                raise ValueError(f"grid key {unknown[0]!r} is not a cell setting "
-                                 f"(one of: {', '.join(CellSpec.model_fields)})")
+                raise PydanticCustomError("study", f"grid key {unknown[0]!r} is not a cell setting "
+                                                   f"(one of: {', '.join(CellSpec.model_fields)})")
             if len(names) > 1 and not all(isinstance(v, list) and len(v) == len(names) for v in values):
-                raise ValueError(f"grid key {key!r} moves {len(names)} settings together: give each value as a "
-                                 f"list of {len(names)}, such as {[1] * len(names)}")
+                raise PydanticCustomError("study", f"grid key {key!r} moves {len(names)} settings together: give "
+                                                   f"each value as a list of {len(names)}, such as {[1] * len(names)}")
         return self
 
 
@@ -154,6 +164,7 @@ class StudyFile(_Strict):
     title: str
     variants: tuple[Variant, ...] = Field(min_length=1)
     duration: str = Field(default="30s", pattern=r"^[1-9]\d*[sm]?$")
+    loadgen: Literal["rewrk", "wrk", "oha", "hey"] = "rewrk"  # the default --loadgen: the post's
     results: str | None = None  # relative to the study file; default: results/<study name>
     locks: str | None = None  # <locks>/<profile>/<app>.txt, relative to the study file; default: <name>-locks
     lock_python: str | None = Field(default=None, pattern=r"^3\.\d+$")  # uv's --python-version for the lock
@@ -169,7 +180,7 @@ class StudyFile(_Strict):
     @classmethod
     def _distinct(cls, variants):
         if len(set(variants)) != len(variants):
-            raise ValueError("each variant once")
+            raise PydanticCustomError("study", "name each variant once")
         return variants
 
 
@@ -297,6 +308,7 @@ class Study:
     title: str
     variants: tuple[str, ...]
     duration_s: int
+    loadgen: str
     results_dir: Path
     locks_dir: Path
     lock_python: str
@@ -336,20 +348,20 @@ def duration_seconds(text: str) -> int:
     return int(text.rstrip("sm")) * (60 if text.endswith("m") else 1)
 
 
-def _error_line(path: Path, error: ValidationError) -> str:
+def _error_line(error: ValidationError) -> str:
+    """The first error: its dotted key, what was expected, and what was given."""
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    got = "" if first["type"] in ("missing", "value_error") else f", got {first['input']!r}"
-    message = first["msg"].removeprefix("Value error, ")
+    got = "" if first["type"] in ("missing", "study") else f", got {first['input']!r}"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{path}: {key}: {message}{got}{more}"
+    return f"{key}: {first['msg']}{got}{more}"
 
 
 def _expand(spec: TableSpec) -> list[tuple[dict, PostFigures | None]]:
     """The table's rows as settings dicts (the table's `cell` defaults under each row's own), with their figures."""
-    defaults = spec.cell.model_dump(exclude_defaults=True)
+    defaults = spec.cell.model_dump(exclude_unset=True)
     if spec.rows is not None:
-        return [({**defaults, **row.model_dump(exclude_defaults=True, exclude={"post"})}, row.post)
+        return [({**defaults, **row.model_dump(exclude_unset=True, exclude={"post"})}, row.post)
                 for row in spec.rows]
     rows = []
     for combination in itertools.product(*spec.grid.values()):
@@ -404,7 +416,7 @@ def _tables(study: StudyFile) -> tuple[Table, ...]:
                 where = (f"rows.{index}" if spec.rows is not None
                          else "grid (" + ", ".join(f"{name}={settings.get(name)}" for key in spec.grid
                                                    for name in key.split("+")) + ")")
-                raise StudyError(f"tables.{table_id}.{where}: {error}".replace("Value error, ", "")) from None
+                raise StudyError(f"tables.{table_id}.{where}: {error}") from None
             if cell.key in {c.key for c in cells}:
                 raise StudyError(f"tables.{table_id}: the same cell twice ({cell.key})")
             cells.append(cell)
@@ -440,6 +452,21 @@ def _sessions(name: str, study: Study, specs: dict[str, SessionSpec] | None) -> 
     return sessions
 
 
+def _one_curve_per_app_and_endpoint(tables: tuple[Table, ...]) -> None:
+    """The core-scaling report draws one curve per app, endpoint and variant: two cells with `cpus` on one point
+    of it (differing in another setting) would be one point twice."""
+    seen: dict[tuple, str] = {}
+    for table in tables:
+        for cell in (cell for cell in table.cells if cell.cpus is not None):
+            point = (cell.app, cell.endpoint, cell.variant, cell.cpus)
+            if point in seen:
+                raise StudyError(f"tables.{table.id}: {cell.key} is a second cell of app {cell.app} /{cell.endpoint} "
+                                 f"on {cell.variant} with cpus = {cell.cpus} (the first is in tables.{seen[point]}); "
+                                 f"core scaling draws one curve per app, endpoint and variant: put the other in "
+                                 f"a study file of its own")
+            seen[point] = table.id
+
+
 def _profiles(spec: StudyFile) -> dict[str, Profile]:
     if not spec.profiles:
         return {DEFAULT_PROFILE: Profile(DEFAULT_PROFILE, {variant: variant for variant in spec.variants}, None)}
@@ -454,21 +481,21 @@ def _read(path: Path) -> StudyFile:
     try:
         data = tomllib.loads(path.read_text())
     except OSError as error:
-        raise StudyError(f"{path}: cannot be read ({error.strerror})") from None
+        raise StudyError(f"cannot be read ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
-        raise StudyError(f"{path}: not valid TOML ({error})") from None
+        raise StudyError(f"not valid TOML ({error})") from None
     try:
         return StudyFile.model_validate(data)
     except ValidationError as error:
-        raise StudyError(_error_line(path, error)) from None
+        raise StudyError(_error_line(error)) from None
 
 
 def load(path: Path) -> Study:
     """Read and check a study file; StudyError (one line) if it cannot be run as written."""
     path = Path(path).resolve()
-    spec = _read(path)
     here, name = path.parent, path.stem
     try:
+        spec = _read(path)
         apps = {app_name: App(app_name, app.interface, app.target, (here / app.directory).resolve(),
                               (here / app.requirements).resolve(),
                               {ep: Endpoint(ep, e.path or f"/{ep}", e.status, e.json_body, e.text, e.io_wait_ms)
@@ -480,7 +507,7 @@ def load(path: Path) -> Study:
         lowest = min(spec.variants, key=lambda v: tuple(map(int, v.rstrip("t").split("."))))
         study = Study(
             name=name, path=path, title=spec.title, variants=spec.variants,
-            duration_s=duration_seconds(spec.duration),
+            duration_s=duration_seconds(spec.duration), loadgen=spec.loadgen,
             results_dir=(here / spec.results).resolve() if spec.results else PROJECT_ROOT / "results" / name,
             locks_dir=(here / (spec.locks or f"{name}-locks")).resolve(),
             lock_python=spec.lock_python or lowest.rstrip("t"),
@@ -488,6 +515,7 @@ def load(path: Path) -> Study:
             default_sessions=spec.default_sessions or (), post_load_command=spec.post_load_command,
             post_setup=spec.post_setup,
         )
+        _one_curve_per_app_and_endpoint(study.tables)
         object.__setattr__(study, "sessions", _sessions(name, study, spec.sessions))
         if not study.default_sessions:
             object.__setattr__(study, "default_sessions", (next(iter(study.sessions)),))
@@ -495,8 +523,7 @@ def load(path: Path) -> Study:
         if unknown:
             raise StudyError(f"default_sessions: {unknown[0]!r} is not one of the study's sessions")
     except StudyError as error:
-        message = str(error)
-        raise StudyError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+        raise StudyError(f"{path}: {error}") from None
     return study
 
 
@@ -507,9 +534,10 @@ def discover(directory: Path = STUDIES_DIR) -> tuple[dict[str, Study], dict[Path
     for path in sorted(directory.glob("*.toml"), key=lambda p: (p != ARTICLE_FILE, p.name)):
         try:
             study = load(path)
-            taken = [name for name in study.sessions if name in owners]
+            taken = [name for name in study.sessions if name in owners or name in RESERVED_SESSIONS]
             if taken:
-                raise StudyError(f"{path}: session {taken[0]!r} is already {owners[taken[0]]}'s; rename the file")
+                owner = f"{owners[taken[0]]}'s" if taken[0] in owners else "one of gilfree's own sessions"
+                raise StudyError(f"{path}: session {taken[0]!r} is already {owner}; rename it (or the file)")
         except StudyError as error:
             refused[path] = error
             continue

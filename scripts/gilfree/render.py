@@ -331,6 +331,8 @@ def write_scaling(results_dir: Path, study: Study, stored: dict[tuple[str, str],
     if not cells:
         return []
     records = [stored[cell.table, cell.key] for cell in cells if (cell.table, cell.key) in stored]
+    if not records:
+        return []
     analysis = scaling.analyse(records, sorted({r["cell"]["cpus"] for r in records}), study.variants)
     return [scaling_report.write(results_dir / "SCALING.md", analysis),
             charts.scaling_rps(results_dir / "charts", analysis), charts.scaling_memory(results_dir / "charts", analysis)]

@@ -214,12 +214,15 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict]:
     for path in sorted((results_dir / "raw").glob("*/*.json")):
         try:
             record = json.loads(path.read_text())
-            record = migrate(record, path) if isinstance(record, dict) else record
+        except ValueError as error:
+            raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} is not a gilfree result (not a JSON object); move it away and re-run that cell")
+        record = migrate(record, path)  # refuses a schema it cannot read, naming the file
+        try:
             cell = Cell(**record["cell"])
-        except (ValueError, KeyError, TypeError) as error:
-            if str(error).startswith(str(path)):
-                raise
-            raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell")
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell") from None
         records[(cell.table, cell.key)] = record
     return records
 

@@ -20,7 +20,7 @@ import psutil
 from . import render, results, stats
 from .interpreters import Interpreter, check, check_lock, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
-from .matrix import Cell, Session
+from .matrix import App, Cell, Session
 from .processes import TooFewCpus, available_cpus, points_for, server_cpus, split_cpus
 from .remote import LoadHost
 from .sampler import TreeSampler
@@ -28,6 +28,7 @@ from .server import DEFAULT_BIND, GranianServer, ServerError, granian_command, u
 
 # A GIL re-enabled at run time (by a module imported after the probe) is announced on stderr like this.
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
+SKIPPED_FOLDERS = ("__pycache__", "node_modules", "venv", "site-packages")  # not the app's own sources
 SETUP_ESTIMATE_S = 3.0
 BUSY_CHECK_S = 0.25
 # The exit status of a session whose results' file system filled up (0 all measured, 1 a cell failed).
@@ -131,7 +132,10 @@ def fingerprint(cell: Cell, interpreter: Interpreter, options: Options, load_gen
     the checkout lives (the one- and two-variant sessions build the same environment in different folders), nor
     the host's name (a new container on the same machine measures the same thing)."""
     environment = options.environment(cell.app)
+    app = options.study.apps[cell.app]
     identity = {
+        "cell": {name: value for name, value in cell.as_dict().items() if name != "table"},
+        "app": [app.target, repr(app.endpoints[cell.endpoint]), app_sources_sha256(app)],
         "python": [interpreter.version, interpreter.free_threaded_build],
         "load_generator": load_generator["version"],
         "packages": interpreter.packages,
@@ -140,6 +144,19 @@ def fingerprint(cell: Cell, interpreter: Interpreter, options: Options, load_gen
         "machine": results.machine_identity(results.machine()),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def app_sources_sha256(app: App) -> str:
+    """The app's Python sources, hashed: runs of an app whose code changed are not runs of the same measurement.
+    Every .py file under its directory, leaving out hidden folders, virtual environments and caches."""
+    digest = hashlib.sha256()
+    for folder, subfolders, files in os.walk(app.directory):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d not in SKIPPED_FOLDERS
+                               and not (Path(folder) / d / "pyvenv.cfg").exists())
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = Path(folder) / name
+            digest.update(str(path.relative_to(app.directory)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:

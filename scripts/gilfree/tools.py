@@ -124,13 +124,16 @@ def carry_out(decided: Plan, root: Path, which: Callable[..., str | None],
 
 def main(argv: Sequence[str] | None = None, *, which: Callable[..., str | None] = shutil.which,
          run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> int:
-    """Every tool in turn; 0 when all are (now) installed, else the first failure's status."""
+    """Every tool (or those named) in turn; 0 when all are (now) installed, else the first failure's status."""
     parser = argparse.ArgumentParser(prog="python -m gilfree.tools", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None, help="project root (default: this checkout)")
+    parser.add_argument("names", nargs="*", choices=[[], *TOOLS_BY_NAME], metavar="TOOL",
+                        help=f"only these ({', '.join(TOOLS_BY_NAME)}; default: all)")
     args = parser.parse_args(argv)
     root = (args.root or default_root()).resolve()
     cargo = find_cargo(which)
-    codes = [carry_out(plan(tool, find_tool(tool, root, which), cargo, root), root, which, run) for tool in TOOLS]
+    chosen = [TOOLS_BY_NAME[name] for name in args.names] or TOOLS
+    codes = [carry_out(plan(tool, find_tool(tool, root, which), cargo, root), root, which, run) for tool in chosen]
     return next((code for code in codes if code != 0), 0)
 
 

@@ -13,12 +13,14 @@ from tabulate import tabulate
 
 from . import ceiling, charts, render, results, stats, verdicts
 from .interpreters import OPTIMISATION_FLAGS
+from .loadgen import LOADGENS
 from .matrix import TABLES, Cell, Table
 from .published import POST_SETUP, PUBLISHED, Figures
 from .verdicts import (IO_EFFICIENCY, IO_WAIT_S, LITTLE_TOLERANCE, MEMORY_MARGIN, PAR, SLOWDOWN,
                        SLOWDOWN_TOLERANCE, STALL_LIMIT, FAR_FASTER, BuildsDiffer, ClaimVerdict, CpuBound,
                        DoubtfulRow, Estimate, Flag, Missing, NotAlike, Ratio, TooFewCores, Verdict)
 
+ONE_THREAD = " and ".join(name for name, tool in LOADGENS.items() if tool.threads == 1)  # "rewrk and wrk"
 TOLERANCES = f"""\
 - On par: a ratio within 1 ± {PAR:.2f}. The post's own "on par" rows differ by at most 3%, and a load test
   repeated on one machine moves by a few percent; a change must leave this band to count as one.
@@ -43,8 +45,8 @@ TOLERANCES = f"""\
   server could have had the cores the claim needs: the post's own 3.14t row's CPU (6.50 and 6.56), or
   workers x threads for table 4. The server could have had the machine's logical CPUs less the load generator's
   use, or its pinned CPUs. A "held" stands on any machine.
-- Rows: a load generator at {stats.LOADGEN_SATURATED_CORES:.0%} or more of its threads' cores (rewrk and wrk run
-  one; oha is not judged), {STALL_LIMIT:.0%} or more of the connections stalled (Little's law: RPS x mean latency
+- Rows: a load generator at {stats.LOADGEN_SATURATED_CORES:.0%} or more of its threads' cores ({ONE_THREAD} run
+  one; the others are not judged), {STALL_LIMIT:.0%} or more of the connections stalled (Little's law: RPS x mean latency
   against the connections), load errors or non-2xx answers make every verdict resting on the row inconclusive.
 - Comparable: a ratio is only judged between rows measured alike (same settings but port and runs, profile,
   lock, machine and load generator) on interpreters built with the same optimisations (PGO, LTO, JIT);
@@ -400,7 +402,7 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
         f"{LITTLE_TOLERANCE:.0%}; from {STALL_LIMIT:.0%} it makes verdicts inconclusive.",
         f"- I/O efficiency: RPS over the ideal for /io, slots / {IO_WAIT_S * 1000:.0f} ms, where slots are the",
         "  connections (ASGI) or min(connections, workers x blocking threads) (WSGI).",
-        "- Load generator CPU: cores used by the load generator. wrk and rewrk run one thread: near 1.0 they, not",
+        f"- Load generator CPU: cores used by the load generator. {ONE_THREAD} run one thread: near 1.0 they, not",
         "  the server, set the pace. Server cores: what the server could have had (logical CPUs less that, or",
         "  its pinned CPUs).",
         "- Peak RSS / PSS at end (where recorded): summed RSS counts pages shared between the server's processes",

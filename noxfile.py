@@ -130,6 +130,8 @@ nox.options.sessions = PLAN["default"]  # the post's whole study (studies/articl
 def overhead(session: nox.Session) -> None:
     """Benchmark the harness itself: per-cell overhead, the sampler's CPU, RPS with sampling on / off."""
     plan = next(planned for planned in PLAN["sessions"] if planned["name"] == "asgi-3.14")
+    if plan["error"]:
+        session.error(plan["error"])
     with machine(session):
         under_test = environment(session, python(session, "3.14", plan["pythons"]["3.14"]), plan["locks"]["asgi"],
                                  str(session.env_dir))

@@ -219,7 +219,9 @@ def test_an_apps_sources_are_in_its_fingerprint_but_not_its_virtual_environment(
 
 def test_two_cells_on_one_point_of_a_scaling_curve_are_refused(tmp_path):
     twice = SMALL.replace('cell = { app = "api", workers = 1, concurrency = 16 }',
-                          'cell = { app = "api", workers = 1, concurrency = 16, cpus = 1 }')
-    twice = twice.replace('loop = ["asyncio", "uvloop"]', 'runtime_mode = ["st", "mt"]')
+                          'cell = { app = "api", workers = 1, concurrency = 16 }')
+    twice = twice.replace('loop = ["asyncio", "uvloop"]', 'runtime_mode = ["st", "mt"], cpus = [1, 2]')
     with pytest.raises(StudyError, match="is a second cell of app api /health on 3.14 with cpus = 1"):
         load(write_study(tmp_path, twice))
+    one_cpu_count = twice.replace("cpus = [1, 2]", "cpus = [1]")
+    assert len(load(write_study(tmp_path, one_cpu_count, name="one")).tables[0].cells) == 8  # no curve: allowed

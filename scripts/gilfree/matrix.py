@@ -453,8 +453,10 @@ def _sessions(name: str, study: Study, specs: dict[str, SessionSpec] | None) -> 
 
 
 def _one_curve_per_app_and_endpoint(tables: tuple[Table, ...]) -> None:
-    """The core-scaling report draws one curve per app, endpoint and variant: two cells with `cpus` on one point
-    of it (differing in another setting) would be one point twice."""
+    """The core-scaling report draws one curve per app, endpoint and variant, where the cells give the server
+    several CPU counts: two cells on one point of it (differing in another setting) would be one point twice."""
+    if len({cell.cpus for table in tables for cell in table.cells if cell.cpus is not None}) < 2:
+        return  # one CPU count, or none: no curve
     seen: dict[tuple, str] = {}
     for table in tables:
         for cell in (cell for cell in table.cells if cell.cpus is not None):

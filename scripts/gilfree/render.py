@@ -326,9 +326,9 @@ def write_all(results_dir: Path, study: Study = ARTICLE) -> list[Path]:
 
 
 def write_scaling(results_dir: Path, study: Study, stored: dict[tuple[str, str], dict]) -> list[Path]:
-    """SCALING.md and its two charts, for a study whose cells give the server a number of CPUs."""
+    """SCALING.md and its two charts, for a study whose cells give the server several numbers of CPUs."""
     cells = [cell for table in study.tables for cell in table.cells if cell.cpus is not None]
-    if not cells:
+    if len({cell.cpus for cell in cells}) < 2:
         return []
     records = [stored[cell.table, cell.key] for cell in cells if (cell.table, cell.key) in stored]
     if not records:

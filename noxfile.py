@@ -46,21 +46,14 @@ def studies() -> dict:
     return json.loads(found.stdout)
 
 
-def python(session: nox.Session, variant: str, wanted: dict) -> str:
-    """The variant's interpreter: $GILFREE_PYTHON_<VARIANT> if set; else the profile's exact request as uv finds
-    it, installed with `uv python install` where it is missing; else one line saying what to do."""
-    if os.environ.get(wanted["variable"]):
-        return os.environ[wanted["variable"]]
-    request = wanted["request"]
-    find = ["uv", "python", "find", "--no-project", request]
-    if subprocess.run(find, capture_output=True, text=True).returncode != 0:
-        installed = subprocess.run(["uv", "python", "install", request], capture_output=True, text=True)
-        if installed.returncode != 0:
-            why = (installed.stderr.strip().splitlines() or ["no reason given"])[-1]
-            session.error(f"CPython {request} is not installed here, and `uv python install {request}` failed "
-                          f"({why}); run that where uv can download, or point {wanted['variable']} at a "
-                          f"CPython {request}")
-    return subprocess.run(find, capture_output=True, text=True).stdout.strip()
+def python(session: nox.Session, wanted: dict) -> str:
+    """The interpreter a variant asks for ($GILFREE_PYTHON_<VARIANT>, else found or installed by uv), or the one
+    line that says what to do."""
+    found = subprocess.run([*HARNESS, "gilfree.environments", "interpreter", wanted["request"], wanted["variable"]],
+                           capture_output=True, text=True, cwd=ROOT)
+    if found.returncode != 0:
+        session.error(found.stderr.strip())
+    return found.stdout.strip()
 
 
 def harness(session: nox.Session, *args: str, module: str = "gilfree") -> None:
@@ -102,7 +95,7 @@ def study(session: nox.Session, plan: dict) -> None:
         pythons = []
         for app in plan["apps"]:
             for variant, wanted in plan["pythons"].items():
-                built = environment(session, python(session, variant, wanted), plan["locks"][app],
+                built = environment(session, python(session, wanted), plan["locks"][app],
                                     f"{session.env_dir}-{app}-{variant}")
                 pythons += ["--python", f"{app}:{variant}={built}"]
         harness(session, "run", session.name, "--study", plan["study"], *session.posargs, *pythons,
@@ -133,7 +126,7 @@ def overhead(session: nox.Session) -> None:
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):
-        under_test = environment(session, python(session, "3.14", plan["pythons"]["3.14"]), plan["locks"]["asgi"],
+        under_test = environment(session, python(session, plan["pythons"]["3.14"]), plan["locks"]["asgi"],
                                  str(session.env_dir))
         harness(session, "--python", under_test, *session.posargs, module="gilfree.overhead")
 

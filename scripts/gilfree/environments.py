@@ -1,6 +1,7 @@
 """What the environments under test are made of, for the noxfile: every study's sessions with the interpreter
-each variant asks for and the lock each app is installed from (`gilfree sessions`), and the locks themselves
-(`gilfree lock STUDY`). The noxfile builds the environments from this and runs nothing of its own.
+each variant asks for and the lock each app is installed from (`python -m gilfree.environments`), that
+interpreter, found or installed (`... interpreter REQUEST VARIABLE`), and the locks themselves (`gilfree lock
+STUDY`). The noxfile builds the environments from these and decides nothing of its own.
 """
 
 from __future__ import annotations
@@ -77,7 +78,28 @@ def lock(study: Study, profile_name: str | None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # the noxfile's question, without the harness's heavier imports
+def interpreter(request: str, variable: str) -> str:
+    """The interpreter a variant asks for: $<variable> if set; else uv's find of the exact request, installed with
+    `uv python install` where it is missing. StudyError (one line, what to do) where uv cannot install it."""
+    if os.environ.get(variable):
+        return os.environ[variable]
+    find = ["uv", "python", "find", "--no-project", request]
+    if subprocess.run(find, capture_output=True, text=True).returncode != 0:
+        installed = subprocess.run(["uv", "python", "install", request], capture_output=True, text=True)
+        if installed.returncode != 0:
+            why = (installed.stderr.strip().splitlines() or ["no reason given"])[-1].strip()
+            raise StudyError(f"CPython {request} is not installed here, and `uv python install {request}` failed "
+                             f"({why}); run that where uv can download, or point {variable} at a CPython {request}")
+    return subprocess.run(find, capture_output=True, text=True, check=True).stdout.strip()
+
+
+if __name__ == "__main__":  # the noxfile's questions, without the harness's heavier imports
     import json
 
-    print(json.dumps(sessions_for_nox(), indent=1))
+    if sys.argv[1:2] == ["interpreter"]:  # interpreter REQUEST VARIABLE
+        try:
+            print(interpreter(*sys.argv[2:4]))
+        except StudyError as error:
+            sys.exit(str(error))
+    else:
+        print(json.dumps(sessions_for_nox(), indent=1))

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import results
+
 KIND = "gilfree load generator ceiling"
 SCHEMA = 1
-# What the machine is compared on: a ceiling measured elsewhere, or on another kernel, says nothing here. Not the
-# host name: a new container on the same machine has another.
-MACHINE_FACTS = ("cpu_model", "logical_cores", "physical_cores", "memory_bytes", "kernel")
 
 
 def path(results_dir: Path, loadgen: str, pin: int | None) -> Path:
@@ -36,7 +35,9 @@ def load_all(results_dir: Path) -> list[dict]:
 
 
 def _facts(machine: dict | None) -> tuple:
-    return tuple((machine or {}).get(fact) for fact in MACHINE_FACTS)
+    """What the machine is compared on: its hardware, as for stored runs (results.machine_identity), and its
+    kernel. A ceiling measured elsewhere, or on another kernel, says nothing here."""
+    return results.machine_identity(machine or {}), (machine or {}).get("kernel")
 
 
 def _matches(calibration: dict, record: dict) -> bool:

@@ -84,12 +84,14 @@ def interpreter(request: str, variable: str) -> str:
     if os.environ.get(variable):
         return os.environ[variable]
     find = ["uv", "python", "find", "--no-project", request]
-    if subprocess.run(find, capture_output=True, text=True).returncode != 0:
-        installed = subprocess.run(["uv", "python", "install", request], capture_output=True, text=True)
-        if installed.returncode != 0:
-            why = (installed.stderr.strip().splitlines() or ["no reason given"])[-1].strip()
-            raise StudyError(f"CPython {request} is not installed here, and `uv python install {request}` failed "
-                             f"({why}); run that where uv can download, or point {variable} at a CPython {request}")
+    found = subprocess.run(find, capture_output=True, text=True)
+    if found.returncode == 0:
+        return found.stdout.strip()
+    installed = subprocess.run(["uv", "python", "install", request], capture_output=True, text=True)
+    if installed.returncode != 0:
+        why = (installed.stderr.strip().splitlines() or ["no reason given"])[-1].strip()
+        raise StudyError(f"CPython {request} is not installed here, and `uv python install {request}` failed "
+                         f"({why}); run that where uv can download, or point {variable} at a CPython {request}")
     return subprocess.run(find, capture_output=True, text=True, check=True).stdout.strip()
 
 

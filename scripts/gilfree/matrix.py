@@ -372,8 +372,7 @@ def _expand(spec: TableSpec) -> list[tuple[dict, PostFigures | None]]:
         try:
             CellSpec(**settings)  # each combination is checked as a written row would be
         except ValidationError as error:
-            first = error.errors()[0]
-            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}, got {first['input']!r}") from None
+            raise ValueError(_error_line(error)) from None
         rows.append((settings, None))
     return rows
 

@@ -73,9 +73,19 @@ class Options:
     def environment(self, app: str) -> dict:
         """Where the app's environment under test came from: the profile, and the lock file (named relative to
         the study file, where the checkout may move) with the hash of its content."""
-        lock = self.lock(app)
-        return {"profile": self.profile_name, "lock": os.path.relpath(lock, self.study.path.parent),
-                "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest()}
+        return self._environments[app]
+
+    @cached_property
+    def _environments(self) -> dict[str, dict]:
+        """Every app's lock, read and hashed once per session rather than at every run."""
+        return {app: {"profile": self.profile_name, "lock": os.path.relpath(lock, self.study.path.parent),
+                      "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest()}
+                for app in self.session.apps for lock in [self.lock(app)]}
+
+    @cached_property
+    def app_sources(self) -> dict[str, str]:
+        """Every app's sources, hashed once per session (app_sources_sha256)."""
+        return {app: app_sources_sha256(self.study.apps[app]) for app in self.session.apps}
 
     @cached_property
     def settings(self) -> dict:
@@ -135,7 +145,7 @@ def fingerprint(cell: Cell, interpreter: Interpreter, options: Options, load_gen
     app = options.study.apps[cell.app]
     identity = {
         "cell": {name: value for name, value in cell.as_dict().items() if name != "table"},
-        "app": [app.target, repr(app.endpoints[cell.endpoint]), app_sources_sha256(app)],
+        "app": [app.target, repr(app.endpoints[cell.endpoint]), options.app_sources[cell.app]],
         "python": [interpreter.version, interpreter.free_threaded_build],
         "load_generator": load_generator["version"],
         "packages": interpreter.packages,
@@ -179,11 +189,9 @@ def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:
 def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[str]:
     """What every row of this interpreter carries: a patch release other than the exact one the profile asks for
     (the article profile asks for the post's 3.14.0)."""
-    wanted = options.study.profile(options.profile).python[interpreter.variant]
-    exact = wanted.rstrip("t").count(".") == 2
-    if exact and not interpreter.stand_in and interpreter.version != wanted.rstrip("t"):
-        return [f"CPython {interpreter.version} is not the {wanted.rstrip('t')} that profile "
-                f"{options.profile_name} asks for"]
+    wanted = options.study.profiles[options.profile_name].python[interpreter.variant].removesuffix("t")
+    if wanted.count(".") == 2 and not interpreter.stand_in and interpreter.version != wanted:  # an exact release
+        return [f"CPython {interpreter.version} is not the {wanted} that profile {options.profile_name} asks for"]
     return []
 
 

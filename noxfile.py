@@ -84,6 +84,12 @@ def environment(session: nox.Session, interpreter: str, lock: str, location: str
     return os.path.join(location, "bin", "python")
 
 
+def env_dir(session: nox.Session, *suffix: str) -> str:
+    """Where a session builds an environment under test: absolute, since the harness starts Granian from the app's
+    directory, where a path relative to here would name nothing."""
+    return os.path.abspath("-".join([str(session.env_dir), *suffix]))
+
+
 def study(session: nox.Session, plan: dict) -> None:
     """The harness refuses what it can before anything is built, and installs the load generator; then one
     environment per app and variant, measured by the harness from its own environment (with several variants,
@@ -96,7 +102,7 @@ def study(session: nox.Session, plan: dict) -> None:
         for app in plan["apps"]:
             for variant, wanted in plan["pythons"].items():
                 built = environment(session, python(session, wanted), plan["locks"][app],
-                                    f"{session.env_dir}-{app}-{variant}")
+                                    env_dir(session, app, variant))
                 pythons += ["--python", f"{app}:{variant}={built}"]
         harness(session, "run", session.name, "--study", plan["study"], *session.posargs, *pythons,
                 "--profile", plan["profile"])
@@ -127,8 +133,25 @@ def overhead(session: nox.Session) -> None:
         session.error(plan["error"])
     with machine(session):
         under_test = environment(session, python(session, plan["pythons"]["3.14"]), plan["locks"]["asgi"],
-                                 str(session.env_dir))
+                                 env_dir(session))
         harness(session, "--python", under_test, *session.posargs, module="gilfree.overhead")
+
+
+@nox.session(name="gil-audit")
+def gil_audit(session: nox.Session) -> None:
+    """Name every extension module that turns the GIL back on, per app and free-threaded variant, in GIL-AUDIT.md
+    (-- --study FILE; default the post's; --strict exits 1 on one)."""
+    plan = json.loads(subprocess.run([*HARNESS, "gilfree.environments", "audit", *session.posargs], cwd=ROOT,
+                                     capture_output=True, text=True, check=True).stdout)
+    if plan["error"]:
+        session.error(plan["error"])
+    with machine(session):
+        pythons = []
+        for app in plan["apps"]:
+            for variant, wanted in plan["pythons"].items():
+                built = environment(session, python(session, wanted), plan["locks"][app], env_dir(session, app, variant))
+                pythons += ["--python", f"{app}:{variant}={built}"]
+        harness(session, "--study", plan["study"], *session.posargs, *pythons, module="gilfree.gil_audit")
 
 
 @nox.session
@@ -161,7 +184,22 @@ def lock(session: nox.Session) -> None:
     harness(session, "lock", *session.posargs)
 
 
+def test_pythons(session: nox.Session) -> dict:
+    """GILFREE_PYTHON_3_13 and GILFREE_PYTHON_3_13T for the tests: as given, else a real CPython 3.13.5 and
+    3.13.5t built once per machine from CPython's release tarball (tests/build-cpython; minutes, the first time)."""
+    wanted = ("GILFREE_PYTHON_3_13", "GILFREE_PYTHON_3_13T")
+    if all(os.environ.get(variable) for variable in wanted):
+        return {}
+    built = subprocess.run(["bash", os.path.join(ROOT, "tests", "build-cpython")], stdout=subprocess.PIPE, text=True)
+    if built.returncode != 0:
+        session.error("cannot build the real CPython 3.13.5 and 3.13.5t the tests need (above: why); or point "
+                      "GILFREE_PYTHON_3_13 and GILFREE_PYTHON_3_13T at a CPython 3.13 and a free-threaded 3.13t")
+    return dict(line.split("=", 1) for line in built.stdout.split())
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite: unit tests, and real cells with Granian and every load generator on a GIL interpreter."""
-    session.run("uv", "run", "--locked", "pytest", *session.posargs, env=HARNESS_ENV, external=True)
+    """The test suite: unit tests, and real cells with Granian and every load generator, on GIL interpreters and
+    on a real free-threaded CPython."""
+    session.run("uv", "run", "--locked", "pytest", *session.posargs, env={**HARNESS_ENV, **test_pythons(session)},
+                external=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gilfree.matrix import Cell
+from gilfree.matrix import Cell, override_variable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +67,19 @@ def free_port() -> int:
 def base_python() -> str:
     """A GIL interpreter that is here: GILFREE_TEST_PYTHON, else the one running the tests."""
     return os.environ.get("GILFREE_TEST_PYTHON", getattr(sys, "_base_executable", sys.executable))
+
+
+@pytest.fixture(scope="session")
+def real_pythons() -> dict[str, str]:
+    """The real CPython 3.13.5 and 3.13.5t that `nox -s tests` builds once per machine (tests/build-cpython) and
+    hands over as GILFREE_PYTHON_3_13 and GILFREE_PYTHON_3_13T. Where they are missing, the tests that need them
+    fail: they are never skipped."""
+    found = {variant: os.environ.get(override_variable(variant), "") for variant in ("3.13", "3.13t")}
+    missing = [override_variable(variant) for variant, path in found.items() if not os.access(path, os.X_OK)]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} name no interpreter: run the suite with `nox -s tests`, which builds "
+                    f"them, or point them at a CPython 3.13 and a free-threaded 3.13t")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from .cli import guarded, main
 
-sys.exit(main())
+sys.exit(guarded(main))

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from . import ceiling, machine_lock, results
-from .cli import OneLineParser, count, duration, port, writable_dir
+from .cli import OneLineParser, count, duration, guarded, port, writable_dir
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load, version
 from .matrix import ARTICLE, TABLES
 from .processes import GroupReaper, dies_with_parent, exit_with_caller, finish, pinned, signal_group, split_cpus
@@ -309,4 +309,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

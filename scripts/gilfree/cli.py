@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import os
 import re
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from . import compare, environments, machine_lock, matrix, render, results, study, tools
 from .interpreters import InterpreterError
@@ -92,6 +94,12 @@ def destination(text: str) -> str:
         raise argparse.ArgumentTypeError(f"invalid --loadgen-host {text!r}: give [user@]host as ssh takes it, "
                                          f"such as bench@10.0.0.2")
     return text
+
+
+def interpreter_path(text: str) -> str:
+    """An environment's interpreter, made absolute where it enters: Granian is started from the app's directory.
+    Not resolved: a virtual environment's python is a link that must keep its own path."""
+    return os.path.abspath(text)
 
 
 def existing_file(text: str) -> Path:
@@ -176,12 +184,12 @@ def interpreters_by_variant(session: matrix.Session, given: list[str]) -> dict[t
     apps, variants = session.apps, session.variants
     wanted = [(app, variant) for app in apps for variant in variants]
     if len(given) == 1 and "=" not in given[0] and len(wanted) == 1:
-        return {wanted[0]: given[0]}
+        return {wanted[0]: interpreter_path(given[0])}
     pythons = {}
     for item in given:
         name, _, path = item.partition("=") if "=" in item else ("", "", item)
         app, _, variant = name.rpartition(":")
-        pythons[app or (apps[0] if len(apps) == 1 else ""), variant] = path
+        pythons[app or (apps[0] if len(apps) == 1 else ""), variant] = interpreter_path(path)
     if len(pythons) != len(given) or set(pythons) != set(wanted):
         form = " ".join(f"--python {app + ':' if len(apps) > 1 else ''}{variant}=PATH" for app, variant in wanted)
         raise ValueError(f"session {session.name!r} needs one interpreter per "
@@ -261,6 +269,31 @@ def _attach_values(argv: list[str], value_options: set[str]) -> list[str]:
             arg = f"{arg}={next(values, '')}"
         attached.append(arg)
     return attached
+
+
+# What the harness refuses or fails with on purpose: each already one line that says what to do.
+HARNESS_ERRORS = (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy, matrix.StudyError)
+
+
+def guarded(command: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
+    """Run a command line's main so that nothing reaches the user as a traceback: the harness's own errors as
+    their one line (exit 2), a programming error as one line too, its traceback only with --debug."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        return command(argv)
+    except HARNESS_ERRORS as error:
+        if debug:
+            raise
+        print(f"gilfree: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if debug:
+            raise
+        print(f"gilfree: internal error: {type(error).__name__}: {error}; this is gilfree's bug: run again with "
+              f"--debug for the traceback and report it", file=sys.stderr)
+        return 70
 
 
 def _terminate(signum, frame):

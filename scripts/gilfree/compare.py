@@ -86,7 +86,7 @@ def measured_side(stored: dict[tuple[str, str], dict]) -> Side:
     """This run's cells that were measured; failed ones are left out, as if not run."""
     ok = verdicts.measured(stored)
     return Side({cell: measured_figures(record) for cell, record in ok.items()},
-                {cell: record["interpreter"]["label"] for cell, record in ok.items()}, ok)
+                {cell: results.python_shown(record["interpreter"]) for cell, record in ok.items()}, ok)
 
 
 # --- can this machine test the post? --------------------------------------------------------------------
@@ -377,7 +377,7 @@ def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool) -> list
     threads = cell.blocking_threads or "default"
     cores = verdicts.server_cores(record)
     sizes = [mebibytes(usage["peak_rss_bytes"]), mebibytes(usage.get("end_pss_bytes"))] if memory else []
-    return [str(table.number), record["interpreter"]["label"],
+    return [str(table.number), results.python_shown(record["interpreter"]),
             f"/{cell.endpoint}, workers {cell.workers}, threads {threads}", str(cell.concurrency),
             f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} ({post_in_flight})", efficiency,
             f"{load['loadgen_cpu_cores']:.2f}", "unknown" if cores is None else f"{cores:.1f}", str(load["errors"]),

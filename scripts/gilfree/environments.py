@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from . import PROJECT_ROOT
-from .matrix import ARTICLE, RESERVED_SESSIONS, Session, Study, StudyError, discover, override_variable
+from .matrix import (ARTICLE, RESERVED_SESSIONS, Session, Study, StudyError, discover, free_threaded, load,
+                     override_variable)
 
 
 def _shown(path: Path) -> str:
@@ -21,9 +22,24 @@ def _shown(path: Path) -> str:
 
 
 def _session(session: Session) -> dict:
-    study = session.study
-    entry = {"name": session.name, "description": session.description, "study": str(study.path),
-             "apps": list(session.apps), "variants": list(session.variants), "error": None}
+    return _environments(session.study, session.name, session.description, session.apps, session.variants)
+
+
+def audit_plan(study_path: str | None) -> dict:
+    """The environments `nox -s gil-audit` builds: every app of the study on each of its free-threaded variants."""
+    try:
+        study = load(Path(study_path)) if study_path else ARTICLE
+    except StudyError as error:
+        return {"error": str(error)}
+    variants = [variant for variant in study.variants if free_threaded(variant)]
+    if not variants:
+        return {"error": f"{study.path}: variants: the study has no free-threaded variant to audit"}
+    return _environments(study, "gil-audit", "", tuple(study.apps), tuple(variants))
+
+
+def _environments(study: Study, name: str, description: str, apps: tuple[str, ...], variants: tuple[str, ...]) -> dict:
+    entry = {"name": name, "description": description, "study": str(study.path),
+             "apps": list(apps), "variants": list(variants), "error": None}
     try:
         profile = study.profile()
     except StudyError as error:
@@ -31,8 +47,8 @@ def _session(session: Session) -> dict:
     return entry | {
         "profile": profile.name,
         "pythons": {variant: {"request": profile.python[variant], "variable": override_variable(variant)}
-                    for variant in session.variants},
-        "locks": {app: _shown(study.lock_path(profile.name, app)) for app in session.apps},
+                    for variant in variants},
+        "locks": {app: _shown(study.lock_path(profile.name, app)) for app in apps},
     }
 
 
@@ -103,5 +119,8 @@ if __name__ == "__main__":  # the noxfile's questions, without the harness's hea
             print(interpreter(*sys.argv[2:4]))
         except StudyError as error:
             sys.exit(str(error))
+    elif sys.argv[1:2] == ["audit"]:  # audit [the gil-audit session's options, --study FILE among them]
+        given = sys.argv[2:]
+        print(json.dumps(audit_plan(given[given.index("--study") + 1] if "--study" in given[:-1] else None)))
     else:
         print(json.dumps(sessions_for_nox(), indent=1))

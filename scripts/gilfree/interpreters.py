@@ -48,6 +48,8 @@ class Interpreter:
     variant: str
     label: str  # what the tables print: the version that really ran
     config_args: str | None = None  # sysconfig's CONFIG_ARGS: how the interpreter was built
+    gil_forced_off: bool = False  # PYTHON_GIL=0, as the study asks for this variant: modules that did not
+    # declare free-threading support run without the GIL, at the study's own risk
 
     @property
     def stand_in(self) -> bool:
@@ -57,13 +59,13 @@ class Interpreter:
         return {**asdict(self), "stand_in": self.stand_in, "optimisations": optimisations(self.config_args)}
 
 
-def probe(python: str, app: App) -> dict:
+def probe(python: str, app: App, gil_forced_off: bool = False) -> dict:
     """Ask the interpreter under test about itself, after importing Granian and the app."""
     module_name = app.target.split(":")[0]
     try:
         completed = subprocess.run(
             [python, str(PROBE), str(app.directory), module_name],
-            capture_output=True, text=True, env=server_env(), timeout=120,
+            capture_output=True, text=True, env=server_env(gil_forced_off), timeout=120,
         )
     except OSError as error:
         raise InterpreterError(f"cannot run the interpreter under test {python!r}: {error.strerror}") from None
@@ -82,6 +84,17 @@ def probe(python: str, app: App) -> dict:
     return facts
 
 
+def gil_reenabled(culprit: dict | None) -> str:
+    """What turned the GIL back on, as the probe found it: the module, its distribution, the chain of imports."""
+    if not culprit:
+        return "the GIL is enabled after importing Granian and the app, and no module was named for it"
+    owner = culprit.get("owner")
+    return (f"importing {culprit['chain'][0]} turned the GIL back on: {culprit['culprit']}"
+            + (f" (from {owner['distribution']} {owner['version']})" if owner else "")
+            + " has not declared that it runs without the GIL"
+            + (f", imported through {' -> '.join(culprit['chain'])}" if len(culprit["chain"]) > 2 else ""))
+
+
 def check(variant: str, facts: dict) -> Interpreter:
     """Refuse a GIL/free-threaded mismatch; label the rows with the version that really ran."""
     wants_free_threaded = free_threaded(variant)
@@ -92,10 +105,8 @@ def check(variant: str, facts: dict) -> Interpreter:
     if not wants_free_threaded and facts["free_threaded_build"]:
         raise InterpreterError(f"variant {variant} needs a GIL build, but {found} free-threaded; {fix}")
     if wants_free_threaded and facts["gil_enabled"]:
-        raise InterpreterError(
-            f"{found} free-threaded, but the GIL is enabled after importing Granian and the app "
-            f"(an extension module re-enabled it); 3.14t numbers would be GIL numbers"
-        )
+        raise InterpreterError(f"variant {variant}: {gil_reenabled(facts.get('gil_culprit'))}; its rows would be "
+                               f"GIL numbers: run `nox -s gil-audit` to list every such module")
     if "gilfree" in facts["packages"]:
         raise InterpreterError(
             f"the environment of {facts['executable']} also holds the harness (gilfree); "
@@ -107,6 +118,7 @@ def check(variant: str, facts: dict) -> Interpreter:
         executable=facts["executable"], version=facts["version"], implementation=facts["implementation"],
         free_threaded_build=facts["free_threaded_build"], gil_enabled=facts["gil_enabled"],
         packages=facts["packages"], variant=variant, label=label, config_args=facts.get("config_args"),
+        gil_forced_off=facts.get("gil_forced_off", False),
     )
 
 

@@ -27,7 +27,7 @@ ARTICLE_FILE = STUDIES_DIR / "article.toml"
 DEFAULT_PROFILE = "default"  # a study that declares no profile has this one, asking uv for each variant by name
 PROFILE_VARIABLE = "GILFREE_PROFILE"
 # The nox sessions that are not a study's: no study may take their names.
-RESERVED_SESSIONS = ("overhead", "calibrate", "tables", "compare", "tools", "lock", "tests")
+RESERVED_SESSIONS = ("overhead", "calibrate", "tables", "compare", "tools", "lock", "tests", "gil-audit")
 # The loop a cell key leaves unnamed: the post's (every ASGI command of the post passes --loop asyncio).
 KEY_SILENT_LOOP = "asyncio"
 
@@ -175,6 +175,20 @@ class StudyFile(_Strict):
     apps: dict[Name, AppSpec] = Field(min_length=1)
     tables: dict[Name, TableSpec] = Field(min_length=1)
     sessions: dict[Name, SessionSpec] | None = None
+    # Free-threaded variants run with PYTHON_GIL=0: modules that did not declare free-threading support run
+    # without the GIL, at the study's own risk; every record, row and report says so.
+    gil_forced_off: tuple[Variant, ...] = ()
+
+    @field_validator("gil_forced_off")
+    @classmethod
+    def _forced_off_free_threaded(cls, forced, info):
+        variants = [variant for variant in info.data.get("variants", ()) if free_threaded(variant)]
+        for variant in forced:
+            if variant not in variants:
+                raise PydanticCustomError("study", f"{variant!r} is not one of the study's free-threaded variants "
+                                                   f"({', '.join(variants) or 'none'}); only a free-threaded build "
+                                                   f"can run without the GIL")
+        return forced
 
     @field_validator("variants")
     @classmethod
@@ -319,6 +333,7 @@ class Study:
     default_sessions: tuple[str, ...] = ()
     post_load_command: str | None = None
     post_setup: dict[str, Any] | None = None
+    gil_forced_off: tuple[str, ...] = ()
 
     @cached_property
     def tables_by_id(self) -> dict[str, Table]:
@@ -514,7 +529,7 @@ def load(path: Path) -> Study:
             lock_python=spec.lock_python or lowest.rstrip("t"),
             apps=apps, tables=_tables(spec), profiles=_profiles(spec),
             default_sessions=spec.default_sessions or (), post_load_command=spec.post_load_command,
-            post_setup=spec.post_setup,
+            post_setup=spec.post_setup, gil_forced_off=spec.gil_forced_off,
         )
         _one_curve_per_app_and_endpoint(study.tables)
         object.__setattr__(study, "sessions", _sessions(name, study, spec.sessions))

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .cli import duration
+from .cli import duration, guarded, interpreter_path
 from .interpreters import check, probe
 from .loadgen import LOADGENS, require, run_load
 from .matrix import ARTICLE, FREE_THREADED, GIL, TABLES_BY_ID
@@ -93,7 +93,7 @@ def report(runs: list[dict], on: list[float], off: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gilfree.overhead", description=__doc__.splitlines()[0])
-    parser.add_argument("--python", required=True, help="interpreter of an ASGI environment under test")
+    parser.add_argument("--python", required=True, type=interpreter_path, help="interpreter of an ASGI environment under test")
     parser.add_argument("--cells", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--duration", type=duration, default="2s")
@@ -111,4 +111,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -1,28 +1,35 @@
 """Run by the interpreter under test (stdlib only): what build it is (free-threaded or not, and its configure
 flags), and whether the GIL is still off after Granian and the app are imported, since an extension module can
-re-enable it.
+re-enable it; if it is not, which module did it, its distribution, and the chain of imports to it.
 
 Usage: python probe.py APPS_DIR MODULE
 """
 
-import importlib
 import importlib.metadata
 import json
+import os
 import platform
 import sys
 import sysconfig
 
+import gilcheck
+
+gilcheck.leave_harness_path()
 apps_dir, module = sys.argv[1], sys.argv[2]
 sys.path.insert(0, apps_dir)
-importlib.import_module("granian")
-importlib.import_module("granian._granian")
-importlib.import_module(module)
+imports = [gilcheck.traced_import(name) for name in ("granian", "granian._granian", module)]
+failed = next((found for found in imports if found["error"]), None)
+if failed:
+    sys.exit(f"importing {failed['module']} failed: {failed['error']}")
 print(json.dumps({
     "executable": sys.executable,
     "version": platform.python_version(),
     "implementation": platform.python_implementation(),
     "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-    "gil_enabled": sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True,
+    "gil_enabled": gilcheck.gil_enabled(),
+    "gil_forced_off": os.environ.get("PYTHON_GIL") == "0",
+    "gil_culprit": next(({key: found[key] for key in ("culprit", "chain", "owner")}
+                         for found in imports if found["culprit"]), None),
     "config_args": sysconfig.get_config_var("CONFIG_ARGS"),  # how it was built: PGO, LTO, JIT
     "packages": {dist.metadata["Name"].lower(): dist.version for dist in importlib.metadata.distributions()},
 }))

@@ -130,7 +130,7 @@ def row(table: Table, cell: Cell, record: dict | None,
         calibrations: list[dict] = ()) -> tuple[list[str], list[str]]:
     """The cells of one row, and its notes."""
     identity = {
-        "python": record["interpreter"]["label"] if record else cell.variant,
+        "python": results.python_shown(record["interpreter"]) if record else cell.variant,
         "workers": str(cell.workers),
         "threads": "default" if cell.blocking_threads is None else str(cell.blocking_threads),
         "endpoint": endpoint_name(cell.endpoint),

@@ -87,6 +87,11 @@ def measured_settings(settings: dict) -> dict:
     return {name: value for name, value in settings.items() if name not in NOT_MEASURED}
 
 
+def python_shown(interpreter: dict) -> str:
+    """The interpreter a row ran on, as every table prints it: the version that ran, and a GIL forced off."""
+    return interpreter["label"] + (" (GIL forced off)" if interpreter.get("gil_forced_off") else "")
+
+
 def cell_path(results_dir: Path, cell: Cell) -> Path:
     return results_dir / "raw" / cell.table / f"{cell.key}.json"
 

@@ -113,20 +113,21 @@ def ensure_port_free(port: int, bind: str = DEFAULT_BIND) -> None:
                               f"choose another port with --port") from None
 
 
-def server_env() -> dict[str, str]:
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name not in SCRUBBED_ENV and not name.startswith("GRANIAN_")
-    }
+def server_env(gil_forced_off: bool = False) -> dict[str, str]:
+    """The environment a server (or the probe) starts with: nothing of the caller's that changes what runs, but
+    PYTHON_GIL=0 where the study forces the GIL off for the variant."""
+    kept = {name: value for name, value in os.environ.items()
+            if name not in SCRUBBED_ENV and not name.startswith("GRANIAN_")}
+    return kept | ({"PYTHON_GIL": "0"} if gil_forced_off else {})
 
 
 class GranianServer:
     """A Granian process group serving one cell; use as a context manager so it is always stopped."""
 
     def __init__(self, command: list[str], app: App, port: int, log_path: Path,
-                 cpus: tuple[int, ...] | None = None, bind: str = DEFAULT_BIND):
+                 cpus: tuple[int, ...] | None = None, bind: str = DEFAULT_BIND, gil_forced_off: bool = False):
         self.command = command
+        self.gil_forced_off = gil_forced_off
         self.app = app
         self.cpus = cpus
         self.port = port
@@ -143,7 +144,7 @@ class GranianServer:
         with open(self.log_path, "wb") as log, pinned(self.cpus):
             try:
                 self.process = subprocess.Popen(
-                    self.command, cwd=self.app.directory, env=server_env(), stdin=subprocess.DEVNULL,
+                    self.command, cwd=self.app.directory, env=server_env(self.gil_forced_off), stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=dies_with_parent(signal.SIGTERM),  # Granian stops its workers on SIGTERM
                 )

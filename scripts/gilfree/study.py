@@ -146,7 +146,8 @@ def fingerprint(cell: Cell, interpreter: Interpreter, options: Options, load_gen
     identity = {
         "cell": {name: value for name, value in cell.as_dict().items() if name != "table"},
         "app": [app.target, repr(app.endpoints[cell.endpoint]), options.app_sources[cell.app]],
-        "python": [interpreter.version, interpreter.free_threaded_build],
+        "python": [interpreter.version, interpreter.free_threaded_build,
+                   *(["gil_forced_off"] if interpreter.gil_forced_off else [])],
         "load_generator": load_generator["version"],
         "packages": interpreter.packages,
         "settings": results.measured_settings(options.settings_for(cell)),
@@ -175,7 +176,8 @@ def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:
     found = {}
     for app in options.session.apps:
         for variant in options.session.variants:
-            interpreter = check(variant, probe(options.pythons[app, variant], options.study.apps[app]))
+            interpreter = check(variant, probe(options.pythons[app, variant], options.study.apps[app],
+                                               variant in options.study.gil_forced_off))
             check_lock(options.lock(app), interpreter.packages)
             if interpreter.stand_in:
                 say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
@@ -188,11 +190,15 @@ def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:
 
 def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[str]:
     """What every row of this interpreter carries: a patch release other than the exact one the profile asks for
-    (the article profile asks for the post's 3.14.0)."""
+    (the article profile asks for the post's 3.14.0), and a GIL forced off."""
     wanted = options.study.profiles[options.profile_name].python[interpreter.variant].removesuffix("t")
+    said = []
     if wanted.count(".") == 2 and not interpreter.stand_in and interpreter.version != wanted:  # an exact release
-        return [f"CPython {interpreter.version} is not the {wanted} that profile {options.profile_name} asks for"]
-    return []
+        said.append(f"CPython {interpreter.version} is not the {wanted} that profile {options.profile_name} asks for")
+    if interpreter.gil_forced_off:
+        said.append(f"GIL forced off (PYTHON_GIL=0, the study's gil_forced_off): modules that did not declare "
+                    f"free-threading support ran without the GIL")
+    return said
 
 
 def run(options: Options) -> int:
@@ -366,7 +372,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     started = time.perf_counter()
     try:
         with GranianServer(server_command, app, options.port, log, cpus=settings["server_cpus"],
-                           bind=options.bind) as server:
+                           bind=options.bind, gil_forced_off=interpreter.gil_forced_off) as server:
             run["timings"]["ready_s"] = server.wait_ready()
             server.verify()
             _check_from_load_host(server, generator, target, options, "before any load")

@@ -1,0 +1,110 @@
+"""Every session README's table lists, run as a user runs it (`nox -s NAME` from the checkout, nox's own relative
+environment folder), with the shortest durations on a free port: it exits 0 and prints no traceback, or, where this
+machine lacks what it needs, refuses in one line. The study sessions get this machine's GIL interpreter for 3.14
+and the real free-threaded CPython 3.13.5t (tests/build-cpython) for 3.14t."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from gilfree import matrix
+from conftest import ROOT, base_python, free_port
+
+RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
+
+
+def readme_sessions() -> list[str]:
+    """The sessions README's table names, in its order."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| session | what it measures |"):].split("\n\n")[0]
+    return [name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z0-9.-]+)`", row.split("|")[1])]
+
+
+def study_sessions() -> dict[str, matrix.Session]:
+    studies, _ = matrix.discover()
+    return {name: session for study in studies.values() for name, session in study.sessions.items()}
+
+
+def one_variant_first(name: str) -> tuple[bool, str]:
+    """Sessions of one variant run before the interleaved ones of the same study, which then keep their runs."""
+    session = study_sessions().get(name)
+    return (session is not None and len(session.variants) > 1, name)
+
+
+def nox(session: str, *args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["nox", "-s", session, "--", *args], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def user_env(real_pythons) -> dict:
+    """A user's environment: 3.14 and 3.14t pointed at interpreters this machine has, no profile chosen."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GILFREE_PYTHON_3_14", "GILFREE_PROFILE"))}
+    return env | {"GILFREE_PYTHON_3_14": base_python(), "GILFREE_PYTHON_3_14T": real_pythons["3.13t"]}
+
+
+@pytest.fixture(scope="module")
+def study_results() -> dict:
+    """One results folder per study, shared by its sessions, as a user's `results/` is."""
+    return {}
+
+
+def test_readme_lists_every_session_nox_has():
+    listed = subprocess.run(["nox", "-l"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert set(readme_sessions()) == set(re.findall(r"^[*-] (\S+)", listed, re.M))
+
+
+def run_study_session(name: str, env: dict, results_dir) -> subprocess.CompletedProcess:
+    session = study_sessions()[name]
+    table = ["--table", session.tables[0]] if len(session.tables) > 1 else []
+    return nox(name, "--duration", "1s", "--loadgen", "wrk", "--port", str(free_port()),
+               "--results-dir", str(results_dir), *table, env=env)
+
+
+def run_tool_session(name: str, env: dict, tmp_path) -> subprocess.CompletedProcess:
+    """The sessions that are not a study's, each with the least it needs."""
+    if name in ("tables", "compare"):  # on recorded real results (tests/recorded/README.md says where from)
+        shutil.copytree(RECORDED, tmp_path / "recorded")
+        return nox(name, "--results-dir", str(tmp_path / "recorded"), env=env)
+    if name == "overhead":
+        return nox(name, "--cells", "1", "--pairs", "1", "--duration", "1s", env=env)
+    if name == "calibrate":
+        return nox(name, "--loadgen", "wrk", "--duration", "1s", "--repeat", "1", "--concurrency", "16",
+                   "--results-dir", str(tmp_path), env=env)
+    if name == "lock":
+        (tmp_path / "app").mkdir()
+        (tmp_path / "app" / "requirements.in").write_text("granian==2.5.5\n")
+        (tmp_path / "mine.toml").write_text(
+            'title = "t"\nvariants = ["3.14"]\n[apps.a]\ninterface = "asgi"\ntarget = "m:app"\ndirectory = "app"\n'
+            'requirements = "app/requirements.in"\nendpoints.e = {}\n[tables.t]\nnumber = 1\ntitle = "t"\n'
+            'columns = ["rps"]\ncell = { app = "a", endpoint = "e" }\nrows = [{ variant = "3.14", workers = 1, '
+            'concurrency = 1 }]\n')
+        return nox(name, str(tmp_path / "mine.toml"), env=env)
+    if name == "tests":  # the suite inside itself: collected, not run again
+        return nox(name, "--collect-only", "-q", "tests/test_parsers.py", env=env)
+    assert name == "tools", f"README names a session {name!r} this test does not know how to run"
+    return nox(name, env=env)
+
+
+@pytest.mark.parametrize("name", sorted(readme_sessions(), key=one_variant_first))
+def test_every_session_readme_lists_runs_or_refuses_in_one_line(name, user_env, study_results, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp(name)
+    session = study_sessions().get(name)
+    if session is None:
+        ran = run_tool_session(name, user_env, tmp_path)
+    else:
+        results_dir = study_results.setdefault(session.study.name, tmp_path_factory.mktemp(session.study.name))
+        ran = run_study_session(name, user_env, results_dir)
+    output = ran.stdout + ran.stderr
+    assert "Traceback" not in output, output[-3000:]
+    if name == "scaling" and (os.cpu_count() or 1) < 3:  # this machine has no second point to give the server
+        refused = [line for line in ran.stderr.splitlines() if "aborted" in line]
+        assert ran.returncode == 1 and len(refused) == 1, output[-3000:]
+        assert "core scaling needs at least 2 points" in refused[0]
+        return
+    assert ran.returncode == 0, output[-3000:]
+    if name == "overhead":
+        assert "per-cell overhead over 1 cells" in ran.stdout and "sampler CPU" in ran.stdout

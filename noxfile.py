@@ -141,8 +141,11 @@ def overhead(session: nox.Session) -> None:
 def gil_audit(session: nox.Session) -> None:
     """Name every extension module that turns the GIL back on, per app and free-threaded variant, in GIL-AUDIT.md
     (-- --study FILE; default the post's; --strict exits 1 on one)."""
-    plan = json.loads(subprocess.run([*HARNESS, "gilfree.environments", "audit", *session.posargs], cwd=ROOT,
-                                     capture_output=True, text=True, check=True).stdout)
+    asked = subprocess.run([*HARNESS, "gilfree.environments", "audit", *session.posargs], cwd=ROOT,
+                           capture_output=True, text=True)
+    if asked.returncode != 0:
+        session.error(f"cannot read the study: {(asked.stderr.strip().splitlines() or ['?'])[-1]}")
+    plan = json.loads(asked.stdout)
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):

@@ -95,6 +95,21 @@ def environments(tmp_path_factory) -> dict[str, str]:
     return pythons
 
 
+@pytest.fixture(scope="session")
+def real_environments(real_pythons, tmp_path_factory) -> dict[tuple[str, str], str]:
+    """(app, variant) -> the interpreter of an environment under test on the real 3.13 and 3.13t, from the post's
+    locks, as the nox sessions build them."""
+    pythons = {}
+    for app in ("asgi", "wsgi"):
+        for variant, interpreter in real_pythons.items():
+            location = tmp_path_factory.mktemp(f"env-{app}-{variant}")
+            subprocess.run(["uv", "venv", "-q", "--python", interpreter, str(location)], check=True)
+            subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(location),
+                            str(ROOT / "locks" / "article" / f"{app}.txt")], check=True)
+            pythons[app, variant] = str(location / "bin" / "python")
+    return pythons
+
+
 def harness_command(session: str, python: str, results_dir: Path, port: int, *extra: str) -> list[str]:
     """The harness's command line as the nox sessions give it, with wrk and 1 s cells unless overridden."""
     return [sys.executable, "-m", "gilfree", "run", session, "--python", python, "--loadgen", "wrk",

@@ -214,17 +214,11 @@ grid = {{ variant = ["3.13", "3.13t"] }}
 """
 
 
-def test_the_posts_apps_run_on_the_real_313_and_313t_and_the_313t_rows_kept_the_gil_off(real_pythons, tmp_path):
+def test_the_posts_apps_run_on_the_real_313_and_313t_and_the_313t_rows_kept_the_gil_off(real_environments,
+                                                                                          tmp_path):
     study = tmp_path / "post-on-313.toml"
     study.write_text(POST_APPS_ON_313.format(root=ROOT))
-    pythons = []
-    for app in ("asgi", "wsgi"):
-        for variant, interpreter in real_pythons.items():
-            env = tmp_path / f"env-{app}-{variant}"
-            subprocess.run(["uv", "venv", "-q", "--python", interpreter, str(env)], check=True)
-            subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(env),
-                            str(ROOT / "locks" / "article" / f"{app}.txt")], check=True)
-            pythons += ["--python", f"{app}:{variant}={env}/bin/python"]
+    pythons = [f"--python={app}:{variant}={python}" for (app, variant), python in real_environments.items()]
     done = harness("gilfree", "run", "post-on-313", "--study", str(study), *pythons, "--loadgen", "wrk",
                    "--port", str(free_port()))
     assert done.returncode == 0, done.stderr

@@ -249,10 +249,13 @@ def load_processes(port: int) -> list[psutil.Process]:
             if p.info["name"] == "wrk" and any(f":{port}/" in part for part in p.info["cmdline"] or [])]
 
 
-def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_others(environments, tmp_path):
+@pytest.mark.parametrize("build", ["gil", "free-threaded"])
+def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_others(build, request, tmp_path):
+    """On the GIL interpreter here, and on the real 3.13t, where every worker is a thread of one process."""
     cpus = two_cpus_or_more()
     server, loadgen = server_cpus(1)
-    python = environments["asgi"]
+    python = (request.getfixturevalue("environments")["asgi"] if build == "gil"
+              else request.getfixturevalue("real_environments")["asgi", "3.13t"])
     cell = TABLES_BY_ID["asgi-json"].cells[0]  # FastAPI /json, 1 worker, c=128 (the GIL row)
     assert cell.workers == 1
     port = free_port()
@@ -280,7 +283,8 @@ def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_ot
     # Granian's main process and, on a GIL build, its worker process (and on 3.14, multiprocessing's forkserver);
     # on a free-threaded build the worker is a thread of the main process
     processes = len({pid for pid, _ in server_seen})
-    assert processes == 1 if free_threaded(python) else processes >= 2
+    assert free_threaded(python) == (build == "free-threaded")
+    assert processes == 1 if build == "free-threaded" else processes >= 2
     assert len(server_seen) >= 4 and len(wrk_seen) >= 2  # wrk: its main thread and its one load thread
     assert {placement for placement in server_seen.values()} == {(frozenset(server), server[0])}
     assert {affinity for affinity, _ in wrk_seen.values()} == {frozenset(loadgen)}

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load, v
 from .matrix import ARTICLE, TABLES
 from .processes import GroupReaper, dies_with_parent, exit_with_caller, finish, pinned, signal_group, split_cpus
 from .sampler import TreeSampler
-from .server import DEFAULT_BIND as HOST, LOCAL, ServerError, ensure_port_free
+from .server import DEFAULT_BIND as HOST, LOCAL, ServerError, ensure_port_free, free_port
 from .stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
 
 # The apps' answer byte for byte: FastAPI and Flask both send it without spaces.
@@ -88,12 +87,6 @@ def nginx_version(binary: str) -> str:
     """nginx's own word ("nginx/1.22.1"), which it prints on stderr."""
     completed = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
     return (completed.stderr or completed.stdout).strip().removeprefix("nginx version: ") or "unknown"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 class Nginx:

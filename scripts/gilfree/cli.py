@@ -154,6 +154,9 @@ def run_arguments(run: argparse.ArgumentParser, python_required: bool) -> None:
                      help="ssh's UserKnownHostsFile for --loadgen-host (default: ssh's own)")
     run.add_argument("--ssh-accept-new", action="store_true",
                      help="trust the load host's key the first time it is seen (default: only known keys)")
+    run.add_argument("--metrics", action="store_true",
+                     help="Granian's own counters per run: GIL wait, blocking pool, requests handled (Granian 2.7.0 "
+                          "and later; a study or table may ask with `metrics = true`)")
     run.add_argument("--keep-going", action="store_true", help="go on to the next cell after a failed one")
     run.add_argument("--force", action="store_true", help="re-run cells whose results are already stored")
     run.add_argument("--no-wait", action="store_true",
@@ -214,7 +217,7 @@ def options_from(args: argparse.Namespace) -> study.Options:
         duration_s=args.duration or session.study.duration_s, loadgen=args.loadgen,
         results_dir=args.results_dir or writable_dir(str(session.study.results_dir)), port=args.port,
         keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile,
-        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin, rate=args.rate,
+        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin, rate=args.rate, metrics=args.metrics,
     )
     options.profile_name  # refuses a profile the study lacks
     for app in session.apps:

@@ -368,8 +368,9 @@ def mebibytes(size: float | None) -> str:
     return "unknown" if size is None else f"{size / 2**20:.0f} MiB"
 
 
-def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool) -> list[str]:
-    """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load."""
+def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool, counted: bool) -> list[str]:
+    """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load;
+    with counted, Granian's GIL-wait share and blocking utilisation."""
     load, usage, post = record["load"], record["resources"], PUBLISHED.get((cell.table, cell.key))
     post_efficiency = f"{verdicts.io_efficiency(cell, post.rps):.0%}" if post else "n/a"
     post_in_flight = f"{verdicts.in_flight(post.rps, post.latency_avg_ms):.1f}" if post else "n/a"
@@ -382,6 +383,7 @@ def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool) -> list
             f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} ({post_in_flight})", efficiency,
             f"{load['loadgen_cpu_cores']:.2f}", "unknown" if cores is None else f"{cores:.1f}", str(load["errors"]),
             "unknown" if load["non_2xx"] is None else str(load["non_2xx"]), *sizes,
+            *(render.counted(record.get("granian") or {}).values() if counted else []),
             "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record))]
 
 
@@ -389,10 +391,11 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
     measured = [(table, cell, record) for table in TABLES for cell in table.cells
                 if (record := stored.get((table.id, cell.key))) and record["status"] == "ok"]
     memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
-    rows = [diagnostic_row(table, cell, record, memory) for table, cell, record in measured]
+    counted = any((record.get("granian") or {}).get("counted_runs") for _, _, record in measured)
+    rows = [diagnostic_row(table, cell, record, memory, counted) for table, cell, record in measured]
     headers = ["Table", "Python", "Row", "Connections", "In flight (post)", "I/O efficiency (post)",
                "Load generator CPU", "Server cores", "Errors", "Non-2xx"] + (
-        ["Peak RSS", "PSS at end"] if memory else []) + ["Flags"]
+        ["Peak RSS", "PSS at end"] if memory else []) + (["GIL wait", "Blocking busy"] if counted else []) + ["Flags"]
     return "\n".join([
         "## Diagnostics of the measured rows",
         "",
@@ -407,6 +410,9 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
         "  its pinned CPUs).",
         "- Peak RSS / PSS at end (where recorded): summed RSS counts pages shared between the server's processes",
         "  once per process; PSS splits them, so it compares one multi-process run with one multi-thread run fairly.",
+        "- GIL wait / Blocking busy (runs with Granian's counters, `--metrics`): the share of the blocking threads'",
+        "  busy time spent waiting for the GIL (the cause behind a 3.14 row), and the share of their time they were",
+        "  busy, summed over the workers; a free-threaded row waits 0%.",
         "- Flags: what was measured, and where the flag starts. Near its ceiling: the row's RPS as a share of what",
         f"  the same load generator pushed against nginx here (`nox -s calibrate`), from {stats.CEILING_SHARE:.0%};",
         f"  RSS still growing: the fitted rise over the last half of the load, from {stats.RSS_GROWTH_LIMIT:.0%}.",

@@ -50,6 +50,7 @@ class Interpreter:
     config_args: str | None = None  # sysconfig's CONFIG_ARGS: how the interpreter was built
     gil_forced_off: bool = False  # PYTHON_GIL=0, as the study asks for this variant: modules that did not
     # declare free-threading support run without the GIL, at the study's own risk
+    granian_auto_loop: str | None = None  # the loop Granian's --loop auto picks in this environment
 
     @property
     def stand_in(self) -> bool:
@@ -118,7 +119,7 @@ def check(variant: str, facts: dict) -> Interpreter:
         executable=facts["executable"], version=facts["version"], implementation=facts["implementation"],
         free_threaded_build=facts["free_threaded_build"], gil_enabled=facts["gil_enabled"],
         packages=facts["packages"], variant=variant, label=label, config_args=facts.get("config_args"),
-        gil_forced_off=facts.get("gil_forced_off", False),
+        gil_forced_off=facts.get("gil_forced_off", False), granian_auto_loop=facts.get("granian_auto_loop"),
     )
 
 

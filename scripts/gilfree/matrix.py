@@ -38,7 +38,8 @@ Positive = Annotated[int, Field(ge=1)]
 # A table's columns: the cell's settings that tell its rows apart, then the figures.
 SETTING_COLUMNS = ("python", "workers", "threads", "endpoint", "loop", "runtime_mode", "runtime_threads", "cpus",
                    "concurrency")
-FIGURE_COLUMNS = ("rps", "latency_avg", "latency_max", "cpu", "ram")
+# gil_wait and blocking: Granian's own counters (the study's or table's `metrics`, or --metrics)
+FIGURE_COLUMNS = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
 Column = Literal[SETTING_COLUMNS + FIGURE_COLUMNS]
 
 
@@ -138,6 +139,7 @@ class TableSpec(_Strict):
     # "cpus+workers+concurrency" = [[1, 1, 128], [2, 2, 256]]
     grid: dict[str, list] | None = None
     post_command: str | None = None  # the source's own server command, quoted
+    metrics: bool = False  # Granian's own counters for every cell of the table (Granian 2.7.0 and later)
 
     @model_validator(mode="after")
     def _rows_or_grid(self):
@@ -178,6 +180,7 @@ class StudyFile(_Strict):
     # Free-threaded variants run with PYTHON_GIL=0: modules that did not declare free-threading support run
     # without the GIL, at the study's own risk; every record, row and report says so.
     gil_forced_off: tuple[Variant, ...] = ()
+    metrics: bool = False  # Granian's own counters for every table (Granian 2.7.0 and later)
 
     @field_validator("gil_forced_off")
     @classmethod
@@ -280,6 +283,7 @@ class Table:
     cells: tuple[Cell, ...]
     published: dict[Cell, PostFigures] = field(default_factory=dict, compare=False)
     post_command: str | None = None
+    metrics: bool = False  # Granian's own counters (granian_counters), for every cell
 
     def variant_pairs(self, gil: str, threaded: str) -> list[tuple[Cell, Cell]]:
         """(gil, threaded) cells that differ in nothing else, in the table's order: never paired by position."""
@@ -437,7 +441,7 @@ def _tables(study: StudyFile) -> tuple[Table, ...]:
             if post is not None:
                 published[cell] = post
         tables.append(Table(table_id, spec.number, spec.title, spec.columns, tuple(cells), published,
-                            spec.post_command))
+                            spec.post_command, spec.metrics or study.metrics))
     return tuple(tables)
 
 

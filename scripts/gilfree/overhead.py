@@ -5,7 +5,9 @@
 (`nox -s overhead -- ...` builds the ASGI environment and runs it.) It prints:
 1. the fixed overhead per cell: from starting Granian to starting the measured load, plus the teardown;
 2. the sampler's own CPU use, as a share of one core;
-3. RPS with the sampler on over RPS with it off, against one server, alternating on/off and off/on.
+3. RPS with the sampler on over RPS with it off, against one server, alternating on/off and off/on;
+4. RPS with Granian's counters (--metrics) on over off, a fresh server each run, alternating (Granian 2.7.0 and
+   later: GILFREE_PROFILE=latest; the post's 2.5.5 has none, and the line says so).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import granian_counters
 from .cli import duration, guarded, interpreter_path
 from .interpreters import check, probe
 from .loadgen import LOADGENS, require, run_load
 from .matrix import ARTICLE, FREE_THREADED, GIL, TABLES_BY_ID
 from .sampler import TreeSampler
-from .server import DEFAULT_PORT, GranianServer, granian_command, url
+from .server import DEFAULT_PORT, GranianServer, free_port, granian_command, url
 from .study import Options, measure
 
 ASGI = ARTICLE.apps["asgi"]
@@ -66,8 +69,39 @@ def sampling_ratio(options: Options, pairs: int) -> tuple[list[float], list[floa
     return on, off
 
 
+def metrics_ratio(options: Options, pairs: int, granian_version: str) -> tuple[list[float], list[float]] | str:
+    """RPS with Granian's counters on over off, each run a fresh server, alternating which goes first; or why it
+    was not measured (a Granian without --metrics)."""
+    try:
+        granian_counters.check_supported(granian_version, "the environment under test")
+    except granian_counters.MetricsUnsupported as unsupported:
+        return str(unsupported)
+    generator, cell = LOADGENS[options.loadgen], TABLES_BY_ID["asgi-json"].cells[0]
+    granian = str(Path(options.pythons["asgi", GIL]).parent / "granian")
+    load_command = generator.command(url(options.port, ASGI.endpoints["json"].path), options.duration_s,
+                                     cell.concurrency)
+    on, off = [], []
+    for pair in range(pairs):
+        for counted in ((True, False) if pair % 2 == 0 else (False, True)):
+            command = granian_command(granian, cell, ASGI, options.port, metrics_port=free_port() if counted else None)
+            with GranianServer(command, ASGI, options.port, options.results_dir / "metrics.log") as server:
+                server.wait_ready()
+                server.verify()
+                load, _ = run_load(generator, load_command, options.duration_s)
+            (on if counted else off).append(load.rps)
+    return on, off
+
+
 def verdict(met: bool) -> str:
     return "meets the target" if met else "MISSES the target"
+
+
+def metrics_line(measured: tuple[list[float], list[float]] | str) -> str:
+    if isinstance(measured, str):
+        return f"RPS with Granian's --metrics on / off: not measured: {measured}"
+    on, off = measured
+    return (f"RPS with Granian's --metrics on / off: {statistics.median(on) / statistics.median(off):.4f} (medians "
+            f"{statistics.median(on):.0f} / {statistics.median(off):.0f} over {len(on)} fresh servers each)")
 
 
 def report(runs: list[dict], on: list[float], off: list[float]) -> str:
@@ -106,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                           loadgen=args.loadgen, results_dir=Path(scratch), port=DEFAULT_PORT)
         runs = cell_overhead(options, args.cells)
         on, off = sampling_ratio(options, args.pairs)
+        counters = metrics_ratio(options, args.pairs, runs[0]["granian"]["version"])
     print(report(runs, on, off))
+    print(metrics_line(counters))
     return 0
 
 

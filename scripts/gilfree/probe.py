@@ -18,6 +18,21 @@ gilcheck.leave_harness_path()
 apps_dir, module = sys.argv[1], sys.argv[2]
 sys.path.insert(0, apps_dir)
 imports = [gilcheck.traced_import(name) for name in ("granian", "granian._granian", module)]
+
+
+def auto_loop() -> str | None:
+    """The loop Granian's `--loop auto` picks here, by Granian's own loop registry (whichever imports)."""
+    try:
+        from granian._loops import loops
+
+        loop = loops.get("auto")
+    except Exception:  # a Granian without that registry: unknown, not guessed
+        return None
+    loop.close()
+    return type(loop).__module__.split(".")[0]
+
+
+
 failed = next((found for found in imports if found["error"]), None)
 if failed:
     sys.exit(f"importing {failed['module']} failed: {failed['error']}")
@@ -31,5 +46,6 @@ print(json.dumps({
     "gil_culprit": next(({key: found[key] for key in ("culprit", "chain", "owner")}
                          for found in imports if found["culprit"]), None),
     "config_args": sysconfig.get_config_var("CONFIG_ARGS"),  # how it was built: PGO, LTO, JIT
+    "granian_auto_loop": auto_loop(),
     "packages": {dist.metadata["Name"].lower(): dist.version for dist in importlib.metadata.distributions()},
 }))

@@ -17,8 +17,9 @@ HEADERS = {
     "runtime_mode": "Runtime mode", "runtime_threads": "Runtime threads", "cpus": "Server CPUs",
     "concurrency": "Connections",
     "rps": "RPS", "latency_avg": "Latency avg", "latency_max": "Latency max", "cpu": "CPU", "ram": "RAM",
+    "gil_wait": "GIL wait", "blocking": "Blocking busy",
 }
-FIGURES = ("rps", "latency_avg", "latency_max", "cpu", "ram")
+FIGURES = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
 ENDPOINT_NAMES = {"json": "JSON", "io": "I/O"}
 FOOTNOTE = """\
 - RPS: requests per second as the load generator reports it over its window; Latency avg / max: its mean and
@@ -28,6 +29,12 @@ FOOTNOTE = """\
 - RAM: peak of the tree's summed resident set size (RSS) during the load, in MiB (2^20 bytes), sampled every
   {interval}s; memory shared between processes counts once per process.
 - Python: the interpreter that really ran. A label other than the post's (3.14, 3.14t) marks a stand-in.
+- GIL wait, Blocking busy (where the table asks for Granian's counters): the share of the blocking threads' busy
+  time they spent waiting for the GIL before running Python (Granian's py_wait over its blocking busy time; 0 on
+  a free-threaded build), and the share of their time they were busy (busy time over blocking threads x the
+  load's duration), summed over the workers (the median over the runs); "not counted" where the run had none.
+- Loop, Runtime mode: as Granian resolved them; `auto (uvloop)` is Granian's `auto` picking uvloop, which its
+  loop registry does when uvloop imports and rloop does not.
 - RSS still growing: a least-squares line through the RSS samples of the second half of the load rises by more
   than {growth:.0%} over that half (the median over the runs): memory that keeps climbing under a steady load
   (a leak, or a garbage collector falling behind), not memory that the concurrency needs.
@@ -56,7 +63,19 @@ def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: flo
 def _figures(record: dict) -> dict[str, str]:
     load, usage = record["load"], record["resources"]
     return formatted(load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"],
-                     usage["peak_rss_bytes"] / 2**20)
+                     usage["peak_rss_bytes"] / 2**20) | counted(record.get("granian") or {})
+
+
+def counted(granian: dict) -> dict[str, str]:
+    """Granian's own counters, as shares of the blocking threads' time."""
+    return {column: "not counted" if granian.get(name) is None else f"{granian[name]:.0%}"
+            for column, name in (("gil_wait", "gil_wait_share"), ("blocking", "blocking_utilisation"))}
+
+
+def _resolved(configured: str | None, resolved: str | None) -> str:
+    """A setting as the study gave it, and what Granian made of it where that differs."""
+    shown = configured or "default"
+    return shown if resolved in (None, configured) else f"{shown} ({resolved})"
 
 
 def endpoint_name(endpoint: str) -> str:
@@ -129,13 +148,14 @@ def _notes(record: dict, calibrations: list[dict] = ()) -> list[str]:
 def row(table: Table, cell: Cell, record: dict | None,
         calibrations: list[dict] = ()) -> tuple[list[str], list[str]]:
     """The cells of one row, and its notes."""
+    ran = (record or {}).get("granian") or {}
     identity = {
         "python": results.python_shown(record["interpreter"]) if record else cell.variant,
         "workers": str(cell.workers),
         "threads": "default" if cell.blocking_threads is None else str(cell.blocking_threads),
         "endpoint": endpoint_name(cell.endpoint),
-        "loop": cell.loop or "default",
-        "runtime_mode": cell.runtime_mode or "default",
+        "loop": _resolved(cell.loop, ran.get("loop")),
+        "runtime_mode": _resolved(cell.runtime_mode, ran.get("runtime_mode")),
         "runtime_threads": str(cell.runtime_threads or "default"),
         "cpus": str(cell.cpus or "all"),
         "concurrency": str(cell.concurrency),

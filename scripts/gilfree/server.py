@@ -14,8 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+from packaging.version import Version
 
-from . import PROJECT_ROOT, machine_lock
+from . import PROJECT_ROOT, granian_counters, machine_lock
 from .processes import GroupReaper, dies_with_parent, finish, pinned, signal_group
 from .matrix import App, Cell, Endpoint
 
@@ -38,9 +39,11 @@ class ServerError(Exception):
     """The server could not be started, did not answer as expected, or died."""
 
 
-def granian_command(granian: str, cell: Cell, app: App, port: int, bind: str = DEFAULT_BIND) -> list[str]:
+def granian_command(granian: str, cell: Cell, app: App, port: int, bind: str = DEFAULT_BIND,
+                    metrics_port: int | None = None) -> list[str]:
     """The one Granian command line: the cell's settings in the post's order (interface, loop, workers, blocking
-    threads), then any others it sets, with Granian's host (default 127.0.0.1) and port made explicit."""
+    threads), then any others it sets, with Granian's host (default 127.0.0.1) and port made explicit; its
+    counters' exporter on `metrics_port` where asked (granian_counters)."""
     command = [granian, "--interface", cell.interface]
     if cell.loop is not None:
         command += ["--loop", cell.loop]
@@ -49,7 +52,36 @@ def granian_command(granian: str, cell: Cell, app: App, port: int, bind: str = D
                         ("--runtime-threads", cell.runtime_threads)):
         if value is not None:
             command += [flag, str(value)]
-    return command + [*cell.flags, "--host", bind, "--port", str(port), app.target]
+    metrics = granian_counters.flags(metrics_port) if metrics_port else []
+    return command + [*cell.flags, *metrics, "--host", bind, "--port", str(port), app.target]
+
+
+def resolved_loop(cell: Cell, auto_loop: str | None) -> str | None:
+    """The event loop Granian ran: the cell's, or for `auto` (Granian's default) the one Granian's own loop
+    registry picked in the environment under test (the probe's `granian_auto_loop`); None for WSGI."""
+    if cell.interface == "wsgi":
+        return None
+    return auto_loop if cell.loop in (None, "auto") else cell.loop
+
+
+def resolved_runtime_mode(cell: Cell, granian_version: str) -> str:
+    """The runtime mode Granian ran, by its own rule for `auto` (read in its sources): 2.5 defaults to st; 2.6
+    picks mt for WSGI or HTTP/2; 2.7 and later pick st only for RSGI on one runtime thread without HTTP/2."""
+    if cell.runtime_mode is not None:
+        return cell.runtime_mode
+    version, http2 = Version(granian_version), "--http" in cell.flags and "2" in cell.flags
+    if version < Version("2.6"):
+        return "st"
+    if version < Version("2.7"):
+        return "mt" if cell.interface == "wsgi" or http2 else "st"
+    single = cell.interface == "rsgi" and (cell.runtime_threads or 1) == 1 and not http2
+    return "st" if single else "mt"
+
+
+def free_port(bind: str = DEFAULT_BIND) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((bind, 0))
+        return probe.getsockname()[1]
 
 
 def url(port: int, path: str, bind: str = DEFAULT_BIND) -> str:

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import psutil
 
-from . import render, results, stats
+from . import granian_counters, render, results, stats
 from .interpreters import Interpreter, check, check_lock, probe
 from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
 from .matrix import App, Cell, Session
 from .processes import TooFewCpus, available_cpus, points_for, server_cpus, split_cpus
 from .remote import LoadHost
 from .sampler import TreeSampler
-from .server import DEFAULT_BIND, GranianServer, ServerError, granian_command, url
+from .server import (DEFAULT_BIND, GranianServer, ServerError, free_port, granian_command, resolved_loop,
+                     resolved_runtime_mode, url)
 
 # A GIL re-enabled at run time (by a module imported after the probe) is announced on stderr like this.
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
@@ -53,6 +54,7 @@ class Options:
     rate: float | None = None  # open loop: requests per second offered; None: closed loop, as the post
     bind: str = DEFAULT_BIND  # the one address Granian listens on
     load_host: LoadHost | None = None  # where the load generator runs; None: on this machine
+    metrics: bool = False  # Granian's own counters for every cell (--metrics); a table may ask for them too
 
     @property
     def study(self):
@@ -100,10 +102,12 @@ class Options:
         """How this cell's runs are measured: the session's settings, and for a cell that sets the server's CPUs,
         the first `cpus` of them for the server and the others for the load generator (here; a load host's own
         CPUs are its own)."""
+        counted = ({"granian_metrics": True} if self.metrics or self.study.tables_by_id[cell.table].metrics
+                   else {})  # absent when off: runs stored before counters existed keep their fingerprint
         if cell.cpus is None:
-            return self.settings
+            return self.settings | counted
         server, loadgen = (available_cpus()[:cell.cpus], None) if self.load_host else server_cpus(cell.cpus)
-        return {**self.settings, "server_cpus": server, "loadgen_cpus": loadgen}
+        return {**self.settings, "server_cpus": server, "loadgen_cpus": loadgen} | counted
 
     @cached_property
     def cells(self) -> list[Cell]:
@@ -208,6 +212,11 @@ def run(options: Options) -> int:
     load_generator = describe(generator, options.load_host)
     checked = interpreters(options)
     cells = options.cells
+    for cell in cells:  # Granian's counters where asked: refused, before anything runs, where Granian has none
+        if options.settings_for(cell).get("granian_metrics"):
+            interpreter = checked[cell.app, cell.variant]
+            granian_counters.check_supported(interpreter.packages.get("granian", "0"),
+                                             f"the environment of {cell.app} on {cell.variant}")
     records = {cell: _stored(options, cell, fingerprint(cell, checked[cell.app, cell.variant], options, load_generator))
                for cell in cells}
     kept = sum(min(len(record["runs"]), options.repeat) for record in records.values())
@@ -341,6 +350,7 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         harness={"python": sys.version.split()[0]},
         load=None, resources=None, spread=None,
     )
+    record["granian"] = granian_counters.summary(ok or runs)
     if ok:
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
     record["warnings"] = sorted({w for run in runs for w in run["warnings"]}) + (
@@ -358,13 +368,16 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     settings = options.settings_for(cell)
     granian = str(Path(interpreter.executable).parent / "granian")
     app = options.study.apps[cell.app]
-    server_command = granian_command(granian, cell, app, options.port, options.bind)
+    counted = settings.get("granian_metrics")
+    metrics_port = free_port() if counted else None
+    server_command = granian_command(granian, cell, app, options.port, options.bind, metrics_port)
     target = url(options.port, app.endpoints[cell.endpoint].path, options.bind)
     load_command = generator.command(target, options.duration_s, cell.concurrency, options.rate)
     run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None,
            "timings": {},
            "commands": {"server": server_command,
                         "load": options.load_host.shown(load_command) if options.load_host else load_command},
+           "granian": granian_ran(cell, interpreter),
            "started_at": results.now()}
     log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
@@ -381,6 +394,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
                                                                options.rate),
                                   options.warmup_s, options, settings["loadgen_cpus"])
                 run["warmup"] = warmup.as_dict()
+            before = granian_counters.settled(metrics_port) if counted else None
             sampler = TreeSampler(server.pid)
             sampler.start()
             run["timings"]["setup_s"] = time.perf_counter() - started - options.warmup_s
@@ -389,6 +403,9 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
                                             settings["loadgen_cpus"])
             finally:
                 usage = sampler.stop()
+            if counted:
+                run["granian"]["counters"] = granian_counters.window(before, granian_counters.settled(metrics_port),
+                                                                     options.duration_s)
             run["load"] = {**load.as_dict(), **loadgen_usage, "offered_rps": options.rate}  # rps: achieved
             run["resources"] = usage.as_dict()
             run["timeline"] = sampler.timeline().as_dict()
@@ -398,11 +415,20 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
             teardown = time.perf_counter()
         run["timings"]["teardown_s"] = time.perf_counter() - teardown
         run["stopped_by"] = server.stopped_by
-    except (ServerError, LoadGenError) as error:
+    except (ServerError, LoadGenError, granian_counters.CountersUnavailable) as error:
         run["status"], run["failure"] = "failed", str(error)
     run["finished_at"] = results.now()
     run["warnings"] = stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads)
+    gap = granian_counters.requests_gap(run["granian"].get("counters"), (run["load"] or {}).get("requests"), cell)
+    run["warnings"] += [str(gap)] if gap else []
     return run
+
+
+def granian_ran(cell: Cell, interpreter: Interpreter) -> dict:
+    """What Granian really ran: its version, and the loop and runtime mode it resolved the cell's settings to."""
+    version = interpreter.packages.get("granian")
+    return {"version": version, "loop": resolved_loop(cell, interpreter.granian_auto_loop),
+            "runtime_mode": resolved_runtime_mode(cell, version) if version else None}
 
 
 def _check_server_after_load(server: GranianServer, interpreter: Interpreter, load: LoadResult) -> None:

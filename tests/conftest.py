@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import psutil
 import pytest
 
 from gilfree.matrix import Cell, override_variable
+from gilfree.server import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,12 +56,6 @@ def machine_lock_dir(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("GILFREE_LOCK_DIR", str(directory))
     monkeypatch.delenv("GILFREE_CALLER", raising=False)  # set when the suite runs under `nox -s tests`
     return directory
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def base_python() -> str:

@@ -139,29 +139,29 @@ def test_the_audit_names_the_module_that_keeps_the_gil_and_the_chain_from_the_ap
     assert strict.returncode == 1
 
 
-def test_a_free_threaded_cell_of_that_app_fails_in_one_line_before_any_load(service):
+def test_a_free_threaded_cell_of_that_app_fails_in_one_line_before_any_load(service, tmp_path):
     folder, python = service
     done = harness("gilfree", "run", "gil-kept", "--study", str(study_file(folder, "gil-kept", False)),
-                   "--python", python, "--loadgen", "wrk", "--port", str(free_port()))
+                   "--python", python, "--loadgen", "wrk", "--port", str(free_port()), "--results-dir", str(tmp_path))
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "legacy_ext (from legacy-dist 1.0) has not declared" in done.stderr
     assert "imported through impl_svc -> helper -> legacy_ext" in done.stderr
     assert "nox -s gil-audit" in done.stderr
-    assert not (folder / "out" / "raw").exists()  # nothing was measured
+    assert not (tmp_path / "raw").exists()  # nothing was measured
 
 
-def test_with_the_gil_forced_off_it_runs_and_every_output_says_so(service):
+def test_with_the_gil_forced_off_it_runs_and_every_output_says_so(service, tmp_path):
     folder, python = service
     done = harness("gilfree", "run", "gil-forced", "--study", str(study_file(folder, "gil-forced", True)),
-                   "--python", python, "--loadgen", "wrk", "--port", str(free_port()))
+                   "--python", python, "--loadgen", "wrk", "--port", str(free_port()), "--results-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "GIL forced off" in done.stderr
-    [record] = [json.loads(path.read_text()) for path in (folder / "out" / "raw").glob("*/*.json")]
+    [record] = [json.loads(path.read_text()) for path in (tmp_path / "raw").glob("*/*.json")]
     assert record["status"] == "ok" and record["load"]["rps"] > 0
     assert record["interpreter"]["gil_forced_off"] and not record["interpreter"]["gil_enabled"]
     assert any("GIL forced off" in warning for warning in record["warnings"])
-    assert "| 3.13t (GIL forced off) |" in (folder / "out" / "TABLES.md").read_text()
+    assert "| 3.13t (GIL forced off) |" in (tmp_path / "TABLES.md").read_text()
 
 
 def test_a_study_refuses_to_force_the_gil_off_on_a_gil_variant(tmp_path):

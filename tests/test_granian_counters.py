@@ -5,6 +5,7 @@ GIL interpreter and on the real free-threaded 3.13t."""
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -83,6 +84,14 @@ def test_the_runtime_mode_granian_resolves_by_its_version():
     assert resolved_runtime_mode(asgi, "2.5.5") == resolved_runtime_mode(wsgi, "2.5.5") == "st"  # 2.5's default
     assert (resolved_runtime_mode(asgi, "2.6.1"), resolved_runtime_mode(wsgi, "2.6.1")) == ("st", "mt")
     assert resolved_runtime_mode(asgi, "2.8.9") == resolved_runtime_mode(wsgi, "2.8.9") == "mt"
+    rsgi = replace(asgi, interface="rsgi")
+    assert resolved_runtime_mode(rsgi, "2.8.9") == "st"  # 2.7+: RSGI on one runtime thread, HTTP/1
+    for http2 in (("--http", "2"), ("--http=2",)):
+        assert resolved_runtime_mode(replace(rsgi, flags=http2), "2.8.9") == "mt"
+        assert resolved_runtime_mode(replace(asgi, flags=http2), "2.6.1") == "mt"
+    assert resolved_runtime_mode(replace(asgi, flags=("--http", "1", "--backlog", "2")), "2.6.1") == "st"
+    assert resolved_runtime_mode(replace(rsgi, runtime_threads=2), "2.8.9") == "mt"
+    assert resolved_runtime_mode(replace(wsgi, runtime_mode="st"), "2.8.9") == "st"  # as the cell sets it
 
 
 def build(location, interpreter: str, lock, *extra: str) -> str:

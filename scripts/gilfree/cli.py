@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_left_behind(study.say)
             ensure_port_free(options.port, options.bind)
             return study.run(options)
-    except (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy) as error:
+    except HARNESS_ERRORS as error:
         print(f"gilfree: error: {error}", file=sys.stderr)
         return 2
     except results.StorageFull as full:  # before any run: setting a stored result aside, say

@@ -120,7 +120,10 @@ if __name__ == "__main__":  # the noxfile's questions, without the harness's hea
         except StudyError as error:
             sys.exit(str(error))
     elif sys.argv[1:2] == ["audit"]:  # audit [the gil-audit session's options, --study FILE among them]
-        given = sys.argv[2:]
-        print(json.dumps(audit_plan(given[given.index("--study") + 1] if "--study" in given[:-1] else None)))
+        import argparse
+
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("--study")  # --study FILE or --study=FILE; the audit itself checks the rest
+        print(json.dumps(audit_plan(options.parse_known_args(sys.argv[2:])[0].study)))
     else:
         print(json.dumps(sessions_for_nox(), indent=1))

@@ -25,7 +25,7 @@ from tabulate import tabulate
 from . import results
 from .cli import OneLineParser, guarded, interpreter_path, study_file, writable_dir
 from .interpreters import InterpreterError, gil_reenabled
-from .matrix import ARTICLE_FILE, App, Study, free_threaded
+from .matrix import ARTICLE_FILE, App, Study, free_threaded, override_variable
 from .server import server_env
 
 GILCHECK = Path(__file__).with_name("gilcheck.py")
@@ -40,11 +40,12 @@ class Outcome(str, Enum):
     IMPORT_FAILED = "import failed"
 
 
-def _gilcheck(python: str, *args: str) -> dict | list:
-    """Run gilcheck.py in a fresh interpreter under test; its JSON, or the failure as {"error": ...}."""
+def _gilcheck(python: str, app: App, *args: str) -> dict | list:
+    """Run gilcheck.py in a fresh interpreter under test, from the app's directory as Granian runs it; its JSON,
+    or the failure as {"error": ...}."""
     try:
         done = subprocess.run([python, str(GILCHECK), *args], capture_output=True, text=True, env=server_env(),
-                              timeout=IMPORT_TIMEOUT_S)
+                              timeout=IMPORT_TIMEOUT_S, cwd=app.directory)
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish in {IMPORT_TIMEOUT_S} s"}
     except OSError as error:
@@ -52,7 +53,10 @@ def _gilcheck(python: str, *args: str) -> dict | list:
     if done.returncode != 0:
         signal = f"crashed (signal {-done.returncode})" if done.returncode < 0 else f"exited {done.returncode}"
         return {"error": f"{signal}: {(done.stderr.strip().splitlines() or [''])[-1][:300]}"}
-    return json.loads(done.stdout)
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {"error": f"printed no report: {done.stdout.strip()[-300:]!r}"}
 
 
 def outcome(found: dict) -> Outcome:
@@ -63,16 +67,20 @@ def outcome(found: dict) -> Outcome:
 
 def audit_environment(python: str, app: App, variant: str) -> dict:
     """One environment under test: each extension module imported alone, then the app's module."""
-    facts = _gilcheck(python, "app", str(app.directory), "sys")  # a bare interpreter: is it free-threaded at all?
-    if not facts.get("free_threaded_build"):
+    facts = _gilcheck(python, app, "app", str(app.directory), "sys")  # a bare interpreter: is it free-threaded at all?
+    if facts.get("error"):
+        raise InterpreterError(f"cannot run the interpreter under test {python}: {facts['error']}")
+    if not facts["free_threaded_build"]:
         raise InterpreterError(f"variant {variant}: {python} is not a free-threaded build; point "
-                               f"GILFREE_PYTHON_{variant.upper().replace('.', '_')} at one")
-    modules = _gilcheck(python, "modules")
+                               f"{override_variable(variant)} at one")
+    modules = _gilcheck(python, app, "modules")
+    if isinstance(modules, dict):
+        raise InterpreterError(f"cannot list the extension modules of {python}'s environment: {modules['error']}")
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        imported = list(pool.map(lambda module: _gilcheck(python, "import", module["module"]), modules))
+        imported = list(pool.map(lambda module: _gilcheck(python, app, "import", module["module"]), modules))
     rows = [{**module, "outcome": outcome(found).value, "named": found.get("culprit"), "error": found.get("error")}
             for module, found in zip(modules, imported)]
-    app_import = _gilcheck(python, "app", str(app.directory), app.target.split(":")[0])
+    app_import = _gilcheck(python, app, "app", str(app.directory), app.target.split(":")[0])
     return {"app": app.name, "variant": variant, "python": python, "modules": rows,
             "app_import": {**app_import, "outcome": outcome(app_import).value}}
 
@@ -156,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         pythons = pythons_given(args.study, args.python)
     except ValueError as refusal:
         parser.error(str(refusal))
+    try:
+        results_dir = args.results_dir or writable_dir(str(args.study.results_dir))
+    except argparse.ArgumentTypeError as unwritable:
+        parser.error(f"{unwritable}")
     report = audit(args.study, pythons)
-    for path in write(report, args.results_dir or writable_dir(str(args.study.results_dir))):
+    for path in write(report, results_dir):
         print(path)
     for environment in report["environments"]:
         print(f"gilfree: {environment['app']} on {environment['variant']}: {app_verdict(environment)}",

@@ -9,6 +9,7 @@ that module loads; the modules whose code is running at that moment are the chai
 """
 
 import importlib
+import io
 import importlib.machinery
 import importlib.metadata
 import json
@@ -55,7 +56,8 @@ def extension_modules() -> list[dict]:
         for file in dist.files or ():
             name = str(file)
             suffix = next((s for s in suffixes if name.endswith(s)), None)
-            if suffix is None or name.startswith(".."):
+            # a bundled shared library (scipy.libs/libopenblas-x.so) is no module: its path is no dotted name
+            if suffix is None or not all(part.isidentifier() for part in name[:-len(suffix)].split("/")):
                 continue
             found.append({"module": name[:-len(suffix)].replace("/", "."), "distribution": dist.metadata["Name"],
                           "version": dist.version, "wheel": wheel_tags(dist),
@@ -70,9 +72,16 @@ def owner(module_name: str) -> dict | None:
     if path is None:
         return None
     for dist in importlib.metadata.distributions():
-        if any(str(file.locate()) == path for file in dist.files or ()):
+        if any(file.name == os.path.basename(path) and same_file(file.locate(), path) for file in dist.files or ()):
             return {"distribution": dist.metadata["Name"], "version": dist.version}
     return None
+
+
+def same_file(one, other) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def traced_import(module_name: str) -> dict:
@@ -105,17 +114,28 @@ def traced_import(module_name: str) -> dict:
             "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED"))}
 
 
+def report_only_json() -> "io.TextIOWrapper":
+    """Standard output for the JSON report alone: whatever the imported code prints goes to standard error."""
+    report = os.fdopen(os.dup(1), "w")
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    return report
+
+
 def main(argv: list[str]) -> None:
     leave_harness_path()
+    report = report_only_json()
     if argv[:1] == ["modules"]:
-        print(json.dumps(extension_modules()))
+        found = extension_modules()
     elif argv[:1] == ["import"]:
-        print(json.dumps(traced_import(argv[1])))
+        found = traced_import(argv[1])
     elif argv[:1] == ["app"]:
         sys.path.insert(0, argv[1])
-        print(json.dumps(traced_import(argv[2])))
+        found = traced_import(argv[2])
     else:
         sys.exit(__doc__)
+    report.write(json.dumps(found))
+    report.flush()
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def settled(port: int, address: str = "127.0.0.1") -> dict[str, dict[str, float]
         time.sleep(SCRAPE_INTERVAL_S + 0.1)  # the exporter's own period, not a guess at an event
     if previous is None:
         raise CountersUnavailable(f"Granian's counters on {address}:{port} did not answer: {failure}")
-    return previous
+    raise CountersUnavailable(f"Granian's counters on {address}:{port} did not stand still over {SETTLE_TRIES} "
+                              f"scrapes {SCRAPE_INTERVAL_S} s apart: the server was still busy")
 
 
 def window(before: dict, after: dict, seconds: float) -> dict:
@@ -132,7 +133,7 @@ def summary(runs: list[dict]) -> dict | None:
     """A record's: what Granian ran (its last run's), and the median shares over the runs that counted."""
     if not runs or "granian" not in runs[-1]:
         return None  # a record from before the harness recorded it
-    counted = [run["granian"]["counters"]["total"] for run in runs if run["granian"].get("counters")]
+    counted = [run["granian"]["counters"]["total"] for run in runs if (run.get("granian") or {}).get("counters")]
     medians = {name: statistics.median(values) if (values := [c[name] for c in counted if c[name] is not None])
                else None for name in ("gil_wait_share", "blocking_utilisation")}
     ran = {key: value for key, value in runs[-1]["granian"].items() if key != "counters"}

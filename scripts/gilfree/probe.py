@@ -15,6 +15,7 @@ import sysconfig
 import gilcheck
 
 gilcheck.leave_harness_path()
+report = gilcheck.report_only_json()  # an app that prints at import does not spoil the report
 apps_dir, module = sys.argv[1], sys.argv[2]
 sys.path.insert(0, apps_dir)
 imports = [gilcheck.traced_import(name) for name in ("granian", "granian._granian", module)]
@@ -36,7 +37,7 @@ def auto_loop() -> str | None:
 failed = next((found for found in imports if found["error"]), None)
 if failed:
     sys.exit(f"importing {failed['module']} failed: {failed['error']}")
-print(json.dumps({
+report.write(json.dumps({
     "executable": sys.executable,
     "version": platform.python_version(),
     "implementation": platform.python_implementation(),
@@ -49,3 +50,4 @@ print(json.dumps({
     "granian_auto_loop": auto_loop(),
     "packages": {dist.metadata["Name"].lower(): dist.version for dist in importlib.metadata.distributions()},
 }))
+report.flush()

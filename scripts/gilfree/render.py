@@ -32,7 +32,8 @@ FOOTNOTE = """\
 - GIL wait, Blocking busy (where the table asks for Granian's counters): the share of the blocking threads' busy
   time they spent waiting for the GIL before running Python (Granian's py_wait over its blocking busy time; 0 on
   a free-threaded build), and the share of their time they were busy (busy time over blocking threads x the
-  load's duration), summed over the workers (the median over the runs); "not counted" where the run had none.
+  load's duration, the thread count as Granian reports it after the load), summed over the workers (the median
+  over the runs); "not counted" where the runs had no counters, "no blocking time" where the threads never ran.
 - Loop, Runtime mode: as Granian resolved them; `auto (uvloop)` is Granian's `auto` picking uvloop, which its
   loop registry does when uvloop imports and rloop does not.
 - RSS still growing: a least-squares line through the RSS samples of the second half of the load rises by more
@@ -68,7 +69,9 @@ def _figures(record: dict) -> dict[str, str]:
 
 def counted(granian: dict) -> dict[str, str]:
     """Granian's own counters, as shares of the blocking threads' time."""
-    return {column: "not counted" if granian.get(name) is None else f"{granian[name]:.0%}"
+    if not granian.get("counted_runs"):
+        return {"gil_wait": "not counted", "blocking": "not counted"}
+    return {column: "no blocking time" if granian[name] is None else f"{granian[name]:.0%}"
             for column, name in (("gil_wait", "gil_wait_share"), ("blocking", "blocking_utilisation"))}
 
 

@@ -69,13 +69,24 @@ def resolved_runtime_mode(cell: Cell, granian_version: str) -> str:
     picks mt for WSGI or HTTP/2; 2.7 and later pick st only for RSGI on one runtime thread without HTTP/2."""
     if cell.runtime_mode is not None:
         return cell.runtime_mode
-    version, http2 = Version(granian_version), "--http" in cell.flags and "2" in cell.flags
+    version, http2 = Version(granian_version), flag_value(cell.flags, "--http") == "2"
     if version < Version("2.6"):
         return "st"
     if version < Version("2.7"):
         return "mt" if cell.interface == "wsgi" or http2 else "st"
     single = cell.interface == "rsgi" and (cell.runtime_threads or 1) == 1 and not http2
     return "st" if single else "mt"
+
+
+def flag_value(flags: tuple[str, ...], name: str) -> str | None:
+    """The value a command line gives an option, as `--name value` or `--name=value`; the last one wins."""
+    found = None
+    for index, flag in enumerate(flags):
+        if flag == name and index + 1 < len(flags):
+            found = flags[index + 1]
+        elif flag.startswith(name + "="):
+            found = flag.split("=", 1)[1]
+    return found
 
 
 def free_port(bind: str = DEFAULT_BIND) -> int:

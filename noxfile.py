@@ -31,7 +31,9 @@ os.environ["PATH"] = os.pathsep.join([os.path.join(ROOT, "tools", "bin"), os.env
 # nox points uv at the session's environment and interpreter; the harness must stay in the project's own.
 # The harness exits when this nox process is gone (nox runs it through uv, so nox is not its parent).
 HARNESS_ENV = {"UV_PROJECT_ENVIRONMENT": None, "UV_PYTHON": None, "VIRTUAL_ENV": None, **machine_lock.caller_env()}
-HARNESS = ["uv", "run", "--locked", "--no-dev", "--quiet", "--project", ROOT, "python", "-m"]
+# --compile-bytecode: once, at install, since a machine may forbid writing bytecode at import
+# (PYTHONDONTWRITEBYTECODE), and every start would compile scipy, matplotlib and pydantic again (seconds each).
+HARNESS = ["uv", "run", "--locked", "--no-dev", "--quiet", "--compile-bytecode", "--project", ROOT, "python", "-m"]
 
 
 def studies() -> dict:
@@ -79,8 +81,8 @@ def environment(session: nox.Session, interpreter: str, lock: str, location: str
         session.error(f"there is no lock {lock}: make it with `nox -s lock -- STUDY_FILE`")
     session.run_install("uv", "venv", "--clear", "--quiet", "--python", interpreter, location,
                         env=HARNESS_ENV, external=True)
-    session.run_install("uv", "pip", "sync", "--quiet", "--require-hashes", os.path.join(ROOT, lock),
-                        "--python", location, external=True)
+    session.run_install("uv", "pip", "sync", "--quiet", "--require-hashes", "--compile-bytecode",
+                        os.path.join(ROOT, lock), "--python", location, external=True)
     return os.path.join(location, "bin", "python")
 
 
@@ -151,7 +153,8 @@ def gil_audit(session: nox.Session) -> None:
         pythons = []
         for app in plan["apps"]:
             for variant, wanted in plan["pythons"].items():
-                built = environment(session, python(session, wanted), plan["locks"][app], env_dir(session, app, variant))
+                built = environment(session, python(session, wanted), plan["locks"][app],
+                                    env_dir(session, app, variant))
                 pythons += ["--python", f"{app}:{variant}={built}"]
         harness(session, "--study", plan["study"], *session.posargs, *pythons, module="gilfree.gil_audit")
 
@@ -203,5 +206,5 @@ def test_pythons(session: nox.Session) -> dict:
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, and real cells with Granian and every load generator, on GIL interpreters and
     on a real free-threaded CPython."""
-    session.run("uv", "run", "--locked", "pytest", *session.posargs, env={**HARNESS_ENV, **test_pythons(session)},
-                external=True)
+    session.run("uv", "run", "--locked", "--compile-bytecode", "pytest", *session.posargs,
+                env={**HARNESS_ENV, **test_pythons(session)}, external=True)

@@ -76,32 +76,31 @@ def real_pythons() -> dict[str, str]:
     return found
 
 
+def build_environment(location: Path, interpreter: str, lock, *extra: str) -> str:
+    """An environment under test, as the noxfile builds one: the interpreter, then the lock (a path, or one under
+    locks/), hashes required, bytecode compiled; then any `extra` packages. Its interpreter's path."""
+    subprocess.run(["uv", "venv", "-q", "--python", interpreter, str(location)], check=True)
+    subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--compile-bytecode", "--python", str(location),
+                    str(ROOT / "locks" / lock)], check=True)
+    if extra:
+        subprocess.run(["uv", "pip", "install", "-q", "--python", str(location), *map(str, extra)], check=True)
+    return str(location / "bin" / "python")
+
+
 @pytest.fixture(scope="session")
 def environments(tmp_path_factory) -> dict[str, str]:
     """Real environments under test, built as the nox sessions build them: uv, from the article lock."""
-    pythons = {}
-    for interface in ("asgi", "wsgi"):
-        location = tmp_path_factory.mktemp(f"env-{interface}")
-        subprocess.run(["uv", "venv", "-q", "--python", base_python(), str(location)], check=True)
-        subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(location),
-                        str(ROOT / "locks" / "article" / f"{interface}.txt")], check=True)
-        pythons[interface] = str(location / "bin" / "python")
-    return pythons
+    return {app: build_environment(tmp_path_factory.mktemp(f"env-{app}"), base_python(), f"article/{app}.txt")
+            for app in ("asgi", "wsgi")}
 
 
 @pytest.fixture(scope="session")
 def real_environments(real_pythons, tmp_path_factory) -> dict[tuple[str, str], str]:
     """(app, variant) -> the interpreter of an environment under test on the real 3.13 and 3.13t, from the post's
     locks, as the nox sessions build them."""
-    pythons = {}
-    for app in ("asgi", "wsgi"):
-        for variant, interpreter in real_pythons.items():
-            location = tmp_path_factory.mktemp(f"env-{app}-{variant}")
-            subprocess.run(["uv", "venv", "-q", "--python", interpreter, str(location)], check=True)
-            subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(location),
-                            str(ROOT / "locks" / "article" / f"{app}.txt")], check=True)
-            pythons[app, variant] = str(location / "bin" / "python")
-    return pythons
+    return {(app, variant): build_environment(tmp_path_factory.mktemp(f"env-{app}-{variant}"), interpreter,
+                                              f"article/{app}.txt")
+            for app in ("asgi", "wsgi") for variant, interpreter in real_pythons.items()}
 
 
 def harness_command(session: str, python: str, results_dir: Path, port: int, *extra: str) -> list[str]:

@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, build_environment, free_port
 
 LEGACY = """#include <Python.h>
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "legacy_ext", NULL, -1, NULL};
@@ -87,14 +87,10 @@ def service(real_pythons, tmp_path_factory):
     """A free-threaded environment from the post's ASGI lock plus both extensions, and an app importing the legacy
     one through a module of its own; returns (study folder, interpreter)."""
     folder = tmp_path_factory.mktemp("svc-study")
-    env = folder / "env"
-    subprocess.run(["uv", "venv", "-q", "--python", real_pythons["3.13t"], str(env)], check=True)
-    subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(env),
-                    str(ROOT / "locks" / "article" / "asgi.txt")], check=True)
-    python = str(env / "bin" / "python")
+    python = build_environment(folder / "env", real_pythons["3.13t"], "article/asgi.txt")
     wheels = [extension_wheel(python, folder, "legacy_ext", LEGACY, "legacy-dist"),
               extension_wheel(python, folder, "declared_ext", DECLARED, "declared-dist")]
-    subprocess.run(["uv", "pip", "install", "-q", "--python", str(env), *map(str, wheels)], check=True)
+    subprocess.run(["uv", "pip", "install", "-q", "--python", python, *map(str, wheels)], check=True)
     (folder / "svc").mkdir()
     (folder / "svc" / "impl_svc.py").write_text(APP)
     (folder / "svc" / "helper.py").write_text("import legacy_ext  # keeps the GIL: it declares nothing\n")

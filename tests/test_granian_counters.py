@@ -12,10 +12,11 @@ import pytest
 from gilfree import granian_counters
 from gilfree.matrix import ARTICLE
 from gilfree.server import resolved_runtime_mode
-from conftest import ROOT, base_python, free_port
+from conftest import ROOT, base_python, build_environment, free_port
 
 RECORDED = ROOT / "tests" / "recorded"
-VARIANT = "import sys, sysconfig; print(f'3.{sys.version_info[1]}' + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"
+VARIANT = ("import sys, sysconfig; "  # the variant an interpreter is: 3.12, 3.13t ...
+           "print(f'3.{sys.version_info[1]}' + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))")
 STUDY = """title = "Granian's counters"
 variants = ["{variant}"]
 duration = "2s"
@@ -94,16 +95,6 @@ def test_the_runtime_mode_granian_resolves_by_its_version():
     assert resolved_runtime_mode(replace(wsgi, runtime_mode="st"), "2.8.9") == "st"  # as the cell sets it
 
 
-def build(location, interpreter: str, lock, *extra: str) -> str:
-    """An environment under test from a lock (a path, or one under locks/), as the noxfile builds one."""
-    subprocess.run(["uv", "venv", "-q", "--python", interpreter, str(location)], check=True)
-    subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(location),
-                    str(ROOT / "locks" / lock)], check=True)
-    if extra:
-        subprocess.run(["uv", "pip", "install", "-q", "--python", str(location), *extra], check=True)
-    return str(location / "bin" / "python")
-
-
 def run(tmp_path, app: str, python: str, *extra: str, metrics: str = "metrics = true", locks=ROOT / "locks"):
     """A study of one app, its table run once by the harness under the `latest` profile; (result, record)."""
     variant = subprocess.run([python, "-c", VARIANT], capture_output=True, text=True, check=True).stdout.strip()
@@ -119,7 +110,7 @@ def run(tmp_path, app: str, python: str, *extra: str, metrics: str = "metrics = 
 @pytest.fixture(scope="module")
 def latest(tmp_path_factory) -> dict:
     """Granian 2.8.9 and the apps from the `latest` locks, on this machine's GIL interpreter."""
-    return {app: build(tmp_path_factory.mktemp(f"latest-{app}"), base_python(), f"latest/{app}.txt")
+    return {app: build_environment(tmp_path_factory.mktemp(f"latest-{app}"), base_python(), f"latest/{app}.txt")
             for app in ("wsgi", "asgi")}
 
 
@@ -147,7 +138,8 @@ def test_counters_per_worker_show_the_gil_wait_of_a_gil_build_and_match_the_load
 
 def test_an_auto_loop_is_recorded_as_the_loop_granian_picked(latest, tmp_path_factory):
     """Granian's `--loop auto` takes uvloop where it is installed (and rloop is not), asyncio where not."""
-    with_uvloop = build(tmp_path_factory.mktemp("latest-uvloop"), base_python(), "latest/asgi.txt", "uvloop")
+    with_uvloop = build_environment(tmp_path_factory.mktemp("latest-uvloop"), base_python(), "latest/asgi.txt",
+                                    "uvloop")
     for python, loop in ((latest["asgi"], "asyncio"), (with_uvloop, "uvloop")):
         folder = tmp_path_factory.mktemp(loop)
         done, record = run(folder, "asgi", python, metrics="")
@@ -173,7 +165,8 @@ def test_a_free_threaded_build_never_waits_for_the_gil(real_pythons, tmp_path_fa
     (locks / "wsgi.in").write_text("granian==2.7.4\nflask==3.1.2\n")
     subprocess.run(["uv", "pip", "compile", "-q", "--generate-hashes", "--python", real_pythons["3.13t"],
                     str(locks / "wsgi.in"), "-o", str(locks / "latest" / "wsgi.txt")], check=True)
-    python = build(tmp_path_factory.mktemp("wsgi-313t"), real_pythons["3.13t"], locks / "latest" / "wsgi.txt")
+    python = build_environment(tmp_path_factory.mktemp("wsgi-313t"), real_pythons["3.13t"],
+                               locks / "latest" / "wsgi.txt")
     done, record = run(tmp_path_factory.mktemp("counted-313t"), "wsgi", python, locks=locks)
     assert done.returncode == 0, done.stderr
     assert record["interpreter"]["free_threaded_build"] and not record["interpreter"]["gil_enabled"]

@@ -10,17 +10,14 @@ import sys
 import pytest
 
 from gilfree.matrix import load
-from conftest import ROOT, base_python, free_port, leftovers
+from conftest import ROOT, base_python, build_environment, free_port, leftovers
 
 EVENT_LOOPS = load(ROOT / "studies" / "event-loops.toml")
 WSGI_THREADS = load(ROOT / "studies" / "wsgi-threads.toml")
 
 
 def build(location, lock) -> str:
-    """An environment under test, as the noxfile builds one: the interpreter, then the lock, hashes required."""
-    subprocess.run(["uv", "venv", "-q", "--python", base_python(), str(location)], check=True)
-    subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--python", str(location), str(lock)], check=True)
-    return str(location / "bin" / "python")
+    return build_environment(location, base_python(), lock)
 
 
 def harness(*args, timeout=600):

@@ -127,7 +127,8 @@ def report(runs: list[dict], on: list[float], off: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gilfree.overhead", description=__doc__.splitlines()[0])
-    parser.add_argument("--python", required=True, type=interpreter_path, help="interpreter of an ASGI environment under test")
+    parser.add_argument("--python", required=True, type=interpreter_path,
+                        help="interpreter of an ASGI environment under test")
     parser.add_argument("--cells", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--duration", type=duration, default="2s")

@@ -61,18 +61,6 @@ def test_the_event_loops_study_runs_each_loop_on_the_gil_variant(event_loops_pyt
     assert leftovers(event_loops_python) == []
 
 
-def test_the_wsgi_threads_study_runs_every_workers_and_threads_cell_on_the_gil_variant(environments, tmp_path):
-    completed = run("wsgi-threads-gil", WSGI_THREADS, environments["wsgi"], tmp_path)
-    assert completed.returncode == 0, completed.stderr
-    stored = records(tmp_path)
-    cells = WSGI_THREADS.sessions["wsgi-threads-gil"].cells()
-    assert len(cells) == 24 and sorted(stored) == sorted(cell.key for cell in cells)
-    assert all(record["status"] == "ok" for record in stored.values())
-    assert {(r["cell"]["workers"], r["cell"]["blocking_threads"]) for r in stored.values()} == {
-        (w, t) for w in (1, 2) for t in (1, 2, 4, 8, 16, 64)}
-    assert (tmp_path / "tables" / "threads-json.md").is_file() and (tmp_path / "TABLES.md").is_file()
-
-
 @pytest.mark.parametrize("study, session", [(EVENT_LOOPS, "event-loops-3.14t"), (WSGI_THREADS, "wsgi-threads-ft")])
 def test_their_free_threaded_sessions_refuse_a_gil_build(study, session, environments, event_loops_python, tmp_path):
     python = event_loops_python if study is EVENT_LOOPS else environments["wsgi"]

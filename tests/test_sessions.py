@@ -66,6 +66,18 @@ def test_readme_lists_every_session_nox_has():
     assert set(readme_sessions()) == set(re.findall(r"^[*-] (\S+)", listed, re.M))
 
 
+def ran_cells(session: matrix.Session) -> list[matrix.Cell]:
+    """The cells a study session runs here: those of its first table (--table, below)."""
+    return [cell for cell in session.cells() if cell.table == session.tables[0]]
+
+
+def measured(results_dir, session: matrix.Session) -> dict[str, str]:
+    """The stored records of the session's first table, and their status."""
+    folder = results_dir / "raw" / session.tables[0]
+    stored = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+    return {key: record["status"] for key, record in stored.items() if record["cell"]["variant"] in session.variants}
+
+
 def run_study_session(name: str, env: dict, results_dir) -> subprocess.CompletedProcess:
     session = study_sessions()[name]
     table = ["--table", session.tables[0]] if len(session.tables) > 1 else []
@@ -123,11 +135,13 @@ def test_every_session_readme_lists_runs_or_refuses_in_one_line(name, user_env, 
     assert "Traceback" not in output, output[-3000:]
     refusal = refused_for(name)
     if refusal:  # the one line, from nox (aborted: ...) or from the harness's first step (gilfree: error: ...)
-        said = [line for line in ran.stderr.splitlines() if "aborted:" in line or "gilfree: error:" in line]
+        said = [line for line in output.splitlines() if "aborted:" in line or line.startswith("gilfree: error:")]
         assert ran.returncode == 1 and len(said) == 1, output[-3000:]
         assert refusal in said[0]
         return
     assert ran.returncode == 0, output[-3000:]
+    if session is not None:  # every cell the session ran is stored, measured
+        assert measured(results_dir, session) == {cell.key: "ok" for cell in ran_cells(session)}
     if name == "overhead":
         assert "per-cell overhead over 1 cells" in ran.stdout and "sampler CPU" in ran.stdout
     if name == "gil-audit":  # the post's apps keep the GIL off on 3.13t: every module, and each app

@@ -81,7 +81,7 @@ def audit_environment(python: str, app: App, variant: str) -> dict:
     rows = [{**module, "outcome": outcome(found).value, "named": found.get("culprit"), "error": found.get("error")}
             for module, found in zip(modules, imported)]
     app_import = _gilcheck(python, app, "app", str(app.directory), app.target.split(":")[0])
-    return {"app": app.name, "variant": variant, "python": python, "modules": rows,
+    return {"app": app.name, "variant": variant, "python": python, "version": facts["version"], "modules": rows,
             "app_import": {**app_import, "outcome": outcome(app_import).value}}
 
 
@@ -99,6 +99,12 @@ def _module_row(row: dict) -> list[str]:
         gil += f": {row['error']}"
     return [row["module"], f"{row['distribution']}=={row['version']}", ", ".join(row["wheel"]) or "unknown",
             row["built_with"] or "unknown", gil]
+
+
+def stand_in(environment: dict) -> str:
+    """Another minor version standing in for the variant, said as the tables say it."""
+    wanted = environment["variant"].removesuffix("t")
+    return "" if environment["version"].startswith(wanted + ".") else f", standing in for {environment['variant']}"
 
 
 def app_verdict(environment: dict) -> str:
@@ -119,7 +125,8 @@ def markdown(report: dict) -> str:
         rows = environment["modules"]
         reenabling = [row for row in rows if row["outcome"] == Outcome.REENABLED.value]
         lines += [f"## {environment['app']} on {environment['variant']}", "",
-                  f"Interpreter: `{environment['python']}`. {len(rows)} extension modules, "
+                  f"Interpreter: `{environment['python']}`, CPython {environment['version']} free-threaded"
+                  f"{stand_in(environment)}. {len(rows)} extension modules, "
                   f"{len(reenabling)} re-enable the GIL.", "",
                   tabulate([_module_row(row) for row in rows],
                            headers=["module", "distribution", "wheel", "built with", "GIL"], tablefmt="github"),

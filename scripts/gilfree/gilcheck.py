@@ -14,6 +14,7 @@ import importlib.machinery
 import importlib.metadata
 import json
 import os
+import platform
 import re
 import sys
 import sysconfig
@@ -111,7 +112,8 @@ def traced_import(module_name: str) -> dict:
     culprit = seen["culprit"]
     return {"module": module_name, "gil_enabled": gil_enabled(), "culprit": culprit, "chain": seen["chain"],
             "owner": owner(culprit) if culprit else None, "error": error,
-            "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED"))}
+            "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+            "version": platform.python_version()}
 
 
 def report_only_json() -> "io.TextIOWrapper":

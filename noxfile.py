@@ -91,6 +91,16 @@ def env_dir(session: nox.Session, *suffix: str) -> str:
     return "-".join([str(session.env_dir), *suffix])
 
 
+def environments(session: nox.Session, plan: dict) -> list[str]:
+    """One environment under test per app and variant of the plan; the harness's --python for each."""
+    pythons = []
+    for app in plan["apps"]:
+        for variant, wanted in plan["pythons"].items():
+            built = environment(session, python(session, wanted), plan["locks"][app], env_dir(session, app, variant))
+            pythons += ["--python", f"{app}:{variant}={built}"]
+    return pythons
+
+
 def study(session: nox.Session, plan: dict) -> None:
     """The harness refuses what it can before anything is built, and installs the load generator; then one
     environment per app and variant, measured by the harness from its own environment (with several variants,
@@ -99,12 +109,7 @@ def study(session: nox.Session, plan: dict) -> None:
         session.error(plan["error"])
     with machine(session):
         harness(session, "prepare", session.name, "--study", plan["study"], *session.posargs)
-        pythons = []
-        for app in plan["apps"]:
-            for variant, wanted in plan["pythons"].items():
-                built = environment(session, python(session, wanted), plan["locks"][app],
-                                    env_dir(session, app, variant))
-                pythons += ["--python", f"{app}:{variant}={built}"]
+        pythons = environments(session, plan)
         harness(session, "run", session.name, "--study", plan["study"], *session.posargs, *pythons,
                 "--profile", plan["profile"])
 
@@ -128,7 +133,8 @@ nox.options.sessions = PLAN["default"]  # the post's whole study (studies/articl
 
 @nox.session
 def overhead(session: nox.Session) -> None:
-    """Benchmark the harness itself: per-cell overhead, the sampler's CPU, RPS with sampling on / off."""
+    """Benchmark the harness itself: per-cell overhead, the sampler's CPU, RPS with sampling and with Granian's
+    counters on / off."""
     plan = next(planned for planned in PLAN["sessions"] if planned["name"] == "asgi-3.14")
     if plan["error"]:
         session.error(plan["error"])
@@ -150,13 +156,8 @@ def gil_audit(session: nox.Session) -> None:
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):
-        pythons = []
-        for app in plan["apps"]:
-            for variant, wanted in plan["pythons"].items():
-                built = environment(session, python(session, wanted), plan["locks"][app],
-                                    env_dir(session, app, variant))
-                pythons += ["--python", f"{app}:{variant}={built}"]
-        harness(session, "--study", plan["study"], *session.posargs, *pythons, module="gilfree.gil_audit")
+        harness(session, "--study", plan["study"], *session.posargs, *environments(session, plan),
+                module="gilfree.gil_audit")
 
 
 @nox.session

@@ -76,6 +76,17 @@ def real_pythons() -> dict[str, str]:
     return found
 
 
+# The post's two apps as a study file declares them, with absolute paths (a format template: {root}).
+POST_APPS_TOML = {app: f"""
+[apps.{app}]
+interface = "{app}"
+target = "{target}"
+directory = "{{root}}/apps"
+requirements = "{{root}}/requirements/{app}.in"
+endpoints.json = {{{{ json = {{{{ message = "Hello, World!" }}}} }}}}
+""" for app, target in (("asgi", "impl_fastapi:app"), ("wsgi", "impl_flask:app"))}
+
+
 def build_environment(location: Path, interpreter: str, lock, *extra: str) -> str:
     """An environment under test, as the noxfile builds one: the interpreter, then the lock (a path, or one under
     locks/), hashes required, bytecode compiled; then any `extra` packages. Its interpreter's path."""

@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT, build_environment, free_port
+from conftest import POST_APPS_TOML, ROOT, build_environment, free_port
 
 LEGACY = """#include <Python.h>
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "legacy_ext", NULL, -1, NULL};
@@ -179,21 +179,7 @@ locks = "{root}/locks"
 
 [profiles.article]
 python = {{ "3.13" = "3.13.5", "3.13t" = "3.13.5t" }}
-
-[apps.asgi]
-interface = "asgi"
-target = "impl_fastapi:app"
-directory = "{root}/apps"
-requirements = "{root}/requirements/asgi.in"
-endpoints.json = {{ json = {{ message = "Hello, World!" }} }}
-
-[apps.wsgi]
-interface = "wsgi"
-target = "impl_flask:app"
-directory = "{root}/apps"
-requirements = "{root}/requirements/wsgi.in"
-endpoints.json = {{ json = {{ message = "Hello, World!" }} }}
-
+""" + POST_APPS_TOML["asgi"] + POST_APPS_TOML["wsgi"] + """
 [tables.asgi]
 number = 1
 title = "ASGI /json"

@@ -12,7 +12,7 @@ import pytest
 from gilfree import granian_counters
 from gilfree.matrix import ARTICLE
 from gilfree.server import resolved_runtime_mode
-from conftest import ROOT, base_python, build_environment, free_port
+from conftest import POST_APPS_TOML, ROOT, base_python, build_environment, free_port
 
 RECORDED = ROOT / "tests" / "recorded"
 VARIANT = ("import sys, sysconfig; "  # the variant an interpreter is: 3.12, 3.13t ...
@@ -27,14 +27,7 @@ locks = "{locks}"
 python = {{ "{variant}" = "{variant}" }}
 """
 APPS = {
-    "wsgi": """
-[apps.wsgi]
-interface = "wsgi"
-target = "impl_flask:app"
-directory = "{root}/apps"
-requirements = "{root}/requirements/wsgi.in"
-endpoints.json = {{ json = {{ message = "Hello, World!" }} }}
-
+    "wsgi": POST_APPS_TOML["wsgi"] + """
 [tables.wsgi]
 number = 1
 title = "Flask, 2 workers x 4 blocking threads"
@@ -42,14 +35,7 @@ columns = ["python", "workers", "threads", "runtime_mode", "rps", "gil_wait", "b
 cell = {{ app = "wsgi", endpoint = "json", variant = "{variant}", workers = 2, blocking_threads = 4, concurrency = 32 }}
 rows = [{{}}]
 """,
-    "asgi": """
-[apps.asgi]
-interface = "asgi"
-target = "impl_fastapi:app"
-directory = "{root}/apps"
-requirements = "{root}/requirements/asgi.in"
-endpoints.json = {{ json = {{ message = "Hello, World!" }} }}
-
+    "asgi": POST_APPS_TOML["asgi"] + """
 [tables.asgi]
 number = 1
 title = "FastAPI, Granian's auto loop"

@@ -24,7 +24,7 @@ from tabulate import tabulate
 
 from . import results
 from .cli import OneLineParser, guarded, interpreter_path, study_file, writable_dir
-from .interpreters import InterpreterError, gil_reenabled
+from .interpreters import InterpreterError, gil_reenabled, version_label
 from .matrix import ARTICLE_FILE, App, Study, free_threaded, override_variable
 from .server import server_env
 
@@ -103,8 +103,8 @@ def _module_row(row: dict) -> list[str]:
 
 def stand_in(environment: dict) -> str:
     """Another minor version standing in for the variant, said as the tables say it."""
-    wanted = environment["variant"].removesuffix("t")
-    return "" if environment["version"].startswith(wanted + ".") else f", standing in for {environment['variant']}"
+    label = version_label(environment["version"], free_threaded_build=True)
+    return "" if label == environment["variant"] else f", standing in for {environment['variant']}"
 
 
 def app_verdict(environment: dict) -> str:

@@ -85,6 +85,11 @@ def probe(python: str, app: App, gil_forced_off: bool = False) -> dict:
     return facts
 
 
+def version_label(version: str, free_threaded_build: bool) -> str:
+    """What a row is labelled with: the minor version that ran, and t for a free-threaded build (3.13t)."""
+    return ".".join(version.split(".")[:2]) + ("t" if free_threaded_build else "")
+
+
 def gil_reenabled(culprit: dict | None) -> str:
     """What turned the GIL back on, as the probe found it: the module, its distribution, the chain of imports."""
     if not culprit:
@@ -113,8 +118,7 @@ def check(variant: str, facts: dict) -> Interpreter:
             f"the environment of {facts['executable']} also holds the harness (gilfree); "
             f"the environment under test must hold only Granian and the app's framework"
         )
-    major_minor = ".".join(facts["version"].split(".")[:2])
-    label = major_minor + ("t" if facts["free_threaded_build"] else "")
+    label = version_label(facts["version"], facts["free_threaded_build"])
     return Interpreter(
         executable=facts["executable"], version=facts["version"], implementation=facts["implementation"],
         free_threaded_build=facts["free_threaded_build"], gil_enabled=facts["gil_enabled"],

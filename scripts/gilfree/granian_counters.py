@@ -71,7 +71,9 @@ def settled(port: int, address: str = "127.0.0.1") -> dict[str, dict[str, float]
     """The counters once they stand still: two scrapes a publishing interval apart that agree (the exporter
     publishes what happened up to its last interval, not up to now)."""
     previous = None
-    for _ in range(SETTLE_TRIES + 1):
+    for attempt in range(SETTLE_TRIES + 1):
+        if attempt:
+            time.sleep(SCRAPE_INTERVAL_S + 0.1)  # the exporter's own period, not a guess at an event
         try:
             current = scrape(port, address)
         except OSError as error:  # the exporter starts beside the server, and may answer a little later
@@ -79,7 +81,6 @@ def settled(port: int, address: str = "127.0.0.1") -> dict[str, dict[str, float]
         if current is not None and current == previous:
             return current
         previous = current
-        time.sleep(SCRAPE_INTERVAL_S + 0.1)  # the exporter's own period, not a guess at an event
     if previous is None:
         raise CountersUnavailable(f"Granian's counters on {address}:{port} did not answer: {failure}")
     raise CountersUnavailable(f"Granian's counters on {address}:{port} did not stand still over {SETTLE_TRIES} "

@@ -215,7 +215,7 @@ def run(options: Options) -> int:
     for cell in cells:  # Granian's counters where asked: refused, before anything runs, where Granian has none
         if options.settings_for(cell).get("granian_metrics"):
             interpreter = checked[cell.app, cell.variant]
-            granian_counters.check_supported(interpreter.packages.get("granian", "0"),
+            granian_counters.check_supported(interpreter.packages["granian"],  # the probe imported it
                                              f"the environment of {cell.app} on {cell.variant}")
     records = {cell: _stored(options, cell, fingerprint(cell, checked[cell.app, cell.variant], options, load_generator))
                for cell in cells}

@@ -23,7 +23,7 @@ import nox
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from gilfree import machine_lock  # noqa: E402  (standard library and filelock only, which nox has)
+from gilfree.run import machine_lock  # noqa: E402  (standard library and filelock only, which nox has)
 
 nox.options.default_venv_backend = "none"  # the sessions build their environments themselves (see environment)
 nox.options.error_on_missing_interpreters = True  # a skipped session would be a lost measurement
@@ -39,7 +39,7 @@ HARNESS = ["uv", "run", "--locked", "--no-dev", "--quiet", "--compile-bytecode",
 def studies() -> dict:
     """Every study's sessions, as the harness reads the study files (`python -m gilfree.environments`)."""
     try:
-        found = subprocess.run([*HARNESS, "gilfree.environments"], capture_output=True, text=True, cwd=ROOT,
+        found = subprocess.run([*HARNESS, "gilfree.run.environments"], capture_output=True, text=True, cwd=ROOT,
                                env={k: v for k, v in os.environ.items() if k not in HARNESS_ENV})
     except FileNotFoundError:
         raise SystemExit("gilfree: the noxfile needs uv: install it (https://docs.astral.sh/uv/) and run `uvx nox`")
@@ -51,7 +51,7 @@ def studies() -> dict:
 def python(session: nox.Session, wanted: dict) -> str:
     """The interpreter a variant asks for ($GILFREE_PYTHON_<VARIANT>, else found or installed by uv), or the one
     line that says what to do."""
-    found = subprocess.run([*HARNESS, "gilfree.environments", "interpreter", wanted["request"], wanted["variable"]],
+    found = subprocess.run([*HARNESS, "gilfree.run.environments", "interpreter", wanted["request"], wanted["variable"]],
                            capture_output=True, text=True, cwd=ROOT)
     if found.returncode != 0:
         session.error(found.stderr.strip())
@@ -148,7 +148,7 @@ def overhead(session: nox.Session) -> None:
 def gil_audit(session: nox.Session) -> None:
     """Name every extension module that turns the GIL back on, per app and free-threaded variant, in GIL-AUDIT.md
     (-- --study FILE; default the post's; --strict exits 1 on one)."""
-    asked = subprocess.run([*HARNESS, "gilfree.environments", "audit", *session.posargs], cwd=ROOT,
+    asked = subprocess.run([*HARNESS, "gilfree.run.environments", "audit", *session.posargs], cwd=ROOT,
                            capture_output=True, text=True)
     if asked.returncode != 0:
         session.error(f"cannot read the study: {(asked.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -181,7 +181,7 @@ def compare(session: nox.Session) -> None:
 @nox.session
 def tools(session: nox.Session) -> None:
     """Install rewrk 0.3.2 and oha 1.16.0 into tools/bin with cargo where missing, or print what to run."""
-    harness(session, module="gilfree.tools")
+    harness(session, module="gilfree.run.tools")
 
 
 @nox.session

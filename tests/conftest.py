@@ -9,9 +9,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from gilfree.matrix import Cell, override_variable
-from gilfree.server import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
+from gilfree.run.server import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
+from gilfree.study.schema import override_variable
+from gilfree.study.studies import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,13 +11,12 @@ import time
 
 import psutil
 import pytest
-
-from gilfree import ceiling, charts, compare, render, results, verdicts
-from gilfree.matrix import TABLES_BY_ID, Cell
-
 from conftest import ROOT, assert_port_free, free_port, make_record
+from gilfree.report import charts, compare, render, verdicts
+from gilfree.study import ceiling, results
+from gilfree.study.studies import Cell, article
 
-CELL = TABLES_BY_ID["asgi-json"].cells[0]  # 3.14, 1 worker, c=128
+CELL = article().tables_by_id["asgi-json"].cells[0]  # 3.14, 1 worker, c=128
 WRK = {"name": "wrk", "version": "wrk 4.1.0"}
 
 
@@ -205,7 +204,7 @@ def with_timeline(cell: Cell, rss_mib: list[float], growth: float | None) -> dic
 
 
 def test_one_rss_timeline_per_cell_holds_both_variants(tmp_path):
-    gil, threaded = TABLES_BY_ID["wsgi-io"].cells[:2]
+    gil, threaded = article().tables_by_id["wsgi-io"].cells[:2]
     for record in (with_timeline(gil, [80, 90, 95, 95, 95, 95], 0.0),
                    with_timeline(threaded, [70, 90, 110, 130, 150, 170], 0.31)):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
@@ -227,7 +226,7 @@ def test_the_comparison_flags_a_row_near_its_ceiling_and_its_verdict_turns_incon
     threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True}
     for record in (gil, threaded):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
-    claim = verdicts.CLAIMS[0]
+    claim = verdicts.claims()[0]
     ratio = next(r for r in claim.ratios if r.under == CELL)
     assert verdicts.estimate(ratio, threaded, gil).outcome == verdicts.Verdict.HELD
     results.write_atomic(tmp_path / "calibration" / "wrk.json", made_up_calibration(gil, 40000))  # 75%: near

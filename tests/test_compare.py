@@ -2,11 +2,10 @@
 The verdict logic itself: test_verdicts.py."""
 
 import pytest
-
-from gilfree import compare, results, verdicts
-from gilfree.matrix import TABLES_BY_ID, Cell
-
 from conftest import make_record
+from gilfree.report import compare, verdicts
+from gilfree.study import results
+from gilfree.study.studies import Cell, article
 
 ASGI_JSON = "ASGI JSON: about 20% slower on 3.14t"
 WSGI_IO = "WSGI I/O: on par, with more memory on 3.14t"
@@ -29,7 +28,7 @@ def store(results_dir, cell, rps=20000.0, ram_mb=100, loadgen_cores=0.5, edit=No
 
 def store_variants(results_dir, table_id, gil_rps=30000.0, ratio=1.0, gil_ram=100, ram_ratio=1.0, **gil_options):
     """Both worker counts of a variant table, 3.14t at the given ratios to 3.14."""
-    for cell in TABLES_BY_ID[table_id].cells:
+    for cell in article().tables_by_id[table_id].cells:
         if cell.variant == "3.14":
             store(results_dir, cell, gil_rps, gil_ram, **gil_options)
         else:
@@ -64,7 +63,7 @@ def test_asgi_json_slowdown_is_judged_on_the_rps_ratio(tmp_path, ratio, expected
 
 
 def test_missing_or_failed_free_threaded_cells_are_not_measured(tmp_path):
-    gil, threaded_w1, _, threaded_w2 = TABLES_BY_ID["asgi-json"].cells
+    gil, threaded_w1, _, threaded_w2 = article().tables_by_id["asgi-json"].cells
     store(tmp_path, gil)
     assert verdict(tmp_path, ASGI_JSON) == "not measured"
     store(tmp_path, threaded_w1, rps=16000)
@@ -93,13 +92,13 @@ def test_wsgi_io_needs_both_par_throughput_and_more_memory(tmp_path, ratio, ram_
                                                         (100, 15000, "not held")])
 def test_threads_claim_compares_128_threads_with_1(tmp_path, io_128, json_128, expected):
     figures = {("io", 1): 94, ("io", 128): io_128, ("json", 1): 19400, ("json", 128): json_128}
-    for cell in TABLES_BY_ID["wsgi-threads-gil"].cells:
+    for cell in article().tables_by_id["wsgi-threads-gil"].cells:
         store(tmp_path, cell, rps=figures.get((cell.endpoint, cell.blocking_threads), 1000))
     assert verdict(tmp_path, THREADS) == f"{expected}, single run"
 
 
 def test_diagnostics_little_law_io_efficiency_load_generator_and_errors(tmp_path):
-    cell = TABLES_BY_ID["asgi-io"].cells[0]  # c=128, so the ideal is 128 / 10 ms = 12800 RPS
+    cell = article().tables_by_id["asgi-io"].cells[0]  # c=128, so the ideal is 128 / 10 ms = 12800 RPS
     # make_record's mean latency is 4.204 ms: 64 connections in flight at this RPS, so 64 stalled
     store(tmp_path, cell, rps=64 / 0.004204, loadgen_cores=0.95, errors=7, non_2xx=3, latency_ms=4.204)
     assert report_row(tmp_path, "| 2 ", "/io")[3:] == ["128", "64.0 (127.8)", "119% (89%)", "0.95", "15.1", "7", "3",
@@ -108,7 +107,7 @@ def test_diagnostics_little_law_io_efficiency_load_generator_and_errors(tmp_path
 
 
 def test_more_in_flight_than_connections_is_flagged_and_a_sound_row_is_not(tmp_path):
-    over, sound = TABLES_BY_ID["wsgi-threads-gil"].cells[:2]
+    over, sound = article().tables_by_id["wsgi-threads-gil"].cells[:2]
     store(tmp_path, over, rps=200 / 0.004204, latency_ms=4.204)
     store(tmp_path, sound, rps=128 / 0.004204, latency_ms=4.204)
     assert report_row(tmp_path, "| 3 ", "threads 1 ")[-1] == (
@@ -130,7 +129,7 @@ def test_report_links_one_png_chart_per_table(tmp_path):
     written = compare.write_report(tmp_path)
     assert written[0] == tmp_path / "COMPARISON.md"
     text = written[0].read_text()
-    assert [path.name for path in written[1:]] == ["ratios.png"] + [f"{table_id}.png" for table_id in TABLES_BY_ID]
+    assert [path.name for path in written[1:]] == ["ratios.png"] + [f"{table_id}.png" for table_id in article().tables_by_id]
     for path in written[1:]:
         assert path.parent == tmp_path / "charts"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -160,7 +159,7 @@ def measured(**changes):
 
 def test_rows_measured_alike_but_for_port_repeat_and_host_name_are_judged(tmp_path):
     """A new container on the same machine has another host name: it measures the same thing."""
-    for cell in TABLES_BY_ID["asgi-json"].cells:
+    for cell in article().tables_by_id["asgi-json"].cells:
         edit = (measured(settings__port=8123, settings__repeat=3, machine__hostname="container-2")
                 if cell.variant == "3.14" else measured())
         store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=edit)
@@ -181,7 +180,7 @@ def test_rows_measured_alike_but_for_port_repeat_and_host_name_are_judged(tmp_pa
 ])
 def test_rows_measured_differently_are_not_comparable(tmp_path, gil_edit, reason):
     store_variants(tmp_path, "asgi-json", ratio=0.8, edit=gil_edit)
-    for cell in TABLES_BY_ID["asgi-json"].cells[1::2]:  # the 3.14t cells, measured as the harness does
+    for cell in article().tables_by_id["asgi-json"].cells[1::2]:  # the 3.14t cells, measured as the harness does
         store(tmp_path, cell, 24000.0, edit=measured())
     assert verdict(tmp_path, ASGI_JSON) == "not comparable"
     assert report_row(tmp_path, f"| {ASGI_JSON}")[-1] == "**not comparable** [1]"
@@ -193,8 +192,8 @@ def test_rows_measured_differently_are_not_comparable(tmp_path, gil_edit, reason
 @pytest.mark.parametrize("fault, reason", [({"errors": 3}, "load errors (3; from 1)"),
                                            ({"non_2xx": 2}, "non-2xx answers (2; from 1)")])
 def test_rows_with_load_faults_make_the_verdict_inconclusive(tmp_path, fault, reason):
-    threaded = TABLES_BY_ID["asgi-json"].cells[1]
-    for cell in TABLES_BY_ID["asgi-json"].cells:
+    threaded = article().tables_by_id["asgi-json"].cells[1]
+    for cell in article().tables_by_id["asgi-json"].cells:
         store(tmp_path, cell, rps=128 / 0.004204 * (0.8 if cell.variant == "3.14t" else 1),
               **(fault if cell == threaded else {}))
     assert verdict(tmp_path, ASGI_JSON) == "inconclusive, single run"
@@ -202,7 +201,7 @@ def test_rows_with_load_faults_make_the_verdict_inconclusive(tmp_path, fault, re
 
 
 def test_the_saturation_flag_is_for_one_thread_load_generators_only(tmp_path):
-    oha, wrk = TABLES_BY_ID["asgi-json"].cells[:2]
+    oha, wrk = article().tables_by_id["asgi-json"].cells[:2]
     store(tmp_path, oha, rps=128 / 0.004204, loadgen_cores=3.1, edit=measured(load__generator="oha"))
     store(tmp_path, wrk, rps=128 / 0.004204, loadgen_cores=0.95, edit=measured(load__generator="wrk"))
     assert report_row(tmp_path, "| 1 ", "| 3.14 ", "/json")[-1] == ""
@@ -211,7 +210,7 @@ def test_the_saturation_flag_is_for_one_thread_load_generators_only(tmp_path):
 
 
 def test_pss_is_shown_beside_rss_where_recorded_and_the_caveat_is_stated(tmp_path):
-    cell = TABLES_BY_ID["asgi-json"].cells[2]
+    cell = article().tables_by_id["asgi-json"].cells[2]
     store(tmp_path, cell, ram_mb=120, edit=measured(resources__end_pss_bytes=70 * 2**20))
     header = report_row(tmp_path, "| Table ", "| Flags")
     assert header[-3:] == ["Peak RSS", "PSS at end", "Flags"]
@@ -230,7 +229,7 @@ def test_the_report_is_written_whole_with_no_temporary_file_left(tmp_path):
 def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path):
     def built(pgo):
         return measured(interpreter__optimisations={"pgo": pgo, "lto": False, "jit": False})
-    for cell in TABLES_BY_ID["asgi-json"].cells:
+    for cell in article().tables_by_id["asgi-json"].cells:
         store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=built(cell.variant == "3.14"))
     compare.write_report(tmp_path)
     text = (tmp_path / "COMPARISON.md").read_text()
@@ -241,10 +240,10 @@ def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path
 
 def test_a_row_the_post_gives_no_figures_for_is_shown_as_not_published(tmp_path, monkeypatch):
     """Published figures are optional in a study file: a row without them is compared with nothing, not a crash."""
-    eight = TABLES_BY_ID["wsgi-threads-gil"].cells[1]  # JSON, 8 threads: in no claim
-    monkeypatch.setattr(compare, "PUBLISHED", {key: figures for key, figures in compare.PUBLISHED.items()
-                                                if key != (eight.table, eight.key)})
-    for cell in TABLES_BY_ID["wsgi-threads-gil"].cells:
+    eight = article().tables_by_id["wsgi-threads-gil"].cells[1]  # JSON, 8 threads: in no claim
+    without = {key: figures for key, figures in compare.published().items() if key != (eight.table, eight.key)}
+    monkeypatch.setattr(compare, "published", lambda: without)
+    for cell in article().tables_by_id["wsgi-threads-gil"].cells:
         store(tmp_path, cell)
     row = report_row(tmp_path, "| JSON ", "| 8 ", "| post ")
     assert row[3:6] == ["not published"] * 3

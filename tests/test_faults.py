@@ -12,12 +12,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from gilfree.matrix import ARTICLE
-from gilfree.server import GranianServer, ServerError
 from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session
+from gilfree.run.server import GranianServer, ServerError
+from gilfree.study.studies import article
 
-SESSIONS = ARTICLE.sessions
+SESSIONS = article().sessions
 
 
 def granian_processes(python):
@@ -64,7 +63,7 @@ def test_taken_port_is_refused_naming_the_holder(environments, tmp_path):
 def test_granian_that_cannot_start_fails_with_its_log(environments, tmp_path):
     granian = environments["wsgi"].replace("/python", "/granian")
     command = [granian, "--interface", "wsgi", "--port", str(free_port()), "impl_missing:app"]
-    with GranianServer(command, ARTICLE.apps["wsgi"], int(command[4]), tmp_path / "server.log") as server:
+    with GranianServer(command, article().apps["wsgi"], int(command[4]), tmp_path / "server.log") as server:
         with pytest.raises(ServerError, match="Granian exited with status") as failure:
             server.wait_ready(timeout_s=20)
     assert "impl_missing" in str(failure.value)  # the server's own last words are in the reason
@@ -76,7 +75,7 @@ def test_non_2xx_answer_fails_before_any_load(environments, tmp_path):
     granian = environments["wsgi"].replace("/python", "/granian")
     port = free_port()
     command = [granian, "--interface", "asgi", "--port", str(port), "impl_flask:app"]
-    with GranianServer(command, ARTICLE.apps["wsgi"], port, tmp_path / "server.log") as server:
+    with GranianServer(command, article().apps["wsgi"], port, tmp_path / "server.log") as server:
         server.wait_ready(timeout_s=20)
         with pytest.raises(ServerError, match=r"GET /json answered status 500, expected 200 \(before any load\)"):
             server.verify()
@@ -138,7 +137,7 @@ def test_a_worker_exit_in_the_log_counts_as_lost(tmp_path):
     # On free-threaded builds Granian's workers are threads: their death shows only in its log.
     log = tmp_path / "server.log"
     log.write_text("[INFO] Started worker-1\n[ERROR] Unexpected exit from worker-1\n")
-    assert GranianServer(["granian"], ARTICLE.apps["wsgi"], 8000, log).workers_lost() == 1
+    assert GranianServer(["granian"], article().apps["wsgi"], 8000, log).workers_lost() == 1
 
 
 # --- a harness killed with SIGKILL -------------------------------------------------------------------------

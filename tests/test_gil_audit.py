@@ -12,7 +12,6 @@ import sys
 import zipfile
 
 import pytest
-
 from conftest import POST_APPS_TOML, ROOT, build_environment, free_port
 
 LEGACY = """#include <Python.h>

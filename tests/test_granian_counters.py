@@ -8,11 +8,10 @@ import sys
 from dataclasses import replace
 
 import pytest
-
-from gilfree import granian_counters
-from gilfree.matrix import ARTICLE
-from gilfree.server import resolved_runtime_mode
 from conftest import POST_APPS_TOML, ROOT, base_python, build_environment, free_port
+from gilfree.run import granian_counters
+from gilfree.run.server import resolved_runtime_mode
+from gilfree.study.studies import article
 
 RECORDED = ROOT / "tests" / "recorded"
 VARIANT = ("import sys, sysconfig; "  # the variant an interpreter is: 3.12, 3.13t ...
@@ -59,7 +58,7 @@ def test_the_window_on_granians_real_output_per_worker_and_summed():
 
 
 def test_a_gap_between_granians_count_and_the_load_generators_beyond_the_connections_is_a_warning():
-    cell = ARTICLE.tables_by_id["wsgi-json"].cells[0]  # c=128
+    cell = article().tables_by_id["wsgi-json"].cells[0]  # c=128
     counted = {"total": {"requests_handled": 10_000}}
     assert granian_counters.requests_gap(counted, 9_782, cell) is None  # gap 218; allowed 128 + 1% of 9782 = 225
     gap = granian_counters.requests_gap(counted, 9_000, cell)
@@ -67,7 +66,7 @@ def test_a_gap_between_granians_count_and_the_load_generators_beyond_the_connect
 
 
 def test_the_runtime_mode_granian_resolves_by_its_version():
-    asgi, wsgi = ARTICLE.tables_by_id["asgi-json"].cells[0], ARTICLE.tables_by_id["wsgi-json"].cells[0]
+    asgi, wsgi = article().tables_by_id["asgi-json"].cells[0], article().tables_by_id["wsgi-json"].cells[0]
     assert resolved_runtime_mode(asgi, "2.5.5") == resolved_runtime_mode(wsgi, "2.5.5") == "st"  # 2.5's default
     assert (resolved_runtime_mode(asgi, "2.6.1"), resolved_runtime_mode(wsgi, "2.6.1")) == ("st", "mt")
     assert resolved_runtime_mode(asgi, "2.8.9") == resolved_runtime_mode(wsgi, "2.8.9") == "mt"

@@ -11,11 +11,10 @@ import time
 
 import psutil
 import pytest
-
-from gilfree.matrix import ARTICLE
 from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session, stands_in
+from gilfree.study.studies import article
 
-SESSIONS = ARTICLE.sessions
+SESSIONS = article().sessions
 
 
 @pytest.mark.parametrize("session", ["asgi-3.14", "wsgi-3.14", "wsgi-threads-3.14"])

@@ -1,8 +1,7 @@
 """GIL numbers are never labelled 3.14t; a stand-in version is labelled with what really ran."""
 
 import pytest
-
-from gilfree.interpreters import InterpreterError, check, check_lock, override_variable
+from gilfree.run.interpreters import InterpreterError, check, check_lock, override_variable
 
 
 def facts(version="3.14.0", free_threaded=False, gil_enabled=None, packages=None):

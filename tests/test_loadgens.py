@@ -6,12 +6,11 @@ and at one far above what it can serve. 1-2 s per cell, on a free loopback port,
 import json
 
 import pytest
-
-from gilfree.loadgen import LOADGENS, PERCENTILES, LoadGenError, run_load
-from gilfree.matrix import TABLES_BY_ID
 from conftest import assert_port_free, free_port, leftovers, run_session
+from gilfree.run.loadgen import LOADGENS, PERCENTILES, LoadGenError, run_load
+from gilfree.study.studies import article
 
-CELLS = TABLES_BY_ID["asgi-json"].cells[::2]  # the GIL rows: 1 worker at c=128, 2 workers at c=256
+CELLS = article().tables_by_id["asgi-json"].cells[::2]  # the GIL rows: 1 worker at c=128, 2 workers at c=256
 VERSIONS = {"rewrk": "ReWrk 0.3.1", "oha": "oha 1.16.0", "wrk": "4.1.0", "hey": "hey 0.1.4"}  # rewrk 0.3.2 says 0.3.1
 
 

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from gilfree import machine_lock, study
-from gilfree.interpreters import Interpreter
-from gilfree.matrix import ARTICLE
 from conftest import ROOT, base_python, free_port, harness_command
+from gilfree.run import machine_lock, runner
+from gilfree.run.interpreters import Interpreter
+from gilfree.study.studies import article
 from test_faults import load_processes, wait_for
 
-SESSIONS = ARTICLE.sessions
+SESSIONS = article().sessions
 
 
 def start(session, python, results_dir, *extra):
@@ -116,15 +115,15 @@ def test_the_post_release_warning_is_printed_when_the_interpreter_is_checked(mon
     interpreter = Interpreter(executable="/opt/py314/bin/python3.14", version="3.14.7", implementation="CPython",
                               free_threaded_build=False, gil_enabled=True, packages={}, variant="3.14",
                               label="3.14")
-    monkeypatch.setattr(study, "probe", lambda *args: interpreter)
-    monkeypatch.setattr(study, "check", lambda variant, found: found)
-    monkeypatch.setattr(study, "check_lock", lambda lock, packages: None)
-    options = study.Options(session=SESSIONS["asgi-3.14"], pythons={("asgi", "3.14"): interpreter.executable},
+    monkeypatch.setattr(runner, "probe", lambda *args: interpreter)
+    monkeypatch.setattr(runner, "check", lambda variant, found: found)
+    monkeypatch.setattr(runner, "check_lock", lambda lock, packages: None)
+    options = runner.Options(session=SESSIONS["asgi-3.14"], pythons={("asgi", "3.14"): interpreter.executable},
                             duration_s=1, loadgen="wrk", results_dir=tmp_path, port=free_port(), profile="article")
-    study.interpreters(options)
+    runner.interpreters(options)
     said = "CPython 3.14.7 is not the 3.14.0 that profile article asks for"
     assert f"gilfree: WARNING 3.14: {said}\n" in capsys.readouterr().err
-    assert study.interpreter_warnings(interpreter, options) == [said]
+    assert runner.interpreter_warnings(interpreter, options) == [said]
 
 
 def test_a_harness_whose_caller_dies_stops_even_when_its_parent_lives_on(environments, tmp_path):
@@ -135,7 +134,7 @@ def test_a_harness_whose_caller_dies_stops_even_when_its_parent_lives_on(environ
                                        "--table", "asgi-json"))
     caller = subprocess.Popen([sys.executable, "-c", f"""
 import os, subprocess, sys
-from gilfree import machine_lock
+from gilfree.run import machine_lock
 shell = subprocess.Popen(["sh", "-c", {command!r} + "; echo harness exited $? >&2"], env={{**os.environ, **machine_lock.caller_env()}})
 shell.wait()
 """], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

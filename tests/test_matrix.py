@@ -2,19 +2,19 @@
 
 from collections import Counter
 
-from gilfree.matrix import ARTICLE, TABLES, TABLES_BY_ID
+from gilfree.study.studies import article
 
-SESSIONS, STUDY = ARTICLE.sessions, ARTICLE.default_sessions
+SESSIONS, STUDY = article().sessions, article().default_sessions
 
 
 def rows(table_id):
-    return [(c.variant, c.workers, c.blocking_threads, c.endpoint, c.concurrency) for c in TABLES_BY_ID[table_id].cells]
+    return [(c.variant, c.workers, c.blocking_threads, c.endpoint, c.concurrency) for c in article().tables_by_id[table_id].cells]
 
 
 def test_six_tables_in_the_posts_order():
-    assert [t.id for t in TABLES] == [
+    assert [t.id for t in article().tables] == [
         "asgi-json", "asgi-io", "wsgi-threads-gil", "wsgi-workers-threads-ft", "wsgi-json", "wsgi-io"]
-    assert [t.number for t in TABLES] == [1, 2, 3, 4, 5, 6]
+    assert [t.number for t in article().tables] == [1, 2, 3, 4, 5, 6]
 
 
 def test_variant_tables_alternate_interpreters_within_worker_counts():
@@ -38,7 +38,7 @@ def test_free_threaded_workers_table():
 
 def test_every_cell_is_run_by_exactly_one_study_session():
     runs = Counter((cell.table, cell.key) for name in STUDY for cell in SESSIONS[name].cells())
-    assert set(runs) == {(t.id, c.key) for t in TABLES for c in t.cells}
+    assert set(runs) == {(t.id, c.key) for t in article().tables for c in t.cells}
     assert set(runs.values()) == {1}
 
 
@@ -56,13 +56,13 @@ def test_two_variant_sessions_alternate_the_variants_run_by_run():
 
 
 def test_cells_keep_the_names_their_stored_results_have():
-    assert [c.key for c in TABLES_BY_ID["asgi-json"].cells] == [
+    assert [c.key for c in article().tables_by_id["asgi-json"].cells] == [
         "3.14-w1-tdefault-json-c128", "3.14t-w1-tdefault-json-c128",
         "3.14-w2-tdefault-json-c256", "3.14t-w2-tdefault-json-c256"]
-    assert TABLES_BY_ID["wsgi-io"].cells[3].key == "3.14t-w2-t64-io-c256"
+    assert article().tables_by_id["wsgi-io"].cells[3].key == "3.14t-w2-t64-io-c256"
 
 
 def test_variants_pair_by_what_else_the_cells_share_never_by_position():
-    pairs = TABLES_BY_ID["wsgi-json"].variant_pairs("3.14", "3.14t")
+    pairs = article().tables_by_id["wsgi-json"].variant_pairs("3.14", "3.14t")
     assert [(gil.workers, threaded.workers) for gil, threaded in pairs] == [(1, 1), (2, 2)]
     assert all(gil.but_variant == threaded.but_variant for gil, threaded in pairs)

@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
-from gilfree.matrix import load
 from conftest import ROOT, base_python, build_environment, free_port, leftovers
+from gilfree.study.studies import load
 
 EVENT_LOOPS = load(ROOT / "studies" / "event-loops.toml")
 WSGI_THREADS = load(ROOT / "studies" / "wsgi-threads.toml")

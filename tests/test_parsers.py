@@ -5,8 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from gilfree.loadgen import LOADGENS, PERCENTILES, LoadGenError, LoadResult, run_load
+from gilfree.run.loadgen import LOADGENS, PERCENTILES, LoadGenError, LoadResult, run_load
 
 RECORDED = Path(__file__).with_name("recorded")
 REWRK = RECORDED / "rewrk-0.3.2"  # real rewrk 0.3.2 against Granian 2.5.5 on CPython 3.14.7t

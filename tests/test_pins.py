@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from gilfree import tools
-from gilfree.loadgen import LOADGENS
-from gilfree import matrix
-from gilfree.matrix import ARTICLE
+from gilfree.run import tools
+from gilfree.run.loadgen import LOADGENS
+from gilfree.study import schema, studies
+from gilfree.study.studies import article
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("article", "latest")
@@ -29,7 +28,7 @@ OHA_VERSION = "1.16.0"
 UV_VERSION = "0.13.9"
 VARIANT_SESSIONS = ("asgi-3.14", "asgi-3.14t", "wsgi-3.14", "wsgi-3.14t")  # one variant each: kept, not the default
 OTHER_SESSIONS = ("tables", "tests", "compare", "tools", "lock")
-STUDY = ARTICLE.default_sessions
+STUDY = article().default_sessions
 EXACT_VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 
@@ -200,8 +199,8 @@ def test_image_installs_the_article_interpreters_and_points_the_sessions_at_them
 
 
 def test_the_article_profile_requests_the_posts_interpreters():
-    assert tuple(ARTICLE.profiles["article"].python.values()) == ARTICLE_PYTHONS
-    assert ARTICLE.profiles["article"].exclude_newer == ARTICLE_CUTOFF
+    assert tuple(article().profiles["article"].python.values()) == ARTICLE_PYTHONS
+    assert article().profiles["article"].exclude_newer == ARTICLE_CUTOFF
 
 
 def test_interpreter_overrides_are_the_documented_ones():
@@ -246,8 +245,8 @@ def test_dockerignore_keeps_host_state_out():
 # --- the Makefile calls sessions that exist --------------------------------------------------------------
 
 def test_the_names_no_study_may_take_are_the_noxfiles_own_sessions():
-    studies = {name for study in matrix.discover()[0].values() for name in study.sessions}
-    assert nox_sessions() - studies == set(matrix.RESERVED_SESSIONS)
+    study_sessions = {name for study in studies.discover()[0].values() for name in study.sessions}
+    assert nox_sessions() - study_sessions == set(schema.RESERVED_SESSIONS)
 
 
 def test_noxfile_has_the_sessions_the_recipe_relies_on():

@@ -11,15 +11,15 @@ import signal
 import subprocess
 import time
 
+import netns
 import psutil
 import pytest
-
-import netns
 from conftest import ROOT, free_port, harness_command, leftovers, make_record
-from gilfree import remote
-from gilfree.loadgen import LOADGENS
-from gilfree import render, results
-from gilfree.matrix import TABLES_BY_ID, Cell
+from gilfree.report import render
+from gilfree.run import remote
+from gilfree.run.loadgen import LOADGENS
+from gilfree.study import results
+from gilfree.study.studies import Cell, article
 from test_cli import gilfree
 
 HARNESS_TIMEOUT_S = 180
@@ -200,7 +200,7 @@ def test_load_host_refusing_our_key_is_refused_before_any_server(hosts, environm
 
 
 def test_tables_say_the_load_crossed_the_network_and_never_mix_it_with_local_rows(tmp_path):
-    local, remote_row = TABLES_BY_ID["asgi-json"].cells[:2]
+    local, remote_row = article().tables_by_id["asgi-json"].cells[:2]
     across = make_record(remote_row)
     across["settings"] |= {"bind": "10.0.0.1", "loadgen_host": "bench@loadbox"}
     across["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": "bench@loadbox",
@@ -210,7 +210,7 @@ def test_tables_say_the_load_crossed_the_network_and_never_mix_it_with_local_row
     here["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": None, "machine": None}
     for record in (across, here):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     measured = next(line for line in (tmp_path / "tables" / "asgi-json.md").read_text().splitlines()
                     if line.startswith("Measured with"))
     assert ("rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), the load sent across the network from "
@@ -219,13 +219,13 @@ def test_tables_say_the_load_crossed_the_network_and_never_mix_it_with_local_row
 
 
 def test_schema_2_records_ran_the_load_here_on_loopback(tmp_path):
-    old = make_record(TABLES_BY_ID["asgi-json"].cells[0])
+    old = make_record(article().tables_by_id["asgi-json"].cells[0])
     old["schema"] = 2
     old["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2"}
     migrated = results.migrate(old, tmp_path / "old.json")
     assert migrated["settings"]["bind"] == "127.0.0.1" and migrated["settings"]["loadgen_host"] is None
     assert migrated["load_generator"]["host"] is None and migrated["load_generator"]["machine"] is None
-    new = make_record(TABLES_BY_ID["asgi-json"].cells[1])
+    new = make_record(article().tables_by_id["asgi-json"].cells[1])
     new["settings"] |= {"bind": "127.0.0.1", "loadgen_host": None}
     new["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": None, "machine": None}
     assert render.condition_differences([migrated, new]) == []

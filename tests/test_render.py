@@ -3,11 +3,10 @@
 from pathlib import Path
 
 import pytest
-
-from gilfree import render, results
-from gilfree.matrix import TABLES_BY_ID, Cell
-
 from conftest import make_record
+from gilfree.report import render
+from gilfree.study import results
+from gilfree.study.studies import Cell, article
 
 
 def table_lines(results_dir, table_id):
@@ -19,9 +18,9 @@ def store(results_dir, record):
 
 
 def test_rows_use_the_posts_formats_in_the_posts_order(tmp_path):
-    for cell in TABLES_BY_ID["asgi-json"].cells:
+    for cell in article().tables_by_id["asgi-json"].cells:
         store(tmp_path, make_record(cell))
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     rows = [line for line in table_lines(tmp_path, "asgi-json") if line.startswith("| 3.14")]
     assert [row.split("|")[1].strip() for row in rows] == ["3.14", "3.14t", "3.14", "3.14t"]
     assert [cell.strip() for cell in rows[0].split("|")[1:-1]] == [
@@ -29,25 +28,25 @@ def test_rows_use_the_posts_formats_in_the_posts_order(tmp_path):
 
 
 def test_unmeasured_cells_say_not_run(tmp_path):
-    store(tmp_path, make_record(TABLES_BY_ID["asgi-io"].cells[0]))
-    render.write_all(tmp_path)
+    store(tmp_path, make_record(article().tables_by_id["asgi-io"].cells[0]))
+    render.write_all(tmp_path, article())
     rows = [line for line in table_lines(tmp_path, "asgi-io") if line.startswith("| 3.14")]
     assert "not run" not in rows[0] and "not run" in rows[1]
 
 
 def test_failed_cell_is_failed_with_its_reason_never_zero(tmp_path):
-    cell = TABLES_BY_ID["wsgi-json"].cells[1]
+    cell = article().tables_by_id["wsgi-json"].cells[1]
     store(tmp_path, make_record(cell, status="failed", failure="Granian exited with status 1\nlog lines"))
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     row = next(line for line in table_lines(tmp_path, "wsgi-json") if line.startswith("| 3.14t"))
     assert "failed" in row and "FAILED: Granian exited with status 1" in row
     assert "| 0 " not in row and "log lines" not in row
 
 
 def test_errors_and_stand_ins_are_noted_beside_the_row(tmp_path):
-    cell = TABLES_BY_ID["wsgi-threads-gil"].cells[4]
+    cell = article().tables_by_id["wsgi-threads-gil"].cells[4]
     store(tmp_path, make_record(cell, label="3.12", version="3.12.1", errors=5, non_2xx=2))
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     lines = table_lines(tmp_path, "wsgi-threads-gil")
     header = next(line for line in lines if line.startswith("| Endpoint"))
     assert [h.strip() for h in header.split("|")[1:-1]] == [
@@ -57,45 +56,45 @@ def test_errors_and_stand_ins_are_noted_beside_the_row(tmp_path):
 
 
 def test_all_tables_in_one_file_and_rerendering_needs_only_json(tmp_path):
-    store(tmp_path, make_record(TABLES_BY_ID["wsgi-workers-threads-ft"].cells[3]))
-    written = render.write_all(tmp_path)
+    store(tmp_path, make_record(article().tables_by_id["wsgi-workers-threads-ft"].cells[3]))
+    written = render.write_all(tmp_path, article())
     everything = (tmp_path / "TABLES.md").read_text()
     assert [line for line in everything.splitlines() if line.startswith("## Table")] == [
-        f"## Table {t.number}: {t.title}" for t in TABLES_BY_ID.values()]
+        f"## Table {t.number}: {t.title}" for t in article().tables_by_id.values()]
     assert len(written) == 7
     (tmp_path / "tables" / "wsgi-io.md").unlink()
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     assert (tmp_path / "tables" / "wsgi-io.md").exists()
 
 
 def test_a_normal_314_against_314t_table_names_both_interpreters_without_a_mismatch(tmp_path):
-    for cell in TABLES_BY_ID["asgi-json"].cells:
+    for cell in article().tables_by_id["asgi-json"].cells:
         store(tmp_path, make_record(cell))
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     measured = next(line for line in table_lines(tmp_path, "asgi-json") if line.startswith("Measured with"))
     assert measured == ("Measured with: rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), Granian 2.5.5. "
                         "Interpreters: CPython 3.14.0; CPython 3.14.0 free-threaded.")
 
 
 def test_rows_measured_under_different_conditions_are_marked(tmp_path):
-    gil, threaded = TABLES_BY_ID["asgi-json"].cells[:2]
+    gil, threaded = article().tables_by_id["asgi-json"].cells[:2]
     short = make_record(gil, version="3.12.1", label="3.12")
     short["settings"] |= {"duration_s": 3, "port": 8123, "repeat": 3}  # port and repeat do not count
     short["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2"}
     store(tmp_path, short)
     store(tmp_path, make_record(threaded))
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     measured = next(line for line in table_lines(tmp_path, "asgi-json") if line.startswith("Measured with"))
     assert measured.endswith("Interpreters: CPython 3.12.1; CPython 3.14.0 free-threaded. **Rows were measured "
                              "under different settings: duration 3s vs 30s; load generator rewrk 0.3.2 vs none.**")
 
 
 def test_this_runs_commands_are_shown_with_the_executables_by_name(tmp_path):
-    record = make_record(TABLES_BY_ID["wsgi-io"].cells[0])
+    record = make_record(article().tables_by_id["wsgi-io"].cells[0])
     record["commands"] = {"server": ["/venvs/wsgi/bin/granian", "--interface", "wsgi", "impl_flask:app"],
                           "load": ["/usr/local/bin/wrk", "-t", "1", "http://127.0.0.1:8000/io"]}
     store(tmp_path, record)
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     lines = table_lines(tmp_path, "wsgi-io")
     assert lines[2].startswith("The post's commands: `granian --interface wsgi")
     assert lines[4] == ("This run's commands: `granian --interface wsgi impl_flask:app` / "
@@ -104,8 +103,8 @@ def test_this_runs_commands_are_shown_with_the_executables_by_name(tmp_path):
 
 
 def test_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    store(tmp_path, make_record(TABLES_BY_ID["asgi-io"].cells[0]))
-    render.write_all(tmp_path)
+    store(tmp_path, make_record(article().tables_by_id["asgi-io"].cells[0]))
+    render.write_all(tmp_path, article())
     table = tmp_path / "tables" / "asgi-io.md"
     before = table.read_text()
     assert before.endswith("with 3, the t quantile is 4.3).\n")
@@ -119,18 +118,18 @@ def test_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
         replace(source, target)
 
     monkeypatch.setattr(render.os, "replace", interrupted)
-    store(tmp_path, make_record(TABLES_BY_ID["asgi-io"].cells[0], rps=1.0))
+    store(tmp_path, make_record(article().tables_by_id["asgi-io"].cells[0], rps=1.0))
     with pytest.raises(OSError, match="interrupted"):
-        render.write_all(tmp_path)
+        render.write_all(tmp_path, article())
     assert table.read_text() == before
     assert list(tmp_path.rglob("*.tmp")) == []
 
 
 def test_percentiles_follow_the_posts_columns_and_a_tool_without_them_says_n_a(tmp_path):
-    gil, threaded = TABLES_BY_ID["asgi-json"].cells[:2]
+    gil, threaded = article().tables_by_id["asgi-json"].cells[:2]
     store(tmp_path, make_record(gil, percentiles={"50": 3.9, "90": 6.25, "99": 20.0, "99.9": None}))
     store(tmp_path, make_record(threaded))  # rewrk: no percentiles
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     lines = table_lines(tmp_path, "asgi-json")
     header = next(line for line in lines if line.startswith("| Python"))
     assert [h.strip() for h in header.split("|")[1:-1]] == [
@@ -142,27 +141,27 @@ def test_percentiles_follow_the_posts_columns_and_a_tool_without_them_says_n_a(t
 
 
 def test_without_percentiles_the_table_keeps_the_posts_columns_only(tmp_path):
-    store(tmp_path, make_record(TABLES_BY_ID["asgi-json"].cells[0]))
-    render.write_all(tmp_path)
+    store(tmp_path, make_record(article().tables_by_id["asgi-json"].cells[0]))
+    render.write_all(tmp_path, article())
     text = (tmp_path / "tables" / "asgi-json.md").read_text()
     assert "p50" not in text and "--pct" not in text
 
 
 def test_a_schema_2_record_has_no_percentiles_and_was_closed_loop(tmp_path):
-    record = make_record(TABLES_BY_ID["asgi-json"].cells[0])
+    record = make_record(article().tables_by_id["asgi-json"].cells[0])
     record["schema"] = 2
     del record["load"]["latency_percentiles_ms"], record["load"]["offered_rps"]  # the runs' load is the same dict
     store(tmp_path, record)
     [migrated] = results.load(tmp_path).values()
     assert migrated["load"]["latency_percentiles_ms"] is None and migrated["runs"][0]["load"]["offered_rps"] is None
     assert migrated["settings"]["rate_rps"] is None
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     assert "p50" not in (tmp_path / "tables" / "asgi-json.md").read_text()
 
 
 def test_tables_md_explains_the_columns_once_and_each_table_file_in_full(tmp_path):
-    store(tmp_path, make_record(TABLES_BY_ID["asgi-io"].cells[0]))
-    render.write_all(tmp_path)
+    store(tmp_path, make_record(article().tables_by_id["asgi-io"].cells[0]))
+    render.write_all(tmp_path, article())
     assert (tmp_path / "TABLES.md").read_text().count("- RPS: requests per second") == 1
     for path in (tmp_path / "tables").glob("*.md"):
         assert path.read_text().count("- RPS: requests per second") == 1

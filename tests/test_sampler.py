@@ -6,8 +6,7 @@ import sys
 import time
 
 import pytest
-
-from gilfree.sampler import TreeSampler
+from gilfree.run.sampler import TreeSampler
 
 BURN = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass\n"
 # Holds 2 MiB more every 50 ms (pages written, so resident) for 3 s.

@@ -11,15 +11,13 @@ import time
 
 import psutil
 import pytest
-
-from gilfree import charts, scaling_report
-from gilfree.loadgen import LOADGENS, run_load
-from gilfree.matrix import ARTICLE, TABLES_BY_ID, Cell
-from gilfree.processes import available_cpus, server_cpus
-from gilfree.processes import TooFewCpus, points_for
-from gilfree.scaling import KNEE_MARGINAL_EFFICIENCY, KneeKind, PointStatus, analyse
-from gilfree.server import GranianServer, granian_command, url
 from conftest import assert_port_free, free_port, leftovers, make_record
+from gilfree.report import charts, scaling_report
+from gilfree.run.loadgen import LOADGENS, run_load
+from gilfree.run.processes import TooFewCpus, available_cpus, points_for, server_cpus
+from gilfree.run.scaling import KNEE_MARGINAL_EFFICIENCY, KneeKind, PointStatus, analyse
+from gilfree.run.server import GranianServer, granian_command, url
+from gilfree.study.studies import Cell, article
 
 GIL, FREE = "3.14", "3.14t"
 
@@ -256,10 +254,10 @@ def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_ot
     server, loadgen = server_cpus(1)
     python = (request.getfixturevalue("environments")["asgi"] if build == "gil"
               else request.getfixturevalue("real_environments")["asgi", "3.13t"])
-    cell = TABLES_BY_ID["asgi-json"].cells[0]  # FastAPI /json, 1 worker, c=128 (the GIL row)
+    cell = article().tables_by_id["asgi-json"].cells[0]  # FastAPI /json, 1 worker, c=128 (the GIL row)
     assert cell.workers == 1
     port = free_port()
-    app = ARTICLE.apps[cell.app]
+    app = article().apps[cell.app]
     command = granian_command(python.replace("/python", "/granian"), cell, app, port)
     wrk = LOADGENS["wrk"]
     outcome = {}

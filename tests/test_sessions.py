@@ -10,9 +10,8 @@ import shutil
 import subprocess
 
 import pytest
-
-from gilfree import matrix
 from conftest import ROOT, base_python, free_port
+from gilfree.study import studies
 
 RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
 
@@ -24,9 +23,9 @@ def readme_sessions() -> list[str]:
     return [name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z0-9.-]+)`", row.split("|")[1])]
 
 
-def study_sessions() -> dict[str, matrix.Session]:
-    studies, _ = matrix.discover()
-    return {name: session for study in studies.values() for name, session in study.sessions.items()}
+def study_sessions() -> dict[str, studies.Session]:
+    found, _ = studies.discover()
+    return {name: session for study in found.values() for name, session in study.sessions.items()}
 
 
 def one_variant_first(name: str) -> tuple[bool, str]:
@@ -66,12 +65,12 @@ def test_readme_lists_every_session_nox_has():
     assert set(readme_sessions()) == set(re.findall(r"^[*-] (\S+)", listed, re.M))
 
 
-def ran_cells(session: matrix.Session) -> list[matrix.Cell]:
+def ran_cells(session: studies.Session) -> list[studies.Cell]:
     """The cells a study session runs here: those of its first table (--table, below)."""
     return [cell for cell in session.cells() if cell.table == session.tables[0]]
 
 
-def measured(results_dir, session: matrix.Session) -> dict[str, str]:
+def measured(results_dir, session: studies.Session) -> dict[str, str]:
     """The stored records of the session's first table, and their status."""
     folder = results_dir / "raw" / session.tables[0]
     stored = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}

@@ -1,10 +1,9 @@
 """Several runs of a cell: medians, spread, and the warnings that say a result should not be trusted."""
 
 import pytest
-
-from gilfree import stats
-from gilfree.matrix import TABLES_BY_ID
-from gilfree.study import run_order
+from gilfree.core import stats
+from gilfree.run.runner import run_order
+from gilfree.study.studies import article
 
 
 def made_up_run(rps, errors=0, loadgen_cpu=0.5, rss=100):
@@ -57,7 +56,7 @@ def test_counts_stay_whole_numbers():
 
 
 def test_runs_alternate_variants_round_by_round_and_resume_where_they_stopped():
-    cells = list(TABLES_BY_ID["asgi-json"].cells)  # 3.14, 3.14t, 3.14, 3.14t
+    cells = list(article().tables_by_id["asgi-json"].cells)  # 3.14, 3.14t, 3.14, 3.14t
     order = run_order(cells, dict.fromkeys(cells, 0), repeat=2)
     assert [(round_, cell.variant) for round_, cell in order] == [
         (0, "3.14"), (0, "3.14t"), (0, "3.14"), (0, "3.14t"), (1, "3.14"), (1, "3.14t"), (1, "3.14"), (1, "3.14t")]

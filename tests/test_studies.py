@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-
-from gilfree import matrix
-from gilfree.matrix import StudyError, load
 from conftest import ROOT
+from gilfree.study import studies
+from gilfree.study.schema import StudyError
+from gilfree.study.studies import load
 
 SMALL = """\
 title = "A small study"
@@ -123,8 +123,8 @@ def test_a_session_name_taken_by_another_study_refuses_the_later_file(tmp_path):
     write_study(tmp_path, name="aaa")
     clash = SMALL + '\n[sessions.aaa]\nvariants = ["3.14"]\ntables = ["loops"]\ndescription = "x"\n'
     write_study(tmp_path, clash, name="bbb")
-    studies, refused = matrix.discover(tmp_path)
-    assert list(studies) == ["aaa"]
+    found, refused = studies.discover(tmp_path)
+    assert list(found) == ["aaa"]
     assert "session 'aaa' is already aaa.toml's" in str(refused[tmp_path / "bbb.toml"])
 
 
@@ -156,9 +156,9 @@ def test_nox_lists_a_refused_study_and_its_session_says_why(tmp_path):
 
 def test_a_schema_3_record_reads_as_a_cell_of_the_posts_study(tmp_path):
     """Records from before study files (schema 3, and schema 2 through it) gain their app and loop in memory."""
-    from gilfree import results
     from conftest import make_record
-    cell = matrix.TABLES_BY_ID["asgi-json"].cells[0]
+    from gilfree.study import results
+    cell = studies.article().tables_by_id["asgi-json"].cells[0]
     record = make_record(cell) | {"schema": 3}
     record.pop("study")
     for name in ("app", "loop", "runtime_mode", "runtime_threads", "flags", "cpus"):
@@ -166,23 +166,24 @@ def test_a_schema_3_record_reads_as_a_cell_of_the_posts_study(tmp_path):
     results.write_atomic(results.cell_path(tmp_path, cell), record)
     loaded = results.load(tmp_path)[cell.table, cell.key]
     assert loaded["study"] == "article" and loaded["schema"] == results.SCHEMA
-    assert matrix.Cell(**loaded["cell"]) == cell  # app "asgi", loop "asyncio": the post's ASGI command
+    assert studies.Cell(**loaded["cell"]) == cell  # app "asgi", loop "asyncio": the post's ASGI command
 
 
 def test_stored_runs_survive_a_new_container_and_a_moved_checkout_but_not_other_hardware(monkeypatch, tmp_path):
     """The fingerprint holds the lock's content and the machine's hardware, not a path or a host name."""
-    from gilfree import results, study
-    from gilfree.interpreters import Interpreter
+    from gilfree.run import runner
+    from gilfree.run.interpreters import Interpreter
+    from gilfree.study import results
     interpreter = Interpreter(executable="/x/bin/python", version="3.14.0", implementation="CPython",
                               free_threaded_build=False, gil_enabled=True, packages={"granian": "2.5.5"},
                               variant="3.14", label="3.14")
-    session = matrix.ARTICLE.sessions["asgi-3.14"]
-    options = study.Options(session=session, pythons={}, duration_s=1, loadgen="wrk", results_dir=tmp_path,
+    session = studies.article().sessions["asgi-3.14"]
+    options = runner.Options(session=session, pythons={}, duration_s=1, loadgen="wrk", results_dir=tmp_path,
                             port=8000)
     generator = {"version": "wrk 4.1.0"}
     facts = {"cpu_model": "AMD EPYC", "logical_cores": 2, "physical_cores": 2, "memory_bytes": 24 * 2**30}
     stamp = lambda machine: (monkeypatch.setattr(results, "machine", lambda: machine),
-                             study.fingerprint(session.cells()[0], interpreter, options, generator))[1]
+                             runner.fingerprint(session.cells()[0], interpreter, options, generator))[1]
     here = stamp(facts | {"hostname": "container-1"})
     assert stamp(facts | {"hostname": "container-2"}) == here
     assert stamp(facts | {"hostname": "container-1", "cpu_model": "Intel Xeon"}) != here
@@ -200,21 +201,21 @@ def test_the_refusal_reads_exactly_as_readme_shows_it(tmp_path):
 
 def test_a_study_may_not_take_the_name_of_one_of_gilfrees_own_sessions(tmp_path):
     write_study(tmp_path, name="tests")
-    studies, refused = matrix.discover(tmp_path)
-    assert studies == {} and "session 'tests' is already one of gilfree's own sessions" in str(refused[tmp_path / "tests.toml"])
+    found, refused = studies.discover(tmp_path)
+    assert found == {} and "session 'tests' is already one of gilfree's own sessions" in str(refused[tmp_path / "tests.toml"])
 
 
 def test_an_apps_sources_are_in_its_fingerprint_but_not_its_virtual_environment(tmp_path):
-    from gilfree import study
+    from gilfree.run import runner
     path = write_study(tmp_path)
     (tmp_path / "app" / "service.py").write_text("app = 1\n")
     (tmp_path / "app" / ".venv" / "lib").mkdir(parents=True)
     app = load(path).apps["api"]
-    before = study.app_sources_sha256(app)
+    before = runner.app_sources_sha256(app)
     (tmp_path / "app" / ".venv" / "lib" / "installed.py").write_text("x = 1\n")
-    assert study.app_sources_sha256(app) == before
+    assert runner.app_sources_sha256(app) == before
     (tmp_path / "app" / "service.py").write_text("app = 2\n")
-    assert study.app_sources_sha256(app) != before
+    assert runner.app_sources_sha256(app) != before
 
 
 def test_two_cells_on_one_point_of_a_scaling_curve_are_refused(tmp_path):

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from gilfree import tools
-from gilfree.loadgen import LOADGENS
+from gilfree.run import tools
+from gilfree.run.loadgen import LOADGENS
 
 ROOT = Path("/home/me/gilfree")
 REWRK, OHA = tools.TOOLS_BY_NAME["rewrk"], tools.TOOLS_BY_NAME["oha"]
@@ -137,7 +136,7 @@ def test_main_fails_when_cargo_succeeds_but_leaves_no_tool(tmp_path, monkeypatch
 def test_module_entry_point(tmp_path):
     """`python -m gilfree.tools`, as the nox session calls it, with both tools on PATH."""
     found = [executable(tmp_path / "bin" / tool.name) for tool in tools.TOOLS]
-    done = subprocess.run([sys.executable, "-m", "gilfree.tools", "--root", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "gilfree.run.tools", "--root", str(tmp_path)],
                           env={**os.environ, "PATH": str(tmp_path / "bin")}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert [f"{path.name} is installed: {path}" for path in found] == done.stdout.splitlines()

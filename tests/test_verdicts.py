@@ -4,17 +4,15 @@ inconclusive or not comparable. Made-up records only (rendering and real data: t
 import copy
 
 import pytest
-
-from gilfree import stats, verdicts
-from gilfree.interpreters import optimisations
-from gilfree.matrix import TABLES_BY_ID
-from gilfree.verdicts import (Band, BuildsDiffer, CpuBound, DoubtfulRow, FlagKind, Missing, TooFewCores,
-                              Verdict)
-
 from conftest import make_record
+from gilfree.core import stats
+from gilfree.report import verdicts
+from gilfree.report.verdicts import Band, BuildsDiffer, CpuBound, DoubtfulRow, FlagKind, Missing, TooFewCores, Verdict
+from gilfree.run.interpreters import optimisations
+from gilfree.study.studies import article
 
-ASGI_JSON, ASGI_IO, _, WSGI_JSON, _, THREADS, WORKERS = verdicts.CLAIMS
-GIL_W1, THREADED_W1, GIL_W2, THREADED_W2 = TABLES_BY_ID["asgi-json"].cells
+ASGI_JSON, ASGI_IO, _, WSGI_JSON, _, THREADS, WORKERS = verdicts.claims()
+GIL_W1, THREADED_W1, GIL_W2, THREADED_W2 = article().tables_by_id["asgi-json"].cells
 
 
 def with_runs(cell, rps_runs, round_offset=0, logical_cores=16, **options):
@@ -96,7 +94,7 @@ def test_band_judges_an_interval(band, interval, expected):
 
 
 def io_pair(table_id, gil_rps, threaded_rps):
-    gil, threaded = TABLES_BY_ID[table_id].cells[:2]
+    gil, threaded = article().tables_by_id[table_id].cells[:2]
     return stored(with_runs(gil, [gil_rps]), with_runs(threaded, [threaded_rps], 1))
 
 
@@ -171,7 +169,7 @@ def test_oha_is_never_judged_saturated_for_want_of_a_thread_count():
 
 
 def test_a_stall_too_small_to_cross_the_band_leaves_the_verdict_standing():
-    cells = {(c.endpoint, c.blocking_threads): c for c in TABLES_BY_ID["wsgi-threads-gil"].cells}
+    cells = {(c.endpoint, c.blocking_threads): c for c in article().tables_by_id["wsgi-threads-gil"].cells}
     records = [with_runs(cells[("io", 1)], [78]), with_runs(cells[("io", 128)], [3000]),
                with_runs(cells[("json", 1)], [19000]), with_runs(cells[("json", 128)], [9000])]
     records[0]["load"]["latency_avg_ms"] = 1400  # 78 x 1.4 s = 109 of 128 connections: 15% stalled
@@ -218,7 +216,7 @@ def test_not_measured_names_the_session_that_would_measure_it():
 
 
 def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it():
-    memory = verdicts.CLAIMS[2].ratios[0]
+    memory = verdicts.claims()[2].ratios[0]
     gil, threaded = with_runs(memory.under, [1000]), with_runs(memory.over, [1000], 1)
     gil["runs"][0]["resources"].update(end_pss_bytes=100 * 2**20, peak_rss_bytes=150 * 2**20)
     threaded["runs"][0]["resources"].update(end_pss_bytes=90 * 2**20, peak_rss_bytes=90 * 2**20)
@@ -230,4 +228,4 @@ def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it
 
 def test_the_posts_own_figures_fall_inside_every_band():
     assert all(ratio.band.judge(verdicts.post_value(ratio), verdicts.post_value(ratio)) == Verdict.HELD
-               for claim in verdicts.CLAIMS for ratio in claim.ratios)
+               for claim in verdicts.claims() for ratio in claim.ratios)

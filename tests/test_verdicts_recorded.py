@@ -6,14 +6,13 @@ intervals are tested here."""
 import shutil
 
 import pytest
-
-from gilfree import compare, results, verdicts
-from gilfree.verdicts import CpuBound, TooFewCores, Verdict
-
 from conftest import ROOT
+from gilfree.report import compare, verdicts
+from gilfree.report.verdicts import CpuBound, TooFewCores, Verdict
+from gilfree.study import results
 
 RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
-ASGI_IO, WSGI_JSON, WSGI_IO = (verdicts.CLAIMS[i] for i in (1, 3, 4))
+ASGI_IO, WSGI_JSON, WSGI_IO = (verdicts.claims()[i] for i in (1, 3, 4))
 
 
 @pytest.fixture

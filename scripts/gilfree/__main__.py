@@ -1,5 +1,5 @@
 import sys
 
-from .cli import guarded, main
+from gilfree.cli import guarded, main
 
 sys.exit(guarded(main))

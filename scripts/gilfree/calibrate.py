@@ -27,18 +27,35 @@ from pathlib import Path
 
 import psutil
 
-from . import ceiling, machine_lock, results
-from .cli import OneLineParser, count, duration, guarded, port, writable_dir
-from .loadgen import LOADGENS, LoadGenError, LoadGenerator, require, run_load, version
-from .matrix import ARTICLE, TABLES
-from .processes import GroupReaper, dies_with_parent, exit_with_caller, finish, pinned, signal_group, split_cpus
-from .sampler import TreeSampler
-from .server import DEFAULT_BIND as HOST, LOCAL, ServerError, ensure_port_free, free_port
-from .stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
+from gilfree.cli import OneLineParser, count, duration, guarded, port, writable_dir
+from gilfree.core.stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
+from gilfree.run import machine_lock
+from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, require, run_load, version
+from gilfree.run.processes import (
+    GroupReaper,
+    dies_with_parent,
+    exit_with_caller,
+    finish,
+    pinned,
+    signal_group,
+    split_cpus,
+)
+from gilfree.run.sampler import TreeSampler
+from gilfree.run.server import DEFAULT_BIND as HOST
+from gilfree.run.server import LOCAL, ServerError, ensure_port_free, free_port
+from gilfree.study import ceiling, results
+from gilfree.study.studies import article
+
 
 # The apps' answer byte for byte: FastAPI and Flask both send it without spaces.
-BODY = json.dumps(ARTICLE.apps["asgi"].endpoints["json"].json_body, separators=(",", ":"))  # the post's /json
-CONCURRENCIES = tuple(sorted({cell.concurrency for table in TABLES for cell in table.cells}))
+def posts_json() -> str:
+    """The post's /json answer, as nginx serves it."""
+    return json.dumps(article().apps["asgi"].endpoints["json"].json_body, separators=(",", ":"))
+
+
+def concurrencies() -> tuple[int, ...]:
+    """Every concurrency of the post's study."""
+    return tuple(sorted({cell.concurrency for table in article().tables for cell in table.cells}))
 # Debian installs nginx in /usr/sbin, which is not on every user's PATH.
 NGINX_PLACES = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 NGINX_HINT = "install it with `apt-get install nginx` (Debian/Ubuntu) or `brew install nginx`"
@@ -96,7 +113,7 @@ class Nginx:
     def __init__(self, binary: str, folder: Path, port: int, workers: int, cpus: tuple[int, ...] | None = None):
         self.config = folder / "nginx.conf"
         self.log = folder / "nginx.log"
-        self.config.write_text(CONFIG.format(workers=workers, folder=folder, host=HOST, port=port, body=BODY))
+        self.config.write_text(CONFIG.format(workers=workers, folder=folder, host=HOST, port=port, body=posts_json()))
         self.command = [binary, "-p", str(folder), "-c", str(self.config), "-e", str(folder / "error.log"),
                         "-g", "daemon off;"]
         self.port, self.cpus = port, cpus
@@ -150,9 +167,9 @@ class Nginx:
             status, kind, body = error.code, error.headers.get("Content-Type"), error.read()
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             raise self.fail(f"GET {self.url} failed {when}: {error}")
-        if (status, kind, body) != (200, "application/json", BODY.encode()):
+        if (status, kind, body) != (200, "application/json", posts_json().encode()):
             raise self.fail(f"nginx answered {status} {kind} {body[:100]!r} {when}, "
-                            f"expected 200 application/json {BODY}")
+                            f"expected 200 application/json {posts_json()}")
 
     def _stop(self) -> None:
         """SIGTERM to the group (nginx's fast shutdown), then SIGKILL to whatever of it is left after a timeout."""
@@ -225,7 +242,7 @@ def calibrate(generator: LoadGenerator, folder: Path, port: int, duration_s: int
         "kind": ceiling.KIND, "schema": ceiling.SCHEMA, "measured_at": results.now(), "machine": results.machine(),
         "load_generator": {"name": generator.name, "version": version(generator)},
         "server": {"name": "nginx", "version": nginx_version(binary), "worker_processes": workers,
-                   "command": command, "body": BODY},
+                   "command": command, "body": posts_json()},
         "settings": {"duration_s": duration_s, "repeat": repeat, "server_cpus": server_cpus,
                      "loadgen_cpus": loadgen_cpus},
         "ceilings": ceilings(runs),
@@ -256,11 +273,11 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--duration", type=duration, default="10s", help="load per run (default 10s)")
     main.add_argument("--repeat", type=count, default=3, help="runs per concurrency; the ceiling is their median")
     main.add_argument("--concurrency", type=count, action="append",
-                      help=f"a concurrency to measure (default the study's: {', '.join(map(str, CONCURRENCIES))})")
+                      help=f"a concurrency to measure (default the study's: {', '.join(map(str, concurrencies()))})")
     main.add_argument("--pin", type=count, metavar="N", help="as the study's --pin: the load generator on the last "
                                                              "N CPUs, nginx on the others")
     main.add_argument("--port", type=port, help="nginx's port (default a free one)")
-    main.add_argument("--results-dir", type=writable_dir, default=str(ARTICLE.results_dir))
+    main.add_argument("--results-dir", type=writable_dir, default=str(article().results_dir))
     return main
 
 
@@ -283,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         with machine_lock.held("calibrate", say=say), \
                 tempfile.TemporaryDirectory(prefix="gilfree-nginx-") as folder:
             record = calibrate(generator, Path(folder), args.port or free_port(), args.duration, args.repeat,
-                               tuple(args.concurrency or CONCURRENCIES), args.pin)
+                               tuple(args.concurrency or concurrencies()), args.pin)
     except ServerError as error:  # the port is taken
         print(f"gilfree.calibrate: error: {error}", file=sys.stderr)
         return 2

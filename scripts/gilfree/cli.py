@@ -21,12 +21,14 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from . import compare, environments, machine_lock, matrix, render, results, study, tools
-from .interpreters import InterpreterError
-from .loadgen import LOADGENS, LoadGenError
-from .processes import exit_with_caller
-from .remote import LoadHost, valid_destination
-from .server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
+from gilfree.report import compare, render
+from gilfree.run import environments, machine_lock, runner, tools
+from gilfree.run.interpreters import InterpreterError
+from gilfree.run.loadgen import LOADGENS, LoadGenError
+from gilfree.run.processes import exit_with_caller
+from gilfree.run.remote import LoadHost, valid_destination
+from gilfree.run.server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
+from gilfree.study import results, schema, studies
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -69,10 +71,10 @@ def port(text: str) -> int:
     return int(text)
 
 
-def study_file(text: str) -> matrix.Study:
+def study_file(text: str) -> studies.Study:
     try:
-        return matrix.load(Path(text))
-    except matrix.StudyError as error:
+        return studies.load(Path(text))
+    except schema.StudyError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -176,12 +178,12 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
     report.add_argument("--results-dir", type=writable_dir, help="default: the post's study's, results/")
     lock = commands.add_parser("lock", help="lock a study's apps with hashes, under its profile (uv pip compile)")
-    lock.add_argument("study", type=study_file, metavar="FILE", nargs="?", default=str(matrix.ARTICLE_FILE))
+    lock.add_argument("study", type=study_file, metavar="FILE", nargs="?", default=str(schema.ARTICLE_FILE))
     lock.add_argument("--profile", help="default: GILFREE_PROFILE, else the study's first")
     return main
 
 
-def interpreters_by_variant(session: matrix.Session, given: list[str]) -> dict[tuple[str, str], str]:
+def interpreters_by_variant(session: studies.Session, given: list[str]) -> dict[tuple[str, str], str]:
     """(app, variant) -> interpreter. `--python PATH` for a session of one app and one variant; VARIANT=PATH for
     one app; APP:VARIANT=PATH for several."""
     apps, variants = session.apps, session.variants
@@ -200,9 +202,9 @@ def interpreters_by_variant(session: matrix.Session, given: list[str]) -> dict[t
     return pythons
 
 
-def options_from(args: argparse.Namespace) -> study.Options:
+def options_from(args: argparse.Namespace) -> runner.Options:
     """Check what argparse cannot check alone; a ValueError is a refusal."""
-    session = matrix.find_session(args.session, args.study.path if args.study else None)
+    session = studies.find_session(args.session, args.study.path if args.study else None)
     args.loadgen = args.loadgen or session.study.loadgen
     if args.rate is not None and not LOADGENS[args.loadgen].open_loop:
         open_loop = ", ".join(name for name, tool in LOADGENS.items() if tool.open_loop)
@@ -211,7 +213,7 @@ def options_from(args: argparse.Namespace) -> study.Options:
     if args.table and args.table not in session.tables:
         raise ValueError(f"table {args.table!r} is not part of session {session.name!r} "
                          f"(its tables: {', '.join(session.tables)})")
-    options = study.Options(
+    options = runner.Options(
         bind=args.bind, load_host=load_host(args),
         session=session, pythons=interpreters_by_variant(session, args.python) if args.python else {},
         duration_s=args.duration or session.study.duration_s, loadgen=args.loadgen,
@@ -275,7 +277,7 @@ def _attach_values(argv: list[str], value_options: set[str]) -> list[str]:
 
 
 # What the harness refuses or fails with on purpose: each already one line that says what to do.
-HARNESS_ERRORS = (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy, matrix.StudyError)
+HARNESS_ERRORS = (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy, schema.StudyError)
 
 
 def guarded(command: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
@@ -299,6 +301,28 @@ def guarded(command: Callable[[list[str]], int], argv: list[str] | None = None) 
         return 70
 
 
+def run_then_render(options: runner.Options) -> int:
+    """Run the session, then re-render its tables from what is stored, an interrupted session included."""
+    status = 1  # what an interrupted run leaves: its exception goes on once the tables are written
+    try:
+        status = runner.run(options)
+    finally:
+        status = render_tables(options, status)
+    return status
+
+
+def render_tables(options: runner.Options, status: int) -> int:
+    """Re-render the tables (after every record is stored: they are optional); a full disk keeps the records."""
+    try:
+        written = render.write_all(options.results_dir, options.study)
+    except results.StorageFull as full:
+        if status != runner.EXIT_STORAGE_FULL:
+            runner.say(f"error: {full}; the tables were not re-rendered: run `nox -s tables` once there is space")
+        return runner.EXIT_STORAGE_FULL
+    runner.say(f"tables written: {', '.join(str(path) for path in written)}")
+    return status
+
+
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -310,11 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "lock":
         try:
             return environments.lock(args.study, args.profile)
-        except matrix.StudyError as error:
+        except schema.StudyError as error:
             print(f"gilfree: error: {error}", file=sys.stderr)
             return 2
     if args.command in ("tables", "compare"):
-        chosen = getattr(args, "study", None) or matrix.ARTICLE
+        chosen = getattr(args, "study", None) or studies.article()
         results_dir = args.results_dir or writable_dir(str(chosen.results_dir))
         try:
             written = (render.write_all(results_dir, chosen) if args.command == "tables"
@@ -325,34 +349,34 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except results.StorageFull as full:
             print(f"gilfree: error: {full}", file=sys.stderr)
-            return study.EXIT_STORAGE_FULL
+            return runner.EXIT_STORAGE_FULL
         except OSError as error:  # a chart, written by matplotlib rather than atomically by us
             if error.errno not in results.FULL:
                 raise
             print(f"gilfree: error: {results.StorageFull(error.filename)}", file=sys.stderr)
-            return study.EXIT_STORAGE_FULL
+            return runner.EXIT_STORAGE_FULL
         return 0
     if args.command == "prepare":
         return prepare(args)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a parent shell ignored it
-    exit_with_caller(study.say)
+    exit_with_caller(runner.say)
     try:
         options = options_from(args)
     except (ValueError, argparse.ArgumentTypeError) as refusal:
         print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
     try:
-        with machine_lock.held(options.session.name, wait=not args.no_wait, say=study.say):
-            stop_left_behind(study.say)
+        with machine_lock.held(options.session.name, wait=not args.no_wait, say=runner.say):
+            stop_left_behind(runner.say)
             ensure_port_free(options.port, options.bind)
-            return study.run(options)
+            return run_then_render(options)
     except HARNESS_ERRORS as error:
         print(f"gilfree: error: {error}", file=sys.stderr)
         return 2
     except results.StorageFull as full:  # before any run: setting a stored result aside, say
         print(f"gilfree: error: {full}", file=sys.stderr)
-        return study.EXIT_STORAGE_FULL
+        return runner.EXIT_STORAGE_FULL
     except ValueError as unreadable:  # a stored result the tables cannot read; what was measured is stored
         print(f"gilfree: error: {unreadable}", file=sys.stderr)
         return 2

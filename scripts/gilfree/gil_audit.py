@@ -22,11 +22,12 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import results
-from .cli import OneLineParser, guarded, interpreter_path, study_file, writable_dir
-from .interpreters import InterpreterError, gil_reenabled, version_label
-from .matrix import ARTICLE_FILE, App, Study, free_threaded, override_variable
-from .server import server_env
+from gilfree.cli import OneLineParser, guarded, interpreter_path, study_file, writable_dir
+from gilfree.run.interpreters import InterpreterError, gil_reenabled, version_label
+from gilfree.run.server import server_env
+from gilfree.study import results
+from gilfree.study.schema import ARTICLE_FILE, free_threaded, override_variable
+from gilfree.study.studies import App, Study
 
 GILCHECK = Path(__file__).with_name("gilcheck.py")
 IMPORT_TIMEOUT_S = 120

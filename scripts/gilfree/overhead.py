@@ -2,7 +2,7 @@
 
     python -m gilfree.overhead --python ENV/bin/python [--cells 5] [--pairs 5] [--duration 2s] [--loadgen wrk]
 
-(`nox -s overhead -- ...` builds the ASGI environment and runs it.) It prints:
+(`nox -s overhead -- ...` builds the _asgi() environment and runs it.) It prints:
 1. the fixed overhead per cell: from starting Granian to starting the measured load, plus the teardown;
 2. the sampler's own CPU use, as a share of one core;
 3. RPS with the sampler on over RPS with it off, against one server, alternating on/off and off/on;
@@ -18,27 +18,32 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import granian_counters
-from .cli import duration, guarded, interpreter_path
-from .interpreters import check, probe
-from .loadgen import LOADGENS, require, run_load
-from .matrix import ARTICLE, FREE_THREADED, GIL, TABLES_BY_ID
-from .sampler import TreeSampler
-from .server import DEFAULT_PORT, GranianServer, free_port, granian_command, url
-from .study import Options, measure
+from gilfree.cli import duration, guarded, interpreter_path
+from gilfree.run import granian_counters
+from gilfree.run.interpreters import check, probe
+from gilfree.run.loadgen import LOADGENS, require, run_load
+from gilfree.run.runner import Options, measure
+from gilfree.run.sampler import TreeSampler
+from gilfree.run.server import DEFAULT_PORT, GranianServer, free_port, granian_command, url
+from gilfree.study.studies import App, article
 
-ASGI = ARTICLE.apps["asgi"]
+
+def _asgi() -> App:
+    """The post's ASGI app, the one whose cells the overhead is measured on."""
+    return article().apps["asgi"]
+
+
 TARGET_OVERHEAD_S = 1.0
 TARGET_SAMPLER_SHARE = 0.01
 TARGET_RPS_RATIO = 0.99
 
 
 def cell_overhead(options: Options, cells: int) -> list[dict]:
-    """Measure real cells (ASGI /json, 1 worker, c=128) and keep their timings and sampler cost."""
-    facts = probe(options.pythons["asgi", GIL], ASGI)
-    variant = FREE_THREADED if facts["free_threaded_build"] else GIL
+    """Measure real cells (_asgi() /json, 1 worker, c=128) and keep their timings and sampler cost."""
+    facts = probe(options.pythons["asgi", article().variants[0]], _asgi())
+    variant = article().variants[1] if facts["free_threaded_build"] else article().variants[0]
     interpreter = check(variant, facts)
-    cell = next(c for c in TABLES_BY_ID["asgi-json"].cells if c.variant == variant and c.workers == 1)
+    cell = next(c for c in article().tables_by_id["asgi-json"].cells if c.variant == variant and c.workers == 1)
     runs = [measure(cell, interpreter, LOADGENS[options.loadgen], options) for _ in range(cells)]
     failed = [run["failure"] for run in runs if run["status"] != "ok"]
     if failed:
@@ -49,11 +54,11 @@ def cell_overhead(options: Options, cells: int) -> list[dict]:
 def sampling_ratio(options: Options, pairs: int) -> tuple[list[float], list[float]]:
     """RPS with and without the sampler against the same server, alternating which goes first."""
     generator = LOADGENS[options.loadgen]
-    cell = TABLES_BY_ID["asgi-json"].cells[0]
-    granian = str(Path(options.pythons["asgi", GIL]).parent / "granian")
-    command = generator.command(url(options.port, ASGI.endpoints["json"].path), options.duration_s, cell.concurrency)
+    cell = article().tables_by_id["asgi-json"].cells[0]
+    granian = str(Path(options.pythons["asgi", article().variants[0]]).parent / "granian")
+    command = generator.command(url(options.port, _asgi().endpoints["json"].path), options.duration_s, cell.concurrency)
     on, off = [], []
-    with GranianServer(granian_command(granian, cell, ASGI, options.port), ASGI, options.port,
+    with GranianServer(granian_command(granian, cell, _asgi(), options.port), _asgi(), options.port,
                        options.results_dir / "sampling.log") as server:
         server.wait_ready()
         server.verify()
@@ -76,15 +81,15 @@ def metrics_ratio(options: Options, pairs: int, granian_version: str) -> tuple[l
         granian_counters.check_supported(granian_version, "the environment under test")
     except granian_counters.MetricsUnsupported as unsupported:
         return str(unsupported)
-    generator, cell = LOADGENS[options.loadgen], TABLES_BY_ID["asgi-json"].cells[0]
-    granian = str(Path(options.pythons["asgi", GIL]).parent / "granian")
-    load_command = generator.command(url(options.port, ASGI.endpoints["json"].path), options.duration_s,
+    generator, cell = LOADGENS[options.loadgen], article().tables_by_id["asgi-json"].cells[0]
+    granian = str(Path(options.pythons["asgi", article().variants[0]]).parent / "granian")
+    load_command = generator.command(url(options.port, _asgi().endpoints["json"].path), options.duration_s,
                                      cell.concurrency)
     on, off = [], []
     for pair in range(pairs):
         for counted in ((True, False) if pair % 2 == 0 else (False, True)):
-            command = granian_command(granian, cell, ASGI, options.port, metrics_port=free_port() if counted else None)
-            with GranianServer(command, ASGI, options.port, options.results_dir / "metrics.log") as server:
+            command = granian_command(granian, cell, _asgi(), options.port, metrics_port=free_port() if counted else None)
+            with GranianServer(command, _asgi(), options.port, options.results_dir / "metrics.log") as server:
                 server.wait_ready()
                 server.verify()
                 load, _ = run_load(generator, load_command, options.duration_s)
@@ -128,7 +133,7 @@ def report(runs: list[dict], on: list[float], off: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gilfree.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--python", required=True, type=interpreter_path,
-                        help="interpreter of an ASGI environment under test")
+                        help="interpreter of an _asgi() environment under test")
     parser.add_argument("--cells", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--duration", type=duration, default="2s")
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     require(LOADGENS[args.loadgen])
     with tempfile.TemporaryDirectory(prefix="gilfree-overhead-") as scratch:
-        options = Options(session=ARTICLE.sessions["asgi-3.14"], pythons={("asgi", GIL): args.python},
+        options = Options(session=article().sessions["asgi-3.14"], pythons={("asgi", article().variants[0]): args.python},
                           duration_s=args.duration,
                           loadgen=args.loadgen, results_dir=Path(scratch), port=DEFAULT_PORT)
         runs = cell_overhead(options, args.cells)

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .processes import dies_with_parent, finish, pinned, signal_group
-from .tools import TOOLS_BY_NAME
+from gilfree.run.processes import dies_with_parent, finish, pinned, signal_group
+from gilfree.run.tools import TOOLS_BY_NAME
 
 WRK_REPORT = Path(__file__).with_name("wrk_report.lua")
 # wrk drops a response slower than its timeout (default 2 s) from the latency figures, and hey counts it as an

@@ -14,8 +14,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .matrix import App, free_threaded, override_variable
-from .server import server_env
+from gilfree.run.server import server_env
+from gilfree.study.schema import free_threaded, override_variable
+from gilfree.study.studies import App
 
 PROBE = Path(__file__).with_name("probe.py")
 

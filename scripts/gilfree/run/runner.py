@@ -17,15 +17,25 @@ from pathlib import Path
 
 import psutil
 
-from . import granian_counters, render, results, stats
-from .interpreters import Interpreter, check, check_lock, probe
-from .loadgen import LOADGENS, LoadGenError, LoadGenerator, LoadResult, require, run_load, version
-from .matrix import App, Cell, Session
-from .processes import TooFewCpus, available_cpus, points_for, server_cpus, split_cpus
-from .remote import LoadHost
-from .sampler import TreeSampler
-from .server import (DEFAULT_BIND, GranianServer, ServerError, free_port, granian_command, resolved_loop,
-                     resolved_runtime_mode, url)
+from gilfree.core import stats
+from gilfree.run import granian_counters
+from gilfree.run.interpreters import Interpreter, check, check_lock, probe
+from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, LoadResult, require, run_load, version
+from gilfree.run.processes import TooFewCpus, available_cpus, points_for, server_cpus, split_cpus
+from gilfree.run.remote import LoadHost
+from gilfree.run.sampler import TreeSampler
+from gilfree.run.server import (
+    DEFAULT_BIND,
+    GranianServer,
+    ServerError,
+    free_port,
+    granian_command,
+    resolved_loop,
+    resolved_runtime_mode,
+    url,
+)
+from gilfree.study import results
+from gilfree.study.studies import App, Cell, Session
 
 # A GIL re-enabled at run time (by a module imported after the probe) is announced on stderr like this.
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
@@ -200,14 +210,14 @@ def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[str
     if wanted.count(".") == 2 and not interpreter.stand_in and interpreter.version != wanted:  # an exact release
         said.append(f"CPython {interpreter.version} is not the {wanted} that profile {options.profile_name} asks for")
     if interpreter.gil_forced_off:
-        said.append(f"GIL forced off (PYTHON_GIL=0, the study's gil_forced_off): modules that did not declare "
-                    f"free-threading support ran without the GIL")
+        said.append("GIL forced off (PYTHON_GIL=0, the study's gil_forced_off): modules that did not declare "
+                    "free-threading support ran without the GIL")
     return said
 
 
 def run(options: Options) -> int:
-    """Run one session; return the exit status (0 every run measured, 1 some failed, EXIT_STORAGE_FULL the
-    results' disk filled up). The tables are re-rendered at the end, an interrupted session included."""
+    """Run one session and store its records; return the exit status (0 every run measured, 1 some failed,
+    EXIT_STORAGE_FULL the results' disk filled up). Rendering is the caller's, once the records are stored."""
     generator = LOADGENS[options.loadgen]
     load_generator = describe(generator, options.load_host)
     checked = interpreters(options)
@@ -235,8 +245,6 @@ def run(options: Options) -> int:
     except results.StorageFull as full:
         say(f"error: {full}")
         status = EXIT_STORAGE_FULL
-    finally:
-        status = _render(options, status)
     return status
 
 
@@ -258,18 +266,6 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
     if last["status"] != "ok":
         say(f"cell {cell.key} FAILED: {last['failure']}")
     return last["status"] == "ok"
-
-
-def _render(options: Options, status: int) -> int:
-    """Re-render the tables (after every record is stored: they are optional); a full disk keeps the records."""
-    try:
-        written = render.write_all(options.results_dir, options.study)
-    except results.StorageFull as full:
-        if status != EXIT_STORAGE_FULL:
-            say(f"error: {full}; the tables were not re-rendered: run `nox -s tables` once there is space")
-        return EXIT_STORAGE_FULL
-    say(f"tables written: {', '.join(str(path) for path in written)}")
-    return status
 
 
 def describe(generator: LoadGenerator, load_host: LoadHost | None) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import psutil
 
-from .stats import rss_growth
+from gilfree.core.stats import rss_growth
 
 DEFAULT_INTERVAL_S = 0.25
 

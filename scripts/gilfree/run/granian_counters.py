@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from packaging.version import Version
 from prometheus_client.parser import text_string_to_metric_families
 
-from .matrix import Cell
+from gilfree.study.studies import Cell
 
 SINCE = Version("2.7.0")  # the first Granian with --metrics
 SCRAPE_INTERVAL_S = 1  # Granian's shortest: its counters are published at most this often

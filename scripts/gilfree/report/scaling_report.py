@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import results
-from .scaling import KNEE_MARGINAL_EFFICIENCY, Analysis, Knee, KneeKind, Point, PointStatus, Ratio
+from gilfree.run.scaling import KNEE_MARGINAL_EFFICIENCY, Analysis, Knee, KneeKind, Point, PointStatus, Ratio
+from gilfree.study import results
 
 TITLE = "Core scaling: throughput and memory against the CPUs the server may use"
 

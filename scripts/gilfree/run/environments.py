@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import PROJECT_ROOT
-from .matrix import (ARTICLE, RESERVED_SESSIONS, Session, Study, StudyError, discover, free_threaded, load,
-                     override_variable)
+from gilfree import PROJECT_ROOT
+from gilfree.study.schema import RESERVED_SESSIONS, StudyError, free_threaded, override_variable
+from gilfree.study.studies import Session, Study, article, discover, load
 
 
 def _shown(path: Path) -> str:
@@ -28,7 +28,7 @@ def _session(session: Session) -> dict:
 def audit_plan(study_path: str | None) -> dict:
     """The environments `nox -s gil-audit` builds: every app of the study on each of its free-threaded variants."""
     try:
-        study = load(Path(study_path)) if study_path else ARTICLE
+        study = load(Path(study_path)) if study_path else article()
     except StudyError as error:
         return {"error": str(error)}
     variants = [variant for variant in study.variants if free_threaded(variant)]
@@ -56,7 +56,7 @@ def sessions_for_nox() -> dict:
     """Every readable study's sessions; each refused study file with its one-line reason, and the sessions it
     would have had (named after the file), so that `nox -s NAME` can say why it does not run."""
     studies, refused = discover()
-    default = list(ARTICLE.default_sessions)
+    default = list(article().default_sessions)
     every = [session for study in studies.values() for session in study.sessions.values()]
     # nox runs the sessions it is asked for in the order they were registered: the default ones first, in order.
     every.sort(key=lambda session: default.index(session.name) if session.name in default else len(default))

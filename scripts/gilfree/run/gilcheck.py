@@ -9,9 +9,9 @@ that module loads; the modules whose code is running at that moment are the chai
 """
 
 import importlib
-import io
 import importlib.machinery
 import importlib.metadata
+import io
 import json
 import os
 import platform

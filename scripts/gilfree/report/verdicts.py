@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
+from functools import cache
 
-from . import ceiling, render, stats
-from .loadgen import LOADGENS
-from .matrix import ARTICLE, FREE_THREADED, GIL, TABLES_BY_ID, Cell
-from .published import PUBLISHED
+from gilfree.core import stats
+from gilfree.report import render
+from gilfree.run.loadgen import LOADGENS
+from gilfree.study import ceiling
+from gilfree.study.published import published
+from gilfree.study.studies import Cell, article
 
 # Bands; ratios are 3.14t / 3.14 unless a claim says otherwise.
 PAR = 0.10  # "on par": within 1 +/- PAR. Any other change must leave this band to count.
@@ -28,7 +31,10 @@ FAR_FASTER = 1.5  # "far faster": at least this
 MEMORY_MARGIN = 0.05  # "less" / "more" memory: at most 1 - MEMORY_MARGIN / at least 1 + MEMORY_MARGIN
 
 # Preconditions.
-IO_WAIT_S = ARTICLE.apps["asgi"].endpoints["io"].io_wait_ms / 1000  # what the post's /io sleeps (its study file)
+def io_wait_s() -> float:
+    """What the post's /io sleeps, in seconds (its study file)."""
+    return article().apps["asgi"].endpoints["io"].io_wait_ms / 1000
+
 IO_EFFICIENCY = 0.80  # an I/O claim is judged only on rows reaching this share of the ideal I/O throughput
 LITTLE_TOLERANCE = 0.01  # rps x latency avg may miss the connections by this share (the post's sound rows)
 STALL_LIMIT = 0.05  # stalled connections from this share on make a row's RPS doubtful (half the on-par band)
@@ -93,7 +99,7 @@ class Claim:
 
 def variant_pairs(table_id: str) -> list[tuple[Cell, Cell]]:
     """A variant table's (3.14, 3.14t) cells that differ in the interpreter only, one pair per worker count."""
-    return TABLES_BY_ID[table_id].variant_pairs(GIL, FREE_THREADED)
+    return article().tables_by_id[table_id].variant_pairs(*article().variants)
 
 
 def free_threaded_over_gil(table_id: str, figure: str, band: Band, **needs) -> tuple[Ratio, ...]:
@@ -103,11 +109,11 @@ def free_threaded_over_gil(table_id: str, figure: str, band: Band, **needs) -> t
 
 def needing_the_posts_cores(ratios: tuple[Ratio, ...]) -> tuple[Ratio, ...]:
     """Each ratio needing, for a "not held", the cores that the post's own 3.14t row used."""
-    return tuple(replace(r, parallel_cores=PUBLISHED[(r.over.table, r.over.key)].cpu) for r in ratios)
+    return tuple(replace(r, parallel_cores=published()[(r.over.table, r.over.key)].cpu) for r in ratios)
 
 
 def find(table_id: str, **attributes) -> Cell:
-    return next(cell for cell in TABLES_BY_ID[table_id].cells
+    return next(cell for cell in article().tables_by_id[table_id].cells
                 if all(getattr(cell, name) == value for name, value in attributes.items()))
 
 
@@ -125,21 +131,24 @@ def workers_ratio(workers: int, threads: int, against: tuple[int, int]) -> Ratio
                  parallel_cores=float(max(workers * threads, against[0] * against[1])))
 
 
-CLAIMS = (
-    Claim("ASGI JSON: about 20% slower on 3.14t", free_threaded_over_gil("asgi-json", "rps", ABOUT_20_PERCENT_SLOWER)),
-    Claim("ASGI I/O: on par", free_threaded_over_gil("asgi-io", "rps", ON_PAR, io_bound=True)),
-    Claim("ASGI: less memory on 3.14t", free_threaded_over_gil("asgi-json", "memory", LESS_MEMORY)
-          + free_threaded_over_gil("asgi-io", "memory", LESS_MEMORY)),
-    Claim("WSGI JSON: far faster on 3.14t",
-          needing_the_posts_cores(free_threaded_over_gil("wsgi-json", "rps", FAR_FASTER_BAND))),
-    Claim("WSGI I/O: on par, with more memory on 3.14t",
-          free_threaded_over_gil("wsgi-io", "rps", ON_PAR, io_bound=True)
-          + free_threaded_over_gil("wsgi-io", "memory", MORE_MEMORY)),
-    Claim("WSGI on 3.14 (table 3): more threads help I/O and hurt JSON",
-          (threads_ratio("io", HELPS), threads_ratio("json", HURTS))),
-    Claim("WSGI on 3.14t (table 4): workers and threads scale alike",
-          (workers_ratio(2, 1, (1, 2)), workers_ratio(4, 1, (1, 4)), workers_ratio(2, 2, (1, 4)))),
-)
+@cache
+def claims() -> tuple[Claim, ...]:
+    """The post's claims, built from its study on first use."""
+    return (
+        Claim("ASGI JSON: about 20% slower on 3.14t", free_threaded_over_gil("asgi-json", "rps", ABOUT_20_PERCENT_SLOWER)),
+        Claim("ASGI I/O: on par", free_threaded_over_gil("asgi-io", "rps", ON_PAR, io_bound=True)),
+        Claim("ASGI: less memory on 3.14t", free_threaded_over_gil("asgi-json", "memory", LESS_MEMORY)
+              + free_threaded_over_gil("asgi-io", "memory", LESS_MEMORY)),
+        Claim("WSGI JSON: far faster on 3.14t",
+              needing_the_posts_cores(free_threaded_over_gil("wsgi-json", "rps", FAR_FASTER_BAND))),
+        Claim("WSGI I/O: on par, with more memory on 3.14t",
+              free_threaded_over_gil("wsgi-io", "rps", ON_PAR, io_bound=True)
+              + free_threaded_over_gil("wsgi-io", "memory", MORE_MEMORY)),
+        Claim("WSGI on 3.14 (table 3): more threads help I/O and hurt JSON",
+              (threads_ratio("io", HELPS), threads_ratio("json", HURTS))),
+        Claim("WSGI on 3.14t (table 4): workers and threads scale alike",
+              (workers_ratio(2, 1, (1, 2)), workers_ratio(4, 1, (1, 4)), workers_ratio(2, 2, (1, 4)))),
+    )
 
 
 # --- what makes one measured row doubtful ---------------------------------------------------------------
@@ -238,7 +247,7 @@ def ideal_io_rps(cell: Cell) -> float:
     """What /io could serve if only its 10 ms sleep counted: one request per sleep per slot that can wait."""
     slots = cell.concurrency if cell.interface == "asgi" else min(cell.concurrency,
                                                                   cell.workers * cell.blocking_threads)
-    return slots / IO_WAIT_S
+    return slots / io_wait_s()
 
 
 def io_efficiency(cell: Cell, rps: float) -> float:
@@ -387,7 +396,7 @@ def paired(over: list[dict], under: list[dict]) -> bool:
 def sessions_measuring(cells: Iterable[Cell]) -> tuple[str, ...]:
     """The sessions that run all these cells (the fewest cells first); else one per cell that none covers alone."""
     cells = set(cells)
-    sessions = ARTICLE.sessions.values()
+    sessions = article().sessions.values()
     covering = sorted((s for s in sessions if cells <= set(s.cells())), key=lambda s: len(s.cells()))
     if covering:
         return tuple(s.name for s in covering)
@@ -471,11 +480,11 @@ def combined(outcomes: list[Verdict]) -> Verdict:
 
 
 def judge_all(stored: dict[tuple[str, str], dict]) -> list[ClaimVerdict]:
-    return [judge(claim, stored) for claim in CLAIMS]
+    return [judge(claim, stored) for claim in claims()]
 
 
 def post_value(ratio: Ratio) -> float:
     """The ratio in the post's own tables (its RAM is summed RSS; it has one run per cell)."""
     field = "rps" if ratio.figure == "rps" else "ram_mb"
-    over, under = (PUBLISHED[(cell.table, cell.key)] for cell in (ratio.over, ratio.under))
+    over, under = (published()[(cell.table, cell.key)] for cell in (ratio.over, ratio.under))
     return getattr(over, field) / getattr(under, field)

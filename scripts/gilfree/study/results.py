@@ -17,7 +17,7 @@ from typing import Callable
 
 import psutil
 
-from .matrix import Cell
+from gilfree.study.studies import Cell
 
 SCHEMA = 4  # 2: every run kept under "runs"; load and resources are their medians. 3 and 4: see MIGRATIONS
 OLDEST_READABLE = 2

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .loadgen import ANSI, GRACE_S, LoadGenerator, LoadGenError, LoadResult, read_report
-from .processes import finish
+from gilfree.run.loadgen import ANSI, GRACE_S, LoadGenerator, LoadGenError, LoadResult, read_report
+from gilfree.run.processes import finish
 
 # ssh exits 255 when it could not connect or log in (otherwise with the remote command's status).
 SSH_FAILED = 255

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import ceiling, charts, results, scaling, scaling_report, stats
-from .loadgen import PERCENTILES
-from .matrix import ARTICLE, Cell, Study, Table
-from .sampler import DEFAULT_INTERVAL_S
+from gilfree.core import stats
+from gilfree.report import charts, scaling_report
+from gilfree.run import scaling
+from gilfree.run.loadgen import PERCENTILES
+from gilfree.run.sampler import DEFAULT_INTERVAL_S
+from gilfree.study import ceiling, results
+from gilfree.study.studies import Cell, Study, Table
 
 HEADERS = {
     "python": "Python", "workers": "Workers", "threads": "Threads", "endpoint": "Endpoint", "loop": "Loop",
@@ -331,7 +334,7 @@ def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dic
     ])
 
 
-def write_all(results_dir: Path, study: Study = ARTICLE) -> list[Path]:
+def write_all(results_dir: Path, study: Study) -> list[Path]:
     """Write one Markdown file per table of the study and TABLES.md with all of them, in the study's order."""
     stored, calibrations = results.load(results_dir), ceiling.load_all(results_dir)
     out = results_dir / "tables"

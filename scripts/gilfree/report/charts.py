@@ -9,10 +9,11 @@ from pathlib import Path
 
 import matplotlib
 
-from . import results
-from .matrix import FREE_THREADED, GIL, TABLES, Cell, Table
-from .published import Figures
-from .scaling import Analysis, Point, PointStatus
+from gilfree.run.scaling import Analysis, Point, PointStatus
+from gilfree.study import results
+from gilfree.study.published import Figures
+from gilfree.study.schema import free_threaded
+from gilfree.study.studies import Cell, Table, article
 
 matplotlib.use("Agg")  # files only: no display on a benchmark machine or in CI; set before pyplot loads
 import matplotlib.pyplot as plt
@@ -108,7 +109,9 @@ def draw(path: Path, table: Table, names: list[str], post: list[Figures | None],
 
 # RSS timelines, drawn without a display too: how the server tree's memory moved during the load, both variants
 # of a cell on one chart.
-VARIANT_COLOURS = {GIL: "tab:orange", FREE_THREADED: "tab:blue"}
+def variant_colour(variant: str) -> str:
+    """Free-threaded builds blue, GIL builds orange, in every chart."""
+    return "tab:blue" if free_threaded(variant) else "tab:orange"
 
 
 def timeline_path(results_dir: Path, cell: Cell) -> Path:
@@ -128,7 +131,7 @@ def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
     figure, (rss_axes, cpu_axes) = plt.subplots(2, 1, sharex=True, figsize=(8, 6), height_ratios=(2, 1))
     ends = []
     for record in records:
-        colour = VARIANT_COLOURS[record["cell"]["variant"]]
+        colour = variant_colour(record["cell"]["variant"])
         runs = [run for run in record["runs"] if run["status"] == "ok" and run.get("timeline")]
         for number, run in enumerate(runs, 1):
             series = run["timeline"]
@@ -151,8 +154,8 @@ def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
 def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> list[Path]:
     """One RSS timeline per cell of the tables that hold both variants, drawn where a run of it kept its series."""
     written = []
-    for table in TABLES:
-        for pair in table.variant_pairs(GIL, FREE_THREADED):
+    for table in article().tables:
+        for pair in table.variant_pairs(*article().variants):
             gil = pair[0]
             records = [record for cell in pair if (record := stored.get((table.id, cell.key)))
                        and any(run["status"] == "ok" and run.get("timeline") for run in record["runs"])]
@@ -169,7 +172,6 @@ def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> l
 # drawn as zero.
 SCALING_RPS_CHART = "scaling-rps.png"
 SCALING_MEMORY_CHART = "scaling-memory.png"
-OTHER_COLOURS = ("tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
 def _gap_reason(point: Point) -> str:
@@ -185,8 +187,8 @@ def _scaling_panels(analysis: Analysis, ylabel: str, value, ideal: bool, title: 
     for axes, (app, endpoint) in zip(axes_row[0], panels):
         curves = [curve for curve in analysis.curves() if (curve.app, curve.endpoint) == (app, endpoint)]
         gaps: dict[int, list[str]] = {}
-        for number, curve in enumerate(curves):
-            colour = VARIANT_COLOURS.get(curve.variant, OTHER_COLOURS[number % len(OTHER_COLOURS)])
+        for curve in curves:
+            colour = variant_colour(curve.variant)
             line = analysis.curve(curve)
             values = [value(point) for point in line]
             axes.plot([p.k for p in line], [math.nan if v is None else v for v in values], marker="o",

@@ -11,9 +11,9 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from . import stats
-from .loadgen import LOADGENS
-from .processes import FIRST_POINTS
+from gilfree.core import stats
+from gilfree.run.loadgen import LOADGENS
+from gilfree.run.processes import FIRST_POINTS
 
 # The knee: the first k after which the next measured step brings less than this share of the ideal gain. The
 # ideal gain of a step from k to k' is (k' - k) x RPS(1), the slope of the ideal line k x RPS(1); so at 0.5 the

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import PROJECT_ROOT
+from gilfree import PROJECT_ROOT
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 from packaging.version import Version
 
-from . import PROJECT_ROOT, granian_counters, machine_lock
-from .processes import GroupReaper, dies_with_parent, finish, pinned, signal_group
-from .matrix import App, Cell, Endpoint
+from gilfree.run import granian_counters, machine_lock
+from gilfree.run.processes import GroupReaper, dies_with_parent, finish, pinned, signal_group
+from gilfree.study.studies import App, Cell, Endpoint
 
 DEFAULT_BIND = "127.0.0.1"  # Granian's own default, made explicit; any other address must be asked for
 DEFAULT_PORT = 8000

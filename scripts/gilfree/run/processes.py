@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from .machine_lock import CALLER_ENV, process_started
+from gilfree.run.machine_lock import CALLER_ENV, process_started
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 CALLER_POLL_S = 0.5

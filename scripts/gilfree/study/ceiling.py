@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import results
+from gilfree.study import results
 
 KIND = "gilfree load generator ceiling"
 SCHEMA = 1

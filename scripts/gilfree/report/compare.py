@@ -11,17 +11,40 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from . import ceiling, charts, render, results, stats, verdicts
-from .interpreters import OPTIMISATION_FLAGS
-from .loadgen import LOADGENS
-from .matrix import TABLES, Cell, Table
-from .published import POST_SETUP, PUBLISHED, Figures
-from .verdicts import (IO_EFFICIENCY, IO_WAIT_S, LITTLE_TOLERANCE, MEMORY_MARGIN, PAR, SLOWDOWN,
-                       SLOWDOWN_TOLERANCE, STALL_LIMIT, FAR_FASTER, BuildsDiffer, ClaimVerdict, CpuBound,
-                       DoubtfulRow, Estimate, Flag, Missing, NotAlike, Ratio, TooFewCores, Verdict)
+from gilfree.core import stats
+from gilfree.report import charts, render, verdicts
+from gilfree.report.verdicts import (
+    FAR_FASTER,
+    IO_EFFICIENCY,
+    LITTLE_TOLERANCE,
+    MEMORY_MARGIN,
+    PAR,
+    SLOWDOWN,
+    SLOWDOWN_TOLERANCE,
+    STALL_LIMIT,
+    BuildsDiffer,
+    ClaimVerdict,
+    CpuBound,
+    DoubtfulRow,
+    Estimate,
+    Flag,
+    Missing,
+    NotAlike,
+    Ratio,
+    TooFewCores,
+    Verdict,
+    io_wait_s,
+)
+from gilfree.run.interpreters import OPTIMISATION_FLAGS
+from gilfree.run.loadgen import LOADGENS
+from gilfree.study import ceiling, results
+from gilfree.study.published import Figures, post_setup, published
+from gilfree.study.studies import Cell, Table, article
 
 ONE_THREAD = " and ".join(name for name, tool in LOADGENS.items() if tool.threads == 1)  # "rewrk and wrk"
-TOLERANCES = f"""\
+def tolerances() -> str:
+    """How each claim is judged, in words, with the bands the verdicts use."""
+    return f"""\
 - On par: a ratio within 1 ± {PAR:.2f}. The post's own "on par" rows differ by at most 3%, and a load test
   repeated on one machine moves by a few percent; a change must leave this band to count as one.
 - About 20% slower: a ratio within {1 - SLOWDOWN:.2f} ± {SLOWDOWN_TOLERANCE:.2f}, which meets the on-par band at
@@ -39,7 +62,7 @@ TOLERANCES = f"""\
   is wide: three runs on a noisy machine rarely settle a 10% band. With fewer than 3 runs there is no interval,
   and the verdict says "single run" or "2 runs".
 - I/O claims are judged only on rows reaching {IO_EFFICIENCY:.0%} of the ideal throughput (slots / \
-{IO_WAIT_S * 1000:.0f} ms); the post's I/O rows reach 88-98%. Below that the server was CPU-bound and the row
+{io_wait_s() * 1000:.0f} ms); the post's I/O rows reach 88-98%. Below that the server was CPU-bound and the row
   measured CPU, not waiting.
 - Claims on parallel CPU (WSGI JSON far faster; workers and threads alike): a "not held" counts only when the
   server could have had the cores the claim needs: the post's own 3.14t row's CPU (6.50 and 6.56), or
@@ -71,8 +94,8 @@ class Side:
 
 
 def post_side() -> Side:
-    cells = [cell for table in TABLES for cell in table.cells]
-    return Side({cell: PUBLISHED[(cell.table, cell.key)] for cell in cells if (cell.table, cell.key) in PUBLISHED},
+    cells = [cell for table in article().tables for cell in table.cells]
+    return Side({cell: published()[(cell.table, cell.key)] for cell in cells if (cell.table, cell.key) in published()},
                 {cell: cell.variant for cell in cells})
 
 
@@ -136,16 +159,16 @@ def machine_section(stored: dict[tuple[str, str], dict], judged: list[ClaimVerdi
         return "## Can this machine test the post?\n\nNothing measured yet.\n"
     cores = [c for r in records if (c := verdicts.server_cores(r)) is not None]
     rows = [
-        ["CPU", POST_SETUP["cpu_model"], _distinct(r["machine"]["cpu_model"] for r in records)],
-        ["Cores: physical / logical", f"{POST_SETUP['physical_cores']} / {POST_SETUP['logical_cores']}",
+        ["CPU", post_setup()["cpu_model"], _distinct(r["machine"]["cpu_model"] for r in records)],
+        ["Cores: physical / logical", f"{post_setup()['physical_cores']} / {post_setup()['logical_cores']}",
          _distinct(f"{r['machine'].get('physical_cores')} / {r['machine']['logical_cores']}" for r in records)],
         ["Cores the server could have had", "up to 16, less the load generator's (not stated)",
          f"{_range(cores)} (logical CPUs less the load generator's use, or the pinned set)"],
-        ["Load generator", POST_SETUP["load_generator"],
+        ["Load generator", post_setup()["load_generator"],
          _distinct((r.get("load_generator") or {}).get("version") or r["settings"]["loadgen"] for r in records)],
-        ["Duration per run", f"{POST_SETUP['duration_s']}s", _distinct(f"{r['settings']['duration_s']}s" for r in records)],
-        ["Runs per cell", str(POST_SETUP["runs_per_cell"]), _runs(records)],
-        *[[f"Python {variant}", POST_SETUP["pythons"][variant], _interpreters(records, variant)]
+        ["Duration per run", f"{post_setup()['duration_s']}s", _distinct(f"{r['settings']['duration_s']}s" for r in records)],
+        ["Runs per cell", str(post_setup()["runs_per_cell"]), _runs(records)],
+        *[[f"Python {variant}", post_setup()["pythons"][variant], _interpreters(records, variant)]
           for variant in ("3.14", "3.14t")],
     ]
     return "\n".join([
@@ -282,7 +305,7 @@ def verdict_section(judged: list[ClaimVerdict]) -> str:
                        "Ratios are 3.14t / 3.14 (tables 3-4: the rows named). README \"Reading the results\" "
                        "explains each verdict word.", "", table, "", *notes, "",
                        "![3.14t / 3.14 ratios: the post's beside yours, with each claim's band](charts/ratios.png)",
-                       "", "Bands, intervals and preconditions, and why:", "", TOLERANCES, ""])
+                       "", "Bands, intervals and preconditions, and why:", "", tolerances(), ""])
 
 
 def ratio_chart(results_dir: Path, judged: list[ClaimVerdict]) -> Path:
@@ -300,7 +323,7 @@ def ratio_chart(results_dir: Path, judged: list[ClaimVerdict]) -> Path:
 
 def post_values(table: Table, cell: Cell) -> list[str]:
     """The post's row as printed; "not published" in the figures of a row the post gives none for."""
-    figures = PUBLISHED.get((cell.table, cell.key))
+    figures = published().get((cell.table, cell.key))
     formats = render.formatted(**vars(figures)) if figures else dict.fromkeys(render.FIGURES, "not published")
     cells, _ = render.row(table, cell, None)
     return [formats.get(column, value) for column, value in zip(table.columns, cells)]
@@ -371,7 +394,7 @@ def mebibytes(size: float | None) -> str:
 def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool, counted: bool) -> list[str]:
     """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load;
     with counted, Granian's GIL-wait share and blocking utilisation."""
-    load, usage, post = record["load"], record["resources"], PUBLISHED.get((cell.table, cell.key))
+    load, usage, post = record["load"], record["resources"], published().get((cell.table, cell.key))
     post_efficiency = f"{verdicts.io_efficiency(cell, post.rps):.0%}" if post else "n/a"
     post_in_flight = f"{verdicts.in_flight(post.rps, post.latency_avg_ms):.1f}" if post else "n/a"
     efficiency = f"{verdicts.io_efficiency(cell, load['rps']):.0%} ({post_efficiency})" if cell.endpoint == "io" else ""
@@ -388,7 +411,7 @@ def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool, counted
 
 
 def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
-    measured = [(table, cell, record) for table in TABLES for cell in table.cells
+    measured = [(table, cell, record) for table in article().tables for cell in table.cells
                 if (record := stored.get((table.id, cell.key))) and record["status"] == "ok"]
     memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
     counted = any((record.get("granian") or {}).get("counted_runs") for _, _, record in measured)
@@ -403,7 +426,7 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
         "  connections sat stalled (the post's 3.14 WSGI JSON rows, 27 s max latency, show 13 and 49);",
         "  more means the load generator's RPS and latency cannot both be right. Flagged from "
         f"{LITTLE_TOLERANCE:.0%}; from {STALL_LIMIT:.0%} it makes verdicts inconclusive.",
-        f"- I/O efficiency: RPS over the ideal for /io, slots / {IO_WAIT_S * 1000:.0f} ms, where slots are the",
+        f"- I/O efficiency: RPS over the ideal for /io, slots / {io_wait_s() * 1000:.0f} ms, where slots are the",
         "  connections (ASGI) or min(connections, workers x blocking threads) (WSGI).",
         f"- Load generator CPU: cores used by the load generator. {ONE_THREAD} run one thread: near 1.0 they, not",
         "  the server, set the pace. Server cores: what the server could have had (logical CPUs less that, or",
@@ -430,7 +453,7 @@ def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], 
         leading = render.row(table, cell, None)[0][:2]
         names.append(", ".join(leading) + ("" if ran == cell.variant else f"\nyours: {ran}"))
     return charts.draw(results_dir / "charts" / f"{table.id}.png", table, names,
-                       [PUBLISHED.get((table.id, cell.key)) for cell in table.cells],
+                       [published().get((table.id, cell.key)) for cell in table.cells],
                        [yours.figures.get(cell) for cell in table.cells],
                        ", ".join(render.HEADERS[column] for column in table.columns[:2]))
 
@@ -441,7 +464,7 @@ def write_report(results_dir: Path) -> list[Path]:
     stored = verdicts.with_ceilings(results.load(results_dir), calibrations)
     judged = verdicts.judge_all(stored)
     post, yours = post_side(), measured_side(stored)
-    chart_paths = ([ratio_chart(results_dir, judged)] + [chart(results_dir, table, stored, yours) for table in TABLES]
+    chart_paths = ([ratio_chart(results_dir, judged)] + [chart(results_dir, table, stored, yours) for table in article().tables]
                    + charts.write_timelines(results_dir, stored))
     report = "\n".join([
         "# The post beside this run",
@@ -451,7 +474,7 @@ def write_report(results_dir: Path) -> list[Path]:
         "",
         machine_section(stored, judged),
         verdict_section(judged),
-        *(table_section(table, stored, post, yours, calibrations, results_dir) for table in TABLES),
+        *(table_section(table, stored, post, yours, calibrations, results_dir) for table in article().tables),
         diagnostics_section(stored),
     ])
     path = results_dir / "COMPARISON.md"

@@ -137,6 +137,7 @@ def test_a_row_at_70_percent_of_the_ceiling_is_flagged(tmp_path, rps, flagged):
 def test_a_doubtful_calibration_is_said_so_beside_its_ceiling(tmp_path):
     record = measured(5000)
     calibration = made_up_calibration(record, 10000)
+    calibration["schema"] = 1  # sentences, as schema 1 stored them: read back into their kinds
     calibration["warnings"] = ["machine busy before the run at c=128: 86% CPU use (limit 15%)", "another"]
     _, text = rendered(tmp_path, record, calibration)
     assert ("That calibration has 2 warning(s), so its ceiling may be low: machine busy before the run at c=128: "

@@ -123,7 +123,7 @@ def test_the_post_release_warning_is_printed_when_the_interpreter_is_checked(mon
     runner.interpreters(options)
     said = "CPython 3.14.7 is not the 3.14.0 that profile article asks for"
     assert f"gilfree: WARNING 3.14: {said}\n" in capsys.readouterr().err
-    assert runner.interpreter_warnings(interpreter, options) == [said]
+    assert [warning.message for warning in runner.interpreter_warnings(interpreter, options)] == [said]
 
 
 def test_a_harness_whose_caller_dies_stops_even_when_its_parent_lives_on(environments, tmp_path):

@@ -2,6 +2,7 @@
 
 import pytest
 from gilfree.core import stats
+from gilfree.core.warnings import WarningKind
 from gilfree.run.runner import run_order
 from gilfree.study.studies import article
 
@@ -31,14 +32,21 @@ def test_variation_warning_fires_above_the_limit_only():
     _, _, steady = stats.summarise([made_up_run(1000), made_up_run(1040), made_up_run(1090)])
     _, _, noisy = stats.summarise([made_up_run(1000), made_up_run(1100), made_up_run(1200)])
     assert stats.variation_warning(steady, 3) == []
-    assert stats.variation_warning(noisy, 3) == ["RPS varied 18% across 3 runs (limit 10%)"]
+    [varied] = stats.variation_warning(noisy, 3)
+    assert (varied.kind, varied.values["runs"], round(varied.values["variation"], 3)) == (WarningKind.RPS_VARIED, 3, 0.182)
+    assert varied.message == "RPS varied 18% across 3 runs (limit 10%)"
     assert stats.variation_warning(noisy, 1) == []
 
 
 def test_run_warnings_busy_machine_saturated_load_generator_and_errors():
     assert stats.run_warnings(made_up_run(100), busy_share=0.05, cores=2) == []
     warnings = stats.run_warnings(made_up_run(100, errors=3, loadgen_cpu=0.97), busy_share=0.6, cores=2)
-    assert warnings == [
+    assert [(warning.kind, warning.values) for warning in warnings] == [
+        (WarningKind.MACHINE_BUSY, {"busy_share": 0.6, "cores": 2, "limit": stats.BUSY_LIMIT}),
+        (WarningKind.LOADGEN_SATURATED, {"cores": 0.97, "threads": 1}),
+        (WarningKind.LOAD_ERRORS, {"errors": 3}),
+    ]
+    assert [warning.message for warning in warnings] == [
         "machine busy before the run: 60% CPU use across 2 cores (limit 15%)",
         "load generator used 0.97 cores from 1 thread(s): it may be the bottleneck",
         "3 errors during the load",
@@ -159,6 +167,28 @@ def test_an_open_loop_run_short_of_its_offered_rate_is_flagged_with_a_typed_warn
     assert stats.rate_shortfall(open_loop_run(200.0, 190.0)["load"]) is None  # 5% short: within the tolerance
     assert stats.rate_shortfall(made_up_run(100)["load"]) is None  # closed loop: nothing was offered
     short = open_loop_run(100000.0, 19387.0)
-    assert stats.rate_shortfall(short["load"]) == stats.RateShortfall(offered_rps=100000.0, achieved_rps=19387.0)
+    shortfall = stats.rate_shortfall(short["load"])
+    assert shortfall.kind is WarningKind.RATE_SHORTFALL
+    assert (shortfall.values["offered_rps"], shortfall.values["achieved_rps"]) == (100000.0, 19387.0)
     [warning] = stats.run_warnings(short, busy_share=0.0, cores=2, loadgen_threads=None)
-    assert warning.startswith("achieved 19387 RPS of the 100000 offered (19%, tolerance 5%)")
+    assert warning == shortfall
+    assert warning.message.startswith("achieved 19387 RPS of the 100000 offered (19%, tolerance 5%)")
+
+
+def test_a_schema_4_records_sentences_are_read_back_into_their_kinds(tmp_path):
+    """Records stored before warnings had kinds migrate in memory; a sentence of no known template stays text."""
+    from conftest import make_record
+    from gilfree.study import results
+    record = make_record(article().tables_by_id["asgi-json"].cells[0])
+    record["schema"] = 4
+    record["warnings"] = ["RPS varied 18% across 3 runs (limit 10%)", "CPython 3.14.7 is not the post's 3.14.0",
+                          "something else"]
+    record["runs"][0]["warnings"] = ["machine busy before the run: 60% CPU use across 2 cores (limit 15%)"]
+    migrated = results.migrate(record, tmp_path / "x.json")
+    assert [(w["kind"], w["values"]) for w in migrated["warnings"]] == [
+        ("rps_varied", {"variation": 0.18, "runs": 3, "limit": 0.10}),
+        ("other_release", {"version": "3.14.7", "wanted": "3.14.0", "profile": "article"}),
+        ("unsorted", {"text": "something else"})]
+    [busy] = migrated["runs"][0]["warnings"]
+    assert busy["kind"] == "machine_busy" and busy["values"]["busy_share"] == 0.6
+    assert busy["message"] == "machine busy before the run: 60% CPU use across 2 cores (limit 15%)"

@@ -25,10 +25,10 @@ import time
 import urllib.error
 from pathlib import Path
 
-import psutil
-
 from gilfree.cli import OneLineParser, count, duration, guarded, port, writable_dir
-from gilfree.core.stats import BUSY_LIMIT, LOADGEN_SATURATED_CORES
+from gilfree.core import warnings
+from gilfree.core.stats import BUSY_LIMIT, loadgen_saturated, machine_busy
+from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.run import machine_lock
 from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, require, run_load, version
 from gilfree.run.processes import (
@@ -40,7 +40,7 @@ from gilfree.run.processes import (
     signal_group,
     split_cpus,
 )
-from gilfree.run.sampler import TreeSampler
+from gilfree.run.sampler import TreeSampler, busy_share
 from gilfree.run.server import DEFAULT_BIND as HOST
 from gilfree.run.server import LOCAL, ServerError, ensure_port_free, free_port
 from gilfree.study import ceiling, results
@@ -185,7 +185,7 @@ class Nginx:
 def measure(generator: LoadGenerator, nginx: Nginx, concurrency: int, duration_s: int,
             cpus: tuple[int, ...] | None) -> dict:
     """One run at one concurrency: the load generator's figures and CPU, nginx's CPU, how busy the machine was."""
-    busy = psutil.cpu_percent(interval=0.25) / 100
+    busy = busy_share()
     sampler = TreeSampler(nginx.process.pid)
     sampler.start()
     try:
@@ -210,15 +210,17 @@ def ceilings(runs: list[dict]) -> list[dict]:
             for concurrency, own in sorted(by_concurrency.items())]
 
 
-def warnings(runs: list[dict], generator: LoadGenerator) -> list[str]:
+def ceiling_warnings(runs: list[dict], generator: LoadGenerator) -> list[StudyWarning]:
     """What makes the ceiling doubtful: a busy machine, a one-thread generator that was not its own limit."""
-    found = [f"machine busy before the run at c={run['concurrency']}: {run['busy_share']:.0%} CPU use "
-             f"(limit {BUSY_LIMIT:.0%})" for run in runs if run["busy_share"] > BUSY_LIMIT]
+    found = [StudyWarning(WarningKind.CALIBRATION_BUSY, {"concurrency": run["concurrency"],
+                                                         "busy_share": run["busy_share"], "limit": BUSY_LIMIT})
+             for run in runs if machine_busy(run["busy_share"])]
     if generator.threads:
-        found += [f"{generator.name} used {run['loadgen_cpu_cores']:.2f} cores of {generator.threads} thread(s) at "
-                  f"c={run['concurrency']}: the machine or nginx ({run['nginx_cpu_cores']:.2f} cores), not it alone, "
-                  "set this ceiling" for run in runs
-                  if run["loadgen_cpu_cores"] < LOADGEN_SATURATED_CORES * generator.threads]
+        found += [StudyWarning(WarningKind.CEILING_NOT_LOADGEN_BOUND,
+                               {"generator": generator.name, "cores": run["loadgen_cpu_cores"],
+                                "threads": generator.threads, "concurrency": run["concurrency"],
+                                "nginx_cores": run["nginx_cpu_cores"]})
+                  for run in runs if not loadgen_saturated(run["loadgen_cpu_cores"], generator.threads)]
     return found
 
 
@@ -246,7 +248,7 @@ def calibrate(generator: LoadGenerator, folder: Path, port: int, duration_s: int
         "settings": {"duration_s": duration_s, "repeat": repeat, "server_cpus": server_cpus,
                      "loadgen_cpus": loadgen_cpus},
         "ceilings": ceilings(runs),
-        "warnings": warnings(runs, generator),
+        "warnings": warnings.stored(ceiling_warnings(runs, generator)),
     }
 
 
@@ -264,7 +266,7 @@ def summary(record: dict) -> str:
         lines.append(f"  c={point['concurrency']}: ceiling {point['rps']:.0f} RPS (runs {each}); load generator "
                      f"{statistics.median(run['loadgen_cpu_cores'] for run in runs):.2f} cores, nginx "
                      f"{statistics.median(run['nginx_cpu_cores'] for run in runs):.2f} cores")
-    return "\n".join(lines + [f"  WARNING: {warning}" for warning in record["warnings"]])
+    return "\n".join(lines + [f"  WARNING: {warning.message}" for warning in warnings.read(record["warnings"])])
 
 
 def parser() -> argparse.ArgumentParser:

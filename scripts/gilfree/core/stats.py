@@ -10,6 +10,8 @@ import numpy
 import scipy.stats
 from scipy.stats import linregress
 
+from gilfree.core.warnings import StudyWarning, WarningKind
+
 # A cell whose RPS moves more than this across its runs (max - min over the median) is flagged.
 VARIATION_LIMIT = 0.10
 # wrk and rewrk drive the load from one thread: near a full core, they, not the server, set the pace.
@@ -68,26 +70,15 @@ def percentile_ms(load: dict | None, percentile: str) -> float | None:
     return ((load or {}).get("latency_percentiles_ms") or {}).get(percentile)
 
 
-@dataclass(frozen=True)
-class RateShortfall:
-    """An open-loop run that completed fewer requests per second than it offered: the server (or the load
-    generator) could not keep up, and the requests never sent are in no latency figure."""
-
-    offered_rps: float
-    achieved_rps: float
-
-    def __str__(self) -> str:
-        return (f"achieved {self.achieved_rps:.0f} RPS of the {self.offered_rps:.10g} offered "
-                f"({self.achieved_rps / self.offered_rps:.0%}, tolerance {RATE_TOLERANCE:.0%}): the server, or the "
-                f"load generator, could not keep up, and the requests never sent are in no latency figure")
-
-
-def rate_shortfall(load: dict | None) -> RateShortfall | None:
-    """The shortfall of an open-loop run (`offered_rps` set) below its offered rate, beyond RATE_TOLERANCE."""
+def rate_shortfall(load: dict | None) -> StudyWarning | None:
+    """An open-loop run (`offered_rps` set) that completed fewer requests per second than it offered, beyond
+    RATE_TOLERANCE: the server (or the load generator) could not keep up, and the requests never sent are in no
+    latency figure."""
     offered = (load or {}).get("offered_rps")
     if offered is None or load["rps"] >= offered * (1 - RATE_TOLERANCE):
         return None
-    return RateShortfall(offered, load["rps"])
+    return StudyWarning(WarningKind.RATE_SHORTFALL, {"offered_rps": offered, "achieved_rps": load["rps"],
+                                                     "share": load["rps"] / offered, "tolerance": RATE_TOLERANCE})
 
 
 def variation(spreads: dict) -> float:
@@ -101,29 +92,34 @@ def loadgen_saturated(cores: float | None, threads: int | None) -> bool:
     return bool(threads) and cores is not None and cores >= LOADGEN_SATURATED_CORES * threads
 
 
-def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int | None = 1) -> list[str]:
+def machine_busy(busy_share: float) -> bool:
+    """Other work on the machine, before a run, beyond what a measurement tolerates."""
+    return busy_share > BUSY_LIMIT
+
+
+def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int | None = 1) -> list[StudyWarning]:
     """What makes one run doubtful: a busy machine, a saturated load generator, errors. A load generator
     of no fixed thread count (oha) cannot be judged saturated from its CPU use."""
     warnings = []
-    if busy_share > BUSY_LIMIT:
-        warnings.append(f"machine busy before the run: {busy_share:.0%} CPU use across {cores} cores "
-                        f"(limit {BUSY_LIMIT:.0%})")
+    if machine_busy(busy_share):
+        warnings.append(StudyWarning(WarningKind.MACHINE_BUSY, {"busy_share": busy_share, "cores": cores,
+                                                                "limit": BUSY_LIMIT}))
     load = run.get("load") or {}
     if loadgen_saturated(load.get("loadgen_cpu_cores"), loadgen_threads):
-        warnings.append(f"load generator used {load['loadgen_cpu_cores']:.2f} cores from {loadgen_threads} "
-                        f"thread(s): it may be the bottleneck")
+        warnings.append(StudyWarning(WarningKind.LOADGEN_SATURATED, {"cores": load["loadgen_cpu_cores"],
+                                                                     "threads": loadgen_threads}))
     if load.get("errors"):
-        warnings.append(f"{load['errors']} errors during the load")
+        warnings.append(StudyWarning(WarningKind.LOAD_ERRORS, {"errors": load["errors"]}))
     shortfall = rate_shortfall(run.get("load"))
     if shortfall:
-        warnings.append(str(shortfall))
+        warnings.append(shortfall)
     return warnings
 
 
-def variation_warning(spreads: dict, runs: int) -> list[str]:
+def variation_warning(spreads: dict, runs: int) -> list[StudyWarning]:
     spread_rps = variation(spreads)
     if runs > 1 and spread_rps > VARIATION_LIMIT:
-        return [f"RPS varied {spread_rps:.0%} across {runs} runs (limit {VARIATION_LIMIT:.0%})"]
+        return [StudyWarning(WarningKind.RPS_VARIED, {"variation": spread_rps, "runs": runs, "limit": VARIATION_LIMIT})]
     return []
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from gilfree.core import stats
+from gilfree.core import stats, warnings
+from gilfree.core.warnings import WarningKind
 from gilfree.report import charts, scaling_report
 from gilfree.run import scaling
 from gilfree.run.loadgen import PERCENTILES
@@ -122,7 +123,7 @@ def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     parts = [f"Load generator ceiling (against nginx, this machine): {'; '.join(checked)}."] if checked else []
     if checked and (doubts := ceiling.doubts([r for r in records if r["status"] == "ok"], calibrations)):
         parts.append(f"That calibration has {len(doubts)} warning(s), so its ceiling may be low: "
-                     f"{doubts[0]}{'; ...' if len(doubts) > 1 else ''} (all in the calibration's JSON).")
+                     f"{doubts[0].message}{'; ...' if len(doubts) > 1 else ''} (all in the calibration's JSON).")
     if missing:
         parts.append(f"**Load generator ceiling not checked** for {', '.join(unchecked)} at {', '.join(missing)}: "
                      "no calibration of that load generator, version, machine and pinning is stored (run `nox -s "
@@ -136,7 +137,8 @@ def _notes(record: dict, calibrations: list[dict] = ()) -> list[str]:
         notes.append("FAILED: " + (record.get("failure") or "no reason stored").splitlines()[0])
     if record["status"] == "incomplete":
         notes.append(f"{_ok_runs(record)} of {record['settings']['repeat']} runs")
-    notes += [warning for warning in record.get("warnings", []) if "errors during the load" not in warning]
+    notes += [warning.message for warning in warnings.read(record.get("warnings", []))
+              if warning.kind is not WarningKind.LOAD_ERRORS]  # the errors have a note of their own, below
     load = record.get("load") or {}
     if load.get("errors"):
         notes.append(f"{load['errors']} errors")

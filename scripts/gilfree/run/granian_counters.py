@@ -12,11 +12,11 @@ from __future__ import annotations
 import statistics
 import time
 import urllib.request
-from dataclasses import dataclass
 
 from packaging.version import Version
 from prometheus_client.parser import text_string_to_metric_families
 
+from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.study.studies import Cell
 
 SINCE = Version("2.7.0")  # the first Granian with --metrics
@@ -108,26 +108,16 @@ def shares(total: dict, seconds: float) -> dict:
             "blocking_utilisation": busy / capacity if capacity else None}
 
 
-@dataclass(frozen=True)
-class RequestsGap:
+def requests_gap(counters: dict | None, counted: int | None, cell: Cell) -> StudyWarning | None:
     """The server handled another number of requests than the load generator counted, beyond what the
     connections in flight at its end explain."""
-
-    handled: int
-    counted: int
-    allowed: int
-
-    def __str__(self) -> str:
-        return (f"Granian handled {self.handled} requests and the load generator counted {self.counted} "
-                f"(allowed gap {self.allowed}): one of the two counts is wrong")
-
-
-def requests_gap(counters: dict | None, counted: int | None, cell: Cell) -> RequestsGap | None:
     if not counters or counted is None:
         return None
     handled = int(counters["total"]["requests_handled"])
     allowed = cell.concurrency + int(REQUESTS_TOLERANCE * counted)
-    return RequestsGap(handled, counted, allowed) if abs(handled - counted) > allowed else None
+    if abs(handled - counted) <= allowed:
+        return None
+    return StudyWarning(WarningKind.REQUESTS_GAP, {"handled": handled, "counted": counted, "allowed": allowed})
 
 
 def summary(runs: list[dict]) -> dict | None:

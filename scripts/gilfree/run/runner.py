@@ -17,13 +17,14 @@ from pathlib import Path
 
 import psutil
 
-from gilfree.core import stats
+from gilfree.core import stats, warnings
+from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.run import granian_counters
 from gilfree.run.interpreters import Interpreter, check, check_lock, probe
 from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, LoadResult, require, run_load, version
 from gilfree.run.processes import TooFewCpus, available_cpus, points_for, server_cpus, split_cpus
 from gilfree.run.remote import LoadHost
-from gilfree.run.sampler import TreeSampler
+from gilfree.run.sampler import TreeSampler, busy_share
 from gilfree.run.server import (
     DEFAULT_BIND,
     GranianServer,
@@ -41,7 +42,6 @@ from gilfree.study.studies import App, Cell, Session
 GIL_REENABLED = "The global interpreter lock (GIL) has been enabled"
 SKIPPED_FOLDERS = ("__pycache__", "node_modules", "venv", "site-packages")  # not the app's own sources
 SETUP_ESTIMATE_S = 3.0
-BUSY_CHECK_S = 0.25
 # The exit status of a session whose results' file system filled up (0 all measured, 1 a cell failed).
 EXIT_STORAGE_FULL = 3
 
@@ -202,16 +202,16 @@ def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:
     return found
 
 
-def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[str]:
+def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[StudyWarning]:
     """What every row of this interpreter carries: a patch release other than the exact one the profile asks for
     (the article profile asks for the post's 3.14.0), and a GIL forced off."""
     wanted = options.study.profiles[options.profile_name].python[interpreter.variant].removesuffix("t")
     said = []
     if wanted.count(".") == 2 and not interpreter.stand_in and interpreter.version != wanted:  # an exact release
-        said.append(f"CPython {interpreter.version} is not the {wanted} that profile {options.profile_name} asks for")
+        said.append(StudyWarning(WarningKind.OTHER_RELEASE, {"version": interpreter.version, "wanted": wanted,
+                                                             "profile": options.profile_name}))
     if interpreter.gil_forced_off:
-        said.append("GIL forced off (PYTHON_GIL=0, the study's gil_forced_off): modules that did not declare "
-                    "free-threading support ran without the GIL")
+        said.append(StudyWarning(WarningKind.GIL_FORCED_OFF))
     return said
 
 
@@ -252,7 +252,7 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
     """Measure the cell once and store its record before anything else is written; False if the run failed.
     Warnings are printed as they arise: the run's own, and those the cell gains with it (its variation)."""
     record["load_generator"] = load_generator
-    known = set(record.get("warnings", [])) | set(interpreter_warnings(interpreter, options))
+    known = set(warnings.read(record.get("warnings", []))) | set(interpreter_warnings(interpreter, options))
     record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options))
     _refresh(record, cell, interpreter, options)
     try:
@@ -261,8 +261,9 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
         full.unstored = 1  # this run; the cell's earlier runs are in the file as it was
         raise
     last = record["runs"][-1]
-    for warning in last["warnings"] + [w for w in record["warnings"] if w not in known | set(last["warnings"])]:
-        say(f"WARNING {cell.table} {cell.key}: {warning}")
+    own = warnings.read(last["warnings"])
+    for warning in own + [w for w in warnings.read(record["warnings"]) if w not in known | set(own)]:
+        say(f"WARNING {cell.table} {cell.key}: {warning.message}")
     if last["status"] != "ok":
         say(f"cell {cell.key} FAILED: {last['failure']}")
     return last["status"] == "ok"
@@ -317,6 +318,11 @@ def _stored(options: Options, cell: Cell, stamp: str) -> dict:
         why = results.SetAside.UNREADABLE
     elif record is not None and (options.force or record.get("fingerprint") != stamp):
         why = results.SetAside.FORCED if options.force else results.SetAside.OTHER_CONDITIONS
+    elif record is not None:
+        try:
+            record = results.migrate(record, path)  # runs stored by an older harness go on in today's schema
+        except ValueError:
+            why = results.SetAside.OTHER_CONDITIONS
     if why is not None:
         say(f"set {cell.table} {cell.key}'s stored result aside ({why.value}): {results.set_aside(path, why)}")
         record = None
@@ -349,14 +355,11 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
     record["granian"] = granian_counters.summary(ok or runs)
     if ok:
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
-    record["warnings"] = sorted({w for run in runs for w in run["warnings"]}) + (
-        stats.variation_warning(record["spread"], len(ok)) if ok else [])
-    record["warnings"] += interpreter_warnings(interpreter, options)
+    record["warnings"] = warnings.stored([w for run in runs for w in warnings.read(run["warnings"])]
+                                         + (stats.variation_warning(record["spread"], len(ok)) if ok else [])
+                                         + interpreter_warnings(interpreter, options))
 
 
-def _busy_share() -> float:
-    """System-wide CPU use just before the run, as a share of all cores."""
-    return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
 
 
 def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options) -> dict:
@@ -377,7 +380,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
            "started_at": results.now()}
     log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
-    busy = _busy_share()
+    busy = busy_share()
     started = time.perf_counter()
     try:
         with GranianServer(server_command, app, options.port, log, cpus=settings["server_cpus"],
@@ -414,9 +417,9 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     except (ServerError, LoadGenError, granian_counters.CountersUnavailable) as error:
         run["status"], run["failure"] = "failed", str(error)
     run["finished_at"] = results.now()
-    run["warnings"] = stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads)
     gap = granian_counters.requests_gap(run["granian"].get("counters"), (run["load"] or {}).get("requests"), cell)
-    run["warnings"] += [str(gap)] if gap else []
+    run["warnings"] = warnings.stored(stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads)
+                                      + ([gap] if gap else []))
     return run
 
 

@@ -17,6 +17,12 @@ import psutil
 from gilfree.core.stats import rss_growth
 
 DEFAULT_INTERVAL_S = 0.25
+BUSY_CHECK_S = 0.25  # how long the machine's CPU use is read before a run
+
+
+def busy_share() -> float:
+    """System-wide CPU use just before a run, as a share of all cores (stats.machine_busy judges it)."""
+    return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
 
 
 @dataclass(frozen=True)

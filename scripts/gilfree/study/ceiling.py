@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gilfree.core import warnings
+from gilfree.core.warnings import StudyWarning, from_sentence
 from gilfree.study import results
 
 KIND = "gilfree load generator ceiling"
-SCHEMA = 1
+SCHEMA = 2  # 2: warnings as objects with a kind (1: sentences, read back into their kinds)
+READABLE = (1, 2)
 
 
 def path(results_dir: Path, loadgen: str, pin: int | None) -> Path:
@@ -27,10 +30,11 @@ def load_all(results_dir: Path) -> list[dict]:
             record = json.loads(stored.read_text())
         except ValueError:
             record = None
-        if not isinstance(record, dict) or (record.get("kind"), record.get("schema")) != (KIND, SCHEMA):
+        if not isinstance(record, dict) or record.get("kind") != KIND or record.get("schema") not in READABLE:
             raise ValueError(f"{stored} is not a gilfree calibration of schema {SCHEMA}; move it away and "
                              "re-run `nox -s calibrate`")
-        found.append(record)
+        found.append({**record, "warnings": [warning if isinstance(warning, dict) else from_sentence(warning).as_dict()
+                                             for warning in record["warnings"]]})
     return found
 
 
@@ -62,9 +66,9 @@ def for_row(record: dict, calibrations: list[dict]) -> float | None:
     return None
 
 
-def doubts(records: list[dict], calibrations: list[dict]) -> list[str]:
+def doubts(records: list[dict], calibrations: list[dict]) -> list[StudyWarning]:
     """The warnings of the calibrations that apply to these rows (a busy machine, a load generator that was not
     its own limit): a ceiling measured so may be too low, and flag rows that are not near it."""
     return list(dict.fromkeys(warning for calibration in calibrations
                               if any(_matches(calibration, record) for record in records)
-                              for warning in calibration["warnings"]))
+                              for warning in warnings.read(calibration["warnings"])))

@@ -17,9 +17,10 @@ from typing import Callable
 
 import psutil
 
+from gilfree.core.warnings import from_sentence
 from gilfree.study.studies import Cell
 
-SCHEMA = 4  # 2: every run kept under "runs"; load and resources are their medians. 3 and 4: see MIGRATIONS
+SCHEMA = 5  # 2: every run kept under "runs"; load and resources are their medians. 3 to 5: see MIGRATIONS
 OLDEST_READABLE = 2
 
 
@@ -63,8 +64,16 @@ def _from_3(record: dict) -> dict:
     return record
 
 
+def _from_4(record: dict) -> dict:
+    """Schema 5 stores warnings as objects with a kind; schema 4 stored sentences, read back into their kinds."""
+    for holder in [record, *record.get("runs", []), *record.get("failed_runs", [])]:
+        holder["warnings"] = [warning if isinstance(warning, dict) else from_sentence(warning).as_dict()
+                              for warning in holder.get("warnings", [])]
+    return record
+
+
 # How a record of schema N becomes one of N + 1, in memory only: a stored file is never rewritten (pyperf's way).
-MIGRATIONS = {2: _from_2, 3: _from_3}
+MIGRATIONS = {2: _from_2, 3: _from_3, 4: _from_4}
 
 
 def migrate(record: dict, path: Path) -> dict:

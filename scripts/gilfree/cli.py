@@ -341,19 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         chosen = getattr(args, "study", None) or studies.article()
         results_dir = args.results_dir or writable_dir(str(chosen.results_dir))
         try:
-            written = (render.write_all(results_dir, chosen) if args.command == "tables"
-                       else compare.write_report(results_dir))
+            with results.full_disk_refused(results_dir):  # a folder the reports make, say
+                written = (render.write_all(results_dir, chosen) if args.command == "tables"
+                           else compare.write_report(results_dir))
             print("\n".join(str(path) for path in written))
         except ValueError as unreadable:
             print(f"gilfree: error: {unreadable}", file=sys.stderr)
             return 2
         except results.StorageFull as full:
             print(f"gilfree: error: {full}", file=sys.stderr)
-            return runner.EXIT_STORAGE_FULL
-        except OSError as error:  # a chart, written by matplotlib rather than atomically by us
-            if error.errno not in results.FULL:
-                raise
-            print(f"gilfree: error: {results.StorageFull(error.filename)}", file=sys.stderr)
             return runner.EXIT_STORAGE_FULL
         return 0
     if args.command == "prepare":

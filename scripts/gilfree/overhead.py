@@ -25,6 +25,7 @@ from gilfree.run.loadgen import LOADGENS, require, run_load
 from gilfree.run.runner import Options, measure
 from gilfree.run.sampler import TreeSampler
 from gilfree.run.server import DEFAULT_PORT, GranianServer, free_port, granian_command, url
+from gilfree.study import results
 from gilfree.study.studies import App, article
 
 
@@ -45,7 +46,7 @@ def cell_overhead(options: Options, cells: int) -> list[dict]:
     interpreter = check(variant, facts)
     cell = next(c for c in article().tables_by_id["asgi-json"].cells if c.variant == variant and c.workers == 1)
     runs = [measure(cell, interpreter, LOADGENS[options.loadgen], options) for _ in range(cells)]
-    failed = [run["failure"] for run in runs if run["status"] != "ok"]
+    failed = [run["failure"] for run in runs if not results.succeeded(run)]
     if failed:
         raise SystemExit(f"gilfree: error: a cell failed, so its overhead means nothing: {failed[0]}")
     return runs

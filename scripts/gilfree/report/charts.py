@@ -132,7 +132,7 @@ def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
     ends = []
     for record in records:
         colour = variant_colour(record["cell"]["variant"])
-        runs = [run for run in record["runs"] if run["status"] == "ok" and run.get("timeline")]
+        runs = [run for run in record["runs"] if results.succeeded(run) and run.get("timeline")]
         for number, run in enumerate(runs, 1):
             series = run["timeline"]
             rss_axes.plot(series["t_s"], [size / 2**20 for size in series["rss_bytes"]], color=colour, alpha=0.8,
@@ -158,7 +158,7 @@ def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> l
         for pair in table.variant_pairs(*article().variants):
             gil = pair[0]
             records = [record for cell in pair if (record := stored.get((table.id, cell.key)))
-                       and any(run["status"] == "ok" and run.get("timeline") for run in record["runs"])]
+                       and any(results.succeeded(run) and run.get("timeline") for run in record["runs"])]
             if records:
                 threads = gil.blocking_threads or "default"
                 title = (f"Table {table.number}, {gil.endpoint}, workers {gil.workers}, threads {threads}, "

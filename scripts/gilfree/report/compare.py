@@ -412,7 +412,7 @@ def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool, counted
 
 def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
     measured = [(table, cell, record) for table in article().tables for cell in table.cells
-                if (record := stored.get((table.id, cell.key))) and record["status"] == "ok"]
+                if (record := stored.get((table.id, cell.key))) and results.succeeded(record)]
     memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
     counted = any((record.get("granian") or {}).get("counted_runs") for _, _, record in measured)
     rows = [diagnostic_row(table, cell, record, memory, counted) for table, cell, record in measured]
@@ -449,7 +449,7 @@ def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], 
     names = []
     for cell in table.cells:
         record = stored.get((table.id, cell.key))
-        ran = "not run" if record is None else "failed" if record["status"] != "ok" else yours.labels[cell]
+        ran = "not run" if record is None else "failed" if not results.succeeded(record) else yours.labels[cell]
         leading = render.row(table, cell, None)[0][:2]
         names.append(", ".join(leading) + ("" if ran == cell.variant else f"\nyours: {ran}"))
     return charts.draw(results_dir / "charts" / f"{table.id}.png", table, names,

@@ -91,7 +91,7 @@ def endpoint_name(endpoint: str) -> str:
 
 
 def _ok_runs(record: dict | None) -> int:
-    return sum(run["status"] == "ok" for run in record.get("runs", [])) if record else 0
+    return sum(results.succeeded(run) for run in record.get("runs", [])) if record else 0
 
 
 def growth_note(growth: stats.RssGrowth | None) -> list[str]:
@@ -115,13 +115,13 @@ def _generator(record: dict) -> str:
 def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     """Which ceilings the measured rows were checked against, and for which the check was not made."""
     ceilings = {(_generator(r), r["cell"]["concurrency"]): ceiling.for_row(r, calibrations)
-                for r in records if r["status"] == "ok"}
+                for r in records if results.succeeded(r)}
     checked = [f"{name} at c={concurrency}: {rps:.0f} RPS" for (name, concurrency), rps in sorted(ceilings.items())
                if rps is not None]
     unchecked = sorted({name for (name, _), rps in ceilings.items() if rps is None})
     missing = [f"c={concurrency}" for (_, concurrency), rps in sorted(ceilings.items()) if rps is None]
     parts = [f"Load generator ceiling (against nginx, this machine): {'; '.join(checked)}."] if checked else []
-    if checked and (doubts := ceiling.doubts([r for r in records if r["status"] == "ok"], calibrations)):
+    if checked and (doubts := ceiling.doubts([r for r in records if results.succeeded(r)], calibrations)):
         parts.append(f"That calibration has {len(doubts)} warning(s), so its ceiling may be low: "
                      f"{doubts[0].message}{'; ...' if len(doubts) > 1 else ''} (all in the calibration's JSON).")
     if missing:
@@ -146,7 +146,7 @@ def _notes(record: dict, calibrations: list[dict] = ()) -> list[str]:
         notes.append(f"{load['non_2xx']} non-2xx")
     if record["interpreter"]["stand_in"]:
         notes.append(f"CPython {record['interpreter']['version']} stands in for {record['cell']['variant']}")
-    if record["status"] == "ok":
+    if results.succeeded(record):
         notes += growth_note(stats.RssGrowth.of(record["resources"]))
         notes += ceiling_note(stats.CeilingCheck(load["rps"], ceiling.for_row(record, calibrations)),
                               _generator(record))
@@ -170,7 +170,7 @@ def row(table: Table, cell: Cell, record: dict | None,
     }
     if record is None:
         figures, notes = dict.fromkeys(FIGURES, "not run"), []
-    elif record["status"] == "ok":
+    elif results.succeeded(record):
         figures, notes = _figures(record), _notes(record, calibrations)
     else:
         figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record, calibrations)
@@ -180,7 +180,7 @@ def row(table: Table, cell: Cell, record: dict | None,
 
 def _percentile_cells(record: dict | None) -> list[str]:
     """p50 ... p99.9 of a row, in the post's latency format; n/a where the load generator gives none."""
-    if record is None or record["status"] != "ok":
+    if record is None or not results.succeeded(record):
         return [record["status"] if record else "not run"] * len(PERCENTILES)
     values = [stats.percentile_ms(record["load"], q) for q in PERCENTILES]
     return ["n/a" if value is None else f"{value:.2f}ms" for value in values]
@@ -189,10 +189,10 @@ def _percentile_cells(record: dict | None) -> list[str]:
 def _rps_range(record: dict | None) -> str:
     """min-max of RPS over the runs, for a row that is a median of several; from 3 runs, the 95% interval of the
     mean as well (stats.mean_interval)."""
-    if not record or record["status"] != "ok" or _ok_runs(record) < 2:
+    if not record or not results.succeeded(record) or _ok_runs(record) < 2:
         return ""
     rps = record["spread"]["rps"]
-    interval = stats.mean_interval([run["load"]["rps"] for run in record["runs"] if run["status"] == "ok"])
+    interval = stats.mean_interval([run["load"]["rps"] for run in record["runs"] if results.succeeded(run)])
     mean = f", mean 95% CI {interval[0]:.0f}-{interval[1]:.0f}" if interval else ""
     return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}{mean})"
 

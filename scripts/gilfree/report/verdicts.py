@@ -19,7 +19,7 @@ from functools import cache
 from gilfree.core import stats
 from gilfree.report import render
 from gilfree.run.loadgen import LOADGENS
-from gilfree.study import ceiling
+from gilfree.study import ceiling, results
 from gilfree.study.published import published
 from gilfree.study.studies import Cell, article
 
@@ -235,7 +235,7 @@ ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
 def with_ceilings(stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> dict[tuple[str, str], dict]:
     """The records, each with the ceiling of its load generator on its machine at its concurrency beside it
     (`ceiling_rps`, None where no calibration matches), in memory only: the stored files are not touched."""
-    return {key: {**record, "ceiling_rps": ceiling.for_row(record, calibrations) if record["status"] == "ok" else None}
+    return {key: {**record, "ceiling_rps": ceiling.for_row(record, calibrations) if results.succeeded(record) else None}
             for key, record in stored.items()}
 
 
@@ -359,11 +359,11 @@ class ClaimVerdict:
 
 def measured(stored: dict[tuple[str, str], dict]) -> dict[Cell, dict]:
     """The cells whose every run succeeded; failed ones count as not measured."""
-    return {Cell(**record["cell"]): record for record in stored.values() if record["status"] == "ok"}
+    return {Cell(**record["cell"]): record for record in stored.values() if results.succeeded(record)}
 
 
 def ok_runs(record: dict) -> list[dict]:
-    return [run for run in record.get("runs") or [] if run["status"] == "ok"]
+    return results.ok_runs(record)
 
 
 def _on_pss(*records: dict) -> bool:

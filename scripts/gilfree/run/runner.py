@@ -36,6 +36,7 @@ from gilfree.run.server import (
     url,
 )
 from gilfree.study import results
+from gilfree.study.schema import gil_name
 from gilfree.study.studies import App, Cell, Session
 
 # A GIL re-enabled at run time (by a module imported after the probe) is announced on stderr like this.
@@ -205,7 +206,7 @@ def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:
 def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[StudyWarning]:
     """What every row of this interpreter carries: a patch release other than the exact one the profile asks for
     (the article profile asks for the post's 3.14.0), and a GIL forced off."""
-    wanted = options.study.profiles[options.profile_name].python[interpreter.variant].removesuffix("t")
+    wanted = gil_name(options.study.profiles[options.profile_name].python[interpreter.variant])
     said = []
     if wanted.count(".") == 2 and not interpreter.stand_in and interpreter.version != wanted:  # an exact release
         said.append(StudyWarning(WarningKind.OTHER_RELEASE, {"version": interpreter.version, "wanted": wanted,
@@ -264,9 +265,9 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
     own = warnings.read(last["warnings"])
     for warning in own + [w for w in warnings.read(record["warnings"]) if w not in known | set(own)]:
         say(f"WARNING {cell.table} {cell.key}: {warning.message}")
-    if last["status"] != "ok":
+    if not results.succeeded(last):
         say(f"cell {cell.key} FAILED: {last['failure']}")
-    return last["status"] == "ok"
+    return results.succeeded(last)
 
 
 def describe(generator: LoadGenerator, load_host: LoadHost | None) -> dict:
@@ -327,8 +328,8 @@ def _stored(options: Options, cell: Cell, stamp: str) -> dict:
         say(f"set {cell.table} {cell.key}'s stored result aside ({why.value}): {results.set_aside(path, why)}")
         record = None
     record = record or {"runs": []}
-    record["failed_runs"] = record.get("failed_runs", []) + [r for r in record["runs"] if r["status"] != "ok"]
-    record["runs"] = [run for run in record["runs"] if run["status"] == "ok"]
+    record["failed_runs"] = record.get("failed_runs", []) + [r for r in record["runs"] if not results.succeeded(r)]
+    record["runs"] = results.ok_runs(record)
     record["fingerprint"] = stamp
     return record
 
@@ -336,8 +337,8 @@ def _stored(options: Options, cell: Cell, stamp: str) -> dict:
 def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Options) -> None:
     """Everything but the runs is derived: status, the median figures, their spread, the warnings."""
     runs = record["runs"]
-    ok = [run for run in runs if run["status"] == "ok"]
-    failures = [run["failure"] for run in runs if run["status"] != "ok"]
+    ok = [run for run in runs if results.succeeded(run)]
+    failures = [run["failure"] for run in runs if not results.succeeded(run)]
     record.update(
         schema=results.SCHEMA,
         study=options.study.name,

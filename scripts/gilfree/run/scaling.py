@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from gilfree.core import stats
 from gilfree.run.loadgen import LOADGENS
 from gilfree.run.processes import FIRST_POINTS
+from gilfree.study.schema import free_threaded, gil_name
 
 # The knee: the first k after which the next measured step brings less than this share of the ideal gain. The
 # ideal gain of a step from k to k' is (k' - k) x RPS(1), the slope of the ideal line k x RPS(1); so at 0.5 the
@@ -187,7 +188,7 @@ def knee(curve: Curve, line: Sequence[Point]) -> Knee:
 
 def partner(variant: str) -> str | None:
     """The GIL variant a free-threaded one is compared with, by name: 3.14t -> 3.14, 3.13t -> 3.13."""
-    return variant.removesuffix("t") if variant.endswith("t") else None
+    return gil_name(variant) if free_threaded(variant) else None
 
 
 def ratios(found: Sequence[Point]) -> tuple[Ratio, ...]:

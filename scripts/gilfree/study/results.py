@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import shutil
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
 from functools import cache
@@ -88,6 +89,16 @@ def migrate(record: dict, path: Path) -> dict:
     return record
 
 
+def succeeded(item: dict | None) -> bool:
+    """A record, or one of its runs, that measured: the one test of success every layer uses."""
+    return bool(item) and item["status"] == "ok"
+
+
+def ok_runs(record: dict | None) -> list[dict]:
+    """The runs of a record that measured (a record keeps its failed runs apart, but older ones did not)."""
+    return [run for run in (record or {}).get("runs") or [] if succeeded(run)]
+
+
 # Settings that do not change what a run measures: runs differing only in these are runs of one measurement.
 NOT_MEASURED = ("port", "repeat")
 
@@ -115,15 +126,12 @@ def new_log(results_dir: Path, cell: Cell) -> Path:
     while True:
         path = folder / f"{cell.key}.run{number}.log"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(path, "xb"):
-                return path
+            with full_disk_refused(path):
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(path, "xb"):
+                    return path
         except FileExistsError:
             number += 1
-        except OSError as error:
-            if error.errno in FULL:
-                raise StorageFull(path) from None
-            raise
 
 
 class SetAside(Enum):
@@ -179,6 +187,17 @@ class StorageFull(Exception):
 
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def full_disk_refused(path: Path):
+    """A write that fails because the file system is full (or over quota) raises StorageFull, naming `path`."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in FULL:
+            raise StorageFull(Path(error.filename or path)) from None
+        raise
 # What a session writes, at most, per run (its share of the record, rewritten whole after every run, and its
 # log) and once (the tables), measured on real runs with some headroom: see README, Troubleshooting.
 RUN_BYTES = 16 * 1024
@@ -200,15 +219,12 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     half a file, and a crash leaves at most a hidden temporary file, never a truncated result."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(temporary)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        if error.errno in FULL:
-            raise StorageFull(path) from None
-        raise
+        with full_disk_refused(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(temporary)
+            with open(temporary, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -47,7 +47,13 @@ def override_variable(variant: str) -> str:
 
 
 def free_threaded(variant: str) -> bool:
+    """The naming rule, defined here only: a free-threaded build's name ends in "t" (3.14t, 3.14.0t)."""
     return variant.endswith("t")
+
+
+def gil_name(version: str) -> str:
+    """The GIL build's name of the same release: 3.14t -> 3.14, 3.14.0t -> 3.14.0 (3.14 stays 3.14)."""
+    return version.removesuffix("t")
 
 
 # --- the file, as written (pydantic checks it) --------------------------------------------------------------

@@ -29,6 +29,7 @@ from gilfree.study.schema import (
     StudyFile,
     duration_seconds,
     expand,
+    gil_name,
     read,
 )
 
@@ -306,13 +307,13 @@ def load(path: Path) -> Study:
         for app in apps.values():
             if not app.directory.is_dir():
                 raise StudyError(f"apps.{app.name}.directory: {app.directory} is not a directory")
-        lowest = min(spec.variants, key=lambda v: tuple(map(int, v.rstrip("t").split("."))))
+        lowest = min(spec.variants, key=lambda v: tuple(map(int, gil_name(v).split("."))))
         study = Study(
             name=name, path=path, title=spec.title, variants=spec.variants,
             duration_s=duration_seconds(spec.duration), loadgen=spec.loadgen,
             results_dir=(here / spec.results).resolve() if spec.results else PROJECT_ROOT / "results" / name,
             locks_dir=(here / (spec.locks or f"{name}-locks")).resolve(),
-            lock_python=spec.lock_python or lowest.rstrip("t"),
+            lock_python=spec.lock_python or gil_name(lowest),
             apps=apps, tables=_tables(spec), profiles=_profiles(spec),
             default_sessions=spec.default_sessions or (), post_load_command=spec.post_load_command,
             post_setup=spec.post_setup, gil_forced_off=spec.gil_forced_off,

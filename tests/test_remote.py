@@ -16,8 +16,10 @@ import psutil
 import pytest
 from conftest import ROOT, free_port, harness_command, leftovers, make_record
 from gilfree.report import render
-from gilfree.run import remote
+from gilfree.run import remote, runner
+from gilfree.run.hosts import LocalHost
 from gilfree.run.loadgen import LOADGENS
+from gilfree.run.processes import available_cpus
 from gilfree.study import results
 from gilfree.study.studies import Cell, article
 from test_cli import gilfree
@@ -152,7 +154,7 @@ def test_facts_missing_there_are_unknown():
 
 
 def test_ssh_command_is_explicit_and_quotes_the_remote_command(tmp_path):
-    host = remote.LoadHost("bench@10.0.0.2", tmp_path / "key", tmp_path / "known", accept_new=False)
+    host = remote.SshHost("bench@10.0.0.2", tmp_path / "key", tmp_path / "known", accept_new=False)
     command = host.ssh("echo \"$1\"", "it's")
     assert command[0] == "ssh" and "BatchMode=yes" in command and "StrictHostKeyChecking=yes" in command
     assert f"UserKnownHostsFile={tmp_path / 'known'}" in command and command[command.index("-i") + 1] == str(tmp_path / "key")
@@ -162,10 +164,27 @@ def test_ssh_command_is_explicit_and_quotes_the_remote_command(tmp_path):
 
 
 def test_shown_command_names_the_shipped_report_by_its_name():
-    host = remote.LoadHost("bench@10.0.0.2")
+    host = remote.SshHost("bench@10.0.0.2")
     command = LOADGENS["wrk"].command("http://10.0.0.1:8000/json", 30, 128)
     shown = host.shown(command)
     assert shown[:3] == ["ssh", "bench@10.0.0.2", "wrk"] and "wrk_report.lua" in shown and command[-1] == shown[-1]
+
+
+def test_a_load_host_takes_none_of_this_machines_cpus():
+    cpus, wrk = available_cpus(), LOADGENS["wrk"]
+    host = remote.SshHost("bench@10.0.0.2")
+    assert host.cpus_needed_here(wrk) == 0 and LocalHost().cpus_needed_here(wrk) == wrk.threads
+    assert host.cpus_for_server(len(cpus)) == (cpus, None)  # every CPU for the server, none kept for the load
+
+
+@pytest.mark.parametrize("host, recorded", [({}, None), ({"load_host": LocalHost()}, None),
+                                           ({"load_host": remote.SshHost("bench@10.0.0.2")}, "bench@10.0.0.2")])
+def test_settings_name_the_load_host_and_none_for_this_machine(host, recorded, tmp_path):
+    """As records stored before the hosts were one interface name them: their fingerprints must not change.
+    Without a load host, the load runs on this machine."""
+    options = runner.Options(session=article().sessions["asgi-3.14"], pythons={}, duration_s=1, loadgen="wrk",
+                             results_dir=tmp_path, port=8000, **host)
+    assert options.settings["loadgen_host"] == recorded
 
 
 @pytest.mark.parametrize("args, named", [

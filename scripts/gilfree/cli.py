@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Callable
 
 from gilfree.report import compare, render
-from gilfree.run import environments, machine_lock, runner, tools
+from gilfree.run import environments, machine_lock, runner
+from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import InterpreterError
 from gilfree.run.loadgen import LOADGENS, LoadGenError
 from gilfree.run.processes import exit_with_caller
-from gilfree.run.remote import LoadHost, valid_destination
+from gilfree.run.remote import SshHost, valid_destination
 from gilfree.run.server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
 from gilfree.study import results, schema, studies
 
@@ -229,13 +230,13 @@ def options_from(args: argparse.Namespace) -> runner.Options:
     return options
 
 
-def load_host(args: argparse.Namespace) -> LoadHost | None:
+def load_host(args: argparse.Namespace) -> LoadHost:
     """Where the load generator runs; refuses what makes no sense with (or without) a remote one."""
     ssh_options = [name for name in ("ssh_identity", "ssh_known_hosts", "ssh_accept_new") if getattr(args, name)]
     if not args.loadgen_host:
         if ssh_options:
             raise ValueError(f"--{ssh_options[0].replace('_', '-')} is for --loadgen-host; give that too, or leave it out")
-        return None
+        return LocalHost()
     if ipaddress.ip_address(args.bind).is_loopback:
         raise ValueError(f"--loadgen-host {args.loadgen_host} cannot reach this machine's loopback address "
                          f"{args.bind}; give --bind with this machine's address on a network that host reaches")
@@ -243,20 +244,18 @@ def load_host(args: argparse.Namespace) -> LoadHost | None:
         raise ValueError(f"--pin places the load generator on this machine's CPUs, but with --loadgen-host it runs on "
                          f"{args.loadgen_host}; leave --pin out")
     known_hosts = Path(args.ssh_known_hosts).resolve() if args.ssh_known_hosts else None
-    return LoadHost(args.loadgen_host, args.ssh_identity, known_hosts, args.ssh_accept_new)
+    return SshHost(args.loadgen_host, args.ssh_identity, known_hosts, args.ssh_accept_new)
 
 
 def prepare(args: argparse.Namespace) -> int:
     """What a session can refuse before its environments are built (its options, its CPU points, its locks);
-    then its load generator, installed with cargo where it is a cargo tool that is missing here (`nox -s tools`)."""
+    then its load generator, installed where its host can (LoadHost.prepare)."""
     try:
         options = options_from(args)
     except (ValueError, argparse.ArgumentTypeError) as refusal:
         print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
-    if options.load_host or options.loadgen not in tools.TOOLS_BY_NAME:
-        return 0
-    return tools.main([options.loadgen])
+    return options.load_host.prepare(options.loadgen)
 
 
 def _value_options(main: argparse.ArgumentParser) -> set[str]:

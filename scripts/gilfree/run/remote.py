@@ -1,4 +1,4 @@
-"""The load generator on another machine, driven through the system's OpenSSH client.
+"""The load generator on another machine (SshHost, a hosts.LoadHost), driven through the system's OpenSSH client.
 
 Nothing of ours runs there: only `ssh` reaches it, and a POSIX `sh` script passed on the command line wraps the
 load generator installed there. The wrapper ships the local files the tool's command names (wrk's Lua reporter)
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from gilfree.run.hosts import CpuSplit
 from gilfree.run.loadgen import ANSI, GRACE_S, LoadGenerator, LoadGenError, LoadResult, read_report
-from gilfree.run.processes import finish
+from gilfree.run.processes import available_cpus, finish
 
 # ssh exits 255 when it could not connect or log in (otherwise with the remote command's status).
 SSH_FAILED = 255
@@ -74,7 +75,7 @@ def valid_destination(text: str) -> bool:
 
 
 @dataclass(frozen=True)
-class LoadHost:
+class SshHost:
     """The machine the load generator runs on, and how ssh reaches it (all explicit: no agent, no prompt)."""
 
     destination: str  # [user@]host
@@ -102,6 +103,10 @@ class LoadHost:
             f"ssh to {self.destination} failed: {completed_stderr.strip()[-300:] or 'no message'}; check that "
             f"`ssh -o BatchMode=yes {self.destination} true` works (key, known host), or fix --loadgen-host")
 
+    def prepare(self, loadgen: str) -> int:
+        """Nothing of ours is installed there: describe() refuses a tool missing there, before any server starts."""
+        return 0
+
     def describe(self, generator: LoadGenerator) -> dict:
         """The load generator's record, with the remote machine's facts; refuses a tool missing there."""
         try:
@@ -122,12 +127,21 @@ class LoadHost:
         return {"name": generator.name, "version": lines[0].strip() if lines else "unknown",
                 "host": self.destination, "machine": facts}
 
+    def cpus_needed_here(self, generator: LoadGenerator) -> int:
+        return 0
+
+    def cpus_for_server(self, count: int) -> CpuSplit:
+        """The server gets the first `count` of this machine's CPUs; the load host's CPUs are its own."""
+        return available_cpus()[:count], None
+
     def shown(self, command: list[str]) -> list[str]:
         """The tool's command as it runs there: shipped files by their name in the remote folder."""
         return ["ssh", self.destination, *(_shipped_name(part) for part in command)]
 
-    def run_load(self, generator: LoadGenerator, command: list[str], duration_s: int) -> tuple[LoadResult, dict]:
-        """Run the tool there to completion; return its figures and its CPU use there."""
+    def run_load(self, generator: LoadGenerator, command: list[str], duration_s: int,
+                 cpus: tuple[int, ...] | None = None) -> tuple[LoadResult, dict]:
+        """Run the tool there to completion; return its figures and its CPU use there. `cpus` are this machine's,
+        and cpus_for_server never places the load on any of them."""
         shipped = [Path(part) for part in command if _is_shipped(part)]
         script = _ship(shipped) + WRAPPER.format(marker=MARKER)
         started = time.perf_counter()

@@ -20,10 +20,10 @@ import psutil
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.run import granian_counters
+from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import Interpreter, check, check_lock, probe
-from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, LoadResult, require, run_load, version
-from gilfree.run.processes import TooFewCpus, available_cpus, points_for, server_cpus, split_cpus
-from gilfree.run.remote import LoadHost
+from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, LoadResult
+from gilfree.run.processes import TooFewCpus, available_cpus, points_for, split_cpus
 from gilfree.run.sampler import TreeSampler, busy_share
 from gilfree.run.server import (
     DEFAULT_BIND,
@@ -64,7 +64,7 @@ class Options:
     pin: int | None = None  # CPUs for the load generator; the server gets the others
     rate: float | None = None  # open loop: requests per second offered; None: closed loop, as the post
     bind: str = DEFAULT_BIND  # the one address Granian listens on
-    load_host: LoadHost | None = None  # where the load generator runs; None: on this machine
+    load_host: LoadHost = LocalHost()  # where the load generator runs
     metrics: bool = False  # Granian's own counters for every cell (--metrics); a table may ask for them too
 
     @property
@@ -107,17 +107,17 @@ class Options:
         return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
                 "warmup_s": self.warmup_s, "server_cpus": server, "loadgen_cpus": loadgen,
                 "rate_rps": self.rate,
-                "bind": self.bind, "loadgen_host": self.load_host.destination if self.load_host else None}
+                "bind": self.bind, "loadgen_host": self.load_host.destination}
 
     def settings_for(self, cell: Cell) -> dict:
         """How this cell's runs are measured: the session's settings, and for a cell that sets the server's CPUs,
-        the first `cpus` of them for the server and the others for the load generator (here; a load host's own
-        CPUs are its own)."""
+        `cpus` of this machine's for the server and the load generator's where its host places it (the others
+        here; none of them for a load host, whose CPUs are its own)."""
         counted = ({"granian_metrics": True} if self.metrics or self.study.tables_by_id[cell.table].metrics
                    else {})  # absent when off: runs stored before counters existed keep their fingerprint
         if cell.cpus is None:
             return self.settings | counted
-        server, loadgen = (available_cpus()[:cell.cpus], None) if self.load_host else server_cpus(cell.cpus)
+        server, loadgen = self.load_host.cpus_for_server(cell.cpus)
         return {**self.settings, "server_cpus": server, "loadgen_cpus": loadgen} | counted
 
     @cached_property
@@ -133,7 +133,7 @@ class Options:
         if self.pin:
             raise ValueError(f"session {self.session.name} gives each cell its own CPUs (the study's `cpus`); "
                              f"leave --pin out")
-        needed = 0 if self.load_host else LOADGENS[self.loadgen].threads or 1
+        needed = self.load_host.cpus_needed_here(LOADGENS[self.loadgen])
         largest = len(available_cpus()) - needed
         if len(asked) == 1 and asked[0] > largest:  # one pinned size, not a curve: it must fit
             raise ValueError(f"session {self.session.name} gives the server {asked[0]} CPU(s), and this machine has "
@@ -220,7 +220,7 @@ def run(options: Options) -> int:
     """Run one session and store its records; return the exit status (0 every run measured, 1 some failed,
     EXIT_STORAGE_FULL the results' disk filled up). Rendering is the caller's, once the records are stored."""
     generator = LOADGENS[options.loadgen]
-    load_generator = describe(generator, options.load_host)
+    load_generator = options.load_host.describe(generator)
     checked = interpreters(options)
     cells = options.cells
     for cell in cells:  # Granian's counters where asked: refused, before anything runs, where Granian has none
@@ -270,30 +270,13 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
     return results.succeeded(last)
 
 
-def describe(generator: LoadGenerator, load_host: LoadHost | None) -> dict:
-    """The load generator's record: its version, and the host it runs on with that machine's facts (None for
-    this machine, whose facts are the record's own). Refuses a tool that is not installed where it must run."""
-    if load_host:
-        return load_host.describe(generator)
-    require(generator)
-    return {"name": generator.name, "version": version(generator), "host": None, "machine": None}
-
-
-def _load(generator: LoadGenerator, command: list[str], duration_s: int, options: Options,
-          cpus: tuple[int, ...] | None) -> tuple[LoadResult, dict]:
-    if options.load_host:
-        return options.load_host.run_load(generator, command, duration_s)
-    return run_load(generator, command, duration_s, cpus=cpus)
-
-
 def _check_from_load_host(server: GranianServer, generator: LoadGenerator, target: str, options: Options,
                           when: str) -> None:
     """The answer check from where the load comes from (server.verify checks from this machine)."""
-    if options.load_host:
-        failure = options.load_host.check(generator, target)
-        if failure:
-            raise server.fail(f"the load host {options.load_host.destination} got no clean answers from {target} "
-                              f"{when} ({failure}); can it reach {options.bind} port {options.port}?")
+    failure = options.load_host.check(generator, target)
+    if failure:
+        raise server.fail(f"the load host {options.load_host.destination} got no clean answers from {target} "
+                          f"{when} ({failure}); can it reach {options.bind} port {options.port}?")
 
 
 def run_order(cells: list[Cell], done: dict[Cell, int], repeat: int) -> list[tuple[int, Cell]]:
@@ -376,7 +359,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None,
            "timings": {},
            "commands": {"server": server_command,
-                        "load": options.load_host.shown(load_command) if options.load_host else load_command},
+                        "load": options.load_host.shown(load_command)},
            "granian": granian_ran(cell, interpreter),
            "started_at": results.now()}
     log = results.new_log(options.results_dir, cell)
@@ -390,17 +373,17 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
             server.verify()
             _check_from_load_host(server, generator, target, options, "before any load")
             if options.warmup_s:
-                warmup, _ = _load(generator, generator.command(target, options.warmup_s, cell.concurrency,
-                                                               options.rate),
-                                  options.warmup_s, options, settings["loadgen_cpus"])
+                warmup, _ = options.load_host.run_load(
+                    generator, generator.command(target, options.warmup_s, cell.concurrency, options.rate),
+                    options.warmup_s, settings["loadgen_cpus"])
                 run["warmup"] = warmup.as_dict()
             before = granian_counters.settled(metrics_port) if counted else None
             sampler = TreeSampler(server.pid)
             sampler.start()
             run["timings"]["setup_s"] = time.perf_counter() - started - options.warmup_s
             try:
-                load, loadgen_usage = _load(generator, load_command, options.duration_s, options,
-                                            settings["loadgen_cpus"])
+                load, loadgen_usage = options.load_host.run_load(generator, load_command, options.duration_s,
+                                                                 settings["loadgen_cpus"])
             finally:
                 usage = sampler.stop()
             if counted:

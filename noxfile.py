@@ -91,25 +91,27 @@ def env_dir(session: nox.Session, *suffix: str) -> str:
     return "-".join([str(session.env_dir), *suffix])
 
 
-def environments(session: nox.Session, plan: dict) -> list[str]:
+def environments(session: nox.Session, plan: dict, interpreters: dict[str, str]) -> list[str]:
     """One environment under test per app and variant of the plan; the harness's --python for each."""
     pythons = []
     for app in plan["apps"]:
-        for variant, wanted in plan["pythons"].items():
-            built = environment(session, python(session, wanted), plan["locks"][app], env_dir(session, app, variant))
+        for variant, interpreter in interpreters.items():
+            built = environment(session, interpreter, plan["locks"][app], env_dir(session, app, variant))
             pythons += ["--python", f"{app}:{variant}={built}"]
     return pythons
 
 
 def study(session: nox.Session, plan: dict) -> None:
-    """The harness refuses what it can before anything is built, and installs the load generator; then one
-    environment per app and variant, measured by the harness from its own environment (with several variants,
-    runs alternate between them run by run)."""
+    """Quick checks first: the machine lock, each variant's interpreter and its build, then what the harness
+    refuses before anything is built (options, port, locks); only then the slow parts: the load generator
+    installed where missing, one environment per app and variant, and the runs (with several variants, they
+    alternate between them run by run)."""
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):
+        interpreters = {variant: python(session, wanted) for variant, wanted in plan["pythons"].items()}
         harness(session, "prepare", session.name, "--study", plan["study"], *session.posargs)
-        pythons = environments(session, plan)
+        pythons = environments(session, plan, interpreters)
         harness(session, "run", session.name, "--study", plan["study"], *session.posargs, *pythons,
                 "--profile", plan["profile"])
 

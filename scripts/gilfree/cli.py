@@ -248,11 +248,12 @@ def load_host(args: argparse.Namespace) -> LoadHost:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    """What a session can refuse before its environments are built (its options, its CPU points, its locks);
-    then its load generator, installed where its host can (LoadHost.prepare)."""
+    """What a session can refuse before its environments are built (its options, its CPU points, its locks, its
+    port); then its load generator, installed where its host can (LoadHost.prepare)."""
     try:
         options = options_from(args)
-    except (ValueError, argparse.ArgumentTypeError) as refusal:
+        ensure_port_free(options.port, options.bind)
+    except (ValueError, argparse.ArgumentTypeError, ServerError) as refusal:
         print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
     return options.load_host.prepare(options.loadgen)
@@ -301,10 +302,12 @@ def guarded(command: Callable[[list[str]], int], argv: list[str] | None = None) 
 
 
 def run_then_render(options: runner.Options) -> int:
-    """Run the session, then re-render its tables from what is stored, an interrupted session included."""
+    """Run the session, then re-render its tables from what is stored, an interrupted session included; a
+    session refused before any run writes nothing."""
+    plan = runner.prepare(options)
     status = 1  # what an interrupted run leaves: its exception goes on once the tables are written
     try:
-        status = runner.run(options)
+        status = runner.run(plan)
     finally:
         status = render_tables(options, status)
     return status

@@ -95,10 +95,26 @@ def lock(study: Study, profile_name: str | None) -> int:
 
 
 def interpreter(request: str, variable: str) -> str:
-    """The interpreter a variant asks for: $<variable> if set; else uv's find of the exact request, installed with
-    `uv python install` where it is missing. StudyError (one line, what to do) where uv cannot install it."""
-    if os.environ.get(variable):
-        return os.environ[variable]
+    """The interpreter a variant asks for, checked to be of the right build (GIL or free-threaded): $<variable>
+    if set; else uv's find of the exact request, installed with `uv python install` where it is missing.
+    StudyError (one line, what to do) where there is none of that build. Asked before anything slow is built."""
+    path = os.environ.get(variable) or _found_or_installed(request, variable)
+    ask = "import sys, sysconfig; print(sysconfig.get_config_var('Py_GIL_DISABLED') or 0, sys.version.split()[0])"
+    try:
+        build = subprocess.run([path, "-c", ask], capture_output=True, text=True, timeout=60)
+    except OSError as error:
+        raise StudyError(f"{variable}={path} cannot be run ({error.strerror}); point it at a CPython {request}") from None
+    if build.returncode != 0:
+        raise StudyError(f"{variable}={path} is not a working Python; point it at a CPython {request}")
+    disabled, version = build.stdout.split()
+    if bool(int(disabled)) != free_threaded(request):
+        wanted, found = ("free-threaded", "with the GIL") if free_threaded(request) else ("GIL", "free-threaded")
+        raise StudyError(f"{request} needs a {wanted} build, but {path} is CPython {version} {found}; point "
+                         f"{variable} at a {wanted} build")
+    return path
+
+
+def _found_or_installed(request: str, variable: str) -> str:
     find = ["uv", "python", "find", "--no-project", request]
     found = subprocess.run(find, capture_output=True, text=True)
     if found.returncode == 0:

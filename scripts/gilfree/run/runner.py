@@ -216,11 +216,21 @@ def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[Stu
     return said
 
 
-def run(options: Options) -> int:
-    """Run one session and store its records; return the exit status (0 every run measured, 1 some failed,
-    EXIT_STORAGE_FULL the results' disk filled up). Rendering is the caller's, once the records are stored."""
-    generator = LOADGENS[options.loadgen]
-    load_generator = options.load_host.describe(generator)
+@dataclass(frozen=True)
+class Plan:
+    """A session checked and ready: what runs where, in which order, onto which stored records."""
+
+    options: Options
+    load_generator: dict
+    interpreters: dict[tuple[str, str], Interpreter]
+    records: dict[Cell, dict]
+    order: list[tuple[int, Cell]]
+
+
+def prepare(options: Options) -> Plan:
+    """Everything a session refuses before any server starts: the load generator where it runs, the
+    interpreters, Granian's counters where asked, the stored records, the space the results need."""
+    load_generator = options.load_host.describe(LOADGENS[options.loadgen])
     checked = interpreters(options)
     cells = options.cells
     for cell in cells:  # Granian's counters where asked: refused, before anything runs, where Granian has none
@@ -233,13 +243,20 @@ def run(options: Options) -> int:
     kept = sum(min(len(record["runs"]), options.repeat) for record in records.values())
     if kept:
         say(f"kept {kept} stored run(s) of this session (--force re-runs them)")
-    plan = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
-    results.ensure_space(options.results_dir, len(plan))
-    status = 0
+    order = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
+    results.ensure_space(options.results_dir, len(order))
+    return Plan(options, load_generator, checked, records, order)
+
+
+def run(plan: Plan) -> int:
+    """Run a prepared session and store its records; return the exit status (0 every run measured, 1 some
+    failed, EXIT_STORAGE_FULL the results' disk filled up). Rendering is the caller's, once the records are stored."""
+    options, status = plan.options, 0
     try:
-        for index, (round_, cell) in enumerate(plan):
-            _progress(index, plan, round_, cell, checked[cell.app, cell.variant], generator, options)
-            if not _run_once(records[cell], cell, checked[cell.app, cell.variant], load_generator, options):
+        for index, (round_, cell) in enumerate(plan.order):
+            interpreter = plan.interpreters[cell.app, cell.variant]
+            _progress(index, plan.order, round_, cell, interpreter, LOADGENS[options.loadgen], options)
+            if not _run_once(plan.records[cell], cell, interpreter, plan.load_generator, options):
                 status = 1
                 if not options.keep_going:
                     break

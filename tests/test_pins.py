@@ -246,7 +246,7 @@ def test_dockerignore_keeps_host_state_out():
 
 def test_the_names_no_study_may_take_are_the_noxfiles_own_sessions():
     study_sessions = {name for study in studies.discover()[0].values() for name in study.sessions}
-    assert nox_sessions() - study_sessions == set(schema.RESERVED_SESSIONS)
+    assert nox_sessions() - study_sessions == schema.reserved_sessions()
 
 
 def test_noxfile_has_the_sessions_the_recipe_relies_on():

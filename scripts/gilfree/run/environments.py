@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from gilfree import PROJECT_ROOT
-from gilfree.study.schema import RESERVED_SESSIONS, StudyError, free_threaded, override_variable
+from gilfree.study.schema import StudyError, free_threaded, override_variable, reserved_sessions
 from gilfree.study.studies import Session, Study, article, discover, load
 
 
@@ -60,7 +60,7 @@ def sessions_for_nox() -> dict:
     every = [session for study in studies.values() for session in study.sessions.values()]
     # nox runs the sessions it is asked for in the order they were registered: the default ones first, in order.
     every.sort(key=lambda session: default.index(session.name) if session.name in default else len(default))
-    taken = {session.name for session in every} | set(RESERVED_SESSIONS)
+    taken = {session.name for session in every} | reserved_sessions()
     return {
         "default": default,
         "sessions": [_session(session) for session in every],

@@ -6,8 +6,10 @@ studies.py turns a checked file into the Study the harness walks.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import tomllib
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,8 +22,6 @@ STUDIES_DIR = PROJECT_ROOT / "studies"
 ARTICLE_FILE = STUDIES_DIR / "article.toml"
 DEFAULT_PROFILE = "default"  # a study that declares no profile has this one, asking uv for each variant by name
 PROFILE_VARIABLE = "GILFREE_PROFILE"
-# The nox sessions that are not a study's: no study may take their names.
-RESERVED_SESSIONS = ("overhead", "calibrate", "tables", "compare", "tools", "lock", "tests", "gil-audit")
 # The loop a cell key leaves unnamed: the post's (every ASGI command of the post passes --loop asyncio).
 KEY_SILENT_LOOP = "asyncio"
 
@@ -39,6 +39,22 @@ Column = Literal[SETTING_COLUMNS + FIGURE_COLUMNS]
 
 class StudyError(ValueError):
     """A study file that cannot be run as written: one line naming the file, the key and what was expected."""
+
+
+@cache
+def reserved_sessions() -> frozenset[str]:
+    """The nox sessions that are not a study's, which no study may take: those the noxfile declares itself with
+    `@nox.session` (read from it, so that the noxfile is their one source)."""
+    tree = ast.parse((PROJECT_ROOT / "noxfile.py").read_text())
+    names = set()
+    for function in (node for node in tree.body if isinstance(node, ast.FunctionDef)):
+        for decorator in function.decorator_list:
+            call = decorator if isinstance(decorator, ast.Call) else None
+            target = call.func if call else decorator
+            if ast.unparse(target) == "nox.session":
+                given = [k.value.value for k in (call.keywords if call else []) if k.arg == "name"]
+                names.add(given[0] if given else function.name)
+    return frozenset(names)
 
 
 def override_variable(variant: str) -> str:

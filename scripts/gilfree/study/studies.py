@@ -21,7 +21,6 @@ from gilfree.study.schema import (
     DEFAULT_PROFILE,
     KEY_SILENT_LOOP,
     PROFILE_VARIABLE,
-    RESERVED_SESSIONS,
     STUDIES_DIR,
     PostFigures,
     SessionSpec,
@@ -31,6 +30,7 @@ from gilfree.study.schema import (
     expand,
     gil_name,
     read,
+    reserved_sessions,
 )
 
 # --- the study, as the harness walks it --------------------------------------------------------------------
@@ -337,7 +337,7 @@ def discover(directory: Path = STUDIES_DIR) -> tuple[dict[str, Study], dict[Path
     for path in sorted(directory.glob("*.toml"), key=lambda p: (p != ARTICLE_FILE, p.name)):
         try:
             study = load(path)
-            taken = [name for name in study.sessions if name in owners or name in RESERVED_SESSIONS]
+            taken = [name for name in study.sessions if name in owners or name in reserved_sessions()]
             if taken:
                 owner = f"{owners[taken[0]]}'s" if taken[0] in owners else "one of gilfree's own sessions"
                 raise StudyError(f"{path}: session {taken[0]!r} is already {owner}; rename it (or the file)")

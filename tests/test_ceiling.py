@@ -120,7 +120,7 @@ def rendered(tmp_path, record: dict, *calibrations: dict) -> tuple[str, str]:
     results.write_atomic(results.cell_path(tmp_path, CELL), record)
     for number, calibration in enumerate(calibrations):
         results.write_atomic(tmp_path / "calibration" / f"wrk-{number}.json", calibration)
-    render.write_all(tmp_path)
+    render.write_all(tmp_path, article())
     text = (tmp_path / "tables" / "asgi-json.md").read_text()
     return next(line for line in text.splitlines() if line.startswith("| 3.14 ")), text
 
@@ -170,7 +170,7 @@ def test_an_unreadable_calibration_is_named_not_skipped(tmp_path):
     (tmp_path / "calibration").mkdir()
     (tmp_path / "calibration" / "wrk.json").write_text("{half")
     with pytest.raises(ValueError, match="wrk.json is not a gilfree calibration"):
-        render.write_all(tmp_path)
+        render.write_all(tmp_path, article())
 
 
 @pytest.mark.parametrize("growth, flagged", [(0.08, True), (0.051, True), (0.03, False), (None, False)])
@@ -234,7 +234,7 @@ def test_the_comparison_flags_a_row_near_its_ceiling_and_its_verdict_turns_incon
     compare.write_report(tmp_path)
     report = (tmp_path / "COMPARISON.md").read_text()
     assert "load generator near its calibrated ceiling" in report
-    stored = verdicts.with_ceilings(results.load(tmp_path), ceiling.load_all(tmp_path))
+    stored = ceiling.with_ceilings(results.load(tmp_path), ceiling.load_all(tmp_path))
     key = (CELL.table, CELL.key)
     assert [flag.kind for flag in verdicts.row_flags(CELL, stored[key])] == [verdicts.FlagKind.NEAR_CEILING]
     threaded_key = (CELL.table, Cell(**threaded["cell"]).key)

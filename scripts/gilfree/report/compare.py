@@ -332,7 +332,7 @@ def post_values(table: Table, cell: Cell) -> list[str]:
 def rows_section(table: Table, stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> str:
     rows = []
     for cell in table.cells:
-        cells, notes = render.row(table, cell, stored.get((table.id, cell.key)), calibrations)
+        cells, notes = render.row(table, cell, stored.get((table.id, cell.key)))
         posted = post_values(table, cell)
         rows.append([*posted[:2], "post", *posted[2:], ""])
         rows.append([*cells[:2], "yours", *cells[2:], "; ".join(notes)])
@@ -461,7 +461,7 @@ def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], 
 def write_report(results_dir: Path) -> list[Path]:
     """Write COMPARISON.md, the ratio chart and one chart per table; return their paths, the report first."""
     calibrations = ceiling.load_all(results_dir)
-    stored = verdicts.with_ceilings(results.load(results_dir), calibrations)
+    stored = ceiling.with_ceilings(results.load(results_dir), calibrations)
     judged = verdicts.judge_all(stored)
     post, yours = post_side(), measured_side(stored)
     chart_paths = ([ratio_chart(results_dir, judged)] + [chart(results_dir, table, stored, yours) for table in article().tables]

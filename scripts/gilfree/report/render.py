@@ -114,8 +114,7 @@ def _generator(record: dict) -> str:
 
 def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     """Which ceilings the measured rows were checked against, and for which the check was not made."""
-    ceilings = {(_generator(r), r["cell"]["concurrency"]): ceiling.for_row(r, calibrations)
-                for r in records if results.succeeded(r)}
+    ceilings = {(_generator(r), r["cell"]["concurrency"]): r["ceiling_rps"] for r in records if results.succeeded(r)}
     checked = [f"{name} at c={concurrency}: {rps:.0f} RPS" for (name, concurrency), rps in sorted(ceilings.items())
                if rps is not None]
     unchecked = sorted({name for (name, _), rps in ceilings.items() if rps is None})
@@ -131,7 +130,7 @@ def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     return " ".join(parts)
 
 
-def _notes(record: dict, calibrations: list[dict] = ()) -> list[str]:
+def _notes(record: dict) -> list[str]:
     notes = []
     if record["status"] == "failed":
         notes.append("FAILED: " + (record.get("failure") or "no reason stored").splitlines()[0])
@@ -148,14 +147,12 @@ def _notes(record: dict, calibrations: list[dict] = ()) -> list[str]:
         notes.append(f"CPython {record['interpreter']['version']} stands in for {record['cell']['variant']}")
     if results.succeeded(record):
         notes += growth_note(stats.RssGrowth.of(record["resources"]))
-        notes += ceiling_note(stats.CeilingCheck(load["rps"], ceiling.for_row(record, calibrations)),
-                              _generator(record))
+        notes += ceiling_note(stats.CeilingCheck(load["rps"], record["ceiling_rps"]), _generator(record))
     return notes
 
 
-def row(table: Table, cell: Cell, record: dict | None,
-        calibrations: list[dict] = ()) -> tuple[list[str], list[str]]:
-    """The cells of one row, and its notes."""
+def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[str]]:
+    """The cells of one row, and its notes; a measured record carries its ceiling (ceiling.with_ceilings)."""
     ran = (record or {}).get("granian") or {}
     identity = {
         "python": results.python_shown(record["interpreter"]) if record else cell.variant,
@@ -171,9 +168,9 @@ def row(table: Table, cell: Cell, record: dict | None,
     if record is None:
         figures, notes = dict.fromkeys(FIGURES, "not run"), []
     elif results.succeeded(record):
-        figures, notes = _figures(record), _notes(record, calibrations)
+        figures, notes = _figures(record), _notes(record)
     else:
-        figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record, calibrations)
+        figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record)
     values = {**identity, **figures}
     return [values[column] for column in table.columns], notes
 
@@ -302,7 +299,7 @@ def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dic
     rows, notes, present = [], [], []
     for cell in table.cells:
         record = stored.get((table.id, cell.key))
-        cells, row_notes = row(table, cell, record, calibrations)
+        cells, row_notes = row(table, cell, record)
         if record:
             present.append(record)
         rows.append(cells + ["; ".join(row_notes)])
@@ -338,7 +335,8 @@ def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dic
 
 def write_all(results_dir: Path, study: Study) -> list[Path]:
     """Write one Markdown file per table of the study and TABLES.md with all of them, in the study's order."""
-    stored, calibrations = results.load(results_dir), ceiling.load_all(results_dir)
+    calibrations = ceiling.load_all(results_dir)
+    stored = ceiling.with_ceilings(results.load(results_dir), calibrations)
     out = results_dir / "tables"
     out.mkdir(parents=True, exist_ok=True)
     written = []

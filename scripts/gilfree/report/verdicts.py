@@ -19,7 +19,7 @@ from functools import cache
 from gilfree.core import stats
 from gilfree.report import render
 from gilfree.run.loadgen import LOADGENS
-from gilfree.study import ceiling, results
+from gilfree.study import results
 from gilfree.study.published import published
 from gilfree.study.studies import Cell, article
 
@@ -217,7 +217,7 @@ def non_2xx(cell: Cell, record: dict) -> Flag | None:
 
 
 def near_ceiling(cell: Cell, record: dict) -> Flag | None:
-    """The row's RPS against the load generator's calibrated ceiling, which with_ceilings() put beside it."""
+    """The row's RPS against the load generator's calibrated ceiling, which ceiling.with_ceilings() put beside it."""
     check = stats.CeilingCheck(record["load"]["rps"], record.get("ceiling_rps"))
     return Flag(FlagKind.NEAR_CEILING, check.share, stats.CEILING_SHARE) if check.near_ceiling else None
 
@@ -230,13 +230,6 @@ def rss_growing(cell: Cell, record: dict) -> Flag | None:
 # One check per flag kind: adding a kind is one member of FlagKind and one check here.
 ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
     stalled, overfull, loadgen_saturated, load_errors, non_2xx, near_ceiling, rss_growing)
-
-
-def with_ceilings(stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> dict[tuple[str, str], dict]:
-    """The records, each with the ceiling of its load generator on its machine at its concurrency beside it
-    (`ceiling_rps`, None where no calibration matches), in memory only: the stored files are not touched."""
-    return {key: {**record, "ceiling_rps": ceiling.for_row(record, calibrations) if results.succeeded(record) else None}
-            for key, record in stored.items()}
 
 
 def row_flags(cell: Cell, record: dict) -> list[Flag]:

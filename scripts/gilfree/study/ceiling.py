@@ -72,3 +72,10 @@ def doubts(records: list[dict], calibrations: list[dict]) -> list[StudyWarning]:
     return list(dict.fromkeys(warning for calibration in calibrations
                               if any(_matches(calibration, record) for record in records)
                               for warning in warnings.read(calibration["warnings"])))
+
+
+def with_ceilings(stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> dict[tuple[str, str], dict]:
+    """The records, each with the ceiling of its load generator on its machine at its concurrency beside it
+    (`ceiling_rps`, None where no calibration matches), in memory only: the stored files are not touched."""
+    return {key: {**record, "ceiling_rps": for_row(record, calibrations) if results.succeeded(record) else None}
+            for key, record in stored.items()}

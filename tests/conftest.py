@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from gilfree.run.server import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
+from gilfree.run.child import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
 from gilfree.study.schema import override_variable
 from gilfree.study.studies import Cell
 

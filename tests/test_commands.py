@@ -6,8 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from gilfree.run.child import url
 from gilfree.run.loadgen import LOADGENS
-from gilfree.run.server import granian_command, url
+from gilfree.run.server import granian_command
 from gilfree.study.studies import article
 
 RECORDED = Path(__file__).parent / "recorded" / "article-commands-bf753b7.json"

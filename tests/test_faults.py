@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session
-from gilfree.run.server import GranianServer, ServerError
+from gilfree.run.child import ServerError
+from gilfree.run.server import GranianServer
 from gilfree.study.studies import article
 
 SESSIONS = article().sessions

@@ -12,84 +12,32 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import math
-import os
-import re
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable
 
+from gilfree.core.arguments import (
+    OneLineParser,
+    bind_address,
+    count,
+    duration,
+    existing_file,
+    interpreter_path,
+    port,
+    rate,
+    writable_dir,
+)
 from gilfree.report import compare, render
 from gilfree.run import environments, machine_lock, runner
+from gilfree.run.child import DEFAULT_BIND, ServerError, ensure_port_free, stop_left_behind
 from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import InterpreterError
 from gilfree.run.loadgen import LOADGENS, LoadGenError
 from gilfree.run.processes import exit_with_caller
 from gilfree.run.remote import SshHost, valid_destination
-from gilfree.run.server import DEFAULT_BIND, DEFAULT_PORT, ServerError, ensure_port_free, stop_left_behind
+from gilfree.run.server import DEFAULT_PORT
 from gilfree.study import results, schema, studies
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"gilfree: error: {message}\n")
-
-
-def duration(text: str) -> int:
-    """'30s', '2m' or '30' (seconds) to whole seconds, at least 1."""
-    match = re.fullmatch(r"(\d+)(s|m)?", text.strip())
-    seconds = int(match.group(1)) * (60 if match.group(2) == "m" else 1) if match else 0
-    if seconds < 1:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a whole number of seconds or minutes of at least 1s, such as 30s or 2m"
-        )
-    return seconds
-
-
-def count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: use a whole number of at least 1")
-    return int(text)
-
-
-def rate(text: str) -> float:
-    """Requests per second: a positive, finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: use a positive number of requests per second, "
-                                         f"such as 5000")
-    return value
-
-
-def port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: use a number from 1 to 65535")
-    return int(text)
-
-
-def study_file(text: str) -> studies.Study:
-    try:
-        return studies.load(Path(text))
-    except schema.StudyError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def bind_address(text: str) -> str:
-    """One IP address of this machine; never a wildcard, which would listen on every network."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid --bind {text!r}: give one IP address of this machine, "
-                                         f"such as 127.0.0.1 or 192.168.1.10") from None
-    if address.is_unspecified:
-        raise argparse.ArgumentTypeError(f"--bind {text} would listen on every network of this machine; give the "
-                                         f"one address the load host reaches it at")
-    return str(address)
 
 
 def destination(text: str) -> str:
@@ -99,35 +47,10 @@ def destination(text: str) -> str:
     return text
 
 
-def interpreter_path(text: str) -> str:
-    """An environment's interpreter, made absolute where it enters: Granian is started from the app's directory.
-    Not resolved: a virtual environment's python is a link that must keep its own path."""
-    return os.path.abspath(text)
-
-
-def existing_file(text: str) -> Path:
-    path = Path(text).resolve()
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
-    return path
-
-
-def writable_dir(text: str) -> Path:
-    path = Path(text).resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=path).close()
-    except OSError as error:
-        raise argparse.ArgumentTypeError(
-            f"results directory {text!r} cannot be written ({error.strerror}); choose another with --results-dir"
-        )
-    return path
-
-
 def run_arguments(run: argparse.ArgumentParser, python_required: bool) -> None:
     """The options of `run`; `prepare` takes the same, its interpreters not yet built."""
     run.add_argument("session", help="which part of which study (a nox session name: `nox -l` lists them)")
-    run.add_argument("--study", type=study_file, metavar="FILE",
+    run.add_argument("--study", type=studies.study_file, metavar="FILE",
                      help="the study file the session is in (default: the one in studies/ that has it)")
     run.add_argument("--python", required=python_required, action="append", metavar="[[APP:]VARIANT=]PATH",
                      help="the interpreter of the environment under test; VARIANT=PATH once per variant in the "
@@ -174,12 +97,13 @@ def parser() -> argparse.ArgumentParser:
                                                       "before any environment is built (the noxfile's first step)"),
                   False)
     tables = commands.add_parser("tables", help="re-render the Markdown tables from the raw JSON")
-    tables.add_argument("--study", type=study_file, metavar="FILE", help="default: the post's, studies/article.toml")
+    tables.add_argument("--study", type=studies.study_file, metavar="FILE",
+                        help="default: the post's, studies/article.toml")
     tables.add_argument("--results-dir", type=writable_dir, help="default: the study's")
     report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
     report.add_argument("--results-dir", type=writable_dir, help="default: the post's study's, results/")
     lock = commands.add_parser("lock", help="lock a study's apps with hashes, under its profile (uv pip compile)")
-    lock.add_argument("study", type=study_file, metavar="FILE", nargs="?", default=str(schema.ARTICLE_FILE))
+    lock.add_argument("study", type=studies.study_file, metavar="FILE", nargs="?", default=str(schema.ARTICLE_FILE))
     lock.add_argument("--profile", help="default: GILFREE_PROFILE, else the study's first")
     return main
 

@@ -22,14 +22,15 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from gilfree.cli import OneLineParser, guarded, interpreter_path, study_file, writable_dir
+from gilfree.cli import guarded
+from gilfree.core.arguments import OneLineParser, interpreter_path, writable_dir
 from gilfree.run.interpreters import InterpreterError, gil_reenabled, version_label
 from gilfree.run.server import server_env
 from gilfree.study import results
 from gilfree.study.schema import ARTICLE_FILE, free_threaded, override_variable
-from gilfree.study.studies import App, Study
+from gilfree.study.studies import App, Study, study_file
 
-GILCHECK = Path(__file__).with_name("gilcheck.py")
+GILCHECK = Path(__file__).parent / "run" / "gilcheck.py"
 IMPORT_TIMEOUT_S = 120
 
 

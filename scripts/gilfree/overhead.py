@@ -12,19 +12,20 @@
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from gilfree.cli import duration, guarded, interpreter_path
+from gilfree.cli import guarded
+from gilfree.core.arguments import OneLineParser, count, duration, interpreter_path
 from gilfree.run import granian_counters
+from gilfree.run.child import free_port, url
 from gilfree.run.interpreters import check, probe
 from gilfree.run.loadgen import LOADGENS, require, run_load
 from gilfree.run.runner import Options, measure
 from gilfree.run.sampler import TreeSampler
-from gilfree.run.server import DEFAULT_PORT, GranianServer, free_port, granian_command, url
+from gilfree.run.server import DEFAULT_PORT, GranianServer, granian_command
 from gilfree.study import results
 from gilfree.study.studies import App, article
 
@@ -132,11 +133,11 @@ def report(runs: list[dict], on: list[float], off: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gilfree.overhead", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="gilfree.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--python", required=True, type=interpreter_path,
                         help="interpreter of an _asgi() environment under test")
-    parser.add_argument("--cells", type=int, default=5)
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--cells", type=count, default=5)
+    parser.add_argument("--pairs", type=count, default=5)
     parser.add_argument("--duration", type=duration, default="2s")
     parser.add_argument("--loadgen", choices=LOADGENS, default="wrk")
     args = parser.parse_args(argv)

@@ -20,21 +20,13 @@ import psutil
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.run import granian_counters
+from gilfree.run.child import DEFAULT_BIND, ServerError, free_port, url
 from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import Interpreter, check, check_lock, probe
 from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, LoadResult
 from gilfree.run.processes import TooFewCpus, available_cpus, points_for, split_cpus
 from gilfree.run.sampler import TreeSampler, busy_share
-from gilfree.run.server import (
-    DEFAULT_BIND,
-    GranianServer,
-    ServerError,
-    free_port,
-    granian_command,
-    resolved_loop,
-    resolved_runtime_mode,
-    url,
-)
+from gilfree.run.server import GranianServer, granian_command, resolved_loop, resolved_runtime_mode
 from gilfree.study import results
 from gilfree.study.schema import gil_name
 from gilfree.study.studies import App, Cell, Session

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from gilfree import PROJECT_ROOT
+from gilfree.core.arguments import DURATION_FORMS, duration_seconds
 
 STUDIES_DIR = PROJECT_ROOT / "studies"
 ARTICLE_FILE = STUDIES_DIR / "article.toml"
@@ -181,7 +182,7 @@ class SessionSpec(_Strict):
 class StudyFile(_Strict):
     title: str
     variants: tuple[Variant, ...] = Field(min_length=1)
-    duration: str = Field(default="30s", pattern=r"^[1-9]\d*[sm]?$")
+    duration: str = "30s"  # read by core.arguments.duration_seconds, as --duration is
     loadgen: Literal["rewrk", "wrk", "oha", "hey"] = "rewrk"  # the default --loadgen: the post's
     results: str | None = None  # relative to the study file; default: results/<study name>
     locks: str | None = None  # <locks>/<profile>/<app>.txt, relative to the study file; default: <name>-locks
@@ -209,17 +210,19 @@ class StudyFile(_Strict):
                                                    f"can run without the GIL")
         return forced
 
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, duration):
+        if duration_seconds(duration) is None:
+            raise PydanticCustomError("value", f"expected {DURATION_FORMS}")
+        return duration
+
     @field_validator("variants")
     @classmethod
     def _distinct(cls, variants):
         if len(set(variants)) != len(variants):
             raise PydanticCustomError("study", "name each variant once")
         return variants
-
-
-def duration_seconds(text: str) -> int:
-    """'30s', '2m' or '30' (seconds) to whole seconds."""
-    return int(text.rstrip("sm")) * (60 if text.endswith("m") else 1)
 
 
 def error_line(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ a concurrency.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gilfree import PROJECT_ROOT
+from gilfree.core.arguments import duration_seconds
 from gilfree.study.schema import (
     ARTICLE_FILE,
     DEFAULT_PROFILE,
@@ -26,7 +28,6 @@ from gilfree.study.schema import (
     SessionSpec,
     StudyError,
     StudyFile,
-    duration_seconds,
     expand,
     gil_name,
     read,
@@ -328,6 +329,15 @@ def load(path: Path) -> Study:
     except StudyError as error:
         raise StudyError(f"{path}: {error}") from None
     return study
+
+
+def study_file(text: str) -> Study:
+    """The study file a command line names, read and checked (an argparse `type=`): its StudyError as the
+    command line's one-line refusal."""
+    try:
+        return load(Path(text))
+    except StudyError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def discover(directory: Path = STUDIES_DIR) -> tuple[dict[str, Study], dict[Path, StudyError]]:

@@ -83,7 +83,8 @@ def read(stored_warnings: list[dict]) -> list[StudyWarning]:
 # The sentences of records stored before warnings had kinds (schema 4 and older), read back into their kinds.
 _NUMBER = r"([0-9.]+)"
 _SENTENCES = (
-    (WarningKind.MACHINE_BUSY, rf"machine busy before the run: {_NUMBER}% CPU use across (\d+) cores \(limit {_NUMBER}%\)",
+    (WarningKind.MACHINE_BUSY,
+     rf"machine busy before the run: {_NUMBER}% CPU use across (\d+) cores \(limit {_NUMBER}%\)",
      lambda g: {"busy_share": float(g[0]) / 100, "cores": int(g[1]), "limit": float(g[2]) / 100}),
     (WarningKind.LOADGEN_SATURATED, rf"load generator used {_NUMBER} cores from (\d+) thread\(s\).*",
      lambda g: {"cores": float(g[0]), "threads": int(g[1])}),

@@ -146,7 +146,9 @@ def _builds_warning(records: list[dict]) -> str:
     builds = {variant: {build_text(r["interpreter"].get("optimisations")) for r in records
                         if r["cell"]["variant"] == variant and r["interpreter"].get("optimisations")}
               for variant in ("3.14", "3.14t")}
-    if builds["3.14"] and builds["3.14t"] and builds["3.14"] != builds["3.14t"]:
+    interpreters = {variant: [r["interpreter"] for r in records if r["cell"]["variant"] == variant]
+                    for variant in ("3.14", "3.14t")}
+    if any(results.builds_differ(gil, threaded) for gil in interpreters["3.14"] for threaded in interpreters["3.14t"]):
         return (f"\n**WARNING: 3.14 and 3.14t were built with different optimisations (3.14: "
                 f"{'; '.join(sorted(builds['3.14']))}; 3.14t: {'; '.join(sorted(builds['3.14t']))}). Every 3.14t / "
                 f"3.14 ratio measures the builds as much as free-threading; those verdicts are not comparable.**\n")
@@ -166,7 +168,8 @@ def machine_section(stored: dict[tuple[str, str], dict], judged: list[ClaimVerdi
          f"{_range(cores)} (logical CPUs less the load generator's use, or the pinned set)"],
         ["Load generator", post_setup()["load_generator"],
          _distinct((r.get("load_generator") or {}).get("version") or r["settings"]["loadgen"] for r in records)],
-        ["Duration per run", f"{post_setup()['duration_s']}s", _distinct(f"{r['settings']['duration_s']}s" for r in records)],
+        ["Duration per run", f"{post_setup()['duration_s']}s",
+         _distinct(f"{r['settings']['duration_s']}s" for r in records)],
         ["Runs per cell", str(post_setup()["runs_per_cell"]), _runs(records)],
         *[[f"Python {variant}", post_setup()["pythons"][variant], _interpreters(records, variant)]
           for variant in ("3.14", "3.14t")],

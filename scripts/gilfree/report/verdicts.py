@@ -442,8 +442,9 @@ def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate:
 
 
 def _builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None:
-    flags = [record["interpreter"].get("optimisations") for record in (over, under)]
-    return BuildsDiffer(ratio, *flags) if None not in flags and flags[0] != flags[1] else None
+    if not results.builds_differ(over["interpreter"], under["interpreter"]):
+        return None
+    return BuildsDiffer(ratio, over["interpreter"]["optimisations"], under["interpreter"]["optimisations"])
 
 
 def judge(claim: Claim, stored: dict[tuple[str, str], dict]) -> ClaimVerdict:

@@ -94,6 +94,13 @@ def succeeded(item: dict | None) -> bool:
     return bool(item) and item["status"] == "ok"
 
 
+def builds_differ(interpreter: dict, other: dict) -> bool:
+    """Two recorded interpreters built with other optimisations (PGO, LTO, JIT): a ratio between them measures
+    the builds as much as the interpreters. Unknown on either side (older records) is not a difference."""
+    flags = [interpreter.get("optimisations"), other.get("optimisations")]
+    return None not in flags and flags[0] != flags[1]
+
+
 def ok_runs(record: dict | None) -> list[dict]:
     """The runs of a record that measured (a record keeps its failed runs apart, but older ones did not)."""
     return [run for run in (record or {}).get("runs") or [] if succeeded(run)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -148,3 +149,27 @@ def leftovers(python: str) -> list[psutil.Process]:
 def assert_port_free(port: int) -> None:
     listening = [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN]
     assert listening == []
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "the condition"):
+    """Poll `condition` until it returns something true, and return that: tests wait on the event itself, never
+    for a fixed time. Fails after `timeout` seconds, naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def cpu_seconds(*processes: psutil.Process) -> float:
+    """User plus system CPU seconds of these processes, all their threads, as the kernel counts them."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
+def spinning(process: psutil.Process, timeout: float = 30.0) -> None:
+    """Wait until a process that should be busy has been seen using CPU (it has started, and got a core)."""
+    used = cpu_seconds(process)
+    wait_for(lambda: cpu_seconds(process) > used + 0.02, timeout, f"pid {process.pid} to use CPU")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session
+from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session, wait_for
 from gilfree.run.child import ServerError
 from gilfree.run.server import GranianServer
 from gilfree.study.studies import article
@@ -24,20 +24,25 @@ def granian_processes(python):
     return [p for p in leftovers(python) if "granian" in " ".join(p.cmdline())]
 
 
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
 def load_processes(port):
     """wrk processes loading this test's port (other tests may run wrk elsewhere at the same time)."""
     return [p for p in psutil.process_iter(["name", "cmdline"])
             if p.info["name"] == "wrk" and any(f":{port}/" in part for part in p.info["cmdline"] or [])]
+
+
+def under_load(port):
+    """The wrk loading this port once the server has answered it: it holds open connections to the port and has
+    read 64 KiB from them (some hundreds of answers; what it reads before its load is a few small files)."""
+    def answered(process):
+        try:
+            return process.io_counters().read_chars > 64 * 2**10 and any(
+                c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == port
+                for c in process.net_connections("tcp"))
+        except psutil.NoSuchProcess:
+            return False
+
+    return wait_for(lambda: [p for p in load_processes(port) if answered(p)], timeout=60,
+                    what=f"wrk to get answers from port {port}")
 
 
 def stored(results_dir, session):
@@ -83,9 +88,9 @@ def test_non_2xx_answer_fails_before_any_load(environments, tmp_path):
     assert_port_free(port)
 
 
-def kill_a_worker_during_load(python):
+def kill_a_worker_during_load(python, port):
     main = wait_for(lambda: [p for p in granian_processes(python) if p.children()])[0]
-    time.sleep(1.0)  # into the load
+    under_load(port)
     main.children()[0].kill()
 
 
@@ -96,7 +101,7 @@ def test_killed_worker_fails_the_cell_and_the_session(environments, tmp_path, ke
     extra = ["--duration", "3s"] + (["--keep-going"] if keep_going else [])
     harness = subprocess.Popen(harness_command("wsgi-3.14", python, tmp_path, port, *extra),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    kill_a_worker_during_load(python)
+    kill_a_worker_during_load(python, port)
     _, stderr = harness.communicate(timeout=120)
     assert harness.returncode == 1
     records = stored(tmp_path, "wsgi-3.14")
@@ -122,7 +127,7 @@ def test_interrupt_stops_everything_and_keeps_finished_cells(environments, tmp_p
     first = tmp_path / "raw" / cells[0].table / f"{cells[0].key}.json"
     wait_for(first.exists, timeout=60)
     wait_for(lambda: [p for p in granian_processes(python) if p.children()])  # the second cell is up
-    time.sleep(1.5)  # and under load
+    under_load(port)  # and under load (the first cell's wrk ended before its record was written)
     harness.send_signal(signum)
     started = time.monotonic()
     harness.communicate(timeout=30)
@@ -187,7 +192,9 @@ def test_granian_left_by_a_killed_harness_is_stopped_by_the_next_run(environment
         server[-1].suspend()  # a worker that cannot stop keeps Granian from stopping on SIGTERM: it stays
         os.killpg(harness.pid, signal.SIGKILL)  # the harness and its group reaper at once, as `kill -9 -PGID`
         harness.communicate()
-        time.sleep(2)
+        # Granian got its death signal (SIGTERM) and began to stop: what stays now is what it cannot stop
+        [log] = (tmp_path / "logs").rglob("*.log")
+        wait_for(lambda: "Shutting down granian" in log.read_text(errors="replace"), what="Granian's SIGTERM")
         left = [process for process in server if process.is_running() and process.status() != "zombie"]
         assert left, "Granian stopped by itself: nothing was left behind to test with"
         again = subprocess.run(harness_command("asgi-3.14", python, tmp_path, port, "--table", "asgi-json"),

@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session, stands_in
+from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session, spinning, stands_in
 from gilfree.study.studies import article
 
 SESSIONS = article().sessions
@@ -122,7 +122,8 @@ def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, t
 def test_a_busy_machine_is_warned_about(environments, tmp_path):
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
     try:
-        time.sleep(0.3)
+        for burner in burners:  # every core busy before the harness looks
+            spinning(psutil.Process(burner.pid))
         completed, _ = run_session("asgi-3.14", environments["asgi"], tmp_path, "--table", "asgi-json")
     finally:
         for burner in burners:

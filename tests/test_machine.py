@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, base_python, free_port, harness_command
+from conftest import ROOT, base_python, free_port, harness_command, wait_for
 from gilfree.run import machine_lock, runner
 from gilfree.run.interpreters import Interpreter
 from gilfree.study.studies import article
-from test_faults import load_processes, wait_for
+from test_faults import load_processes
 
 SESSIONS = article().sessions
 

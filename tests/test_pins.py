@@ -220,6 +220,14 @@ def test_each_cargo_tool_is_the_same_version_everywhere(name, version):
     assert len(copied) == 1 and f"/opt/cargo-tools/bin/{name}" in copied[0] and copied[0][-1] == "/usr/local/bin/"
 
 
+def test_the_tools_session_installs_the_images_cargo_tools_as_the_readme_says():
+    """`nox -s tools` and the image get the same tools (each one's version: the test above), and the README's
+    row for the session names each at the version installed."""
+    assert [tool.name for tool in tools.TOOLS] == re.findall(r"cargo install (\S+) --version", docker_runs())
+    [row] = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `tools` |")]
+    assert re.findall(r"(\w+) (\d+\.\d+\.\d+)", row) == [(tool.name, tool.version) for tool in tools.TOOLS]
+
+
 def test_nox_in_the_image_satisfies_the_noxfiles_own_requirement():
     pinned = re.findall(r"\bnox==(\d+(?:\.\d+)+)", docker_runs())
     assert len(pinned) == 1, pinned

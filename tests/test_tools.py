@@ -24,10 +24,6 @@ def executable(path: Path) -> Path:
     return path
 
 
-def test_the_pins():
-    assert [(tool.name, tool.version) for tool in tools.TOOLS] == [("rewrk", "0.3.2"), ("oha", "1.16.0")]
-
-
 @pytest.mark.parametrize("name", ["rewrk", "oha"])
 def test_the_loadgen_hint_and_the_installer_pin_the_same_version(name):
     hint = LOADGENS[name].install_hint

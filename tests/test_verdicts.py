@@ -3,7 +3,9 @@ inconclusive or not comparable. Made-up records only (rendering and real data: t
 
 import copy
 
+import numpy
 import pytest
+import scipy.stats
 from conftest import make_record
 from gilfree.core import stats
 from gilfree.report import verdicts
@@ -71,10 +73,34 @@ def test_two_runs_get_no_interval_either():
     assert judged.runs == 2 and judged.estimates[0].interval is None
 
 
-def test_the_interval_is_the_same_on_every_rendering():
-    over, under = [8000.0, 9500, 8500], [10000.0, 9000, 11000]
-    assert stats.ratio_interval(over, under, paired=True) == stats.ratio_interval(over, under, paired=True)
-    assert stats.ratio_interval(over, under, paired=True) != stats.ratio_interval(over, under, paired=False)
+def t_interval_by_hand(over, under, paired):
+    """The 95% interval of the ratio, worked out here from the textbook formulas on the logarithms: a one-sample
+    t on the round-by-round log ratios, or Welch's t with the Welch-Satterthwaite degrees of freedom."""
+    logs_over, logs_under = numpy.log(over), numpy.log(under)
+    if paired:
+        differences = logs_over - logs_under
+        centre, error = differences.mean(), differences.std(ddof=1) / numpy.sqrt(len(differences))
+        freedom = len(differences) - 1
+    else:
+        centre = logs_over.mean() - logs_under.mean()
+        shares = [logs.var(ddof=1) / len(logs) for logs in (logs_over, logs_under)]
+        error = numpy.sqrt(sum(shares))
+        freedom = sum(shares) ** 2 / sum(share ** 2 / (len(logs) - 1)
+                                        for share, logs in zip(shares, (logs_over, logs_under)))
+    quantile = scipy.stats.t.ppf(0.975, freedom)
+    return numpy.exp(centre - quantile * error), numpy.exp(centre + quantile * error)
+
+
+@pytest.mark.parametrize("over, under, paired", [
+    ([8000.0, 9500, 8500], [10000.0, 9000, 11000], True),
+    ([8000.0, 9500, 8500], [10000.0, 9000, 11000], False),
+    ([8000.0, 9500, 8500, 8800], [10000.0, 9000, 11000], False),  # unequal runs: fractional degrees of freedom
+])
+def test_the_ratio_interval_is_a_t_interval_on_the_logarithms(over, under, paired):
+    expected = t_interval_by_hand(over, under, paired)
+    if len(over) == len(under):  # these runs tell the two apart (paired 0.57-1.33, Welch 0.70-1.08)
+        assert expected != pytest.approx(t_interval_by_hand(over, under, not paired), rel=0.01)
+    assert stats.ratio_interval(over, under, paired=paired) == pytest.approx(expected)
 
 
 def test_runs_not_made_in_the_same_rounds_are_resampled_apart():

@@ -3,7 +3,6 @@
 import pytest
 from gilfree.core import stats
 from gilfree.core.warnings import WarningKind
-from gilfree.run.runner import run_order
 from gilfree.study.studies import article
 
 
@@ -61,15 +60,6 @@ def test_a_load_generator_of_many_threads_is_not_judged_saturated():
 def test_counts_stay_whole_numbers():
     load, resources, _ = stats.summarise([made_up_run(100), made_up_run(110)])
     assert isinstance(load["requests"], int) and isinstance(resources["peak_processes"], int)
-
-
-def test_runs_alternate_variants_round_by_round_and_resume_where_they_stopped():
-    cells = list(article().tables_by_id["asgi-json"].cells)  # 3.14, 3.14t, 3.14, 3.14t
-    order = run_order(cells, dict.fromkeys(cells, 0), repeat=2)
-    assert [(round_, cell.variant) for round_, cell in order] == [
-        (0, "3.14"), (0, "3.14t"), (0, "3.14"), (0, "3.14t"), (1, "3.14"), (1, "3.14t"), (1, "3.14"), (1, "3.14t")]
-    resumed = run_order(cells, {cells[0]: 2, cells[1]: 1, cells[2]: 1, cells[3]: 0}, repeat=2)
-    assert resumed == [(0, cells[3]), (1, cells[1]), (1, cells[2]), (1, cells[3])]
 
 
 def test_spread_of_one_run_is_that_run():

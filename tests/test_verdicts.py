@@ -11,6 +11,7 @@ from gilfree.core import stats
 from gilfree.report import verdicts
 from gilfree.report.verdicts import Band, BuildsDiffer, CpuBound, DoubtfulRow, FlagKind, Missing, TooFewCores, Verdict
 from gilfree.run.interpreters import optimisations
+from gilfree.study import results
 from gilfree.study.studies import article
 
 ASGI_JSON, ASGI_IO, _, WSGI_JSON, _, THREADS, WORKERS = verdicts.claims()
@@ -106,8 +107,8 @@ def test_the_ratio_interval_is_a_t_interval_on_the_logarithms(over, under, paire
 def test_runs_not_made_in_the_same_rounds_are_resampled_apart():
     gil = with_runs(GIL_W1, [10000, 10000, 10000])
     threaded = with_runs(THREADED_W1, [8000, 8100, 7900], round_offset=30)  # a later session
-    assert not verdicts.paired(verdicts.ok_runs(threaded), verdicts.ok_runs(gil))
-    assert verdicts.paired(verdicts.ok_runs(with_runs(THREADED_W1, [1, 2, 3], 1)), verdicts.ok_runs(gil))
+    assert not results.paired(verdicts.ok_runs(threaded), verdicts.ok_runs(gil))
+    assert results.paired(verdicts.ok_runs(with_runs(THREADED_W1, [1, 2, 3], 1)), verdicts.ok_runs(gil))
 
 
 @pytest.mark.parametrize("band, interval, expected", [

@@ -26,6 +26,9 @@ from gilfree.core.arguments import (
     interpreter_path,
     port,
     rate,
+    repeat,
+    seed,
+    width,
     writable_dir,
 )
 from gilfree.report import compare, render
@@ -36,6 +39,7 @@ from gilfree.run.interpreters import InterpreterError
 from gilfree.run.loadgen import LOADGENS, LoadGenError
 from gilfree.run.processes import exit_with_caller
 from gilfree.run.remote import SshHost, valid_destination
+from gilfree.run.rounds import MIN_ROUNDS, AutoRepeat
 from gilfree.run.server import DEFAULT_PORT
 from gilfree.study import results, schema, studies
 
@@ -63,7 +67,17 @@ def run_arguments(run: argparse.ArgumentParser, python_required: bool) -> None:
     run.add_argument("--profile", help="the study's profile the environments were installed from, whose locks "
                                        "they must hold (default: GILFREE_PROFILE, else the study's first)")
     run.add_argument("--table", help="run only this table of the session")
-    run.add_argument("--repeat", type=count, default=1, help="runs per cell; tables show the median (default 1)")
+    run.add_argument("--repeat", type=repeat,
+                     help="rounds (runs per cell; tables show the median), or auto: rounds until every compared "
+                          "interval is settled (default: the study's, else 1)")
+    run.add_argument("--max-rounds", type=count, help="--repeat auto: the most rounds (default 10)")
+    run.add_argument("--target-width", type=width,
+                     help="--repeat auto: how wide an interval may be, high over low less 1 (default 0.10: half "
+                          "the ±10%% on-par band)")
+    run.add_argument("--budget", type=duration, help="--repeat auto: no round starts that would end past this time "
+                                                      "(default: none but --max-rounds)")
+    run.add_argument("--order-seed", type=seed, help="the seed each round's order is shuffled by (default: a new one "
+                                                    "per session, recorded)")
     run.add_argument("--warmup", type=duration, default=0, help="load before each measured run (default none)")
     run.add_argument("--pin", type=count, metavar="N",
                      help="pin the load generator to the last N CPUs and the server to the others")
@@ -144,7 +158,7 @@ def options_from(args: argparse.Namespace) -> runner.Options:
         duration_s=args.duration or session.study.duration_s, loadgen=args.loadgen,
         results_dir=args.results_dir or writable_dir(str(session.study.results_dir)), port=args.port,
         keep_going=args.keep_going, force=args.force, table=args.table, profile=args.profile,
-        repeat=args.repeat, warmup_s=args.warmup, pin=args.pin, rate=args.rate, metrics=args.metrics,
+        warmup_s=args.warmup, pin=args.pin, rate=args.rate, metrics=args.metrics, **rounds_from(args, session),
     )
     options.profile_name  # refuses a profile the study lacks
     for app in session.apps:
@@ -152,6 +166,24 @@ def options_from(args: argparse.Namespace) -> runner.Options:
     options.settings  # refuses a --pin this machine cannot honour
     options.cells  # refuses CPU points this machine cannot give
     return options
+
+
+def rounds_from(args: argparse.Namespace, session: studies.Session) -> dict:
+    """--repeat N, or --repeat auto with its rule; the study's repeat where none is given."""
+    repeat = args.repeat or session.study.repeat
+    given = [name for name in ("max_rounds", "target_width", "budget") if getattr(args, name) is not None]
+    if repeat != "auto" and given:
+        raise ValueError(f"--{given[0].replace('_', '-')} is for --repeat auto; add that, or leave it out")
+    chosen = {} if args.order_seed is None else {"order_seed": args.order_seed}
+    if repeat != "auto":
+        return chosen | {"repeat": repeat}
+    defaults = AutoRepeat()
+    rule = AutoRepeat(target_width=args.target_width or defaults.target_width,
+                      max_rounds=args.max_rounds or defaults.max_rounds, budget_s=args.budget)
+    if rule.max_rounds < MIN_ROUNDS:
+        raise ValueError(f"--max-rounds {rule.max_rounds} is below the {MIN_ROUNDS} rounds an interval needs; give "
+                         f"at least {MIN_ROUNDS}")
+    return chosen | {"repeat": MIN_ROUNDS, "auto": rule}
 
 
 def load_host(args: argparse.Namespace) -> LoadHost:

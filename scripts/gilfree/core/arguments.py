@@ -41,6 +41,33 @@ def count(text: str) -> int:
     return int(text)
 
 
+def repeat(text: str) -> int | str:
+    """--repeat: a number of rounds, or `auto` (rounds until the compared intervals are settled)."""
+    if text == "auto":
+        return text
+    try:
+        return count(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"invalid repeat {text!r}: use a whole number of at least 1, or auto") from None
+
+
+def width(text: str) -> float:
+    """--target-width: how wide an interval may be, as its high over its low less 1 (0.10, or 10%)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = 0.0
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"invalid width {text!r}: use a positive share, such as 0.10 or 10%")
+    return value
+
+
+def seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: use a whole number of at least 0")
+    return int(text)
+
+
 def rate(text: str) -> float:
     """Requests per second: a positive, finite number."""
     try:

@@ -10,7 +10,7 @@ from tabulate import tabulate
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import WarningKind
 from gilfree.report import charts, scaling_report
-from gilfree.run import scaling
+from gilfree.run import rounds, scaling
 from gilfree.run.loadgen import PERCENTILES
 from gilfree.run.sampler import DEFAULT_INTERVAL_S
 from gilfree.study import ceiling, results
@@ -274,7 +274,24 @@ def _this_run(records: list[dict]) -> str:
     if not commands:
         return ""
     return (f"\nThis run's commands: `{_executable_named(commands['server'])}` / "
-            f"`{_executable_named(commands['load'])}`.\n")
+            f"`{_executable_named(commands['load'])}`.{_rounds_line(records)}\n")
+
+
+def _rounds_line(records: list[dict]) -> str:
+    """How the session chose its rounds and their order (records before rounds were recorded: nothing)."""
+    chosen = next((r["rounds"] for r in records if r.get("rounds")), None)
+    if chosen is None:
+        return ""
+    order = f" Each round's order was shuffled (seed {chosen['order_seed']})."
+    rule = chosen["auto"]
+    if rule is None:
+        return order
+    widths = [w for w in (chosen["widths"] or {}).values() if w is not None]
+    widest = f"; widest interval {max(widths):.1%}" if widths else ""
+    stop = next((s.sentence for s in rounds.Stop if s.key == chosen["stopped_by"]), "it was interrupted")
+    return (f" --repeat auto: {chosen['rounds_run']} round(s), stopped because {stop} (target width "
+            f"{rule['target_width']:.0%}, on-par band ±{rule['band']:.0%}, at most {rule['max_rounds']} rounds"
+            f"{widest}).{order}")
 
 
 def _source_commands(table: Table, study: Study) -> list[str]:

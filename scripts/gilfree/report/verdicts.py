@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from enum import Enum
 from functools import cache
 
@@ -369,23 +368,6 @@ def run_values(record: dict, figure: str, pss: bool) -> list[float]:
     return [run["resources"]["end_pss_bytes" if pss else "peak_rss_bytes"] for run in ok_runs(record)]
 
 
-def _time(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp) if stamp else None
-
-
-def paired(over: list[dict], under: list[dict]) -> bool:
-    """Whether run i of one cell and run i of the other were made in the same round (the interleaved sessions):
-    both of round i ended before either of round i + 1 began."""
-    if len(over) != len(under):
-        return False
-    for runs in zip(zip(over, under), zip(over[1:], under[1:])):
-        ended = [_time(run.get("finished_at")) for run in runs[0]]
-        began = [_time(run.get("started_at")) for run in runs[1]]
-        if None in ended + began or max(ended) > min(began):
-            return False
-    return True
-
-
 def sessions_measuring(cells: Iterable[Cell]) -> tuple[str, ...]:
     """The sessions that run all these cells (the fewest cells first); else one per cell that none covers alone."""
     cells = set(cells)
@@ -428,7 +410,7 @@ def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate:
     pss = ratio.figure == "memory" and _on_pss(over, under)
     tops, bottoms = run_values(over, ratio.figure, pss), run_values(under, ratio.figure, pss)
     value = stats.geometric_ratio(tops, bottoms)
-    pairs = paired(ok_runs(over), ok_runs(under))
+    pairs = results.paired(ok_runs(over), ok_runs(under))
     interval = stats.ratio_interval(tops, bottoms, pairs)
     outcome = ratio.band.judge(*(interval or (value, value)))
     reasons = _preconditions(ratio, over, under, interval or (value, value), outcome)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -19,12 +20,13 @@ import psutil
 
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import StudyWarning, WarningKind
-from gilfree.run import granian_counters
+from gilfree.run import granian_counters, rounds
 from gilfree.run.child import DEFAULT_BIND, ServerError, free_port, url
 from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import Interpreter, check, check_lock, probe
 from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, LoadResult
 from gilfree.run.processes import TooFewCpus, available_cpus, points_for, split_cpus
+from gilfree.run.rounds import AutoRepeat
 from gilfree.run.sampler import TreeSampler, busy_share
 from gilfree.run.server import GranianServer, granian_command, resolved_loop, resolved_runtime_mode
 from gilfree.study import results
@@ -51,7 +53,9 @@ class Options:
     force: bool = False
     table: str | None = None
     profile: str | None = None  # None: the study's first (or GILFREE_PROFILE)
-    repeat: int = 1
+    repeat: int = 1  # rounds; with `auto`, the least that --repeat auto runs (rounds.MIN_ROUNDS)
+    auto: AutoRepeat | None = None  # --repeat auto: rounds until the compared intervals are settled
+    order_seed: int = field(default_factory=lambda: random.SystemRandom().randrange(2**32))  # each round's order
     warmup_s: int = 0
     pin: int | None = None  # CPUs for the load generator; the server gets the others
     rate: float | None = None  # open loop: requests per second offered; None: closed loop, as the post
@@ -96,7 +100,8 @@ class Options:
     def settings(self) -> dict:
         """How every run of this session is measured; reading it refuses a --pin the machine cannot honour."""
         server, loadgen = split_cpus(self.pin) if self.pin else (None, None)
-        return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port, "repeat": self.repeat,
+        return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port,
+                "repeat": "auto" if self.auto else self.repeat,
                 "warmup_s": self.warmup_s, "server_cpus": server, "loadgen_cpus": loadgen,
                 "rate_rps": self.rate,
                 "bind": self.bind, "loadgen_host": self.load_host.destination}
@@ -216,7 +221,6 @@ class Plan:
     load_generator: dict
     interpreters: dict[tuple[str, str], Interpreter]
     records: dict[Cell, dict]
-    order: list[tuple[int, Cell]]
 
 
 def prepare(options: Options) -> Plan:
@@ -232,39 +236,69 @@ def prepare(options: Options) -> Plan:
                                              f"the environment of {cell.app} on {cell.variant}")
     records = {cell: _stored(options, cell, fingerprint(cell, checked[cell.app, cell.variant], options, load_generator))
                for cell in cells}
-    kept = sum(min(len(record["runs"]), options.repeat) for record in records.values())
+    most = options.auto.max_rounds if options.auto else options.repeat
+    kept = sum(min(len(record["runs"]), most) for record in records.values())
     if kept:
         say(f"kept {kept} stored run(s) of this session (--force re-runs them)")
-    order = run_order(cells, {cell: len(record["runs"]) for cell, record in records.items()}, options.repeat)
-    results.ensure_space(options.results_dir, len(order))
-    return Plan(options, load_generator, checked, records, order)
+    results.ensure_space(options.results_dir, sum(max(0, most - len(record["runs"])) for record in records.values()))
+    return Plan(options, load_generator, checked, records)
 
 
 def run(plan: Plan) -> int:
     """Run a prepared session and store its records; return the exit status (0 every run measured, 1 some
     failed, EXIT_STORAGE_FULL the results' disk filled up). Rendering is the caller's, once the records are stored."""
-    options, status = plan.options, 0
+    options, cells, status = plan.options, list(plan.records), 0
+    done = {cell: len(record["runs"]) for cell, record in plan.records.items()}
+    planned = None if options.auto else sum(max(0, options.repeat - runs) for runs in done.values())
+    started, round_, number = time.monotonic(), 0, 0
     try:
-        for index, (round_, cell) in enumerate(plan.order):
-            interpreter = plan.interpreters[cell.app, cell.variant]
-            _progress(index, plan.order, round_, cell, interpreter, LOADGENS[options.loadgen], options)
-            if not _run_once(plan.records[cell], cell, interpreter, plan.load_generator, options):
-                status = 1
-                if not options.keep_going:
-                    break
+        while (stop := _enough(plan, round_, time.monotonic() - started)) is False:
+            for cell in rounds.round_order(cells, done, round_, options.order_seed):
+                interpreter = plan.interpreters[cell.app, cell.variant]
+                number += 1
+                _progress(number, planned, round_, cell, interpreter, options)
+                done[cell] += 1
+                if not _run_once(plan.records[cell], cell, interpreter, plan.load_generator, options, round_):
+                    status = 1
+                    if not options.keep_going:
+                        return status
+            round_ += 1
+        if options.auto:
+            _record_rounds(plan, round_, stop)
     except results.StorageFull as full:
         say(f"error: {full}")
         status = EXIT_STORAGE_FULL
     return status
 
 
-def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options) -> bool:
+def _enough(plan: Plan, rounds_run: int, elapsed_s: float) -> rounds.Stop | None | bool:
+    """False: run another round. Otherwise the session has its rounds: --repeat N's, or --repeat auto's reason."""
+    options = plan.options
+    if not options.auto:
+        return None if rounds_run >= options.repeat else False
+    round_s = elapsed_s / rounds_run if rounds_run else 0.0
+    stop = rounds.decide(rounds.compared(list(plan.records), plan.records), options.auto, rounds_run, elapsed_s, round_s)
+    return False if stop is None else stop
+
+
+def _record_rounds(plan: Plan, rounds_run: int, stop: rounds.Stop) -> None:
+    """--repeat auto's decision, said and kept in every record of the session."""
+    found = rounds.compared(list(plan.records), plan.records)
+    say(f"--repeat auto stopped after {rounds_run} round(s): {stop.sentence}")
+    for cell, record in plan.records.items():
+        record["rounds"] = rounds.summary(plan.options.auto, plan.options.order_seed, rounds_run, stop, found)
+        results.write_atomic(results.cell_path(plan.options.results_dir, cell), record)
+
+
+def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options,
+              round_: int) -> bool:
     """Measure the cell once and store its record before anything else is written; False if the run failed.
     Warnings are printed as they arise: the run's own, and those the cell gains with it (its variation)."""
     record["load_generator"] = load_generator
     known = set(warnings.read(record.get("warnings", []))) | set(interpreter_warnings(interpreter, options))
-    record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options))
-    _refresh(record, cell, interpreter, options)
+    placed = {"round": round_, "order_seed": options.order_seed}  # where in the shuffled rounds it ran
+    record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options) | placed)
+    _refresh(record, cell, interpreter, options, round_ + 1)
     try:
         results.write_atomic(results.cell_path(options.results_dir, cell), record)
     except results.StorageFull as full:
@@ -288,18 +322,17 @@ def _check_from_load_host(server: GranianServer, generator: LoadGenerator, targe
                           f"{when} ({failure}); can it reach {options.bind} port {options.port}?")
 
 
-def run_order(cells: list[Cell], done: dict[Cell, int], repeat: int) -> list[tuple[int, Cell]]:
-    """Round by round, each round every cell in the table's order (which alternates 3.14 and 3.14t), so slow
-    drift of the machine hits every cell alike; runs already done are skipped."""
-    return [(round_, cell) for round_ in range(repeat) for cell in cells if done[cell] <= round_]
-
-
-def _progress(index: int, plan: list, round_: int, cell: Cell, interpreter: Interpreter,
-              generator: LoadGenerator, options: Options) -> None:
-    left = (len(plan) - index) * (options.duration_s + options.warmup_s + SETUP_ESTIMATE_S)
+def _progress(number: int, planned: int | None, round_: int, cell: Cell, interpreter: Interpreter,
+               options: Options) -> None:
+    """One line per run: which, and how long is left (with --repeat auto, the round: the rounds are not known)."""
+    each = options.duration_s + options.warmup_s + SETUP_ESTIMATE_S
+    what = f"{cell.table} {interpreter.label} {cell.key}"
+    if planned is None:
+        say(f"[round {round_ + 1}, --repeat auto] {what}, {options.loadgen} {options.duration_s}s")
+        return
     repeat = f" run {round_ + 1}/{options.repeat}" if options.repeat > 1 else ""
-    say(f"[{index + 1}/{len(plan)}] {cell.table} {interpreter.label} {cell.key}{repeat}, "
-        f"{generator.name} {options.duration_s}s; about {left:.0f}s left in this session")
+    say(f"[{number}/{planned}] {what}{repeat}, {options.loadgen} {options.duration_s}s; "
+        f"about {(planned - number + 1) * each:.0f}s left in this session")
 
 
 def _stored(options: Options, cell: Cell, stamp: str) -> dict:
@@ -326,8 +359,8 @@ def _stored(options: Options, cell: Cell, stamp: str) -> dict:
     return record
 
 
-def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Options) -> None:
-    """Everything but the runs is derived: status, the median figures, their spread, the warnings."""
+def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Options, rounds_run: int) -> None:
+    """Everything but the runs is derived: status, the median figures, their spread, the warnings, the rounds."""
     runs = record["runs"]
     ok = [run for run in runs if results.succeeded(run)]
     failures = [run["failure"] for run in runs if not results.succeeded(run)]
@@ -337,7 +370,8 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         cell=cell.as_dict(),
         commands=runs[-1]["commands"],
         interpreter=interpreter.as_dict(),
-        status="failed" if failures else "ok" if len(ok) >= options.repeat else "incomplete",
+        status="failed" if failures else "ok" if len(ok) >= (rounds_run if options.auto else options.repeat)
+        else "incomplete",
         failure=failures[-1] if failures else None,
         settings=options.settings_for(cell),
         environment=options.environment(cell.app),
@@ -346,6 +380,7 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         load=None, resources=None, spread=None,
     )
     record["granian"] = granian_counters.summary(ok or runs)
+    record["rounds"] = rounds.summary(options.auto, options.order_seed, rounds_run, None, [])
     if ok:
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
     record["warnings"] = warnings.stored([w for run in runs for w in warnings.read(run["warnings"])]

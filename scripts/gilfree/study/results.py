@@ -106,6 +106,23 @@ def ok_runs(record: dict | None) -> list[dict]:
     return [run for run in (record or {}).get("runs") or [] if succeeded(run)]
 
 
+def _time(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
+def paired(over: list[dict], under: list[dict]) -> bool:
+    """Whether run i of one cell and run i of the other were made in the same round (the interleaved sessions):
+    both of round i ended before either of round i + 1 began."""
+    if len(over) != len(under):
+        return False
+    for runs in zip(zip(over, under), zip(over[1:], under[1:])):
+        ended = [_time(run.get("finished_at")) for run in runs[0]]
+        began = [_time(run.get("started_at")) for run in runs[1]]
+        if None in ended + began or max(ended) > min(began):
+            return False
+    return True
+
+
 # Settings that do not change what a run measures: runs differing only in these are runs of one measurement.
 NOT_MEASURED = ("port", "repeat")
 

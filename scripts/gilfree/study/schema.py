@@ -198,6 +198,14 @@ class StudyFile(_Strict):
     # without the GIL, at the study's own risk; every record, row and report says so.
     gil_forced_off: tuple[Variant, ...] = ()
     metrics: bool = False  # Granian's own counters for every table (Granian 2.7.0 and later)
+    repeat: Any = 1  # the default --repeat: rounds, or "auto" (rounds until the compared intervals are settled)
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat(cls, repeat):
+        if repeat != "auto" and not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1):
+            raise PydanticCustomError("value", 'expected a whole number of at least 1, or "auto"')
+        return repeat
 
     @field_validator("gil_forced_off")
     @classmethod

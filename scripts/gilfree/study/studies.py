@@ -171,6 +171,7 @@ class Study:
     post_load_command: str | None = None
     post_setup: dict[str, Any] | None = None
     gil_forced_off: tuple[str, ...] = ()
+    repeat: int | str = 1  # the default --repeat
 
     @cached_property
     def tables_by_id(self) -> dict[str, Table]:
@@ -317,7 +318,7 @@ def load(path: Path) -> Study:
             lock_python=spec.lock_python or gil_name(lowest),
             apps=apps, tables=_tables(spec), profiles=_profiles(spec),
             default_sessions=spec.default_sessions or (), post_load_command=spec.post_load_command,
-            post_setup=spec.post_setup, gil_forced_off=spec.gil_forced_off,
+            post_setup=spec.post_setup, gil_forced_off=spec.gil_forced_off, repeat=spec.repeat,
         )
         _one_curve_per_app_and_endpoint(study.tables)
         object.__setattr__(study, "sessions", _sessions(name, study, spec.sessions))

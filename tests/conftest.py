@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from gilfree.run import rounds
 from gilfree.run.child import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
 from gilfree.study.schema import override_variable
 from gilfree.study.studies import Cell
@@ -115,10 +116,21 @@ def real_environments(real_pythons, tmp_path_factory) -> dict[tuple[str, str], s
             for app in ("asgi", "wsgi") for variant, interpreter in real_pythons.items()}
 
 
+# Each round's order is shuffled by a seed; the tests give one, so that they know which cell runs when.
+ORDER_SEED = "0"
+
+
+def in_order(cells) -> list:
+    """The cells of a session's first round, in the order the tests' seed runs them."""
+    cells = list(cells)
+    return rounds.round_order(cells, dict.fromkeys(cells, 0), 0, int(ORDER_SEED))
+
+
 def harness_command(session: str, python: str, results_dir: Path, port: int, *extra: str) -> list[str]:
     """The harness's command line as the nox sessions give it, with wrk and 1 s cells unless overridden."""
     return [sys.executable, "-m", "gilfree", "run", session, "--python", python, "--loadgen", "wrk",
-            "--duration", "1s", "--port", str(port), "--results-dir", str(results_dir), *extra]
+            "--duration", "1s", "--port", str(port), "--results-dir", str(results_dir), "--order-seed", ORDER_SEED,
+            *extra]
 
 
 def run_session(session: str, python: str, results_dir: Path, *extra: str, env: dict | None = None):

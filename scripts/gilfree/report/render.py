@@ -194,17 +194,6 @@ def _rps_range(record: dict | None) -> str:
     return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}{mean})"
 
 
-def conditions(record: dict) -> dict:
-    """How a row was measured, apart from the server under test: rows whose conditions differ were not measured
-    alike, so neither a ratio nor a table may put them side by side. Port and run count are left out, since
-    neither changes what a run measures; an older record without a field counts it as None."""
-    settings = results.measured_settings(record.get("settings", {}))
-    environment = record.get("environment") or {}
-    return {**settings, "profile": environment.get("profile"), "lock": environment.get("lock_sha256"),
-            "machine": results.machine_identity(record["machine"]) if record.get("machine") else None,
-            "load_generator": record.get("load_generator")}
-
-
 def _shown(name: str, value) -> str:
     if value is None:
         return "none"
@@ -220,7 +209,7 @@ def _shown(name: str, value) -> str:
 
 def condition_differences(records: list[dict]) -> list[str]:
     """What differs between the records' conditions, one short phrase per condition: 'loadgen wrk vs rewrk'."""
-    measured = [conditions(record) for record in records]
+    measured = [results.conditions(record) for record in records]
     differences = []
     for name in dict.fromkeys(name for each in measured for name in each):
         values = list(dict.fromkeys(_shown(name, each.get(name)) for each in measured))

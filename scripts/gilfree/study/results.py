@@ -131,6 +131,17 @@ def measured_settings(settings: dict) -> dict:
     return {name: value for name, value in settings.items() if name not in NOT_MEASURED}
 
 
+def conditions(record: dict) -> dict:
+    """How a row was measured, apart from the server under test: rows whose conditions differ were not measured
+    alike, so neither a ratio nor a table may put them side by side. Port and run count are left out, since
+    neither changes what a run measures; an older record without a field counts it as None."""
+    settings = measured_settings(record.get("settings", {}))
+    environment = record.get("environment") or {}
+    return {**settings, "profile": environment.get("profile"), "lock": environment.get("lock_sha256"),
+            "machine": machine_identity(record["machine"]) if record.get("machine") else None,
+            "load_generator": record.get("load_generator")}
+
+
 def python_shown(interpreter: dict) -> str:
     """The interpreter a row ran on, as every table prints it: the version that ran, and a GIL forced off."""
     return interpreter["label"] + (" (GIL forced off)" if interpreter.get("gil_forced_off") else "")

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -130,10 +129,8 @@ def test_interrupt_stops_everything_and_keeps_finished_cells(environments, tmp_p
     wait_for(lambda: [p for p in granian_processes(python) if p.children()])  # the second cell is up
     under_load(port)  # and under load (the first cell's wrk ended before its record was written)
     harness.send_signal(signum)
-    started = time.monotonic()
     harness.communicate(timeout=30)
-    assert harness.returncode == status
-    assert time.monotonic() - started < 5
+    assert harness.returncode == status  # and the session's later cells were never run: only the first is stored
     assert granian_processes(python) == []
     assert load_processes(port) == []
     records = stored(tmp_path, "asgi-3.14")

@@ -260,7 +260,8 @@ def run(plan: Plan) -> int:
 
 def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options) -> bool:
     """Measure the cell once and store its record before anything else is written; False if the run failed.
-    Warnings are printed as they arise: the run's own, and those the cell gains with it (its variation)."""
+    Warnings are printed as they arise: the run's own, and those the cell gains with it (its spread, outliers,
+    drift)."""
     record["load_generator"] = load_generator
     known = set(warnings.read(record.get("warnings", []))) | set(interpreter_warnings(interpreter, options))
     record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options))
@@ -343,13 +344,15 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         environment=options.environment(cell.app),
         machine=results.machine(),
         harness={"python": sys.version.split()[0]},
-        load=None, resources=None, spread=None,
+        load=None, resources=None, spread=None, stability=None,
     )
     record["granian"] = granian_counters.summary(ok or runs)
     if ok:
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
+        record["stability"] = stats.stability(stats.figure_values(ok, "rps"))
     record["warnings"] = warnings.stored([w for run in runs for w in warnings.read(run["warnings"])]
-                                         + (stats.variation_warning(record["spread"], len(ok)) if ok else [])
+                                         + (stats.cell_warnings(record["spread"], record["stability"], len(ok))
+                                            if ok else [])
                                          + interpreter_warnings(interpreter, options))
 
 

@@ -11,7 +11,18 @@ import time
 
 import psutil
 import pytest
-from conftest import ROOT, assert_port_free, free_port, harness_command, leftovers, run_session, spinning, stands_in
+from conftest import (
+    ROOT,
+    assert_port_free,
+    free_port,
+    harness_command,
+    leftovers,
+    run_session,
+    spinning,
+    stands_in,
+    wait_for,
+)
+from gilfree.core import stats
 from gilfree.study.studies import article
 
 SESSIONS = article().sessions
@@ -90,7 +101,7 @@ def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
     table = (tmp_path / "tables" / "asgi-io.md").read_text()
     assert "RPS range" in table
     rows = [line for line in table.splitlines() if line.startswith("| 3.") and "not run" not in line]
-    assert len(rows) == 2 and all("(n=3, mean 95% CI " in row for row in rows)  # each cell its own interval
+    assert len(rows) == 2 and all("(n=3, RSD " in row and "%, mean 95% CI " in row for row in rows)  # each its own
 
 
 def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, tmp_path):
@@ -143,3 +154,59 @@ def test_warmup_loads_the_server_before_the_measured_run(environments, tmp_path)
         record = json.loads(path.read_text())
         assert record["settings"]["warmup_s"] == 1
         assert record["runs"][0]["warmup"]["requests"] > 0 and record["runs"][0]["load"]["requests"] > 0
+
+
+def hogs_on(cpus: list[int], per_cpu: int) -> list[psutil.Process]:
+    """Busy loops pinned to these CPUs, seen spinning before this returns. Each in a session of its own, as Granian
+    is: with the kernel's autogroups, CPU time is shared between sessions, so hogs sharing one would weigh as one."""
+    started = []
+    for cpu in cpus:
+        for _ in range(per_cpu):
+            hog = psutil.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+            hog.cpu_affinity([cpu])
+            started.append(hog)
+    for hog in started:
+        spinning(hog)
+    return started
+
+
+def test_a_cpu_hog_started_between_rounds_shows_as_drift_in_the_record_and_the_table(environments, tmp_path):
+    python, port = environments["asgi"], free_port()
+    harness = subprocess.Popen(harness_command("asgi-3.14", python, tmp_path, port, "--table", "asgi-json",
+                                               "--repeat", "4"),
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    cells = SESSIONS["asgi-3.14"].cells()[:2]
+    paths = [tmp_path / "raw" / cell.table / f"{cell.key}.json" for cell in cells]
+
+    def runs_stored(path) -> int:
+        return len(json.loads(path.read_text())["runs"]) if path.exists() else 0
+
+    hogs = []
+    try:
+        wait_for(lambda: all(runs_stored(path) == 2 for path in paths), timeout=120, what="two rounds of both cells")
+        hogs = hogs_on(sorted(os.sched_getaffinity(0)), per_cpu=8)  # rounds 3 and 4 share the CPUs with them
+        _, stderr = harness.communicate(timeout=180)
+    finally:
+        for process in hogs + [harness]:
+            process.kill()
+            process.wait()
+    assert harness.returncode == 0, stderr
+    table = (tmp_path / "tables" / "asgi-json.md").read_text()
+    drifted = []
+    for cell, path in zip(cells, paths):
+        record = json.loads(path.read_text())
+        drift, rsd = record["stability"]["drift"], record["spread"]["rps"]["rsd"]
+        rps = [run["load"]["rps"] for run in record["runs"]]
+        assert drift["runs_per_part"] == 2 and drift["change"] < -0.3, rps  # rounds 3 and 4 slower
+        [spread] = [w for w in record["warnings"] if w["kind"] == "rps_spread"]
+        warned = [w for w in record["warnings"] if w["kind"] == "drift"]
+        assert spread["values"]["rsd"] == rsd > stats.RSD_LIMIT
+        assert [w["values"]["change"] for w in warned] == ([drift["change"]] if drift["beyond_noise"] else [])
+        [row] = [line for line in table.splitlines() if line.startswith("| 3.") and "not run" not in line
+                 and line.split("|")[2].strip() == str(cell.workers)]
+        assert f"(n=4, RSD {rsd:.1%}" in row and all(w["message"] in row for w in [spread, *warned])
+        drifted += warned
+    # A clean round that some other load on the machine slowed as much can hide one cell's drift in its noise:
+    # the two cells are two chances for the hog's.
+    assert drifted, "neither cell's drift stood out of its noise"
+    assert leftovers(python) == []

@@ -2,6 +2,7 @@
 
 import pytest
 from gilfree.core import stats
+from gilfree.core.stats import DRIFT_SIGNIFICANCE
 from gilfree.core.warnings import WarningKind
 from gilfree.study.studies import article
 
@@ -19,7 +20,7 @@ def test_median_figure_by_figure_and_spread():
     load, resources, spread = stats.summarise([made_up_run(100, rss=300), made_up_run(300, rss=100),
                                                made_up_run(200, rss=200)])
     assert load["rps"] == 200 and resources["peak_rss_bytes"] == 200
-    assert spread["rps"] == {"min": 100, "q1": 150, "median": 200, "q3": 250, "max": 300}
+    assert spread["rps"] == {"min": 100, "q1": 150, "median": 200, "q3": 250, "max": 300, "rsd": 0.5}
 
 
 def test_errors_in_any_run_are_summed_not_hidden_by_the_median():
@@ -27,14 +28,60 @@ def test_errors_in_any_run_are_summed_not_hidden_by_the_median():
     assert load["errors"] == 7
 
 
-def test_variation_warning_fires_above_the_limit_only():
-    _, _, steady = stats.summarise([made_up_run(1000), made_up_run(1040), made_up_run(1090)])
-    _, _, noisy = stats.summarise([made_up_run(1000), made_up_run(1100), made_up_run(1200)])
-    assert stats.variation_warning(steady, 3) == []
-    [varied] = stats.variation_warning(noisy, 3)
-    assert (varied.kind, varied.values["runs"], round(varied.values["variation"], 3)) == (WarningKind.RPS_VARIED, 3, 0.182)
-    assert varied.message == "RPS varied 18% across 3 runs (limit 10%)"
-    assert stats.variation_warning(noisy, 1) == []
+def cell_warnings(rps: list[float]):
+    _, _, spreads = stats.summarise([made_up_run(value) for value in rps])
+    return stats.cell_warnings(spreads, stats.stability(rps), len(rps))
+
+
+def test_the_spread_warning_fires_above_the_relative_standard_deviation_limit_only():
+    assert cell_warnings([1000, 1040, 1090]) == []  # RSD 4.3%
+    [spread] = cell_warnings([1000, 1100, 1200])  # RSD 9.1%
+    assert (spread.kind, spread.values["runs"], round(spread.values["rsd"], 4)) == (WarningKind.RPS_SPREAD, 3, 0.0909)
+    assert spread.message == "RPS spread 9.1% (relative standard deviation) across 3 runs (limit 5%)"
+    assert cell_warnings([1000]) == [] and stats.relative_sd([1000]) is None  # one run: no spread to judge
+
+
+STEADY = [1012, 987, 1003, 995, 1021, 979, 1008, 992]  # RSD 1.4%
+
+
+def test_a_run_far_from_the_median_is_named_with_its_value():
+    assert stats.outliers(STEADY) == []
+    hit = STEADY[:5] + [420] + STEADY[6:]  # run 6 disturbed
+    assert stats.outliers(hit) == [5]
+    assert stats.stability(hit)["outliers"] == [{"run": 6, "rps": 420}]
+    [outlier] = [w for w in cell_warnings(hit) if w.kind is WarningKind.OUTLIER_RUN]
+    assert outlier.message.startswith("run 6 of 8 is an outlier: 420 RPS against a median of 999, more than 10 ")
+
+
+def test_outliers_need_more_than_ordinary_noise_and_equal_runs_leave_any_other_one_out():
+    assert stats.outliers([1000, 1150, 880, 1010]) == []  # noisy, but none 10 robust standard deviations out
+    assert stats.outliers([1000, 1000, 1000, 1000, 1003]) == [4]  # no deviation at all but one: as hyperfine
+    assert stats.outliers([1000, 1000]) == [] and stats.outliers([1000]) == []
+
+
+def test_a_step_between_rounds_is_a_drift_and_flat_noise_is_not():
+    step = [1012, 987, 1003, 995, 610, 585, 603, 597]  # a CPU hog from round 5
+    found = stats.drift(step)
+    assert found.runs_per_part == 2  # the first and last third
+    assert (found.first_mean, found.last_mean) == pytest.approx((999.4, 600.0), abs=0.1)  # geometric means
+    assert found.change == pytest.approx(-0.3997, abs=1e-4) and found.p_value < 0.01 and found.beyond_noise
+    [drifted] = [w for w in cell_warnings(step) if w.kind is WarningKind.DRIFT]
+    assert drifted.message.startswith("RPS drifted -40% from the first 2 runs (geometric mean 999) to the last 2 "
+                                      "(600), beyond the noise within them (t-test, p=0.00")
+    noisy_flat = [1000, 1150, 880, 1010, 1120, 905, 990, 1100, 920]  # RSD 9.5%, no trend
+    assert not stats.drift(noisy_flat).beyond_noise
+    assert [w.kind for w in cell_warnings(noisy_flat)] == [WarningKind.RPS_SPREAD]
+
+
+def test_a_significant_but_small_change_is_no_drift():
+    small = stats.drift([1000, 1001, 999, 1000, 1030, 1031])  # +3%, far beyond noise this small
+    assert small.p_value < DRIFT_SIGNIFICANCE and not small.beyond_noise
+
+
+def test_fewer_than_four_runs_give_no_drift_verdict_at_all():
+    assert stats.drift([1000, 1000, 500]) is None
+    assert stats.stability([1000, 1000, 500])["drift"] is None
+    assert stats.drift([1000, 1000, 500, 500]).beyond_noise  # no noise within the parts: the change decides
 
 
 def test_run_warnings_busy_machine_saturated_load_generator_and_errors():
@@ -64,7 +111,7 @@ def test_counts_stay_whole_numbers():
 
 def test_spread_of_one_run_is_that_run():
     _, _, spread = stats.summarise([made_up_run(100)])
-    assert set(spread["rps"].values()) == {100}
+    assert spread["rps"] == {"min": 100, "q1": 100, "median": 100, "q3": 100, "max": 100, "rsd": None}
 
 
 def test_a_figure_the_tool_cannot_give_stays_unknown_not_zero():

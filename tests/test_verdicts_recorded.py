@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 from conftest import ROOT
-from gilfree.report import compare, verdicts
+from gilfree.report import compare, render, verdicts
 from gilfree.report.verdicts import CpuBound, TooFewCores, Verdict
 from gilfree.study import results
+from gilfree.study.studies import article
 
 RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
 ASGI_IO, WSGI_JSON, WSGI_IO = (verdicts.claims()[i] for i in (1, 3, 4))
@@ -70,3 +71,17 @@ def test_the_interleaved_repeats_give_every_measured_ratio_its_interval(copy_of)
     assert len(ratio_rows) == sum(len(j.estimates) for j in measured) == 14
     assert all(" [" in row.split("|")[5] for row in ratio_rows)
     assert "`nox -s wsgi-threads-3.14` measures them" in text
+
+
+def test_older_records_gain_their_spread_and_stability_from_their_runs_and_keep_their_warnings(copy_of):
+    interleaved = copy_of("interleaved-repeat3")
+    stored = results.load(interleaved)
+    record = stored["asgi-json", "3.14-w1-tdefault-json-c128"]  # schema 2: RPS 7316.31, 8404.43, 8468.28
+    assert record["spread"]["rps"]["rsd"] == pytest.approx(0.0803, abs=1e-4)
+    # Run 1 lies 11.5 robust standard deviations below the other two (MAD 63.85); three runs: no drift verdict.
+    assert record["stability"] == {"outliers": [{"run": 1, "rps": 7316.31}], "drift": None}
+    assert [w["kind"] for w in record["warnings"]] == ["rps_varied", "other_release"]  # what that harness found
+    render.write_all(interleaved, article())
+    table = (interleaved / "tables" / "asgi-json.md").read_text()
+    assert "| 7316-8468 (n=3, RSD 8.0%, mean 95% CI " in table
+    assert "RPS varied 14% across 3 runs (limit 10%)" in table and "RPS spread" not in table

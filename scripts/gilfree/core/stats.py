@@ -12,8 +12,20 @@ from scipy.stats import linregress
 
 from gilfree.core.warnings import StudyWarning, WarningKind
 
-# A cell whose RPS moves more than this across its runs (max - min over the median) is flagged.
-VARIATION_LIMIT = 0.10
+# A cell whose RPS has a relative standard deviation (over its runs) above this is flagged. The range over the
+# median, flagged above 10% before, grows with the number of runs; for three runs of normal noise 10% of range is
+# about 6% RSD.
+RSD_LIMIT = 0.05
+# A run whose RPS is more than this many robust standard deviations (1.4826 x the median absolute deviation) from
+# the cell's median is an outlier: hyperfine's rule (src/outlier_detection.rs, OUTLIER_THRESHOLD = 1.4826 x 10).
+# Iglewicz and Hoaglin's 3.5 flags some run in 12% to 29% of cells of 3 to 10 runs of pure normal noise
+# (simulated), so nearly every table would carry an outlier note; 10 flags 1% from 6 runs (11% with 3).
+OUTLIER_ROBUST_SDS = 10.0
+MAD_TO_SD = 1.4826  # the median absolute deviation of normal noise times this is its standard deviation
+# Drift: the first third of a cell's runs against the last third (at least 2 runs each, so from 4 runs).
+MIN_RUNS_FOR_DRIFT = 4
+DRIFT_SIGNIFICANCE = 0.05  # a t-test of the two parts: a change beyond the noise within them
+DRIFT_MIN_CHANGE = 0.05  # and a change beyond this share: a real but immaterial drift is no warning
 # wrk and rewrk drive the load from one thread: near a full core, they, not the server, set the pace.
 LOADGEN_SATURATED_CORES = 0.9
 # Busy before the run: system-wide CPU use above this share, measured just before the server starts.
@@ -33,11 +45,78 @@ SUMMED = ("errors", "non_2xx")  # a fault in any run must show in the summary, n
 RESOURCE_FIGURES = ("cpu_cores", "peak_rss_bytes")
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    """min, max and the quartiles (the inclusive method, so that three runs give their own values)."""
+def spread(values: list[float]) -> dict[str, float | None]:
+    """min, max, the quartiles (the inclusive method, so that three runs give their own values) and the relative
+    standard deviation."""
     quartiles = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
     return {"min": min(values), "q1": quartiles[0], "median": statistics.median(values), "q3": quartiles[2],
-            "max": max(values)}
+            "max": max(values), "rsd": relative_sd(values)}
+
+
+def relative_sd(values: list[float]) -> float | None:
+    """The sample standard deviation over the mean; None for one run (no spread to measure) or a mean of 0."""
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / mean if len(values) > 1 and mean else None
+
+
+def outliers(values: list[float]) -> list[int]:
+    """The positions of the values more than OUTLIER_ROBUST_SDS robust standard deviations from their median. As
+    hyperfine does, a median absolute deviation of 0 (most values equal) makes every value off the median one."""
+    middle = statistics.median(values)
+    deviations = [abs(value - middle) for value in values]
+    robust_sd = MAD_TO_SD * statistics.median(deviations)
+    return [i for i, deviation in enumerate(deviations)
+            if deviation > 0 and (robust_sd == 0 or deviation > OUTLIER_ROBUST_SDS * robust_sd)]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The RPS of a cell's first runs against its last (in the order measured: round by round in an interleaved
+    session): their geometric means, and the t-test of the two on the logarithms."""
+
+    runs_per_part: int
+    first_mean: float
+    last_mean: float
+    p_value: float
+
+    @property
+    def change(self) -> float:
+        return self.last_mean / self.first_mean - 1
+
+    @property
+    def beyond_noise(self) -> bool:
+        """The two parts differ by more than the noise within them, and by more than DRIFT_MIN_CHANGE."""
+        return self.p_value < DRIFT_SIGNIFICANCE and abs(self.change) > DRIFT_MIN_CHANGE
+
+    def as_dict(self) -> dict:
+        return {"runs_per_part": self.runs_per_part, "first_mean": self.first_mean, "last_mean": self.last_mean,
+                "change": self.change, "p_value": self.p_value, "beyond_noise": self.beyond_noise}
+
+
+def drift(values: list[float]) -> Drift | None:
+    """The first third of the values against the last third (2 each from 4 to 8 values): the middle third is where
+    a step may lie, and the two ends say how far the session moved. Student's t-test on the logarithms judges the
+    change against the noise within the ends: a run's noise is a share of its RPS, so on the logarithms a
+    disturbance that halves the RPS leaves the noise alike in both, and the pooled test keeps its 2k - 2 degrees
+    of freedom (Welch's falls towards 1 when one end happens to be quieter, and with 2 runs a side would call
+    almost nothing). None below MIN_RUNS_FOR_DRIFT: two runs, or three, cannot tell a drift from noise."""
+    if len(values) < MIN_RUNS_FOR_DRIFT:
+        return None
+    part = max(2, len(values) // 3)
+    first, last = numpy.log(values[:part]), numpy.log(values[-part:])
+    if first.var() == last.var() == 0:  # no noise at all: the t-test has no answer, the change alone decides
+        p_value = 0.0 if first[0] != last[0] else 1.0
+    else:
+        p_value = float(scipy.stats.ttest_ind(first, last).pvalue)
+    return Drift(part, statistics.geometric_mean(values[:part]), statistics.geometric_mean(values[-part:]), p_value)
+
+
+def stability(rps: list[float]) -> dict:
+    """A cell's outlier runs (numbered from 1, in the order measured) and its drift (None: too few runs to
+    judge), from the RPS of its measured runs."""
+    found = drift(rps)
+    return {"outliers": [{"run": i + 1, "rps": rps[i]} for i in outliers(rps)],
+            "drift": found.as_dict() if found else None}
 
 
 def _middle(name: str, values: list) -> float | dict | None:
@@ -59,9 +138,13 @@ def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
             for name in runs[0]["load"] if name != "generator"}
     load["generator"] = runs[0]["load"]["generator"]
     resources = {name: _middle(name, [run["resources"].get(name) for run in runs]) for name in runs[0]["resources"]}
-    spreads = {name: spread([run["load"][name] for run in runs]) for name in LOAD_FIGURES}
-    spreads |= {name: spread([run["resources"][name] for run in runs]) for name in RESOURCE_FIGURES}
+    spreads = {name: spread(figure_values(runs, name)) for name in LOAD_FIGURES + RESOURCE_FIGURES}
     return load, resources, spreads
+
+
+def figure_values(runs: list[dict], name: str) -> list:
+    """One figure (of LOAD_FIGURES or RESOURCE_FIGURES) of every run."""
+    return [run["load" if name in LOAD_FIGURES else "resources"][name] for run in runs]
 
 
 def percentile_ms(load: dict | None, percentile: str) -> float | None:
@@ -79,11 +162,6 @@ def rate_shortfall(load: dict | None) -> StudyWarning | None:
         return None
     return StudyWarning(WarningKind.RATE_SHORTFALL, {"offered_rps": offered, "achieved_rps": load["rps"],
                                                      "share": load["rps"] / offered, "tolerance": RATE_TOLERANCE})
-
-
-def variation(spreads: dict) -> float:
-    rps = spreads["rps"]
-    return (rps["max"] - rps["min"]) / rps["median"] if rps["median"] else 0.0
 
 
 def loadgen_saturated(cores: float | None, threads: int | None) -> bool:
@@ -116,11 +194,20 @@ def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int 
     return warnings
 
 
-def variation_warning(spreads: dict, runs: int) -> list[StudyWarning]:
-    spread_rps = variation(spreads)
-    if runs > 1 and spread_rps > VARIATION_LIMIT:
-        return [StudyWarning(WarningKind.RPS_VARIED, {"variation": spread_rps, "runs": runs, "limit": VARIATION_LIMIT})]
-    return []
+def cell_warnings(spreads: dict, stable: dict, runs: int) -> list[StudyWarning]:
+    """What makes a cell's runs doubtful together: a spread above RSD_LIMIT, outlier runs, a drift."""
+    said = []
+    rsd = spreads["rps"]["rsd"]
+    if rsd is not None and rsd > RSD_LIMIT:
+        said.append(StudyWarning(WarningKind.RPS_SPREAD, {"rsd": rsd, "runs": runs, "limit": RSD_LIMIT}))
+    said += [StudyWarning(WarningKind.OUTLIER_RUN, {**outlier, "runs": runs, "median": spreads["rps"]["median"],
+                                                    "limit": OUTLIER_ROBUST_SDS}) for outlier in stable["outliers"]]
+    moved = stable["drift"]
+    if moved and moved["beyond_noise"]:
+        said.append(StudyWarning(WarningKind.DRIFT, {name: moved[name] for name in
+                                                     ("runs_per_part", "first_mean", "last_mean", "change",
+                                                      "p_value")}))
+    return said
 
 
 @dataclass(frozen=True)

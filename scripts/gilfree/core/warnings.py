@@ -23,7 +23,15 @@ class WarningKind(Enum):
     RATE_SHORTFALL = ("rate_shortfall", "achieved {achieved_rps:.0f} RPS of the {offered_rps:.10g} offered "
                                         "({share:.0%}, tolerance {tolerance:.0%}): the server, or the load generator, "
                                         "could not keep up, and the requests never sent are in no latency figure")
-    RPS_VARIED = ("rps_varied", "RPS varied {variation:.0%} across {runs} runs (limit {limit:.0%})")
+    RPS_VARIED = ("rps_varied", "RPS varied {variation:.0%} across {runs} runs (limit {limit:.0%})")  # to schema 5
+    RPS_SPREAD = ("rps_spread", "RPS spread {rsd:.1%} (relative standard deviation) across {runs} runs "
+                                "(limit {limit:.0%})")
+    OUTLIER_RUN = ("outlier_run", "run {run} of {runs} is an outlier: {rps:.0f} RPS against a median of "
+                                  "{median:.0f}, more than {limit:.0f} robust standard deviations (1.4826 x the "
+                                  "median absolute deviation) away")
+    DRIFT = ("drift", "RPS drifted {change:+.0%} from the first {runs_per_part} runs (geometric mean "
+                      "{first_mean:.0f}) to the last {runs_per_part} ({last_mean:.0f}), beyond the noise within "
+                      "them (t-test, p={p_value:.3f}): something changed during the session")
     REQUESTS_GAP = ("requests_gap", "Granian handled {handled} requests and the load generator counted "
                                     "{counted} (allowed gap {allowed}): one of the two counts is wrong")
     OTHER_RELEASE = ("other_release", "CPython {version} is not the {wanted} that profile {profile} asks for")

@@ -46,9 +46,15 @@ FOOTNOTE = """\
 - The load generator may have set this pace: the row's RPS is at {ceiling:.0%} or more of what the same load
   generator pushed, at the same concurrency on this machine, against nginx answering the same JSON
   (`nox -s calibrate`).
+- Outlier: a run whose RPS lies more than {outlier:.0f} robust standard deviations (1.4826 x the median absolute
+  deviation) from the cell's median, as hyperfine judges them. Drift: from {drift_runs} runs, the RPS of the
+  first third of the runs (2 at least, in the order measured) against the last third's, noted where a t-test on
+  their logarithms puts the change beyond the noise within them (p < {significance}) and it exceeds
+  {change:.0%}.
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
-  gives the lowest and highest run (every run is kept in the JSON) and, from 3 runs, a 95% Student t interval
-  for the mean RPS (wide with few runs: with 3, the t quantile is 4.3)."""
+  gives the lowest and highest run (every run is kept in the JSON), the relative standard deviation of the runs
+  (RSD: their standard deviation over their mean; noted above {rsd:.0%}) and, from 3 runs, a 95% Student t
+  interval for the mean RPS (wide with few runs: with 3, the t quantile is 4.3)."""
 PERCENTILE_FOOTNOTE = """\
 - p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
   did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest
@@ -184,14 +190,14 @@ def _percentile_cells(record: dict | None) -> list[str]:
 
 
 def _rps_range(record: dict | None) -> str:
-    """min-max of RPS over the runs, for a row that is a median of several; from 3 runs, the 95% interval of the
-    mean as well (stats.mean_interval)."""
+    """min-max of RPS over the runs and their relative standard deviation, for a row that is a median of several;
+    from 3 runs, the 95% interval of the mean as well (stats.mean_interval)."""
     if not record or not results.succeeded(record) or _ok_runs(record) < 2:
         return ""
     rps = record["spread"]["rps"]
-    interval = stats.mean_interval([run["load"]["rps"] for run in record["runs"] if results.succeeded(run)])
+    interval = stats.mean_interval(stats.figure_values(results.ok_runs(record), "rps"))
     mean = f", mean 95% CI {interval[0]:.0f}-{interval[1]:.0f}" if interval else ""
-    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}{mean})"
+    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}, RSD {rps['rsd']:.1%}{mean})"
 
 
 def _shown(name: str, value) -> str:
@@ -295,7 +301,9 @@ def legend(records: list[dict]) -> str:
     """What the columns mean; the percentiles' explanation where some record has them."""
     interval = next((r["resources"]["interval_s"] for r in records if r.get("resources")), DEFAULT_INTERVAL_S)
     percentiles = any(stats.percentile_ms(record.get("load"), "50") is not None for record in records)
-    return (FOOTNOTE.format(interval=interval, growth=stats.RSS_GROWTH_LIMIT, ceiling=stats.CEILING_SHARE)
+    return (FOOTNOTE.format(interval=interval, growth=stats.RSS_GROWTH_LIMIT, ceiling=stats.CEILING_SHARE,
+                            rsd=stats.RSD_LIMIT, outlier=stats.OUTLIER_ROBUST_SDS, drift_runs=stats.MIN_RUNS_FOR_DRIFT,
+                            significance=stats.DRIFT_SIGNIFICANCE, change=stats.DRIFT_MIN_CHANGE)
             + ("\n" + PERCENTILE_FOOTNOTE if percentiles else ""))
 
 

@@ -293,7 +293,8 @@ def _record_rounds(plan: Plan, rounds_run: int, stop: rounds.Stop) -> None:
 def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options,
               round_: int) -> bool:
     """Measure the cell once and store its record before anything else is written; False if the run failed.
-    Warnings are printed as they arise: the run's own, and those the cell gains with it (its variation)."""
+    Warnings are printed as they arise: the run's own, and those the cell gains with it (its spread, outliers,
+    drift)."""
     record["load_generator"] = load_generator
     known = set(warnings.read(record.get("warnings", []))) | set(interpreter_warnings(interpreter, options))
     placed = {"round": round_, "order_seed": options.order_seed}  # where in the shuffled rounds it ran
@@ -377,14 +378,16 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         environment=options.environment(cell.app),
         machine=results.machine(),
         harness={"python": sys.version.split()[0]},
-        load=None, resources=None, spread=None,
+        load=None, resources=None, spread=None, stability=None,
     )
     record["granian"] = granian_counters.summary(ok or runs)
     record["rounds"] = rounds.summary(options.auto, options.order_seed, rounds_run, None, [])
     if ok:
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
+        record["stability"] = stats.stability(stats.figure_values(ok, "rps"))
     record["warnings"] = warnings.stored([w for run in runs for w in warnings.read(run["warnings"])]
-                                         + (stats.variation_warning(record["spread"], len(ok)) if ok else [])
+                                         + (stats.cell_warnings(record["spread"], record["stability"], len(ok))
+                                            if ok else [])
                                          + interpreter_warnings(interpreter, options))
 
 

@@ -19,9 +19,9 @@ from gilfree.study.schema import free_threaded, gil_name
 # The knee: the first k after which the next measured step brings less than this share of the ideal gain. The
 # ideal gain of a step from k to k' is (k' - k) x RPS(1), the slope of the ideal line k x RPS(1); so at 0.5 the
 # added cores, together, do less than half of what the first core did alone. Half is far outside the run-to-run
-# noise of a cell (stats.VARIATION_LIMIT flags 10%), yet a curve that merely bends is not called stopped: with
-# Amdahl's law and a 5% serial share, the steps 1->2, 2->4, 4->8, 8->16 bring 0.91, 0.79, 0.61, 0.40 of the ideal
-# gain, so its knee is k=8, where its speed-up (5.9) is 74% of linear.
+# noise of a cell (stats.RSD_LIMIT flags a relative standard deviation of 5%), yet a curve that merely bends is
+# not called stopped: with Amdahl's law and a 5% serial share, the steps 1->2, 2->4, 4->8, 8->16 bring 0.91, 0.79,
+# 0.61, 0.40 of the ideal gain, so its knee is k=8, where its speed-up (5.9) is 74% of linear.
 KNEE_MARGINAL_EFFICIENCY = 0.5
 BYTES_PER_GB = 1e9  # RPS per GB of PSS counts decimal gigabytes, as memory is sold
 

@@ -18,10 +18,11 @@ from typing import Callable
 
 import psutil
 
+from gilfree.core import stats
 from gilfree.core.warnings import from_sentence
 from gilfree.study.studies import Cell
 
-SCHEMA = 5  # 2: every run kept under "runs"; load and resources are their medians. 3 to 5: see MIGRATIONS
+SCHEMA = 6  # 2: every run kept under "runs"; load and resources are their medians. 3 to 6: see MIGRATIONS
 OLDEST_READABLE = 2
 
 
@@ -73,8 +74,19 @@ def _from_4(record: dict) -> dict:
     return record
 
 
+def _from_5(record: dict) -> dict:
+    """Schema 6 keeps each figure's relative standard deviation in its spread, and the cell's outlier runs and
+    drift (stability), both derived from the runs a record of schema 5 holds. Its stored warnings stay as they
+    were (the range rule's rps_varied among them): they are what that harness found."""
+    ok = ok_runs(record)
+    for figure, spread in (record.get("spread") or {}).items() if ok else ():
+        spread.setdefault("rsd", stats.relative_sd(stats.figure_values(ok, figure)))
+    record.setdefault("stability", stats.stability(stats.figure_values(ok, "rps")) if ok else None)
+    return record
+
+
 # How a record of schema N becomes one of N + 1, in memory only: a stored file is never rewritten (pyperf's way).
-MIGRATIONS = {2: _from_2, 3: _from_3, 4: _from_4}
+MIGRATIONS = {2: _from_2, 3: _from_3, 4: _from_4, 5: _from_5}
 
 
 def migrate(record: dict, path: Path) -> dict:

@@ -101,7 +101,7 @@ def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
     table = (tmp_path / "tables" / "asgi-io.md").read_text()
     assert "RPS range" in table
     rows = [line for line in table.splitlines() if line.startswith("| 3.") and "not run" not in line]
-    assert len(rows) == 2 and all("(n=3, RSD " in row and "%, mean 95% CI " in row for row in rows)  # each its own
+    assert len(rows) == 2 and all("(n=3, RSD " in row and "%, geometric mean 95% CI " in row for row in rows)  # each its own
 
 
 def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, tmp_path):

@@ -83,5 +83,5 @@ def test_older_records_gain_their_spread_and_stability_from_their_runs_and_keep_
     assert [w["kind"] for w in record["warnings"]] == ["rps_varied", "other_release"]  # what that harness found
     render.write_all(interleaved, article())
     table = (interleaved / "tables" / "asgi-json.md").read_text()
-    assert "| 7316-8468 (n=3, RSD 8.0%, mean 95% CI " in table
+    assert "| 7316-8468 (n=3, RSD 8.0%, geometric mean 95% CI " in table
     assert "RPS varied 14% across 3 runs (limit 10%)" in table and "RPS spread" not in table

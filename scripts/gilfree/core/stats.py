@@ -279,10 +279,13 @@ def _t_interval(test, point: float) -> tuple[float, float]:
 
 
 def mean_interval(values: list[float]) -> tuple[float, float] | None:
-    """A 95% Student t interval for the mean of one cell's runs; None below MIN_RUNS_FOR_INTERVAL."""
+    """A 95% Student t interval for the geometric mean of one cell's runs, on their logarithms as the ratio
+    intervals are: never below zero, however much the runs vary. None below MIN_RUNS_FOR_INTERVAL."""
     if len(values) < MIN_RUNS_FOR_INTERVAL:
         return None
-    return _t_interval(scipy.stats.ttest_1samp(values, 0.0), statistics.fmean(values))
+    logs = numpy.log(values)
+    low, high = _t_interval(scipy.stats.ttest_1samp(logs, 0.0), float(numpy.mean(logs)))
+    return float(numpy.exp(low)), float(numpy.exp(high))
 
 
 def geometric_ratio(over: list[float], under: list[float]) -> float:

@@ -54,7 +54,7 @@ FOOTNOTE = """\
 - With several runs per cell (--repeat), every figure is the median of the runs, figure by figure; RPS range
   gives the lowest and highest run (every run is kept in the JSON), the relative standard deviation of the runs
   (RSD: their standard deviation over their mean; noted above {rsd:.0%}) and, from 3 runs, a 95% Student t
-  interval for the mean RPS (wide with few runs: with 3, the t quantile is 4.3)."""
+  interval for the geometric mean RPS, on the logarithms (wide with few runs: with 3, the t quantile is 4.3)."""
 PERCENTILE_FOOTNOTE = """\
 - p50 ... p99.9: latency percentiles as the load generator reports them (after the post's columns, which it
   did not report); n/a where the tool gives none: rewrk (the rows of its --pct table are means of its slowest
@@ -191,12 +191,12 @@ def _percentile_cells(record: dict | None) -> list[str]:
 
 def _rps_range(record: dict | None) -> str:
     """min-max of RPS over the runs and their relative standard deviation, for a row that is a median of several;
-    from 3 runs, the 95% interval of the mean as well (stats.mean_interval)."""
+    from 3 runs, the 95% interval of the geometric mean as well (stats.mean_interval)."""
     if not record or not results.succeeded(record) or _ok_runs(record) < 2:
         return ""
     rps = record["spread"]["rps"]
     interval = stats.mean_interval(stats.figure_values(results.ok_runs(record), "rps"))
-    mean = f", mean 95% CI {interval[0]:.0f}-{interval[1]:.0f}" if interval else ""
+    mean = f", geometric mean 95% CI {interval[0]:.0f}-{interval[1]:.0f}" if interval else ""
     return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}, RSD {rps['rsd']:.1%}{mean})"
 
 

@@ -186,6 +186,13 @@ def tools(session: nox.Session) -> None:
     harness(session, module="gilfree.run.tools")
 
 
+@nox.session(name="machine")
+def machine_readiness(session: nox.Session) -> None:
+    """The machine's readiness to measure (governor, turbo, SMT, ASLR, isolated CPUs, irqbalance, swap, load,
+    throttling), item by item, with the command that fixes each one that makes ratios drift (-- --pin N)."""
+    harness(session, "machine", *session.posargs)
+
+
 @nox.session
 def lock(session: nox.Session) -> None:
     """Lock a study's apps with hashes (-- studies/mine.toml; default the post's), under GILFREE_PROFILE."""

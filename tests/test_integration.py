@@ -51,6 +51,17 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert record["load_generator"]["name"] == "wrk" and "4." in record["load_generator"]["version"]
         assert record["runs"][0]["stopped_by"].startswith(("SIGTERM", "SIGKILL"))
         assert record["commands"]["server"][1:3] == ["--interface", cell.interface]
+        readiness = record["machine"]["readiness"]  # the machine's state, as the session read it at its start
+        assert [item["key"] for item in readiness["items"]] == [
+            "governor", "turbo", "smt", "aslr", "isolation", "irqbalance", "swap", "load", "throttling"]
+        assert {item["status"] for item in readiness["items"]} <= {"ok", "warn", "unknown"}
+        aslr = next(item for item in readiness["items"] if item["key"] == "aslr")
+        assert aslr["value"] == int(open("/proc/sys/kernel/randomize_va_space").read())
+        throttling = next(item for item in readiness["items"] if item["key"] == "throttling")
+        assert throttling["value"]["runs"] == len(record["runs"]) == 1
+        assert "throttle_events" in record["runs"][0]
+        not_ready = {w["values"]["item"] for w in record["warnings"] if w["kind"] == "machine_not_ready"}
+        assert not_ready == {item["key"] for item in readiness["items"] if item["status"] == "warn"} - {"throttling"}
         timeline = record["runs"][0]["timeline"]  # every sample kept, in parallel lists
         assert len(timeline["t_s"]) == len(timeline["rss_bytes"]) == record["resources"]["samples"] >= 4
         assert max(timeline["rss_bytes"]) == record["resources"]["peak_rss_bytes"]
@@ -60,6 +71,7 @@ def test_session_measures_every_cell(session, environments, tmp_path):
                 if line.startswith(("| 3.", "| JSON", "| I/O")) and "not run" not in line]
         assert rows and all("not run" not in row and "failed" not in row for row in rows)
         assert "**Load generator ceiling not checked** for wrk at c=128" in text  # no calibration stored
+        assert "Machine readiness at the session's start (" in text and "### The machine's state" in text
     assert leftovers(python) == []
     assert_port_free(port)
 
@@ -78,6 +90,7 @@ def test_stored_results_are_kept_unless_forced(environments, tmp_path):
     first, _ = run_session("asgi-3.14", python, tmp_path)
     assert first.returncode == 0, first.stderr
     again, _ = run_session("asgi-3.14", python, tmp_path)
+    # The second session read the machine again (another time, another load): its readiness is no condition.
     assert "kept 4 stored run(s)" in again.stderr and "[1/" not in again.stderr
     forced, _ = run_session("asgi-3.14", python, tmp_path, "--force")
     assert "stored run(s)" not in forced.stderr and "[4/4]" in forced.stderr

@@ -105,6 +105,8 @@ def run_tool_session(name: str, env: dict, tmp_path) -> subprocess.CompletedProc
             'columns = ["rps"]\ncell = { app = "a", endpoint = "e" }\nrows = [{ variant = "3.14", workers = 1, '
             'concurrency = 1 }]\n')
         return nox(name, str(tmp_path / "mine.toml"), env=env)
+    if name == "machine":  # reads the machine, item by item
+        return nox(name, env=env)
     if name == "tests":  # the suite inside itself: collected, not run again
         return nox(name, "--collect-only", "-q", "tests/test_parsers.py", env=env)
     assert name == "tools", f"README names a session {name!r} this test does not know how to run"
@@ -141,6 +143,9 @@ def test_every_session_readme_lists_runs_or_refuses_in_one_line(name, user_env, 
     assert ran.returncode == 0, output[-3000:]
     if session is not None:  # every cell the session ran is stored, measured
         assert measured(results_dir, session) == {cell.key: "ok" for cell in ran_cells(session)}
+    if name == "machine":
+        titles = ("CPU frequency governor", "SMT siblings", "Other load")
+        assert all(f" {title} " in ran.stdout for title in titles), output
     if name == "overhead":
         assert "per-cell overhead over 1 cells" in ran.stdout and "sampler CPU" in ran.stdout
     if name == "gil-audit":  # the post's apps keep the GIL off on 3.13t: every module, and each app

@@ -1,5 +1,5 @@
-"""Command line: `python -m gilfree run SESSION --python PATH [options]`, `tables`, `compare`, and `lock STUDY`
-(its apps' locks, for `nox -s lock`).
+"""Command line: `python -m gilfree run SESSION --python PATH [options]`, `tables`, `compare`, `lock STUDY`
+(its apps' locks, for `nox -s lock`), and `machine` (the machine's readiness, for `nox -s machine`).
 
 Exit status: 0 every run measured; 1 a cell failed (stored as failed); 2 bad input or a refusal (wrong
 interpreter, missing load generator, taken port, too little disk space, the machine busy with --no-wait), with
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import signal
 import sys
 from pathlib import Path
@@ -32,12 +33,12 @@ from gilfree.core.arguments import (
     writable_dir,
 )
 from gilfree.report import compare, render
-from gilfree.run import environments, machine_lock, runner
+from gilfree.run import environments, machine_lock, readiness, runner
 from gilfree.run.child import DEFAULT_BIND, ServerError, ensure_port_free, stop_left_behind
 from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import InterpreterError
 from gilfree.run.loadgen import LOADGENS, LoadGenError
-from gilfree.run.processes import exit_with_caller
+from gilfree.run.processes import exit_with_caller, split_cpus
 from gilfree.run.remote import SshHost, valid_destination
 from gilfree.run.rounds import MIN_ROUNDS, AutoRepeat
 from gilfree.run.server import DEFAULT_PORT
@@ -119,6 +120,11 @@ def parser() -> argparse.ArgumentParser:
     lock = commands.add_parser("lock", help="lock a study's apps with hashes, under its profile (uv pip compile)")
     lock.add_argument("study", type=studies.study_file, metavar="FILE", nargs="?", default=str(schema.ARTICLE_FILE))
     lock.add_argument("--profile", help="default: GILFREE_PROFILE, else the study's first")
+    machine = commands.add_parser("machine", help="the machine's readiness to measure, item by item, with the "
+                                                  "command that fixes each item that makes ratios drift")
+    machine.add_argument("--pin", type=count, metavar="N",
+                         help="check the split --pin N would make against the SMT siblings")
+    machine.add_argument("--json", action="store_true", help="print the reading as the records store it")
     return main
 
 
@@ -213,6 +219,22 @@ def prepare(args: argparse.Namespace) -> int:
         print(f"gilfree: error: {refusal}", file=sys.stderr)
         return 2
     return options.load_host.prepare(options.loadgen)
+
+
+def show_machine(args: argparse.Namespace) -> int:
+    """Print the machine's readiness, as a session reads it at its start; it changes nothing on the system."""
+    try:
+        pinnings = [split_cpus(args.pin)] if args.pin else []
+    except ValueError as refusal:
+        print(f"gilfree: error: {refusal}", file=sys.stderr)
+        return 2
+    ready = readiness.read(pinnings=pinnings)
+    if args.json:
+        print(json.dumps(ready.as_dict(), indent=2))
+    else:
+        print(f"Machine readiness, read from /sys, /proc and psutil at {ready.read_at} (gilfree changes nothing):")
+        print(ready.text())
+    return 0
 
 
 def _value_options(main: argparse.ArgumentParser) -> set[str]:
@@ -312,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "prepare":
         return prepare(args)
+    if args.command == "machine":
+        return show_machine(args)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a parent shell ignored it
     exit_with_caller(runner.say)

@@ -42,6 +42,10 @@ class WarningKind(Enum):
     CEILING_NOT_LOADGEN_BOUND = ("ceiling_not_loadgen_bound",
                                  "{generator} used {cores:.2f} cores of {threads} thread(s) at c={concurrency}: the "
                                  "machine or nginx ({nginx_cores:.2f} cores), not it alone, set this ceiling")
+    # Machine readiness (run/readiness.py): an item that makes ratios drift, as read at the session's start, with
+    # the command that fixes it; and throttling for heat the kernel counted during a run.
+    MACHINE_NOT_READY = ("machine_not_ready", "machine not ready, {title}: {read} (fix: {fix})")
+    THERMAL_THROTTLED = ("thermal_throttled", "the CPUs were throttled for heat {events} time(s) during the run")
     UNSORTED = ("unsorted", "{text}")  # a sentence stored by an older harness that matches no kind's template
 
     def __init__(self, key: str, template: str):

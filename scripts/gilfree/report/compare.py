@@ -177,6 +177,8 @@ def machine_section(stored: dict[tuple[str, str], dict], judged: list[ClaimVerdi
     return "\n".join([
         "## Can this machine test the post?", "",
         tabulate(rows, headers=["", "Post", "This run"], tablefmt="github", disable_numparse=True),
+        "",
+        render.readiness_section(records, "###"),
         _builds_warning(records),
         bigger_machine(judged), ""])
 

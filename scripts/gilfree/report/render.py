@@ -10,7 +10,7 @@ from tabulate import tabulate
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import WarningKind
 from gilfree.report import charts, scaling_report
-from gilfree.run import rounds, scaling
+from gilfree.run import readiness, rounds, scaling
 from gilfree.run.loadgen import PERCENTILES
 from gilfree.run.sampler import DEFAULT_INTERVAL_S
 from gilfree.study import ceiling, results
@@ -136,6 +136,11 @@ def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     return " ".join(parts)
 
 
+# Warnings a row's notes leave out: the errors have a note of their own (below), and the machine's readiness is
+# the machine's, shown once under each table and in full in its own section.
+ROW_NOTED_ELSEWHERE = (WarningKind.LOAD_ERRORS, WarningKind.MACHINE_NOT_READY)
+
+
 def _notes(record: dict) -> list[str]:
     notes = []
     if record["status"] == "failed":
@@ -143,7 +148,7 @@ def _notes(record: dict) -> list[str]:
     if record["status"] == "incomplete":
         notes.append(f"{_ok_runs(record)} of {record['settings']['repeat']} runs")
     notes += [warning.message for warning in warnings.read(record.get("warnings", []))
-              if warning.kind is not WarningKind.LOAD_ERRORS]  # the errors have a note of their own, below
+              if warning.kind not in ROW_NOTED_ELSEWHERE]
     load = record.get("load") or {}
     if load.get("errors"):
         notes.append(f"{load['errors']} errors")
@@ -259,6 +264,64 @@ def _measured_with(records: list[dict]) -> str:
             f"Interpreters: {'; '.join(pythons)}.{mixed}")
 
 
+NOT_RECORDED = "not recorded (measured by a harness older than the readiness check)"
+
+
+def _readings(records: list[dict]) -> tuple[list[tuple[readiness.Readiness, list[str]]], list[str]]:
+    """The records' machine readiness, one per session (as read at its start, with the throttling of all its
+    runs), each with the tables it measured; and the tables of records that hold none (older schemas)."""
+    sessions: dict[str, tuple[list[readiness.Readiness], list[str]]] = {}
+    unrecorded = []
+    for record in records:
+        stored = (record.get("machine") or {}).get("readiness")
+        if stored is None:
+            unrecorded.append(record["cell"]["table"])
+            continue
+        read, tables = sessions.setdefault(stored["read_at"], ([], []))
+        read.append(readiness.Readiness.from_dict(stored))
+        tables.append(record["cell"]["table"])
+    return ([(readiness.merged(read), list(dict.fromkeys(tables))) for _, (read, tables) in sorted(sessions.items())],
+            list(dict.fromkeys(unrecorded)))
+
+
+def readiness_line(records: list[dict]) -> str:
+    """One line under a table: what of the machine's state could make its ratios drift, what could not be read."""
+    readings, unrecorded = _readings(records)
+    if not readings:
+        return f"Machine readiness: {NOT_RECORDED}." if unrecorded else ""
+    warned = dict.fromkeys(item.title for reading, _ in readings for item in reading.with_status(readiness.Status.WARN))
+    unknown = dict.fromkeys(item.title for reading, _ in readings
+                            for item in reading.with_status(readiness.Status.UNKNOWN))
+    parts = [f"could make ratios drift: {', '.join(warned)}" if warned else "nothing read makes ratios drift",
+             *([f"cannot be read on this machine: {', '.join(unknown)}"] if unknown else []),
+             *([f"{NOT_RECORDED} for some rows"] if unrecorded else [])]
+    return f"Machine readiness at the session's start ({'; '.join(parts)}): see the machine's state."
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe, even in a code span, would end a Markdown table's cell
+
+
+def readiness_section(records: list[dict], heading: str = "##") -> str:
+    """The machine's state as each session read it at its start (`nox -s machine` reads it now): item, status,
+    what was read, and the fix of each item that makes ratios drift; "not recorded" for older records."""
+    readings, unrecorded = _readings(records)
+    if not readings and not unrecorded:
+        return ""
+    lines = [f"{heading} The machine's state", ""]
+    for reading, tables in readings:
+        rows = [[item.title, f"**{item.status.value}**" if item.status is readiness.Status.WARN else item.status.value,
+                 _cell(item.read), _cell(item.fix) if item.fix and item.status is readiness.Status.WARN else ""]
+                for item in reading.items]
+        lines += [f"Read at {reading.read_at}, at the start of the session that measured {', '.join(tables)} "
+                  f"(unknown: this machine does not expose the item):", "",
+                  tabulate(rows, headers=["Item", "Status", "Read", "Fix"], tablefmt="github", disable_numparse=True),
+                  ""]
+    if unrecorded:
+        lines += [f"Machine readiness of {', '.join(unrecorded)}: {NOT_RECORDED}.", ""]
+    return "\n".join(lines)
+
+
 def _executable_named(command: list[str]) -> str:
     """A stored command with its executable shortened to its name (granian, not /long/venv/bin/granian)."""
     return " ".join([os.path.basename(command[0]), *command[1:]])
@@ -342,7 +405,9 @@ def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dic
         "",
         _measured_with(present),
         "",
+        *([line, ""] if (line := readiness_line(present)) else []),
         *([line, ""] if (line := ceiling_line(present, calibrations)) else []),
+        *([section] if with_legend and (section := readiness_section(present, "###")) else []),
         *([legend(present), ""] if with_legend else []),
     ])
 
@@ -361,6 +426,7 @@ def write_all(results_dir: Path, study: Study) -> list[Path]:
     everything = results_dir / "TABLES.md"
     sections = [table_markdown(table, study, stored, calibrations, with_legend=False) for table in study.tables]
     results.write_text_atomic(everything, f"# {study.title}: the tables, as measured here\n\n" + "\n".join(sections)
+                              + "\n" + (readiness_section(list(stored.values())) or "")
                               + "\n## Columns\n\n" + legend(list(stored.values())) + "\n")
     return [everything, *written, *write_scaling(results_dir, study, stored)]
 

@@ -20,7 +20,7 @@ import psutil
 
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import StudyWarning, WarningKind
-from gilfree.run import granian_counters, rounds
+from gilfree.run import granian_counters, readiness, rounds
 from gilfree.run.child import DEFAULT_BIND, ServerError, free_port, url
 from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import Interpreter, check, check_lock, probe
@@ -144,6 +144,13 @@ class Options:
                 f"generator's {needed}: those cells are left out")
         return [cell for cell in cells if cell.cpus is None or cell.cpus in fitting]
 
+    @cached_property
+    def machine_readiness(self) -> readiness.Readiness:
+        """The machine's state, read once per session: its cells' pinnings checked against the SMT siblings."""
+        pinnings = {(settings["server_cpus"], settings["loadgen_cpus"])
+                    for settings in map(self.settings_for, self.cells)}
+        return readiness.read(pinnings=sorted(pinnings, key=str))
+
 
 def say(message: str) -> None:
     print(f"gilfree: {message}", file=sys.stderr, flush=True)
@@ -229,6 +236,7 @@ def prepare(options: Options) -> Plan:
     load_generator = options.load_host.describe(LOADGENS[options.loadgen])
     checked = interpreters(options)
     cells = options.cells
+    announce_readiness(options.machine_readiness)
     for cell in cells:  # Granian's counters where asked: refused, before anything runs, where Granian has none
         if options.settings_for(cell).get("granian_metrics"):
             interpreter = checked[cell.app, cell.variant]
@@ -242,6 +250,15 @@ def prepare(options: Options) -> Plan:
         say(f"kept {kept} stored run(s) of this session (--force re-runs them)")
     results.ensure_space(options.results_dir, sum(max(0, most - len(record["runs"])) for record in records.values()))
     return Plan(options, load_generator, checked, records)
+
+
+def announce_readiness(ready: readiness.Readiness) -> None:
+    """Once, at the session's start: each item that makes ratios drift, with its fix; what cannot be read here."""
+    for warning in ready.warnings():
+        say(f"WARNING {warning.message}")
+    if unknown := ready.with_status(readiness.Status.UNKNOWN):
+        say(f"machine readiness: cannot read {', '.join(item.key for item in unknown)} here (`nox -s machine` shows "
+            f"every item)")
 
 
 def run(plan: Plan) -> int:
@@ -296,9 +313,12 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
     Warnings are printed as they arise: the run's own, and those the cell gains with it (its spread, outliers,
     drift)."""
     record["load_generator"] = load_generator
-    known = set(warnings.read(record.get("warnings", []))) | set(interpreter_warnings(interpreter, options))
+    known = (set(warnings.read(record.get("warnings", []))) | set(interpreter_warnings(interpreter, options))
+             | set(options.machine_readiness.warnings()))  # said once, at the session's start
+    throttled = readiness.throttle_counts()
     placed = {"round": round_, "order_seed": options.order_seed}  # where in the shuffled rounds it ran
     record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options) | placed)
+    readiness.note_throttling(record["runs"][-1], throttled)
     _refresh(record, cell, interpreter, options, round_ + 1)
     try:
         results.write_atomic(results.cell_path(options.results_dir, cell), record)
@@ -376,7 +396,7 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         failure=failures[-1] if failures else None,
         settings=options.settings_for(cell),
         environment=options.environment(cell.app),
-        machine=results.machine(),
+        machine={**results.machine(), "readiness": options.machine_readiness.for_runs(runs).as_dict()},
         harness={"python": sys.version.split()[0]},
         load=None, resources=None, spread=None, stability=None,
     )
@@ -388,7 +408,8 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
     record["warnings"] = warnings.stored([w for run in runs for w in warnings.read(run["warnings"])]
                                          + (stats.cell_warnings(record["spread"], record["stability"], len(ok))
                                             if ok else [])
-                                         + interpreter_warnings(interpreter, options))
+                                         + interpreter_warnings(interpreter, options)
+                                         + options.machine_readiness.warnings())
 
 
 

@@ -91,6 +91,11 @@ def env_dir(session: nox.Session, *suffix: str) -> str:
     return "-".join([str(session.env_dir), *suffix])
 
 
+def interpreters(session: nox.Session, plan: dict) -> dict[str, str]:
+    """Each variant's interpreter, found and checked to be of the right build: quick, so asked first."""
+    return {variant: python(session, wanted) for variant, wanted in plan["pythons"].items()}
+
+
 def environments(session: nox.Session, plan: dict, interpreters: dict[str, str]) -> list[str]:
     """One environment under test per app and variant of the plan; the harness's --python for each."""
     pythons = []
@@ -109,9 +114,9 @@ def study(session: nox.Session, plan: dict) -> None:
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):
-        interpreters = {variant: python(session, wanted) for variant, wanted in plan["pythons"].items()}
+        found = interpreters(session, plan)
         harness(session, "prepare", session.name, "--study", plan["study"], *session.posargs)
-        pythons = environments(session, plan, interpreters)
+        pythons = environments(session, plan, found)
         harness(session, "run", session.name, "--study", plan["study"], *session.posargs, *pythons,
                 "--profile", plan["profile"])
 
@@ -158,8 +163,8 @@ def gil_audit(session: nox.Session) -> None:
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):
-        harness(session, "--study", plan["study"], *session.posargs, *environments(session, plan),
-                module="gilfree.gil_audit")
+        pythons = environments(session, plan, interpreters(session, plan))
+        harness(session, "--study", plan["study"], *session.posargs, *pythons, module="gilfree.gil_audit")
 
 
 @nox.session

@@ -7,8 +7,6 @@ import statistics
 from dataclasses import dataclass
 
 import numpy
-import scipy.stats
-from scipy.stats import linregress
 
 from gilfree.core.warnings import StudyWarning, WarningKind
 
@@ -16,7 +14,7 @@ from gilfree.core.warnings import StudyWarning, WarningKind
 VARIATION_LIMIT = 0.10
 # wrk and rewrk drive the load from one thread: near a full core, they, not the server, set the pace.
 LOADGEN_SATURATED_CORES = 0.9
-# Busy before the run: system-wide CPU use above this share, measured just before the server starts.
+# Busy before the run: other processes' CPU use above this share of all cores, read while the server starts.
 BUSY_LIMIT = 0.15
 # RSS that still grows by more than this over the second half of a steady load is flagged: a leak, or a
 # garbage collector falling behind, rather than memory that a higher concurrency simply needs.
@@ -151,7 +149,7 @@ def rss_growth(t_s: list[float], rss_bytes: list[int]) -> RssGrowth | None:
     if len(half) < RSS_GROWTH_MIN_SAMPLES:
         return None
     times, sizes = zip(*half)
-    fit = linregress(times, sizes)
+    fit = statistics.linear_regression(times, sizes)
     start = fit.intercept + fit.slope * times[0]
     if start <= 0:
         return None
@@ -185,6 +183,14 @@ MIN_RUNS_FOR_INTERVAL = 3  # with fewer, the spread of the runs says too little:
 CONFIDENCE = 0.95
 
 
+def _scipy_stats():
+    """scipy.stats, imported where an interval is computed: it takes over a second, which every harness start
+    would otherwise pay."""
+    import scipy.stats
+
+    return scipy.stats
+
+
 def _t_interval(test, point: float) -> tuple[float, float]:
     """The test's interval; runs that did not vary at all give the point itself (a zero-width interval)."""
     low, high = test.confidence_interval(CONFIDENCE)
@@ -195,7 +201,7 @@ def mean_interval(values: list[float]) -> tuple[float, float] | None:
     """A 95% Student t interval for the mean of one cell's runs; None below MIN_RUNS_FOR_INTERVAL."""
     if len(values) < MIN_RUNS_FOR_INTERVAL:
         return None
-    return _t_interval(scipy.stats.ttest_1samp(values, 0.0), statistics.fmean(values))
+    return _t_interval(_scipy_stats().ttest_1samp(values, 0.0), statistics.fmean(values))
 
 
 def geometric_ratio(over: list[float], under: list[float]) -> float:
@@ -212,8 +218,8 @@ def ratio_interval(over: list[float], under: list[float], paired: bool) -> tuple
         return None
     logs_over, logs_under = numpy.log(over), numpy.log(under)
     if paired:
-        test = scipy.stats.ttest_1samp(logs_over - logs_under, 0.0)
+        test = _scipy_stats().ttest_1samp(logs_over - logs_under, 0.0)
     else:
-        test = scipy.stats.ttest_ind(logs_over, logs_under, equal_var=False)
+        test = _scipy_stats().ttest_ind(logs_over, logs_under, equal_var=False)
     low, high = _t_interval(test, float(numpy.log(geometric_ratio(over, under))))
     return float(numpy.exp(low)), float(numpy.exp(high))

@@ -117,6 +117,30 @@ def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
     assert len(rows) == 2 and all("(n=3, RSD " in row and "%, geometric mean 95% CI " in row for row in rows)  # each its own
 
 
+RUN_PHASES = {"commands_s", "spawn_s", "ready_s", "verify_s", "busy_check_s", "sampler_start_s", "load_s",
+              "sampler_stop_s", "after_load_checks_s", "stop_s", "warnings_s"}
+
+
+def test_a_runs_timings_cover_its_phases_and_add_up_to_no_more_than_it_took(environments, tmp_path):
+    started = time.perf_counter()
+    completed, _ = run_session("asgi-3.14", environments["asgi"], tmp_path, "--table", "asgi-json", "--repeat", "2")
+    session_s = time.perf_counter() - started
+    assert completed.returncode == 0, completed.stderr
+    records = [json.loads(path.read_text()) for path in (tmp_path / "raw" / "asgi-json").glob("*.json")]
+    runs = [run for record in records for run in record["runs"]]
+    assert len(runs) == 4
+    for run in runs:
+        timings, phases = run["timings"], run["timings"]["phases_s"]
+        assert set(phases) == RUN_PHASES and all(seconds >= 0 for seconds in phases.values())
+        assert sum(phases.values()) <= timings["total_s"]
+        assert phases["load_s"] >= records[0]["settings"]["duration_s"]  # the load window lies within its phase
+        assert 0 <= timings["granian_start_s"] <= phases["spawn_s"] + phases["ready_s"]
+        assert 0 <= timings["granian_stop_s"] <= phases["stop_s"]
+    # The first run of each cell was written again with the second, its record's write timed by then.
+    assert sum("record_s" in run["timings"] for run in runs) >= 2
+    assert sum(run["timings"]["total_s"] + run["timings"].get("record_s", 0) for run in runs) < session_s
+
+
 def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, tmp_path):
     python = environments["wsgi"]
     port = free_port()

@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, base_python, free_port, harness_command, in_order, wait_for
 from gilfree.run import machine_lock, runner
 from gilfree.run.interpreters import Interpreter
+from gilfree.run.processes import wait_exit
 from gilfree.study.studies import article
 from test_faults import load_processes
 
@@ -176,3 +177,21 @@ def test_the_same_nox_session_twice_at_once_builds_and_measures_in_turn(tmp_path
     assert waited < second_out.index("uv venv --clear")  # no environment built under a running measurement
     assert "kept 2 stored run(s)" in second_out and "gilfree: [" not in second_out
     assert len(runs(results_dir, "asgi-3.14", "asgi-json")) == first_out.count("gilfree: [") == 2
+
+
+def test_waiting_for_an_exit_returns_once_it_exits_and_times_out_while_it_runs():
+    ignoring = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        assert ignoring.stdout.readline() == b"ready\n"  # SIGTERM is ignored from here on
+        ignoring.terminate()
+        with pytest.raises(subprocess.TimeoutExpired):
+            wait_exit(ignoring, 0.2)
+        assert ignoring.poll() is None
+        ignoring.kill()
+        wait_exit(ignoring, 5)
+        assert ignoring.returncode == -signal.SIGKILL
+    finally:
+        ignoring.kill()
+        ignoring.wait()
+        ignoring.stdout.close()

@@ -147,7 +147,8 @@ def test_every_session_readme_lists_runs_or_refuses_in_one_line(name, user_env, 
         titles = ("CPU frequency governor", "SMT siblings", "Other load")
         assert all(f" {title} " in ran.stdout for title in titles), output
     if name == "overhead":
-        assert "per-cell overhead over 1 cells" in ran.stdout and "sampler CPU" in ran.stdout
+        assert "where a run's time went, mean seconds over 1 runs" in ran.stdout
+        assert "harness share of the post's study" in ran.stdout and "sampler CPU" in ran.stdout
     if name == "gil-audit":  # the post's apps keep the GIL off on 3.13t: every module, and each app
         audited = json.loads((tmp_path / "gil-audit.json").read_text())
         assert {env["app"] for env in audited["environments"]} == {"asgi", "wsgi"}

@@ -7,8 +7,6 @@ import statistics
 from dataclasses import dataclass
 
 import numpy
-import scipy.stats
-from scipy.stats import linregress
 
 from gilfree.core.warnings import StudyWarning, WarningKind
 
@@ -28,7 +26,7 @@ DRIFT_SIGNIFICANCE = 0.05  # a t-test of the two parts: a change beyond the nois
 DRIFT_MIN_CHANGE = 0.05  # and a change beyond this share: a real but immaterial drift is no warning
 # wrk and rewrk drive the load from one thread: near a full core, they, not the server, set the pace.
 LOADGEN_SATURATED_CORES = 0.9
-# Busy before the run: system-wide CPU use above this share, measured just before the server starts.
+# Busy before the run: other processes' CPU use above this share of all cores, read while the server starts.
 BUSY_LIMIT = 0.15
 # RSS that still grows by more than this over the second half of a steady load is flagged: a leak, or a
 # garbage collector falling behind, rather than memory that a higher concurrency simply needs.
@@ -107,7 +105,7 @@ def drift(values: list[float]) -> Drift | None:
     if first.var() == last.var() == 0:  # no noise at all: the t-test has no answer, the change alone decides
         p_value = 0.0 if first[0] != last[0] else 1.0
     else:
-        p_value = float(scipy.stats.ttest_ind(first, last).pvalue)
+        p_value = float(_scipy_stats().ttest_ind(first, last).pvalue)
     return Drift(part, statistics.geometric_mean(values[:part]), statistics.geometric_mean(values[-part:]), p_value)
 
 
@@ -238,7 +236,7 @@ def rss_growth(t_s: list[float], rss_bytes: list[int]) -> RssGrowth | None:
     if len(half) < RSS_GROWTH_MIN_SAMPLES:
         return None
     times, sizes = zip(*half)
-    fit = linregress(times, sizes)
+    fit = statistics.linear_regression(times, sizes)
     start = fit.intercept + fit.slope * times[0]
     if start <= 0:
         return None
@@ -272,6 +270,14 @@ MIN_RUNS_FOR_INTERVAL = 3  # with fewer, the spread of the runs says too little:
 CONFIDENCE = 0.95
 
 
+def _scipy_stats():
+    """scipy.stats, imported where an interval is computed: it takes over a second, which every harness start
+    would otherwise pay."""
+    import scipy.stats
+
+    return scipy.stats
+
+
 def _t_interval(test, point: float) -> tuple[float, float]:
     """The test's interval; runs that did not vary at all give the point itself (a zero-width interval)."""
     low, high = test.confidence_interval(CONFIDENCE)
@@ -284,7 +290,7 @@ def mean_interval(values: list[float]) -> tuple[float, float] | None:
     if len(values) < MIN_RUNS_FOR_INTERVAL:
         return None
     logs = numpy.log(values)
-    low, high = _t_interval(scipy.stats.ttest_1samp(logs, 0.0), float(numpy.mean(logs)))
+    low, high = _t_interval(_scipy_stats().ttest_1samp(logs, 0.0), float(numpy.mean(logs)))
     return float(numpy.exp(low)), float(numpy.exp(high))
 
 
@@ -302,8 +308,8 @@ def ratio_interval(over: list[float], under: list[float], paired: bool) -> tuple
         return None
     logs_over, logs_under = numpy.log(over), numpy.log(under)
     if paired:
-        test = scipy.stats.ttest_1samp(logs_over - logs_under, 0.0)
+        test = _scipy_stats().ttest_1samp(logs_over - logs_under, 0.0)
     else:
-        test = scipy.stats.ttest_ind(logs_over, logs_under, equal_var=False)
+        test = _scipy_stats().ttest_ind(logs_over, logs_under, equal_var=False)
     low, high = _t_interval(test, float(numpy.log(geometric_ratio(over, under))))
     return float(numpy.exp(low)), float(numpy.exp(high))

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-
-import matplotlib
 
 from gilfree.run.scaling import Analysis, Point, PointStatus
 from gilfree.study import results
@@ -15,8 +14,16 @@ from gilfree.study.published import Figures
 from gilfree.study.schema import free_threaded
 from gilfree.study.studies import Cell, Table, article
 
-matplotlib.use("Agg")  # files only: no display on a benchmark machine or in CI; set before pyplot loads
-import matplotlib.pyplot as plt
+
+@cache
+def _pyplot():
+    """pyplot, imported on the first chart: it takes about a second, which every harness start would pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a benchmark machine or in CI; set before pyplot loads
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 PANELS = {"rps": "RPS", "ram_mb": "RAM (MiB)"}
 BAR_WIDTH = 0.4
@@ -59,7 +66,7 @@ def draw_ratios(path: Path, rows: list[RatioRow]) -> Path:
     values = [v for row in rows for v in (row.post, row.yours, *(row.interval or ())) if v]
     values += [edge for row in rows for edge in (row.band_low, row.band_high) if 0 < edge < math.inf]
     low, high = min(values) / 1.3, max(values) * 1.3
-    figure, axes = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6))
+    figure, axes = _pyplot().subplots(figsize=(9, 0.42 * len(rows) + 1.6))
     positions = range(len(rows))[::-1]
     for y, row in zip(positions, rows):
         left, right = max(row.band_low, low), min(row.band_high, high)
@@ -87,7 +94,7 @@ def _save(figure, path: Path) -> Path:
     try:
         results.replace_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
     finally:
-        plt.close(figure)
+        _pyplot().close(figure)
     return path
 
 
@@ -95,7 +102,7 @@ def draw(path: Path, table: Table, names: list[str], post: list[Figures | None],
          axis_name: str) -> Path:
     """Write one PNG for the table: an RPS panel, and a RAM panel where the table has RAM."""
     fields = ["rps"] + (["ram_mb"] if "ram" in table.columns else [])
-    figure, panels = plt.subplots(1, len(fields), figsize=(1.6 * len(names) * len(fields) + 2, 4.8),
+    figure, panels = _pyplot().subplots(1, len(fields), figsize=(1.6 * len(names) * len(fields) + 2, 4.8),
                                   squeeze=False)
     for axes, field in zip(panels[0], fields):
         _panel(axes, field, post, yours)
@@ -128,7 +135,7 @@ def _run_label(label: str, number: int, run: dict) -> str:
 def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
     """RSS (MiB) and CPU (cores) over the seconds since the load began: one line per run that kept its series,
     one colour per variant; the second half, where the growth is fitted, shaded."""
-    figure, (rss_axes, cpu_axes) = plt.subplots(2, 1, sharex=True, figsize=(8, 6), height_ratios=(2, 1))
+    figure, (rss_axes, cpu_axes) = _pyplot().subplots(2, 1, sharex=True, figsize=(8, 6), height_ratios=(2, 1))
     ends = []
     for record in records:
         colour = variant_colour(record["cell"]["variant"])
@@ -183,7 +190,7 @@ def _scaling_panels(analysis: Analysis, ylabel: str, value, ideal: bool, title: 
     line k x RPS(1) of each variant where `ideal`."""
     panels = list(dict.fromkeys((curve.app, curve.endpoint) for curve in analysis.curves()))
     ks = sorted({point.k for point in analysis.points})
-    figure, axes_row = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    figure, axes_row = _pyplot().subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
     for axes, (app, endpoint) in zip(axes_row[0], panels):
         curves = [curve for curve in analysis.curves() if (curve.app, curve.endpoint) == (app, endpoint)]
         gaps: dict[int, list[str]] = {}

@@ -21,10 +21,10 @@ from typing import Self
 import psutil
 
 from gilfree.run import machine_lock
-from gilfree.run.processes import GroupReaper, dies_with_parent, finish, pinned, signal_group
+from gilfree.run.processes import GroupReaper, dies_with_parent, finish, pinned, signal_group, wait_exit
 
 DEFAULT_BIND = "127.0.0.1"  # Granian's own default, made explicit; any other address must be asked for
-READY_POLL_S = 0.05
+READY_POLL_S = 0.01  # the most a poll adds to a server's start
 KILLED_GONE_TIMEOUT_S = 5.0
 # Loopback checks must not go through an http_proxy from the environment.
 LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -118,6 +118,8 @@ class ManagedServer:
         self.bind = bind
         self.process: subprocess.Popen | None = None
         self.stopped_by: str | None = None
+        self.spawned_at: float | None = None  # perf_counter() once the process was spawned: its own start begins
+        self.stopping_s: float | None = None  # SIGTERM until it exited or was killed: its own stop
         self._members: set[psutil.Process] = set()  # the group's processes once it answered
         self._reaper: GroupReaper | None = None
         self._record: Path | None = None
@@ -133,6 +135,7 @@ class ManagedServer:
                 )
             except OSError as error:
                 raise self.error(f"cannot start {self.command[0]}: {error.strerror}") from None
+        self.spawned_at = time.perf_counter()
         try:
             self._reaper = GroupReaper(self.process.pid, self.stop_timeout_s)
             if self.recorded:
@@ -222,13 +225,15 @@ class ManagedServer:
     def _stop_group(self) -> None:
         members = self._members | self._tree()
         signal_group(self.pid, signal.SIGTERM)
+        terminated = time.perf_counter()
         starting = not self._members and self.starting_stop_timeout_s is not None
         timeout = self.starting_stop_timeout_s if starting else self.stop_timeout_s
         try:
-            self.process.wait(timeout)
+            wait_exit(self.process, timeout)
             self.stopped_by = "SIGTERM"
         except subprocess.TimeoutExpired:
             self.stopped_by = f"SIGKILL, {timeout:g}s after SIGTERM"
+        self.stopping_s = time.perf_counter() - terminated
         signal_group(self.pid, signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
         self.process.wait()
         _wait_gone(members)

@@ -21,13 +21,13 @@ import psutil
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.run import granian_counters, readiness, rounds
-from gilfree.run.child import DEFAULT_BIND, ServerError, free_port, url
+from gilfree.run.child import DEFAULT_BIND, READY_POLL_S, ServerError, free_port, url
 from gilfree.run.hosts import LoadHost, LocalHost
 from gilfree.run.interpreters import Interpreter, check, check_lock, probe
 from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, LoadResult
 from gilfree.run.processes import TooFewCpus, available_cpus, points_for, split_cpus
 from gilfree.run.rounds import AutoRepeat
-from gilfree.run.sampler import TreeSampler, busy_share
+from gilfree.run.sampler import OthersBusy, TreeSampler
 from gilfree.run.server import GranianServer, granian_command, resolved_loop, resolved_runtime_mode
 from gilfree.study import results
 from gilfree.study.schema import gil_name
@@ -319,6 +319,7 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
     placed = {"round": round_, "order_seed": options.order_seed}  # where in the shuffled rounds it ran
     record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options) | placed)
     readiness.note_throttling(record["runs"][-1], throttled)
+    stored = time.perf_counter()
     _refresh(record, cell, interpreter, options, round_ + 1)
     try:
         results.write_atomic(results.cell_path(options.results_dir, cell), record)
@@ -326,6 +327,7 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
         full.unstored = 1  # this run; the cell's earlier runs are in the file as it was
         raise
     last = record["runs"][-1]
+    last["timings"]["record_s"] = time.perf_counter() - stored  # on disk from the cell's next write
     own = warnings.read(last["warnings"])
     for warning in own + [w for w in warnings.read(record["warnings"]) if w not in known | set(own)]:
         say(f"WARNING {cell.table} {cell.key}: {warning.message}")
@@ -414,8 +416,27 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
 
 
 
+class Laps:
+    """A run's wall time cut into phases, each timed from the end of the one before, so they add up to the whole
+    run (run["timings"]["phases_s"]); a phase that comes again (Granian's counters) adds up."""
+
+    def __init__(self, phases: dict[str, float]):
+        self.phases = phases
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
 def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, options: Options) -> dict:
-    """One run of one cell, end to end. Never raises for a failure of the server or the load: records it."""
+    """One run of one cell, end to end. Never raises for a failure of the server or the load: records it.
+    run["timings"] holds where its time went (the overhead benchmark splits it into load windows, Granian's own
+    start and stop, and the harness's time)."""
+    started = time.perf_counter()
+    timings: dict = {"phases_s": {}}
+    laps = Laps(timings["phases_s"])
     settings = options.settings_for(cell)
     granian = str(Path(interpreter.executable).parent / "granian")
     app = options.study.apps[cell.app]
@@ -425,53 +446,69 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     target = url(options.port, app.endpoints[cell.endpoint].path, options.bind)
     load_command = generator.command(target, options.duration_s, cell.concurrency, options.rate)
     run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None,
-           "timings": {},
+           "timings": timings,
            "commands": {"server": server_command,
                         "load": options.load_host.shown(load_command)},
            "granian": granian_ran(cell, interpreter),
            "started_at": results.now()}
     log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
-    busy = busy_share()
-    started = time.perf_counter()
+    laps.lap("commands_s")
+    busy, others = None, OthersBusy()  # read while Granian starts, before any load
     try:
         with GranianServer(server_command, app, options.port, log, cpus=settings["server_cpus"],
                            bind=options.bind, gil_forced_off=interpreter.gil_forced_off) as server:
-            run["timings"]["ready_s"] = server.wait_ready()
+            laps.lap("spawn_s")
+            timings["ready_s"] = server.wait_ready()
+            timings["granian_start_s"] = max(0.0, time.perf_counter() - server.spawned_at - READY_POLL_S)
+            laps.lap("ready_s")
             server.verify()
             _check_from_load_host(server, generator, target, options, "before any load")
+            laps.lap("verify_s")
+            busy = others.share()
+            laps.lap("busy_check_s")
             if options.warmup_s:
                 warmup, _ = options.load_host.run_load(
                     generator, generator.command(target, options.warmup_s, cell.concurrency, options.rate),
                     options.warmup_s, settings["loadgen_cpus"])
                 run["warmup"] = warmup.as_dict()
+                laps.lap("warmup_s")
             before = granian_counters.settled(metrics_port) if counted else None
+            if counted:
+                laps.lap("counters_s")
             sampler = TreeSampler(server.pid)
             sampler.start()
-            run["timings"]["setup_s"] = time.perf_counter() - started - options.warmup_s
+            laps.lap("sampler_start_s")
             try:
                 load, loadgen_usage = options.load_host.run_load(generator, load_command, options.duration_s,
                                                                  settings["loadgen_cpus"])
+                laps.lap("load_s")
             finally:
                 usage = sampler.stop()
+            laps.lap("sampler_stop_s")
             if counted:
                 run["granian"]["counters"] = granian_counters.window(before, granian_counters.settled(metrics_port),
                                                                      options.duration_s)
+                laps.lap("counters_s")
             run["load"] = {**load.as_dict(), **loadgen_usage, "offered_rps": options.rate}  # rps: achieved
             run["resources"] = usage.as_dict()
             run["timeline"] = sampler.timeline().as_dict()
             _check_server_after_load(server, interpreter, load)
             _check_from_load_host(server, generator, target, options, "after the load")
             run["status"] = "ok"
-            teardown = time.perf_counter()
-        run["timings"]["teardown_s"] = time.perf_counter() - teardown
+            laps.lap("after_load_checks_s")
+        laps.lap("stop_s")
+        timings["granian_stop_s"] = server.stopping_s
         run["stopped_by"] = server.stopped_by
     except (ServerError, LoadGenError, granian_counters.CountersUnavailable) as error:
         run["status"], run["failure"] = "failed", str(error)
     run["finished_at"] = results.now()
     gap = granian_counters.requests_gap(run["granian"].get("counters"), (run["load"] or {}).get("requests"), cell)
+    busy = others.share() if busy is None else busy  # a failed start: read until now
     run["warnings"] = warnings.stored(stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads)
                                       + ([gap] if gap else []))
+    laps.lap("warnings_s")
+    timings["total_s"] = time.perf_counter() - started
     return run
 
 

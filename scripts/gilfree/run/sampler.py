@@ -17,12 +17,51 @@ import psutil
 from gilfree.core.stats import rss_growth
 
 DEFAULT_INTERVAL_S = 0.25
-BUSY_CHECK_S = 0.25  # how long the machine's CPU use is read before a run
+TREE_REFRESH_SAMPLES = 8  # the tree's members are listed again every this many samples (2 s), not at each one
+BUSY_CHECK_S = 0.25  # how long, at least, the machine's CPU use is read before a run
 
 
 def busy_share() -> float:
     """System-wide CPU use just before a run, as a share of all cores (stats.machine_busy judges it)."""
     return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
+
+
+class OthersBusy:
+    """How busy the rest of the machine is while the harness starts a server: the CPU time of every process but
+    this one and its children (the server starting, the reaper), as a share of all cores, from the kernel's
+    counters. Leaving our own out lets the check overlap the server's start instead of waiting before it."""
+
+    def __init__(self):
+        self._started = time.perf_counter()
+        self._machine = psutil.cpu_times()
+        self._ours = _our_cpu_s()
+
+    def share(self) -> float:
+        """Read once the server is up; a start shorter than BUSY_CHECK_S is waited out, so that every check
+        spans at least that long (enough of the kernel's clock ticks to judge)."""
+        time.sleep(max(0.0, BUSY_CHECK_S - (time.perf_counter() - self._started)))
+        machine, ours = psutil.cpu_times(), _our_cpu_s()
+        total = _total_s(machine) - _total_s(self._machine)
+        idle = sum(getattr(machine, name, 0.0) - getattr(self._machine, name, 0.0) for name in ("idle", "iowait"))
+        return min(1.0, max(0.0, (total - idle - (ours - self._ours)) / total))
+
+
+def _total_s(times) -> float:
+    """All CPUs' time, as psutil counts it: guest time is already in user and nice."""
+    return sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+
+
+def _our_cpu_s() -> float:
+    """CPU seconds of this process and every child it has (and of the children they waited for)."""
+    me = psutil.Process()
+    total = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue  # gone since it was listed: its time is in its parent's children_* once reaped
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 @dataclass(frozen=True)
@@ -68,6 +107,7 @@ class TreeSampler:
         self.root = psutil.Process(root_pid)
         self.interval_s = interval_s
         self._processes: dict[int, psutil.Process] = {}
+        self._members: list[psutil.Process] | None = None
         self._baseline: dict[int, float] = {}
         self._latest: dict[int, float] = {}
         self._peak_rss = self._peak_processes = self._peak_threads = self._samples = 0
@@ -138,12 +178,17 @@ class TreeSampler:
             self._sample()
 
     def _tree(self) -> list[psutil.Process]:
-        try:
-            members = [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-        # Keep one Process object per pid so psutil can tell a reused pid from the same process.
-        return [self._processes.setdefault(process.pid, process) for process in members]
+        """The tree's processes: listed afresh at the first sample, the last, and every TREE_REFRESH_SAMPLES-th
+        (listing children reads every process of the machine); in between, the members last listed, a member
+        that left being skipped by _sample."""
+        if self._members is None or self._samples % TREE_REFRESH_SAMPLES == 0 or self._stopping.is_set():
+            try:
+                members = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                members = []
+            # Keep one Process object per pid so psutil can tell a reused pid from the same process.
+            self._members = [self._processes.setdefault(process.pid, process) for process in members]
+        return self._members
 
     def _sample(self, baseline: bool = False) -> None:
         started = time.thread_time()

@@ -74,13 +74,14 @@ def session_cost(options: Options, cells: int) -> SessionCost:
     facts = probe(options.pythons["asgi", article().variants[0]], _asgi())
     variant = article().variants[1] if facts["free_threaded_build"] else article().variants[0]
     options = dataclasses.replace(options, session=article().sessions[f"asgi-{variant}"], table="asgi-json",
-                                  pythons={("asgi", variant): options.pythons["asgi", article().variants[0]]})
+                                  pythons={("asgi", variant): options.pythons["asgi", article().variants[0]]},
+                                  repeat=cells)
     start_s = harness_start_s()
     started = time.perf_counter()
     plan = runner.prepare(options)
     prepared = time.perf_counter()
     cell = next(c for c in options.cells if c.workers == 1)
-    plan = dataclasses.replace(plan, order=[(0, cell)] * cells)
+    plan = dataclasses.replace(plan, records={cell: plan.records[cell]})  # that cell alone, `cells` rounds
     status = runner.run(plan)
     ran = time.perf_counter()
     render_tables(options, status)

@@ -322,8 +322,14 @@ def _wait_gone(members: set[psutil.Process]) -> None:
 
 
 def still_running(process: psutil.Process) -> bool:
-    """Alive and not a zombie: a zombie runs nothing, whoever has yet to reap it."""
+    """Alive, or a zombie whose other threads are still exiting: a thread group's leader shows as a zombie before
+    its last thread has gone, and until then the process holds its files, the server's listening socket among
+    them. A zombie alone runs nothing, whoever has yet to reap it."""
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
+        if not process.is_running():
+            return False
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return True
+        return len(os.listdir(f"/proc/{process.pid}/task")) > 1
+    except (psutil.NoSuchProcess, FileNotFoundError):
         return False

@@ -108,6 +108,8 @@ def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
     for cell in SESSIONS["asgi-3.14"].cells()[2:]:
         record = json.loads((tmp_path / "raw" / cell.table / f"{cell.key}.json").read_text())
         assert len(record["runs"]) == 3 and record["settings"]["repeat"] == 3
+        assert (record["rounds"]["repeat"], record["rounds"]["rounds_run"], record["rounds"]["auto"]) == (3, 3, None)
+        assert [run["round"] for run in record["runs"]] == [0, 1, 2]
         rps = sorted(run["load"]["rps"] for run in record["runs"])
         assert record["load"]["rps"] == rps[1]
         assert record["spread"]["rps"]["min"] == rps[0] and record["spread"]["rps"]["max"] == rps[2]

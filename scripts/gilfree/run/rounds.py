@@ -115,8 +115,10 @@ def decide(found: list[Compared], rule: AutoRepeat, rounds: int, elapsed_s: floa
     return None
 
 
-def summary(rule: AutoRepeat | None, seed: int, rounds: int, stop: Stop | None, found: list[Compared]) -> dict:
-    """What a record keeps of how its session chose its rounds: the rule, the seed, and why it stopped."""
-    return {"repeat": "auto" if rule else rounds, "order_seed": seed, "rounds_run": rounds,
+def summary(rule: AutoRepeat | None, repeat: int, seed: int, rounds: int, stop: Stop | None,
+            found: list[Compared]) -> dict:
+    """What a record keeps of how its session chose its rounds: --repeat N or auto's rule, the seed, the rounds
+    run so far, and why auto stopped."""
+    return {"repeat": "auto" if rule else repeat, "order_seed": seed, "rounds_run": rounds,
             "auto": rule.as_dict() if rule else None, "stopped_by": stop.key if stop else None,
             "widths": {item.label: item.width for item in found} if rule else None}

@@ -303,7 +303,8 @@ def _record_rounds(plan: Plan, rounds_run: int, stop: rounds.Stop) -> None:
     found = rounds.compared(list(plan.records), plan.records)
     say(f"--repeat auto stopped after {rounds_run} round(s): {stop.sentence}")
     for cell, record in plan.records.items():
-        record["rounds"] = rounds.summary(plan.options.auto, plan.options.order_seed, rounds_run, stop, found)
+        record["rounds"] = rounds.summary(plan.options.auto, plan.options.repeat, plan.options.order_seed, rounds_run,
+                                          stop, found)
         results.write_atomic(results.cell_path(plan.options.results_dir, cell), record)
 
 
@@ -403,7 +404,7 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         load=None, resources=None, spread=None, stability=None,
     )
     record["granian"] = granian_counters.summary(ok or runs)
-    record["rounds"] = rounds.summary(options.auto, options.order_seed, rounds_run, None, [])
+    record["rounds"] = rounds.summary(options.auto, options.repeat, options.order_seed, rounds_run, None, [])
     if ok:
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
         record["stability"] = stats.stability(stats.figure_values(ok, "rps"))

@@ -89,6 +89,18 @@ endpoints.json = {{{{ json = {{{{ message = "Hello, World!" }}}} }}}}
 """ for app, target in (("asgi", "impl_fastapi:app"), ("wsgi", "impl_flask:app"))}
 
 
+# A study's head for the post's apps on the real 3.13 and 3.13t (real_environments), after its title line (a format
+# template: {root}); the apps (POST_APPS_TOML) and the tables follow.
+REAL_313_HEAD = """variants = ["3.13", "3.13t"]
+duration = "1s"
+results = "out"
+locks = "{root}/locks"
+
+[profiles.article]
+python = {{ "3.13" = "3.13.5", "3.13t" = "3.13.5t" }}
+"""
+
+
 def build_environment(location: Path, interpreter: str, lock, *extra: str) -> str:
     """An environment under test, as the noxfile builds one: the interpreter, then the lock (a path, or one under
     locks/), hashes required, bytecode compiled; then any `extra` packages. Its interpreter's path."""

@@ -12,7 +12,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import POST_APPS_TOML, ROOT, build_environment, free_port
+from conftest import POST_APPS_TOML, REAL_313_HEAD, ROOT, build_environment, free_port
 
 LEGACY = """#include <Python.h>
 static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "legacy_ext", NULL, -1, NULL};
@@ -170,15 +170,8 @@ def test_a_study_refuses_to_force_the_gil_off_on_a_gil_variant(tmp_path):
                                    f"without the GIL")
 
 
-POST_APPS_ON_313 = """title = "The post's apps on the real 3.13 and 3.13t"
-variants = ["3.13", "3.13t"]
-duration = "1s"
-results = "out"
-locks = "{root}/locks"
-
-[profiles.article]
-python = {{ "3.13" = "3.13.5", "3.13t" = "3.13.5t" }}
-""" + POST_APPS_TOML["asgi"] + POST_APPS_TOML["wsgi"] + """
+POST_APPS_ON_313 = ("title = \"The post's apps on the real 3.13 and 3.13t\"\n" + REAL_313_HEAD
+                    + POST_APPS_TOML["asgi"] + POST_APPS_TOML["wsgi"] + """
 [tables.asgi]
 number = 1
 title = "ASGI /json"
@@ -192,7 +185,7 @@ title = "WSGI /json"
 columns = ["python", "workers", "threads", "rps", "cpu", "ram"]
 cell = {{ app = "wsgi", endpoint = "json", workers = 2, blocking_threads = 8, concurrency = 32 }}
 grid = {{ variant = ["3.13", "3.13t"] }}
-"""
+""")
 
 
 def test_the_posts_apps_run_on_the_real_313_and_313t_and_the_313t_rows_kept_the_gil_off(real_environments,

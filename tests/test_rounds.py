@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import POST_APPS_TOML, ROOT, free_port
+from conftest import POST_APPS_TOML, REAL_313_HEAD, ROOT, free_port
 from gilfree.run import rounds
 from gilfree.run.rounds import AutoRepeat, Compared, Stop
 from gilfree.study.studies import article
@@ -58,15 +58,7 @@ def test_a_compared_ratio_is_between_cells_that_differ_in_the_variant_only():
     assert all(item.is_ratio and item.interval is not None for item in found)
 
 
-STUDY = """title = "--repeat auto on the real 3.13 and 3.13t"
-variants = ["3.13", "3.13t"]
-duration = "1s"
-results = "out"
-locks = "{root}/locks"
-
-[profiles.article]
-python = {{ "3.13" = "3.13.5", "3.13t" = "3.13.5t" }}
-""" + POST_APPS_TOML["asgi"] + """
+STUDY = 'title = "--repeat auto on the real 3.13 and 3.13t"\n' + REAL_313_HEAD + POST_APPS_TOML["asgi"] + """
 [tables.asgi]
 number = 1
 title = "ASGI /json"

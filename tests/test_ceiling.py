@@ -191,7 +191,7 @@ def test_a_schema_2_record_reads_with_timeline_and_growth_unknown(tmp_path):
     assert migrated["runs"][0]["timeline"] is None
     row, text = rendered(tmp_path, record)
     assert "RSS still growing" not in row and "not checked" in text
-    assert charts.write_timelines(tmp_path, results.load(tmp_path)) == []  # no series, no chart
+    assert charts.write_timelines(tmp_path, article(), results.load(tmp_path)) == []  # no series, no chart
 
 
 def with_timeline(cell: Cell, rss_mib: list[float], growth: float | None) -> dict:
@@ -209,7 +209,7 @@ def test_one_rss_timeline_per_cell_holds_both_variants(tmp_path):
     for record in (with_timeline(gil, [80, 90, 95, 95, 95, 95], 0.0),
                    with_timeline(threaded, [70, 90, 110, 130, 150, 170], 0.31)):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
-    written = charts.write_timelines(tmp_path, results.load(tmp_path))
+    written = charts.write_timelines(tmp_path, article(), results.load(tmp_path))
     assert written == [charts.timeline_path(tmp_path, gil)] == [charts.timeline_path(tmp_path, threaded)]
     assert written[0].name == "wsgi-io-w1-t64-io-c128.png"
     assert written[0].read_bytes().startswith(b"\x89PNG") and list(tmp_path.rglob("*.tmp")) == []
@@ -227,11 +227,11 @@ def test_the_comparison_flags_a_row_near_its_ceiling_and_its_verdict_turns_incon
     threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True}
     for record in (gil, threaded):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
-    claim = verdicts.claims()[0]
+    claim = article().claims[0]
     ratio = next(r for r in claim.ratios if r.under == CELL)
     assert verdicts.estimate(ratio, threaded, gil).outcome == verdicts.Verdict.HELD
     results.write_atomic(tmp_path / "calibration" / "wrk.json", made_up_calibration(gil, 40000))  # 75%: near
-    compare.write_report(tmp_path)
+    compare.write_report(tmp_path, article())
     report = (tmp_path / "COMPARISON.md").read_text()
     assert "load generator near its calibrated ceiling" in report
     stored = ceiling.with_ceilings(results.load(tmp_path), ceiling.load_all(tmp_path))
@@ -249,7 +249,7 @@ def test_the_comparison_flags_rss_still_growing_and_gives_the_p99_ratio(tmp_path
     for record, p99 in ((gil, 10.0), (threaded, 15.0)):
         record["load"] |= {"generator": "wrk", "latency_percentiles_ms": {"50": 4.0, "90": 6.0, "99": p99, "99.9": 30.0}}
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
-    compare.write_report(tmp_path)
+    compare.write_report(tmp_path, article())
     report = (tmp_path / "COMPARISON.md").read_text()
     stored = results.load(tmp_path)
     assert [flag.kind for flag in verdicts.row_flags(CELL, stored[(CELL.table, CELL.key)])] == [

@@ -36,12 +36,12 @@ def store_variants(results_dir, table_id, gil_rps=30000.0, ratio=1.0, gil_ram=10
 
 
 def verdict(results_dir, claim):
-    judged = {j.claim.text: j for j in verdicts.judge_all(results.load(results_dir))}[claim]
+    judged = {j.claim.text: j for j in verdicts.judge_all(article(), results.load(results_dir))}[claim]
     return compare.verdict_text(judged)
 
 
 def report_line(results_dir, *parts):
-    compare.write_report(results_dir)
+    compare.write_report(results_dir, article())
     text = (results_dir / "COMPARISON.md").read_text()
     return next(line for line in text.splitlines() if all(part in line for part in parts))
 
@@ -121,15 +121,16 @@ def test_more_in_flight_than_connections_is_flagged_and_a_sound_row_is_not(tmp_p
     (Cell("wsgi-threads-gil", "3.14", "wsgi", 1, 1, "io", 128), 100),
 ])
 def test_ideal_io_throughput_counts_the_slots_that_can_wait(cell, ideal):
-    assert verdicts.ideal_io_rps(cell) == pytest.approx(ideal)
+    assert verdicts.ideal_io_rps(cell, 0.01) == pytest.approx(ideal)
 
 
 def test_report_links_one_png_chart_per_table(tmp_path):
     store_variants(tmp_path, "wsgi-json", ratio=3.0)
-    written = compare.write_report(tmp_path)
+    written = compare.write_report(tmp_path, article())
     assert written[0] == tmp_path / "COMPARISON.md"
     text = written[0].read_text()
-    assert [path.name for path in written[1:]] == ["ratios.png"] + [f"{table_id}.png" for table_id in article().tables_by_id]
+    assert [path.name for path in written[1:]] == ["ratios.png", "compared-rps.png"] + [
+        f"{table_id}.png" for table_id in article().tables_by_id]
     for path in written[1:]:
         assert path.parent == tmp_path / "charts"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -221,7 +222,7 @@ def test_pss_is_shown_beside_rss_where_recorded_and_the_caveat_is_stated(tmp_pat
 
 def test_the_report_is_written_whole_with_no_temporary_file_left(tmp_path):
     store_variants(tmp_path, "asgi-io")
-    compare.write_report(tmp_path)
+    compare.write_report(tmp_path, article())
     assert (tmp_path / "COMPARISON.md").read_text().rstrip().endswith("|")  # ends with the diagnostics table
     assert [path.name for path in tmp_path.rglob("*.tmp")] == []
 
@@ -231,7 +232,7 @@ def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path
         return measured(interpreter__optimisations={"pgo": pgo, "lto": False, "jit": False})
     for cell in article().tables_by_id["asgi-json"].cells:
         store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=built(cell.variant == "3.14"))
-    compare.write_report(tmp_path)
+    compare.write_report(tmp_path, article())
     text = (tmp_path / "COMPARISON.md").read_text()
     assert "**WARNING: 3.14 and 3.14t were built with different optimisations" in text.split("## Verdicts")[0]
     assert "(3.14), PGO yes, LTO no, JIT no" in report_line(tmp_path, "| Python 3.14 ")
@@ -241,8 +242,9 @@ def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path
 def test_a_row_the_post_gives_no_figures_for_is_shown_as_not_published(tmp_path, monkeypatch):
     """Published figures are optional in a study file: a row without them is compared with nothing, not a crash."""
     eight = article().tables_by_id["wsgi-threads-gil"].cells[1]  # JSON, 8 threads: in no claim
-    without = {key: figures for key, figures in compare.published().items() if key != (eight.table, eight.key)}
-    monkeypatch.setattr(compare, "published", lambda: without)
+    without = {key: figures for key, figures in compare.source_figures(article()).items()
+               if key != (eight.table, eight.key)}
+    monkeypatch.setattr(compare, "source_figures", lambda study: without)
     for cell in article().tables_by_id["wsgi-threads-gil"].cells:
         store(tmp_path, cell)
     row = report_row(tmp_path, "| JSON ", "| 8 ", "| post ")

@@ -277,7 +277,7 @@ def test_tables_and_comparison_show_the_readings_and_not_recorded_for_older_reco
     assert "Machine readiness of asgi-json: not recorded" in table
     everything = (tmp_path / "TABLES.md").read_text()
     assert everything.count("## The machine's state") == 1 and "| Turbo / boost" in everything
-    compare.write_report(tmp_path)
+    compare.write_report(tmp_path, article())
     comparison = (tmp_path / "COMPARISON.md").read_text()
     machine = comparison[comparison.index("## Can this machine test the post?"):]
     assert "### The machine's state" in machine and "| Turbo / boost" in machine
@@ -287,7 +287,7 @@ def test_tables_and_comparison_show_the_readings_and_not_recorded_for_older_reco
 def test_a_report_of_older_records_only_says_not_recorded(tmp_path):
     cell = article().tables_by_id["asgi-json"].cells[0]
     results.write_atomic(results.cell_path(tmp_path, cell), make_record(cell))
-    section = compare.machine_section(results.load(tmp_path), [])
+    section = compare.machine_section(article(), results.load(tmp_path), [])
     assert "Machine readiness of asgi-json: not recorded" in section
     assert verdicts.measured(results.load(tmp_path))
 

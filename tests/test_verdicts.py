@@ -9,12 +9,13 @@ import scipy.stats
 from conftest import make_record
 from gilfree.core import stats
 from gilfree.report import verdicts
-from gilfree.report.verdicts import Band, BuildsDiffer, CpuBound, DoubtfulRow, FlagKind, Missing, TooFewCores, Verdict
+from gilfree.report.verdicts import BuildsDiffer, CpuBound, DoubtfulRow, FlagKind, Missing, TooFewCores
 from gilfree.run.interpreters import optimisations
 from gilfree.study import results
+from gilfree.study.claims import Band, Verdict
 from gilfree.study.studies import article
 
-ASGI_JSON, ASGI_IO, _, WSGI_JSON, _, THREADS, WORKERS = verdicts.claims()
+ASGI_JSON, ASGI_IO, _, WSGI_JSON, _, THREADS, WORKERS = article().claims
 GIL_W1, THREADED_W1, GIL_W2, THREADED_W2 = article().tables_by_id["asgi-json"].cells
 
 
@@ -52,7 +53,7 @@ def asgi_json(gil_runs, threaded_runs, **options):
     ([10000, 10200, 9900], Verdict.NOT_HELD),  # about 1.0: outside
 ])
 def test_the_interval_over_three_runs_against_the_band(threaded, expected):
-    judged = verdicts.judge(ASGI_JSON, asgi_json([10000, 10000, 10000], threaded))
+    judged = verdicts.judge(article(), ASGI_JSON, asgi_json([10000, 10000, 10000], threaded))
     assert judged.verdict == expected
     estimate = judged.estimates[0]
     assert estimate.runs == 3 and estimate.interval is not None
@@ -63,14 +64,14 @@ def test_the_interval_over_three_runs_against_the_band(threaded, expected):
 
 
 def test_a_single_run_gets_no_interval_and_is_judged_on_its_one_value():
-    judged = verdicts.judge(ASGI_JSON, asgi_json([10000], [8000]))
+    judged = verdicts.judge(article(), ASGI_JSON, asgi_json([10000], [8000]))
     assert (judged.verdict, judged.runs) == (Verdict.HELD, 1)
     assert [e.interval for e in judged.estimates] == [None, None]
     assert [e.pairwise for e in judged.estimates] == [(), ()]
 
 
 def test_two_runs_get_no_interval_either():
-    judged = verdicts.judge(ASGI_JSON, asgi_json([10000, 10000], [8000, 8200]))
+    judged = verdicts.judge(article(), ASGI_JSON, asgi_json([10000, 10000], [8000, 8200]))
     assert judged.runs == 2 and judged.estimates[0].interval is None
 
 
@@ -143,7 +144,7 @@ def test_an_io_claim_on_rows_near_the_ideal_is_judged():
 
 def wsgi_json(gil_rps, threaded_rps, loadgen_cores=0.15, logical_cores=2):
     records = []
-    for gil, threaded in verdicts.variant_pairs("wsgi-json"):
+    for gil, threaded in article().tables_by_id["wsgi-json"].variant_pairs(*article().variants):
         records += [with_runs(gil, [gil_rps], logical_cores=logical_cores),
                     with_runs(threaded, [threaded_rps], 1, logical_cores=logical_cores)]
     for record in records:
@@ -152,7 +153,7 @@ def wsgi_json(gil_rps, threaded_rps, loadgen_cores=0.15, logical_cores=2):
 
 
 def test_not_far_faster_on_too_few_cores_is_inconclusive_with_both_figures():
-    judged = verdicts.judge(WSGI_JSON, wsgi_json(7000, 4600))
+    judged = verdicts.judge(article(), WSGI_JSON, wsgi_json(7000, 4600))
     assert judged.verdict == Verdict.INCONCLUSIVE
     reasons = judged.all_reasons
     assert [(r.needed, round(r.available, 2)) for r in reasons] == [(6.50, 1.85), (6.56, 1.85)]
@@ -160,8 +161,8 @@ def test_not_far_faster_on_too_few_cores_is_inconclusive_with_both_figures():
 
 
 def test_far_faster_held_stands_on_any_machine_and_not_held_counts_with_the_posts_cores():
-    assert verdicts.judge(WSGI_JSON, wsgi_json(7000, 14000)).verdict == Verdict.HELD
-    assert verdicts.judge(WSGI_JSON, wsgi_json(7000, 4600, logical_cores=16)).verdict == Verdict.NOT_HELD
+    assert verdicts.judge(article(), WSGI_JSON, wsgi_json(7000, 14000)).verdict == Verdict.HELD
+    assert verdicts.judge(article(), WSGI_JSON, wsgi_json(7000, 4600, logical_cores=16)).verdict == Verdict.NOT_HELD
 
 
 def test_pinned_cpus_are_the_cores_the_server_could_have_had():
@@ -182,9 +183,9 @@ def test_pinned_cpus_are_the_cores_the_server_could_have_had():
 ])
 def test_a_doubtful_row_makes_a_held_verdict_inconclusive(edit, kind):
     records = asgi_json([30000], [24000])
-    assert verdicts.judge(ASGI_JSON, records).verdict == Verdict.HELD
+    assert verdicts.judge(article(), ASGI_JSON, records).verdict == Verdict.HELD
     edit(records[(GIL_W1.table, GIL_W1.key)])
-    judged = verdicts.judge(ASGI_JSON, records)
+    judged = verdicts.judge(article(), ASGI_JSON, records)
     assert judged.verdict == Verdict.INCONCLUSIVE
     assert [(type(r), r.flag.kind, r.cell) for r in judged.all_reasons] == [(DoubtfulRow, kind, GIL_W1)]
 
@@ -200,7 +201,7 @@ def test_a_stall_too_small_to_cross_the_band_leaves_the_verdict_standing():
     records = [with_runs(cells[("io", 1)], [78]), with_runs(cells[("io", 128)], [3000]),
                with_runs(cells[("json", 1)], [19000]), with_runs(cells[("json", 128)], [9000])]
     records[0]["load"]["latency_avg_ms"] = 1400  # 78 x 1.4 s = 109 of 128 connections: 15% stalled
-    judged = verdicts.judge(THREADS, stored(*records))
+    judged = verdicts.judge(article(), THREADS, stored(*records))
     assert [flag.kind for flag in verdicts.row_flags(cells[("io", 1)], records[0])] == [FlagKind.STALLED]
     assert (judged.verdict, judged.all_reasons) == (Verdict.HELD, [])  # 38x: a 15% stall cannot make it < 1.1
 
@@ -210,7 +211,7 @@ def test_interpreters_built_with_different_optimisations_are_not_comparable():
     for record in records.values():
         pgo = record["cell"]["variant"] == "3.14"
         record["interpreter"]["optimisations"] = {"pgo": pgo, "lto": False, "jit": False}
-    judged = verdicts.judge(ASGI_JSON, records)
+    judged = verdicts.judge(article(), ASGI_JSON, records)
     assert judged.verdict == Verdict.NOT_COMPARABLE
     assert [type(r) for r in judged.reasons] == [BuildsDiffer, BuildsDiffer]
 
@@ -219,7 +220,7 @@ def test_unknown_build_flags_do_not_block_a_verdict():
     records = asgi_json([10000], [8000])
     for record in records.values():
         record["interpreter"]["optimisations"] = None
-    assert verdicts.judge(ASGI_JSON, records).verdict == Verdict.HELD
+    assert verdicts.judge(article(), ASGI_JSON, records).verdict == Verdict.HELD
 
 
 @pytest.mark.parametrize("config_args, expected", [
@@ -234,16 +235,16 @@ def test_optimisations_are_read_from_configure_arguments(config_args, expected):
 
 
 def test_not_measured_names_the_session_that_would_measure_it():
-    judged = verdicts.judge(ASGI_JSON, stored(with_runs(GIL_W1, [1000])))
+    judged = verdicts.judge(article(), ASGI_JSON, stored(with_runs(GIL_W1, [1000])))
     assert judged.verdict == Verdict.NOT_MEASURED
     (missing,) = judged.reasons
     assert isinstance(missing, Missing) and missing.sessions == ("asgi",)
-    assert verdicts.sessions_measuring([THREADED_W1, THREADED_W2]) == ("asgi-3.14t", "asgi")
-    assert verdicts.judge(WORKERS, {}).reasons[0].sessions == ("wsgi-workers-3.14t",)
+    assert verdicts.sessions_measuring(article(), [THREADED_W1, THREADED_W2]) == ("asgi-3.14t", "asgi")
+    assert verdicts.judge(article(), WORKERS, {}).reasons[0].sessions == ("wsgi-workers-3.14t",)
 
 
 def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it():
-    memory = verdicts.claims()[2].ratios[0]
+    memory = article().claims[2].ratios[0]
     gil, threaded = with_runs(memory.under, [1000]), with_runs(memory.over, [1000], 1)
     gil["runs"][0]["resources"].update(end_pss_bytes=100 * 2**20, peak_rss_bytes=150 * 2**20)
     threaded["runs"][0]["resources"].update(end_pss_bytes=90 * 2**20, peak_rss_bytes=90 * 2**20)
@@ -254,5 +255,5 @@ def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it
 
 
 def test_the_posts_own_figures_fall_inside_every_band():
-    assert all(ratio.band.judge(verdicts.post_value(ratio), verdicts.post_value(ratio)) == Verdict.HELD
-               for claim in verdicts.claims() for ratio in claim.ratios)
+    assert all(ratio.band.judge(verdicts.post_value(article(), ratio), verdicts.post_value(article(), ratio)) == Verdict.HELD
+               for claim in article().claims for ratio in claim.ratios)

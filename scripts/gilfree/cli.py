@@ -115,8 +115,15 @@ def parser() -> argparse.ArgumentParser:
     tables.add_argument("--study", type=studies.study_file, metavar="FILE",
                         help="default: the post's, studies/article.toml")
     tables.add_argument("--results-dir", type=writable_dir, help="default: the study's")
-    report = commands.add_parser("compare", help="write COMPARISON.md and charts: the post's numbers beside yours")
-    report.add_argument("--results-dir", type=writable_dir, help="default: the post's study's, results/")
+    report = commands.add_parser("compare", help="write COMPARISON.md and charts: the answer, every ratio with its "
+                                                 "interval and outcome, the study's claims; with several "
+                                                 "--results-dir, MACHINES.md: each machine's side by side")
+    report.add_argument("--study", type=studies.study_file, metavar="FILE",
+                        help="default: the post's, studies/article.toml")
+    report.add_argument("--results-dir", type=writable_dir, action="append", metavar="DIR",
+                        help="default: the study's; give it again for each other machine's results folder")
+    report.add_argument("--out", type=writable_dir, metavar="DIR",
+                        help="where MACHINES.md goes, with several --results-dir (default: the first)")
     lock = commands.add_parser("lock", help="lock a study's apps with hashes, under its profile (uv pip compile)")
     lock.add_argument("study", type=studies.study_file, metavar="FILE", nargs="?", default=str(schema.ARTICLE_FILE))
     lock.add_argument("--profile", help="default: GILFREE_PROFILE, else the study's first")
@@ -318,12 +325,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gilfree: error: {error}", file=sys.stderr)
             return 2
     if args.command in ("tables", "compare"):
-        chosen = getattr(args, "study", None) or studies.article()
-        results_dir = args.results_dir or writable_dir(str(chosen.results_dir))
+        chosen = args.study or studies.article()
+        folders = (args.results_dir if args.command == "compare" else [args.results_dir]) or [None]
+        folders = [folder or writable_dir(str(chosen.results_dir)) for folder in folders]
+        results_dir = getattr(args, "out", None) or folders[0]
         try:
             with results.full_disk_refused(results_dir):  # a folder the reports make, say
                 written = (render.write_all(results_dir, chosen) if args.command == "tables"
-                           else compare.write_report(results_dir))
+                           else compare.write_report(results_dir, chosen) if len(folders) == 1
+                           else compare.write_machines(folders, chosen, results_dir))
             print("\n".join(str(path) for path in written))
         except ValueError as unreadable:
             print(f"gilfree: error: {unreadable}", file=sys.stderr)

@@ -12,7 +12,7 @@ from gilfree.run.scaling import Analysis, Point, PointStatus
 from gilfree.study import results
 from gilfree.study.published import Figures
 from gilfree.study.schema import free_threaded
-from gilfree.study.studies import Cell, Table, article
+from gilfree.study.studies import Cell, Study, Table
 
 
 @cache
@@ -50,17 +50,18 @@ def _panel(axes, field: str, post: list[Figures | None], yours: list[Figures | N
 
 @dataclass(frozen=True)
 class RatioRow:
-    """One ratio of one claim: the band it must lie in, the post's value, and this run's with its interval."""
+    """One ratio: the band it must lie in, the source's value where it publishes one, and this run's with its
+    interval."""
 
     label: str
     band_low: float
     band_high: float
-    post: float
+    post: float | None
     yours: float | None
     interval: tuple[float, float] | None
 
 
-def draw_ratios(path: Path, rows: list[RatioRow]) -> Path:
+def draw_ratios(path: Path, rows: list[RatioRow], title: str, axis_label: str) -> Path:
     """One row per ratio on a log axis (ratios run from 0.5 to 120): the band shaded, the post's value as a grey
     diamond, this run's as a blue dot with its interval as a bar."""
     values = [v for row in rows for v in (row.post, row.yours, *(row.interval or ())) if v]
@@ -72,7 +73,10 @@ def draw_ratios(path: Path, rows: list[RatioRow]) -> Path:
         left, right = max(row.band_low, low), min(row.band_high, high)
         axes.barh(y, right - left, left=left, height=0.7, color="tab:green", alpha=0.18,
                   label="band" if y == positions[0] else None)
-    axes.scatter([row.post for row in rows], list(positions), marker="D", color="0.45", zorder=3, label="post")
+    posted = [(y, row.post) for y, row in zip(positions, rows) if row.post is not None]
+    if posted:
+        axes.scatter([post for _, post in posted], [y for y, _ in posted], marker="D", color="0.45", zorder=3,
+                     label="source")
     measured = [(y, row) for y, row in zip(positions, rows) if row.yours is not None]
     for y, row in measured:
         if row.interval:
@@ -83,9 +87,9 @@ def draw_ratios(path: Path, rows: list[RatioRow]) -> Path:
     axes.set_xscale("log")
     axes.set_xlim(low, high)
     axes.set_yticks(list(positions), [row.label for row in rows], fontsize=8)
-    axes.set_xlabel("ratio (3.14t / 3.14; tables 3-4: the rows named), log scale")
+    axes.set_xlabel(axis_label)
     axes.legend(fontsize=8, loc="lower right")
-    figure.suptitle("The ratios behind the post's claims")
+    figure.suptitle(title)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -158,11 +162,13 @@ def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
     return _save(figure, path)
 
 
-def write_timelines(results_dir: Path, stored: dict[tuple[str, str], dict]) -> list[Path]:
-    """One RSS timeline per cell of the tables that hold both variants, drawn where a run of it kept its series."""
+def write_timelines(results_dir: Path, study: Study, stored: dict[tuple[str, str], dict]) -> list[Path]:
+    """One RSS timeline per cell of the tables that hold two variants, drawn where a run of it kept its series."""
     written = []
-    for table in article().tables:
-        for pair in table.variant_pairs(*article().variants):
+    if len(study.variants) != 2:
+        return written
+    for table in study.tables:
+        for pair in table.variant_pairs(*study.variants):
             gil = pair[0]
             records = [record for cell in pair if (record := stored.get((table.id, cell.key)))
                        and any(results.succeeded(run) and run.get("timeline") for run in record["runs"])]

@@ -12,71 +12,64 @@ from pathlib import Path
 from tabulate import tabulate
 
 from gilfree.core import stats
-from gilfree.report import charts, render, verdicts
+from gilfree.report import answers, charts, outcomes, render, verdicts
+from gilfree.report.answers import Machine
 from gilfree.report.verdicts import (
-    FAR_FASTER,
-    IO_EFFICIENCY,
     LITTLE_TOLERANCE,
-    MEMORY_MARGIN,
-    PAR,
-    SLOWDOWN,
-    SLOWDOWN_TOLERANCE,
     STALL_LIMIT,
-    BuildsDiffer,
     ClaimVerdict,
     CpuBound,
-    DoubtfulRow,
     Estimate,
-    Flag,
-    Missing,
-    NotAlike,
-    Ratio,
     TooFewCores,
     Verdict,
-    io_wait_s,
 )
-from gilfree.run.interpreters import OPTIMISATION_FLAGS
+from gilfree.report.words import (
+    FIGURE_NAMES,
+    band_text,
+    build_text,
+    flag_text,
+    ratio_name,
+    reason_text,
+    runs_text,
+    value_text,
+)
 from gilfree.run.loadgen import LOADGENS
 from gilfree.study import ceiling, results
-from gilfree.study.published import Figures, post_setup, published
-from gilfree.study.studies import Cell, Table, article
+from gilfree.study.published import Figures
+from gilfree.study.studies import Cell, Study, Table
 
 ONE_THREAD = " and ".join(name for name, tool in LOADGENS.items() if tool.threads == 1)  # "rewrk and wrk"
-def tolerances() -> str:
-    """How each claim is judged, in words, with the bands the verdicts use."""
-    return f"""\
-- On par: a ratio within 1 ± {PAR:.2f}. The post's own "on par" rows differ by at most 3%, and a load test
-  repeated on one machine moves by a few percent; a change must leave this band to count as one.
-- About 20% slower: a ratio within {1 - SLOWDOWN:.2f} ± {SLOWDOWN_TOLERANCE:.2f}, which meets the on-par band at
-  its edge rather than overlapping it. The post measured 0.80 and 0.82.
-- Far faster: a ratio of at least {FAR_FASTER:.2f}. The post measured 3.76 (1 worker) and 1.66 (2 workers).
-- Less / more memory: a ratio at most {1 - MEMORY_MARGIN:.2f} / at least {1 + MEMORY_MARGIN:.2f}. The post's
-  smallest gap is 10% (81MB against 90MB). Where it was recorded, this run is judged on PSS at the end of the
-  load, which splits the pages Granian's processes share; the post's RAM is peak RSS summed over the processes,
-  which counts them once per process and so inflates multi-process 3.14 against 3.14t (workers as threads).
-  The summed-RSS ratio is shown beside the PSS one.
+RULES = f"""\
 - Intervals: with {stats.MIN_RUNS_FOR_INTERVAL} or more runs per cell, a {stats.CONFIDENCE:.0%} Student t interval for
   the ratio of the geometric means over runs, on the logarithms: on the round-by-round ratios where the session
   interleaved the runs in pairs, else Welch's t on each cell's runs. Held: the interval lies inside the band;
   not held: outside it; inconclusive: it straddles an edge. With 3 runs the t quantile is 4.3, so the interval
   is wide: three runs on a noisy machine rarely settle a 10% band. With fewer than 3 runs there is no interval,
-  and the verdict says "single run" or "2 runs".
-- I/O claims are judged only on rows reaching {IO_EFFICIENCY:.0%} of the ideal throughput (slots / \
-{io_wait_s() * 1000:.0f} ms); the post's I/O rows reach 88-98%. Below that the server was CPU-bound and the row
-  measured CPU, not waiting.
-- Claims on parallel CPU (WSGI JSON far faster; workers and threads alike): a "not held" counts only when the
-  server could have had the cores the claim needs: the post's own 3.14t row's CPU (6.50 and 6.56), or
-  workers x threads for table 4. The server could have had the machine's logical CPUs less the load generator's
-  use, or its pinned CPUs. A "held" stands on any machine.
+  the claim is judged on the one value, and the verdict says "single run" or "2 runs".
+- Memory: where it was recorded, judged on PSS at the end of the load, which splits the pages Granian's
+  processes share; the post's RAM is peak RSS summed over the processes, which counts them once per process
+  and so inflates multi-process 3.14 against 3.14t (workers as threads). The summed-RSS ratio is shown beside.
+- A ratio that needs I/O efficiency is judged only on rows reaching that share of the ideal throughput (slots /
+  the endpoint's wait). A ratio that needs cores counts a "not held" only when the server could have had them
+  (the machine's logical CPUs less the load generator's use, or its pinned CPUs); a "held" stands anywhere.
 - Rows: a load generator at {stats.LOADGEN_SATURATED_CORES:.0%} or more of its threads' cores ({ONE_THREAD} run
-  one; the others are not judged), {STALL_LIMIT:.0%} or more of the connections stalled (Little's law: RPS x mean latency
-  against the connections), load errors or non-2xx answers make every verdict resting on the row inconclusive.
+  one; the others are not judged), {STALL_LIMIT:.0%} or more of the connections stalled (Little's law: RPS x mean
+  latency against the connections), load errors or non-2xx answers make every verdict resting on the row
+  inconclusive.
 - Comparable: a ratio is only judged between rows measured alike (same settings but port and runs, profile,
   lock, machine and load generator) on interpreters built with the same optimisations (PGO, LTO, JIT);
   otherwise "not comparable"."""
 
-SOURCE = "The future of Python web services looks GIL-free (2025-10-18)"
-FIGURE_NAMES = {"rps": "RPS", "memory": "RAM"}
+
+def tolerances(study: Study) -> str:
+    """Each claim's bands and why, from the study file, then the rules every verdict follows."""
+    claims = []
+    for claim in study.claims:
+        bands = ", ".join(dict.fromkeys(f"{FIGURE_NAMES[r.figure]} {band_text(r.band)}" for r in claim.ratios))
+        claims.append(f"- {claim.text}: {bands or 'no ratio'}." + (f" {claim.why}" if claim.why else ""))
+    return "\n".join(claims) + "\n" + RULES
+
+
 RATIO_FIELDS = {"rps": "RPS", "latency_avg_ms": "Latency avg", "cpu": "CPU", "ram_mb": "RAM"}
 
 
@@ -93,9 +86,16 @@ class Side:
         return render.condition_differences([self.records[cell] for cell in cells if cell in self.records])
 
 
-def post_side() -> Side:
-    cells = [cell for table in article().tables for cell in table.cells]
-    return Side({cell: published()[(cell.table, cell.key)] for cell in cells if (cell.table, cell.key) in published()},
+def source_figures(study: Study) -> dict[tuple[str, str], Figures]:
+    """The source's figures per (table, cell key), as the study file transcribes them."""
+    return {key: Figures(post.rps, post.latency_avg_ms, post.latency_max_ms, post.cpu, post.ram_mb)
+            for key, post in study.published.items()}
+
+
+def post_side(study: Study) -> Side:
+    cells = [cell for table in study.tables for cell in table.cells]
+    published = source_figures(study)
+    return Side({cell: published[(cell.table, cell.key)] for cell in cells if (cell.table, cell.key) in published},
                 {cell: cell.variant for cell in cells})
 
 
@@ -125,12 +125,6 @@ def _range(values: list[float], digits: int = 1) -> str:
     return f"{low:.{digits}f}" if round(low, digits) == round(high, digits) else f"{low:.{digits}f}-{high:.{digits}f}"
 
 
-def build_text(optimisations: dict[str, bool] | None) -> str:
-    if optimisations is None:
-        return "build flags unknown (not recorded by this harness version)"
-    return ", ".join(f"{name.upper()} {'yes' if optimisations.get(name) else 'no'}" for name in OPTIMISATION_FLAGS)
-
-
 def _interpreters(records: list[dict], variant: str) -> str:
     return _distinct([f"CPython {r['interpreter']['version']}{'t' if r['interpreter']['free_threaded_build'] else ''}"
                       f" ({r['interpreter']['label']}), {build_text(r['interpreter'].get('optimisations'))}"
@@ -142,44 +136,49 @@ def _runs(records: list[dict]) -> str:
     return "-".join(str(n) for n in (counts[0], counts[-1]) if n) if len(counts) > 1 else str(counts[0])
 
 
-def _builds_warning(records: list[dict]) -> str:
+def _builds_warning(study: Study, records: list[dict]) -> str:
+    if len(study.variants) != 2:
+        return ""
+    gil, threaded = study.variants
     builds = {variant: {build_text(r["interpreter"].get("optimisations")) for r in records
                         if r["cell"]["variant"] == variant and r["interpreter"].get("optimisations")}
-              for variant in ("3.14", "3.14t")}
+              for variant in study.variants}
     interpreters = {variant: [r["interpreter"] for r in records if r["cell"]["variant"] == variant]
-                    for variant in ("3.14", "3.14t")}
-    if any(results.builds_differ(gil, threaded) for gil in interpreters["3.14"] for threaded in interpreters["3.14t"]):
-        return (f"\n**WARNING: 3.14 and 3.14t were built with different optimisations (3.14: "
-                f"{'; '.join(sorted(builds['3.14']))}; 3.14t: {'; '.join(sorted(builds['3.14t']))}). Every 3.14t / "
-                f"3.14 ratio measures the builds as much as free-threading; those verdicts are not comparable.**\n")
+                    for variant in study.variants}
+    if any(results.builds_differ(one, other) for one in interpreters[gil] for other in interpreters[threaded]):
+        return (f"\n**WARNING: {gil} and {threaded} were built with different optimisations ({gil}: "
+                f"{'; '.join(sorted(builds[gil]))}; {threaded}: {'; '.join(sorted(builds[threaded]))}). Every "
+                f"{threaded} / {gil} ratio measures the builds as much as free-threading; those verdicts are not "
+                f"comparable.**\n")
     return ""
 
 
-def machine_section(stored: dict[tuple[str, str], dict], judged: list[ClaimVerdict]) -> str:
+def machine_section(study: Study, stored: dict[tuple[str, str], dict], judged: list[ClaimVerdict]) -> str:
     records = list(verdicts.measured(stored).values())
     if not records:
         return "## Can this machine test the post?\n\nNothing measured yet.\n"
     cores = [c for r in records if (c := verdicts.server_cores(r)) is not None]
+    post_setup = study.post_setup
     rows = [
-        ["CPU", post_setup()["cpu_model"], _distinct(r["machine"]["cpu_model"] for r in records)],
-        ["Cores: physical / logical", f"{post_setup()['physical_cores']} / {post_setup()['logical_cores']}",
+        ["CPU", post_setup["cpu_model"], _distinct(r["machine"]["cpu_model"] for r in records)],
+        ["Cores: physical / logical", f"{post_setup['physical_cores']} / {post_setup['logical_cores']}",
          _distinct(f"{r['machine'].get('physical_cores')} / {r['machine']['logical_cores']}" for r in records)],
         ["Cores the server could have had", "up to 16, less the load generator's (not stated)",
          f"{_range(cores)} (logical CPUs less the load generator's use, or the pinned set)"],
-        ["Load generator", post_setup()["load_generator"],
+        ["Load generator", post_setup["load_generator"],
          _distinct((r.get("load_generator") or {}).get("version") or r["settings"]["loadgen"] for r in records)],
-        ["Duration per run", f"{post_setup()['duration_s']}s",
+        ["Duration per run", f"{post_setup['duration_s']}s",
          _distinct(f"{r['settings']['duration_s']}s" for r in records)],
-        ["Runs per cell", str(post_setup()["runs_per_cell"]), _runs(records)],
-        *[[f"Python {variant}", post_setup()["pythons"][variant], _interpreters(records, variant)]
-          for variant in ("3.14", "3.14t")],
+        ["Runs per cell", str(post_setup["runs_per_cell"]), _runs(records)],
+        *[[f"Python {variant}", post_setup["pythons"][variant], _interpreters(records, variant)]
+          for variant in study.variants],
     ]
     return "\n".join([
         "## Can this machine test the post?", "",
         tabulate(rows, headers=["", "Post", "This run"], tablefmt="github", disable_numparse=True),
         "",
         render.readiness_section(records, "###"),
-        _builds_warning(records),
+        _builds_warning(study, records),
         bigger_machine(judged), ""])
 
 
@@ -195,7 +194,7 @@ def bigger_machine(judged: list[ClaimVerdict]) -> str:
                                  f"{reason.available:.1f}.")
             if cpu_bound := [r for r in estimate.reasons if isinstance(r, CpuBound)]:
                 reached = ", ".join(f"{r.cell.variant} {r.efficiency:.0%}" for r in cpu_bound)
-                lines.append(f"{where}: needs both rows at ≥ {IO_EFFICIENCY:.0%} of the ideal I/O throughput, "
+                lines.append(f"{where}: needs both rows at ≥ {cpu_bound[0].needed:.0%} of the ideal I/O throughput, "
                              f"which takes more free CPU than this run had; it reached {reached}.")
     if not lines:
         return "Every verdict below stands on this machine's cores."
@@ -204,78 +203,29 @@ def bigger_machine(judged: list[ClaimVerdict]) -> str:
 
 # --- verdicts -------------------------------------------------------------------------------------------
 
-def cell_name(cell: Cell) -> str:
-    threads = (f", {cell.blocking_threads} thread{'s' if cell.blocking_threads > 1 else ''}"
-               if cell.blocking_threads else "")
-    return f"{cell.variant} /{cell.endpoint} {cell.workers} worker{'s' if cell.workers > 1 else ''}{threads}"
-
-
-def ratio_name(ratio: Ratio, pss: bool = False) -> str:
-    return f"{'PSS' if pss else FIGURE_NAMES[ratio.figure]} {ratio.name}"
-
-
-def band_text(ratio: Ratio) -> str:
-    band = ratio.band
-    if band.low <= 0:
-        return f"≤ {band.high:.2f}"
-    return f"≥ {band.low:.2f}" if band.high == float("inf") else f"{band.low:.2f}-{band.high:.2f}"
-
-
-def runs_text(runs: int) -> str:
-    return "single run" if runs == 1 else f"{runs} runs"
-
-
-def value_text(estimate: Estimate) -> str:
-    interval = f" [{estimate.interval[0]:.2f}, {estimate.interval[1]:.2f}]" if estimate.interval else ""
-    rss = f" (summed RSS {estimate.summed_rss:.2f})" if estimate.on_pss else ""
-    return f"{estimate.value:.2f}{interval}{rss}"
-
-
-def reason_text(reason) -> str:
-    match reason:
-        case Missing(cells, sessions):
-            return (f"not measured (not run, or failed): {', '.join(cell_name(c) for c in cells)}; "
-                    f"{' or '.join(f'`nox -s {s}`' for s in sessions)} measures {'them' if len(cells) > 1 else 'it'}.")
-        case NotAlike(differences):
-            return f"the rows were measured under different conditions: {'; '.join(differences)}."
-        case BuildsDiffer(ratio, over, under):
-            return (f"{ratio_name(ratio)}: {ratio.over.variant} was built with {build_text(over)}, "
-                    f"{ratio.under.variant} with {build_text(under)}: the ratio would measure the builds.")
-        case CpuBound(ratio, cell, efficiency, needed):
-            return (f"{ratio_name(ratio)}: {cell_name(cell)} reached {efficiency:.0%} of the ideal "
-                    f"{verdicts.ideal_io_rps(cell):.0f} RPS (needs {needed:.0%}): CPU-bound, so the row measured CPU, "
-                    f"not I/O waiting.")
-        case TooFewCores(ratio, available, needed):
-            return (f"{ratio_name(ratio)}: needs ≥ {needed:.1f} free cores for the server to show it; this run had "
-                    f"{available:.1f}.")
-        case DoubtfulRow(ratio, cell, flag):
-            return f"{ratio_name(ratio)}: {cell_name(cell)} had {flag_text(flag)}."
-    raise TypeError(f"no text for {reason!r}")
-
-
-def flag_text(flag: Flag) -> str:
-    return f"{flag.kind.label} ({flag.value:.3g}; from {flag.limit:.3g})"
-
-
 def estimate_notes(estimate: Estimate) -> list[str]:
     name = ratio_name(estimate.ratio, estimate.on_pss)
     notes = []
     if estimate.interval and estimate.outcome == Verdict.INCONCLUSIVE and not estimate.reasons:
         notes.append(f"{name}: the interval [{estimate.interval[0]:.2f}, {estimate.interval[1]:.2f}] straddles the "
-                     f"band's edge ({band_text(estimate.ratio)}).")
+                     f"band's edge ({band_text(estimate.ratio.band)}).")
     if estimate.pairwise:
         notes.append(f"{name}: ratio round by round {', '.join(f'{r:.2f}' for r in estimate.pairwise)}.")
     return notes + [reason_text(reason) for reason in estimate.reasons]
 
 
-def claim_notes(judgement: ClaimVerdict) -> list[str]:
+def interleaved(study: Study) -> str:
+    names = [f"`{name}`" for name, session in study.sessions.items() if len(session.variants) > 1]
+    return f" (the interleaved sessions: {', '.join(names)})" if names else ""
+
+
+def claim_notes(study: Study, judgement: ClaimVerdict) -> list[str]:
     notes = [reason_text(reason) for reason in judgement.reasons]
     if judgement.stand_ins:
-        notes.append(f"measured on a stand-in ({', '.join(judgement.stand_ins)}), not the post's interpreter.")
+        notes.append(f"measured on a stand-in ({', '.join(judgement.stand_ins)}), not the study's interpreter.")
     if judgement.runs is not None and judgement.runs < stats.MIN_RUNS_FOR_INTERVAL:
         notes.append(f"{runs_text(judgement.runs)} per cell, so no interval: on a noisy machine one run can "
-                     f"land anywhere in the spread. `--repeat 3` gives one (tables 1-2 and 5-6: the interleaved "
-                     f"sessions `asgi` and `wsgi`).")
+                     f"land anywhere in the spread. `--repeat 3` gives one{interleaved(study)}.")
     return notes + [note for estimate in judgement.estimates for note in estimate_notes(estimate)]
 
 
@@ -288,32 +238,40 @@ def verdict_text(judgement: ClaimVerdict) -> str:
     return ", ".join(words)
 
 
-def verdict_section(judged: list[ClaimVerdict]) -> str:
+def verdict_section(study: Study, judged: list[ClaimVerdict]) -> str:
     rows, notes = [], []
+    with_post = any(verdicts.post_value(study, ratio) is not None for claim in study.claims for ratio in claim.ratios)
     for judgement in judged:
         estimates = {e.ratio: e for e in judgement.estimates}
-        these_notes = claim_notes(judgement)
+        these_notes = claim_notes(study, judgement)
         if these_notes:
             notes.append(f"{len(notes) + 1}. **{judgement.claim.text}**: " + " ".join(these_notes))
         mark = f" [{len(notes)}]" if these_notes else ""
         for index, ratio in enumerate(judgement.claim.ratios):
             estimate = estimates.get(ratio)
             first = index == 0
+            post = verdicts.post_value(study, ratio)
             rows.append([judgement.claim.text if first else "", ratio_name(ratio, estimate and estimate.on_pss),
-                         band_text(ratio), f"{verdicts.post_value(ratio):.2f}",
+                         band_text(ratio.band), *([f"{post:.2f}" if post else "-"] if with_post else []),
                          value_text(estimate) if estimate else "-", str(estimate.runs) if estimate else "-",
                          estimate.outcome.value if estimate else "-",
                          f"**{verdict_text(judgement)}**{mark}" if first else ""])
-    table = tabulate(rows, headers=["Claim", "Ratio", "Band", "Post", "Yours [95% interval]", "Runs", "This ratio",
-                                    "Verdict"], tablefmt="github", disable_numparse=True)
+        if not judgement.claim.ratios:
+            rows.append([judgement.claim.text, "-", "-", *(["-"] if with_post else []), "-", "-", "-",
+                         f"**{verdict_text(judgement)}**{mark}"])
+    headers = ["Claim", "Ratio", "Band", *(["Post"] if with_post else []), "Yours [95% interval]", "Runs",
+               "This ratio", "Verdict"]
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    variants = f"{study.variants[-1]} / {study.variants[0]}"
     return "\n".join(["## Verdicts", "",
-                       "Ratios are 3.14t / 3.14 (tables 3-4: the rows named). README \"Reading the results\" "
-                       "explains each verdict word.", "", table, "", *notes, "",
-                       "![3.14t / 3.14 ratios: the post's beside yours, with each claim's band](charts/ratios.png)",
-                       "", "Bands, intervals and preconditions, and why:", "", tolerances(), ""])
+                       f"The study's claims. Ratios are {variants} unless the ratio names the settings it divides "
+                       f"(128 threads over 1: t128/t1). README \"Reading the results\" explains each verdict word.",
+                       "", table, "", *notes, "",
+                       "![The claims' ratios, the source's beside yours, with each claim's band](charts/ratios.png)",
+                       "", "Bands, intervals and preconditions, and why:", "", tolerances(study), ""])
 
 
-def ratio_chart(results_dir: Path, judged: list[ClaimVerdict]) -> Path:
+def claims_chart(results_dir: Path, study: Study, judged: list[ClaimVerdict]) -> Path:
     rows = []
     for judgement in judged:
         estimates = {e.ratio: e for e in judgement.estimates}
@@ -321,24 +279,25 @@ def ratio_chart(results_dir: Path, judged: list[ClaimVerdict]) -> Path:
             estimate = estimates.get(ratio)
             rows.append(charts.RatioRow(
                 f"{judgement.claim.text.split(':')[0]}: {ratio_name(ratio, estimate and estimate.on_pss)}",
-                ratio.band.low, ratio.band.high, verdicts.post_value(ratio),
+                ratio.band.low, ratio.band.high, verdicts.post_value(study, ratio),
                 estimate.value if estimate else None, estimate.interval if estimate else None))
-    return charts.draw_ratios(results_dir / "charts" / "ratios.png", rows)
+    return charts.draw_ratios(results_dir / "charts" / "ratios.png", rows, "The ratios behind the study's claims",
+                              "ratio (as each claim names it), log scale")
 
 
-def post_values(table: Table, cell: Cell) -> list[str]:
-    """The post's row as printed; "not published" in the figures of a row the post gives none for."""
-    figures = published().get((cell.table, cell.key))
+def post_values(study: Study, table: Table, cell: Cell) -> list[str]:
+    """The source's row as printed; "not published" in the figures of a row it gives none for."""
+    figures = source_figures(study).get((cell.table, cell.key))
     formats = render.formatted(**vars(figures)) if figures else dict.fromkeys(render.FIGURES, "not published")
     cells, _ = render.row(table, cell, None)
     return [formats.get(column, value) for column, value in zip(table.columns, cells)]
 
 
-def rows_section(table: Table, stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> str:
+def rows_section(study: Study, table: Table, stored: dict[tuple[str, str], dict]) -> str:
     rows = []
     for cell in table.cells:
         cells, notes = render.row(table, cell, stored.get((table.id, cell.key)))
-        posted = post_values(table, cell)
+        posted = post_values(study, table, cell)
         rows.append([*posted[:2], "post", *posted[2:], ""])
         rows.append([*cells[:2], "yours", *cells[2:], "; ".join(notes)])
     headers = [render.HEADERS[c] for c in table.columns[:2]] + ["Source"] + [
@@ -364,13 +323,13 @@ def p99_ratio_text(gil: Cell, threaded: Cell, yours: Side) -> str:
     return "unknown (no percentiles from this load generator)" if None in p99s else f"{p99s[0] / p99s[1]:.2f}"
 
 
-def ratios_section(table: Table, post: Side, yours: Side) -> str:
+def ratios_section(study: Study, table: Table, post: Side, yours: Side) -> str:
     headers = (["Workers"] + [f"{RATIO_FIELDS[field]} {side}" for field in RATIO_FIELDS for side in ("post", "yours")]
                + ["Latency p99 yours"])
     rows = [[gil.workers] + [ratio_text(gil, threaded, field, side) for field in RATIO_FIELDS for side in (post, yours)]
             + [p99_ratio_text(gil, threaded, yours)]
-            for gil, threaded in verdicts.variant_pairs(table.id)]
-    return ("3.14t / 3.14, per worker count, of the median figures (RAM: peak summed RSS); the verdicts use the "
+            for gil, threaded in table.variant_pairs(*study.variants)]
+    return (f"{study.variants[-1]} / {study.variants[0]}, per worker count, of the median figures (RAM: peak summed RSS); the verdicts use the "
             "mean over runs, and PSS where recorded:\n\n" + tabulate(rows, headers=headers, tablefmt="github",
                                                                        disable_numparse=True))
 
@@ -383,12 +342,12 @@ def timeline_links(table: Table, stored: dict[tuple[str, str], dict], results_di
     return f"RSS and CPU over the load, both variants: {', '.join(links)}." if links else ""
 
 
-def table_section(table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side,
-                  calibrations: list[dict], results_dir: Path) -> str:
+def table_section(study: Study, table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side,
+                  results_dir: Path) -> str:
     parts = [f"## Table {table.number}: {table.title}", f"![Table {table.number}](charts/{table.id}.png)",
-             rows_section(table, stored, calibrations)]
-    if "cpu" in table.columns:
-        parts += [ratios_section(table, post, yours), timeline_links(table, stored, results_dir)]
+             rows_section(study, table, stored)]
+    if "cpu" in table.columns and len(study.variants) == 2:
+        parts += [ratios_section(study, table, post, yours), timeline_links(table, stored, results_dir)]
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
@@ -396,13 +355,14 @@ def mebibytes(size: float | None) -> str:
     return "unknown" if size is None else f"{size / 2**20:.0f} MiB"
 
 
-def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool, counted: bool) -> list[str]:
+def diagnostic_row(study: Study, table: Table, cell: Cell, record: dict, memory: bool, counted: bool) -> list[str]:
     """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load;
     with counted, Granian's GIL-wait share and blocking utilisation."""
-    load, usage, post = record["load"], record["resources"], published().get((cell.table, cell.key))
-    post_efficiency = f"{verdicts.io_efficiency(cell, post.rps):.0%}" if post else "n/a"
+    load, usage = record["load"], record["resources"]
+    post, wait = source_figures(study).get((cell.table, cell.key)), study.io_wait_s(cell)
+    post_efficiency = f"{verdicts.io_efficiency(cell, post.rps, wait):.0%}" if post and wait else "n/a"
     post_in_flight = f"{verdicts.in_flight(post.rps, post.latency_avg_ms):.1f}" if post else "n/a"
-    efficiency = f"{verdicts.io_efficiency(cell, load['rps']):.0%} ({post_efficiency})" if cell.endpoint == "io" else ""
+    efficiency = f"{verdicts.io_efficiency(cell, load['rps'], wait):.0%} ({post_efficiency})" if wait else ""
     threads = cell.blocking_threads or "default"
     cores = verdicts.server_cores(record)
     sizes = [mebibytes(usage["peak_rss_bytes"]), mebibytes(usage.get("end_pss_bytes"))] if memory else []
@@ -415,12 +375,12 @@ def diagnostic_row(table: Table, cell: Cell, record: dict, memory: bool, counted
             "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record))]
 
 
-def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
-    measured = [(table, cell, record) for table in article().tables for cell in table.cells
+def diagnostics_section(study: Study, stored: dict[tuple[str, str], dict]) -> str:
+    measured = [(table, cell, record) for table in study.tables for cell in table.cells
                 if (record := stored.get((table.id, cell.key))) and results.succeeded(record)]
     memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
     counted = any((record.get("granian") or {}).get("counted_runs") for _, _, record in measured)
-    rows = [diagnostic_row(table, cell, record, memory, counted) for table, cell, record in measured]
+    rows = [diagnostic_row(study, table, cell, record, memory, counted) for table, cell, record in measured]
     headers = ["Table", "Python", "Row", "Connections", "In flight (post)", "I/O efficiency (post)",
                "Load generator CPU", "Server cores", "Errors", "Non-2xx"] + (
         ["Peak RSS", "PSS at end"] if memory else []) + (["GIL wait", "Blocking busy"] if counted else []) + ["Flags"]
@@ -431,7 +391,7 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
         "  connections sat stalled (the post's 3.14 WSGI JSON rows, 27 s max latency, show 13 and 49);",
         "  more means the load generator's RPS and latency cannot both be right. Flagged from "
         f"{LITTLE_TOLERANCE:.0%}; from {STALL_LIMIT:.0%} it makes verdicts inconclusive.",
-        f"- I/O efficiency: RPS over the ideal for /io, slots / {io_wait_s() * 1000:.0f} ms, where slots are the",
+        "- I/O efficiency: RPS over the ideal for an endpoint that waits (its io_wait_ms), slots / wait, where slots are the",
         "  connections (ASGI) or min(connections, workers x blocking threads) (WSGI).",
         f"- Load generator CPU: cores used by the load generator. {ONE_THREAD} run one thread: near 1.0 they, not",
         "  the server, set the pace. Server cores: what the server could have had (logical CPUs less that, or",
@@ -450,7 +410,7 @@ def diagnostics_section(stored: dict[tuple[str, str], dict]) -> str:
     ])
 
 
-def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], yours: Side) -> Path:
+def chart(results_dir: Path, study: Study, table: Table, stored: dict[tuple[str, str], dict], yours: Side) -> Path:
     names = []
     for cell in table.cells:
         record = stored.get((table.id, cell.key))
@@ -458,30 +418,67 @@ def chart(results_dir: Path, table: Table, stored: dict[tuple[str, str], dict], 
         leading = render.row(table, cell, None)[0][:2]
         names.append(", ".join(leading) + ("" if ran == cell.variant else f"\nyours: {ran}"))
     return charts.draw(results_dir / "charts" / f"{table.id}.png", table, names,
-                       [published().get((table.id, cell.key)) for cell in table.cells],
+                       [source_figures(study).get((table.id, cell.key)) for cell in table.cells],
                        [yours.figures.get(cell) for cell in table.cells],
                        ", ".join(render.HEADERS[column] for column in table.columns[:2]))
 
 
-def write_report(results_dir: Path) -> list[Path]:
-    """Write COMPARISON.md, the ratio chart and one chart per table; return their paths, the report first."""
+def write_report(results_dir: Path, study: Study) -> list[Path]:
+    """Write COMPARISON.md and its charts for any study: the answer, every comparison, the claims' verdicts where
+    the study makes claims, and the source's rows beside this run's where the study transcribes them. Return
+    their paths, the report first."""
     calibrations = ceiling.load_all(results_dir)
     stored = ceiling.with_ceilings(results.load(results_dir), calibrations)
-    judged = verdicts.judge_all(stored)
-    post, yours = post_side(), measured_side(stored)
-    chart_paths = ([ratio_chart(results_dir, judged)] + [chart(results_dir, table, stored, yours) for table in article().tables]
-                   + charts.write_timelines(results_dir, stored))
+    refuse_other_study(results_dir, study, stored)
+    found = outcomes.findings(study, stored)
+    records = list(verdicts.measured(stored).values())
+    judged = verdicts.judge_all(study, stored)
+    post, yours = post_side(study), measured_side(stored)
+    compared_chart = answers.ratio_chart(results_dir / "charts" / "compared-rps.png", study, found["rps"])
+    chart_paths = ([claims_chart(results_dir, study, judged)] if study.claims else []) + (
+        [compared_chart] if compared_chart else []) + [chart(results_dir, study, table, stored, yours)
+                                                       for table in study.tables] + charts.write_timelines(
+        results_dir, study, stored)
     report = "\n".join([
-        "# The post beside this run",
+        f"# {study.title}: what this run shows",
         "",
-        f"Post: {SOURCE}. This run: {render.setups(list(stored.values())) or 'nothing measured yet'}.",
-        "Absolute numbers move with the hardware; the claims, and the verdicts, rest on ratios only.",
+        f"This run: {render.setups(list(stored.values())) or 'nothing measured yet'}. Absolute numbers move with the "
+        f"hardware; the outcomes and verdicts rest on ratios only.",
         "",
-        machine_section(stored, judged),
-        verdict_section(judged),
-        *(table_section(table, stored, post, yours, calibrations, results_dir) for table in article().tables),
-        diagnostics_section(stored),
+        answers.answer_section(study, outcomes.tallies(study, found), outcomes.best(study, stored), records),
+        machine_section(study, stored, judged) if study.post_setup else render.readiness_section(records),
+        verdict_section(study, judged) if study.claims else "",
+        answers.figures_section(study, found),
+        "![RPS ratios with their 95% intervals and the on-par band](charts/compared-rps.png)\n" if compared_chart else "",
+        *(table_section(study, table, stored, post, yours, results_dir) for table in study.tables if study.published),
+        diagnostics_section(study, stored),
     ])
     path = results_dir / "COMPARISON.md"
     results.write_text_atomic(path, report)
     return [path, *chart_paths]
+
+
+def refuse_other_study(results_dir: Path, study: Study, stored: dict[tuple[str, str], dict]) -> None:
+    """ValueError naming the folder when it holds results of cells the study does not have."""
+    known = {(cell.table, cell.key) for table in study.tables for cell in table.cells}
+    if stray := sorted(key for key in stored if key not in known):
+        raise ValueError(f"{results_dir} holds results of another study (table {stray[0][0]!r}, cell {stray[0][1]}, "
+                         f"is not one of {study.path.name}'s): give --study the file it was run with")
+
+
+def machine(results_dir: Path, study: Study) -> Machine:
+    """One results folder, checked to be this study's and not empty."""
+    stored = ceiling.with_ceilings(results.load(results_dir), ceiling.load_all(results_dir))
+    refuse_other_study(results_dir, study, stored)
+    records = list(verdicts.measured(stored).values())
+    if not records:
+        raise ValueError(f"{results_dir} holds no measured cell of {study.path.name}: run the study there first")
+    return Machine(results_dir, answers.machines_text(records), outcomes.findings(study, stored),
+                   verdicts.judge_all(study, stored))
+
+
+def write_machines(folders: list[Path], study: Study, out: Path) -> list[Path]:
+    """MACHINES.md in `out`: every ratio, outcome and verdict of the study, one column per results folder."""
+    path = out / "MACHINES.md"
+    results.write_text_atomic(path, answers.machines_section(study, [machine(folder, study) for folder in folders]))
+    return [path]

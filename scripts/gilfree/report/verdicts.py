@@ -1,153 +1,28 @@
-"""The post's claims, and what this run's evidence supports about each one.
+"""What a run's evidence supports about each ratio a study claims or compares: the engine, for any study.
 
-A claim rests on ratios (3.14t / 3.14 unless it says otherwise), each with a band it must fall in. A ratio is
-judged on its interval over the runs where there are enough, and only when the rows behind it could show
+A claim (study/claims.py, written in the study file) rests on ratios, each with a band it must fall in. A ratio
+is judged on its interval over the runs where there are enough, and only when the rows behind it could show
 what the claim is about: an I/O row that was CPU-bound, a "not held" from a server that had fewer cores than
-the post's row used, or a row the load itself makes doubtful gives "inconclusive", with the reason as a typed
-value. Nothing here formats text for a reader: compare.py does.
+the claim needs, or a row the load itself makes doubtful gives "inconclusive", with the reason as a typed
+value. Nothing here formats text for a reader: the reports do.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
-from functools import cache
 
 from gilfree.core import stats
 from gilfree.report import render
 from gilfree.run.loadgen import LOADGENS
 from gilfree.study import results
-from gilfree.study.published import published
-from gilfree.study.studies import Cell, article
+from gilfree.study.claims import Claim, Ratio, Verdict, run_value
+from gilfree.study.schema import RatioSpec
+from gilfree.study.studies import Cell, Study
 
-# Bands; ratios are 3.14t / 3.14 unless a claim says otherwise.
-PAR = 0.10  # "on par": within 1 +/- PAR. Any other change must leave this band to count.
-SLOWDOWN = 0.20  # "about 20% slower": within 1 - SLOWDOWN +/- SLOWDOWN_TOLERANCE
-SLOWDOWN_TOLERANCE = 0.10
-FAR_FASTER = 1.5  # "far faster": at least this
-MEMORY_MARGIN = 0.05  # "less" / "more" memory: at most 1 - MEMORY_MARGIN / at least 1 + MEMORY_MARGIN
-
-# Preconditions.
-def io_wait_s() -> float:
-    """What the post's /io sleeps, in seconds (its study file)."""
-    return article().apps["asgi"].endpoints["io"].io_wait_ms / 1000
-
-IO_EFFICIENCY = 0.80  # an I/O claim is judged only on rows reaching this share of the ideal I/O throughput
 LITTLE_TOLERANCE = 0.01  # rps x latency avg may miss the connections by this share (the post's sound rows)
 STALL_LIMIT = 0.05  # stalled connections from this share on make a row's RPS doubtful (half the on-par band)
-
-
-class Verdict(Enum):
-    HELD = "held"
-    NOT_HELD = "not held"
-    INCONCLUSIVE = "inconclusive"
-    NOT_MEASURED = "not measured"
-    NOT_COMPARABLE = "not comparable"
-
-
-@dataclass(frozen=True)
-class Band:
-    """Where a ratio must lie for the claim to hold: [low, high], either end open."""
-
-    low: float = 0.0
-    high: float = math.inf
-
-    def judge(self, low: float, high: float) -> Verdict:
-        """Held when the whole interval (a point: low == high) lies inside, not held when it lies outside."""
-        if self.low <= low and high <= self.high:
-            return Verdict.HELD
-        if high < self.low or low > self.high:
-            return Verdict.NOT_HELD
-        return Verdict.INCONCLUSIVE
-
-
-ON_PAR = Band(1 - PAR, 1 + PAR)
-ABOUT_20_PERCENT_SLOWER = Band(1 - SLOWDOWN - SLOWDOWN_TOLERANCE, 1 - SLOWDOWN + SLOWDOWN_TOLERANCE)
-FAR_FASTER_BAND = Band(FAR_FASTER)
-LESS_MEMORY = Band(0.0, 1 - MEMORY_MARGIN)
-MORE_MEMORY = Band(1 + MEMORY_MARGIN)
-HELPS = Band(1 + PAR)
-HURTS = Band(0.0, 1 - PAR)
-
-
-@dataclass(frozen=True)
-class Ratio:
-    """One figure of one cell over the same figure of another, the band the claim needs, and what the rows must
-    allow for the ratio to be judged at all."""
-
-    name: str
-    over: Cell
-    under: Cell
-    figure: str  # "rps", or "memory": PSS at the end of the load where recorded, else peak summed RSS
-    band: Band
-    io_bound: bool = False  # judged only when both rows reach IO_EFFICIENCY of the ideal I/O throughput
-    parallel_cores: float | None = None  # a "not held" counts only when the server could have had this many
-
-
-@dataclass(frozen=True)
-class Claim:
-    text: str
-    ratios: tuple[Ratio, ...]
-
-    @property
-    def cells(self) -> list[Cell]:
-        return list(dict.fromkeys(cell for ratio in self.ratios for cell in (ratio.under, ratio.over)))
-
-
-def variant_pairs(table_id: str) -> list[tuple[Cell, Cell]]:
-    """A variant table's (3.14, 3.14t) cells that differ in the interpreter only, one pair per worker count."""
-    return article().tables_by_id[table_id].variant_pairs(*article().variants)
-
-
-def free_threaded_over_gil(table_id: str, figure: str, band: Band, **needs) -> tuple[Ratio, ...]:
-    return tuple(Ratio(f"{render.endpoint_name(gil.endpoint)} w{gil.workers}", threaded, gil, figure, band, **needs)
-                 for gil, threaded in variant_pairs(table_id))
-
-
-def needing_the_posts_cores(ratios: tuple[Ratio, ...]) -> tuple[Ratio, ...]:
-    """Each ratio needing, for a "not held", the cores that the post's own 3.14t row used."""
-    return tuple(replace(r, parallel_cores=published()[(r.over.table, r.over.key)].cpu) for r in ratios)
-
-
-def find(table_id: str, **attributes) -> Cell:
-    return next(cell for cell in article().tables_by_id[table_id].cells
-                if all(getattr(cell, name) == value for name, value in attributes.items()))
-
-
-def threads_ratio(endpoint: str, band: Band) -> Ratio:
-    most, fewest = (find("wsgi-threads-gil", endpoint=endpoint, blocking_threads=n) for n in (128, 1))
-    return Ratio(f"{render.endpoint_name(endpoint)} t128/t1", most, fewest, "rps", band)
-
-
-def workers_ratio(workers: int, threads: int, against: tuple[int, int]) -> Ratio:
-    """More workers over more threads, same total: both can only run in parallel on that many cores."""
-    table = "wsgi-workers-threads-ft"
-    more_workers = find(table, workers=workers, blocking_threads=threads)
-    more_threads = find(table, workers=against[0], blocking_threads=against[1])
-    return Ratio(f"{workers}x{threads}/{against[0]}x{against[1]}", more_workers, more_threads, "rps", ON_PAR,
-                 parallel_cores=float(max(workers * threads, against[0] * against[1])))
-
-
-@cache
-def claims() -> tuple[Claim, ...]:
-    """The post's claims, built from its study on first use."""
-    return (
-        Claim("ASGI JSON: about 20% slower on 3.14t", free_threaded_over_gil("asgi-json", "rps", ABOUT_20_PERCENT_SLOWER)),
-        Claim("ASGI I/O: on par", free_threaded_over_gil("asgi-io", "rps", ON_PAR, io_bound=True)),
-        Claim("ASGI: less memory on 3.14t", free_threaded_over_gil("asgi-json", "memory", LESS_MEMORY)
-              + free_threaded_over_gil("asgi-io", "memory", LESS_MEMORY)),
-        Claim("WSGI JSON: far faster on 3.14t",
-              needing_the_posts_cores(free_threaded_over_gil("wsgi-json", "rps", FAR_FASTER_BAND))),
-        Claim("WSGI I/O: on par, with more memory on 3.14t",
-              free_threaded_over_gil("wsgi-io", "rps", ON_PAR, io_bound=True)
-              + free_threaded_over_gil("wsgi-io", "memory", MORE_MEMORY)),
-        Claim("WSGI on 3.14 (table 3): more threads help I/O and hurt JSON",
-              (threads_ratio("io", HELPS), threads_ratio("json", HURTS))),
-        Claim("WSGI on 3.14t (table 4): workers and threads scale alike",
-              (workers_ratio(2, 1, (1, 2)), workers_ratio(4, 1, (1, 4)), workers_ratio(2, 2, (1, 4)))),
-    )
 
 
 # --- what makes one measured row doubtful ---------------------------------------------------------------
@@ -235,15 +110,15 @@ def row_flags(cell: Cell, record: dict) -> list[Flag]:
     return [flag for check in ROW_CHECKS if (flag := check(cell, record))]
 
 
-def ideal_io_rps(cell: Cell) -> float:
-    """What /io could serve if only its 10 ms sleep counted: one request per sleep per slot that can wait."""
+def ideal_io_rps(cell: Cell, io_wait_s: float) -> float:
+    """What an I/O endpoint could serve if only its wait counted: one request per wait per slot that can wait."""
     slots = cell.concurrency if cell.interface == "asgi" else min(cell.concurrency,
                                                                   cell.workers * cell.blocking_threads)
-    return slots / io_wait_s()
+    return slots / io_wait_s
 
 
-def io_efficiency(cell: Cell, rps: float) -> float:
-    return rps / ideal_io_rps(cell)
+def io_efficiency(cell: Cell, rps: float, io_wait_s: float) -> float:
+    return rps / ideal_io_rps(cell, io_wait_s)
 
 
 def server_cores(record: dict) -> float | None:
@@ -286,12 +161,12 @@ class BuildsDiffer:
 
 @dataclass(frozen=True)
 class CpuBound:
-    """An I/O row below IO_EFFICIENCY of its ideal: it measured CPU, not waiting."""
+    """An I/O row below the share of its ideal throughput the ratio needs: it measured CPU, not waiting."""
 
     ratio: Ratio
     cell: Cell
     efficiency: float
-    needed: float = IO_EFFICIENCY
+    needed: float
 
 
 @dataclass(frozen=True)
@@ -310,7 +185,21 @@ class DoubtfulRow:
     flag: Flag
 
 
-Reason = Missing | NotAlike | BuildsDiffer | CpuBound | TooFewCores | DoubtfulRow
+@dataclass(frozen=True)
+class NoSuchCells:
+    """A ratio group whose selectors match no cell of the study."""
+
+    group: RatioSpec
+
+
+@dataclass(frozen=True)
+class NotRecorded:
+    """A ratio whose figure some run of its rows did not record (no percentiles from rewrk, say)."""
+
+    ratio: Ratio
+
+
+Reason = Missing | NotAlike | BuildsDiffer | CpuBound | TooFewCores | DoubtfulRow | NoSuchCells | NotRecorded
 
 
 @dataclass(frozen=True)
@@ -362,16 +251,16 @@ def _on_pss(*records: dict) -> bool:
     return all(run["resources"].get("end_pss_bytes") for record in records for run in ok_runs(record))
 
 
-def run_values(record: dict, figure: str, pss: bool) -> list[float]:
-    if figure == "rps":
-        return [run["load"]["rps"] for run in ok_runs(record)]
-    return [run["resources"]["end_pss_bytes" if pss else "peak_rss_bytes"] for run in ok_runs(record)]
+def run_values(record: dict, figure: str) -> list[float] | None:
+    """The figure of every succeeded run; None where a run lacks it."""
+    values = [run_value(run, figure) for run in ok_runs(record)]
+    return None if None in values else values
 
 
-def sessions_measuring(cells: Iterable[Cell]) -> tuple[str, ...]:
+def sessions_measuring(study: Study, cells: Iterable[Cell]) -> tuple[str, ...]:
     """The sessions that run all these cells (the fewest cells first); else one per cell that none covers alone."""
     cells = set(cells)
-    sessions = article().sessions.values()
+    sessions = study.sessions.values()
     covering = sorted((s for s in sessions if cells <= set(s.cells())), key=lambda s: len(s.cells()))
     if covering:
         return tuple(s.name for s in covering)
@@ -395,20 +284,25 @@ def _preconditions(ratio: Ratio, over: dict, under: dict, interval: tuple[float,
     reasons: list[Reason] = [DoubtfulRow(ratio, cell, flag) for cell, record in ((ratio.under, under), (ratio.over, over))
                              for flag in row_flags(cell, record)
                              if flag.kind.doubtful and _could_change(ratio, flag, cell, interval, outcome)]
-    if ratio.io_bound:
-        reasons += [CpuBound(ratio, cell, efficiency) for cell, record in ((ratio.under, under), (ratio.over, over))
-                    if (efficiency := io_efficiency(cell, record["load"]["rps"])) < IO_EFFICIENCY]
+    if ratio.io_efficiency:
+        reasons += [CpuBound(ratio, cell, efficiency, ratio.io_efficiency)
+                    for cell, record in ((ratio.under, under), (ratio.over, over))
+                    if (efficiency := io_efficiency(cell, record["load"]["rps"], ratio.io_wait_s)) < ratio.io_efficiency]
     cores = [server_cores(record) for record in (over, under)]
     if ratio.parallel_cores and outcome != Verdict.HELD and None not in cores and min(cores) < ratio.parallel_cores:
         reasons.append(TooFewCores(ratio, min(cores), ratio.parallel_cores))
     return reasons
 
 
-def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate:
+def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate | None:
     """The ratio from the runs of both cells, its interval, and its outcome: the band's word unless a
-    precondition fails (a "held" stands with too few cores: fewer cores can only hide a gain)."""
+    precondition fails (a "held" stands with too few cores: fewer cores can only hide a gain). None where a run
+    of either row did not record the figure."""
     pss = ratio.figure == "memory" and _on_pss(over, under)
-    tops, bottoms = run_values(over, ratio.figure, pss), run_values(under, ratio.figure, pss)
+    figure = ("pss" if pss else "rss") if ratio.figure == "memory" else ratio.figure
+    tops, bottoms = run_values(over, figure), run_values(under, figure)
+    if tops is None or bottoms is None:
+        return None
     value = stats.geometric_ratio(tops, bottoms)
     pairs = results.paired(ok_runs(over), ok_runs(under))
     interval = stats.ratio_interval(tops, bottoms, pairs)
@@ -416,7 +310,7 @@ def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate:
     reasons = _preconditions(ratio, over, under, interval or (value, value), outcome)
     if reasons and not (outcome == Verdict.HELD and all(isinstance(r, TooFewCores) for r in reasons)):
         outcome = Verdict.INCONCLUSIVE
-    rss = stats.geometric_ratio(run_values(over, "memory", False), run_values(under, "memory", False)) if pss else None
+    rss = stats.geometric_ratio(run_values(over, "rss"), run_values(under, "rss")) if pss else None
     return Estimate(ratio, value, min(len(tops), len(bottoms)), interval,
                     tuple(top / bottom for top, bottom in zip(tops, bottoms)) if pairs and len(tops) > 1 else (),
                     outcome,
@@ -429,11 +323,14 @@ def _builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None
     return BuildsDiffer(ratio, over["interpreter"]["optimisations"], under["interpreter"]["optimisations"])
 
 
-def judge(claim: Claim, stored: dict[tuple[str, str], dict]) -> ClaimVerdict:
+def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], dict]) -> ClaimVerdict:
     """One claim on this run's records."""
     records = measured(stored)
+    if claim.unmatched:
+        return ClaimVerdict(claim, Verdict.NOT_MEASURED, reasons=tuple(NoSuchCells(group) for group in claim.unmatched))
     if missing := tuple(cell for cell in claim.cells if cell not in records):
-        return ClaimVerdict(claim, Verdict.NOT_MEASURED, reasons=(Missing(missing, sessions_measuring(missing)),))
+        return ClaimVerdict(claim, Verdict.NOT_MEASURED,
+                            reasons=(Missing(missing, sessions_measuring(study, missing)),))
     stand_ins = tuple(sorted({records[cell]["interpreter"]["label"] for cell in claim.cells
                               if records[cell]["interpreter"]["label"] != cell.variant}))
     differences = tuple(dict.fromkeys(difference for ratio in claim.ratios for difference in
@@ -445,6 +342,9 @@ def judge(claim: Claim, stored: dict[tuple[str, str], dict]) -> ClaimVerdict:
                             reasons=((NotAlike(differences),) if differences else ()) + tuple(builds),
                             stand_ins=stand_ins)
     estimates = tuple(estimate(ratio, records[ratio.over], records[ratio.under]) for ratio in claim.ratios)
+    if unrecorded := tuple(ratio for ratio, found in zip(claim.ratios, estimates) if found is None):
+        return ClaimVerdict(claim, Verdict.NOT_MEASURED, reasons=tuple(NotRecorded(r) for r in unrecorded),
+                            stand_ins=stand_ins)
     return ClaimVerdict(claim, combined([e.outcome for e in estimates]), estimates, stand_ins=stand_ins)
 
 
@@ -455,12 +355,18 @@ def combined(outcomes: list[Verdict]) -> Verdict:
     return Verdict.NOT_HELD if Verdict.NOT_HELD in outcomes else Verdict.INCONCLUSIVE
 
 
-def judge_all(stored: dict[tuple[str, str], dict]) -> list[ClaimVerdict]:
-    return [judge(claim, stored) for claim in claims()]
+def judge_all(study: Study, stored: dict[tuple[str, str], dict]) -> list[ClaimVerdict]:
+    return [judge(study, claim, stored) for claim in study.claims]
 
 
-def post_value(ratio: Ratio) -> float:
-    """The ratio in the post's own tables (its RAM is summed RSS; it has one run per cell)."""
-    field = "rps" if ratio.figure == "rps" else "ram_mb"
-    over, under = (published()[(cell.table, cell.key)] for cell in (ratio.over, ratio.under))
+PUBLISHED_FIGURES = {"rps": "rps", "latency_avg": "latency_avg_ms", "cpu": "cpu", "memory": "ram_mb", "rss": "ram_mb"}
+
+
+def post_value(study: Study, ratio: Ratio) -> float | None:
+    """The ratio in the source's own tables (the post's RAM is summed RSS; it has one run per cell); None where
+    the source publishes no such figure for both rows."""
+    field = PUBLISHED_FIGURES.get(ratio.figure)
+    over, under = (study.published.get((cell.table, cell.key)) for cell in (ratio.over, ratio.under))
+    if field is None or over is None or under is None or not getattr(over, field) or not getattr(under, field):
+        return None
     return getattr(over, field) / getattr(under, field)

@@ -36,6 +36,10 @@ SETTING_COLUMNS = ("python", "workers", "threads", "endpoint", "loop", "runtime_
 # gil_wait and blocking: Granian's own counters (the study's or table's `metrics`, or --metrics)
 FIGURE_COLUMNS = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
 Column = Literal[SETTING_COLUMNS + FIGURE_COLUMNS]
+# What a claim's selectors and a comparison may name: a cell's settings (and, for selectors, its table).
+COMPARED_SETTINGS = ("variant", "app", "endpoint", "workers", "blocking_threads", "loop", "runtime_mode",
+                     "runtime_threads", "cpus", "concurrency")
+SELECTOR_KEYS = ("table",) + COMPARED_SETTINGS
 
 
 class StudyError(ValueError):
@@ -179,6 +183,65 @@ class SessionSpec(_Strict):
     description: str
 
 
+Selector = dict[str, Any]  # cell settings and their values: {variant = "3.14t"}, {table = "asgi-json", workers = 2}
+BAND_FORMS = '"on par", "faster", "slower", "at least 1.5", "at most 0.95" or "0.70 to 0.90"'
+BAND_PATTERN = r"^(on par|faster|slower|at least \d+(\.\d+)?|at most \d+(\.\d+)?|\d+(\.\d+)? to \d+(\.\d+)?)$"
+# The figures a ratio may be of, each with whether more of it is better: "memory" is PSS at the end of the load
+# where every run of both rows recorded it, else peak summed RSS (the post's RAM).
+HIGHER_IS_BETTER = {"rps": True, "latency_p50": False, "latency_p99": False, "latency_avg": False, "cpu": False,
+                    "cpu_per_1k": False, "pss": False, "rss": False, "memory": False}
+FIGURE_NAMES = tuple(HIGHER_IS_BETTER)
+
+
+class NeedsSpec(_Strict):
+    """What the rows behind a ratio must allow for it to be judged at all."""
+
+    io_efficiency: float | None = Field(default=None, gt=0, le=1)  # both rows reach this share of the ideal I/O RPS
+    # a "not held" counts only where the server could have had this many cores: a number, the source's own
+    # over row's CPU ("post"), or the larger workers x blocking threads of the two rows
+    cores: float | Literal["post", "workers_x_threads"] | None = None
+
+
+class RatioSpec(_Strict):
+    """One figure of the cells matching `over` divided by the same figure of their counterparts matching `under`
+    (the same cell with `under`'s settings instead), for each cell of `cells`."""
+
+    figure: Literal[FIGURE_NAMES]
+    cells: Selector = {}
+    over: Selector = Field(min_length=1)
+    under: Selector = Field(min_length=1)
+    band: str = Field(pattern=BAND_PATTERN)
+    needs: NeedsSpec = NeedsSpec()
+
+    @model_validator(mode="after")
+    def _same_settings(self):
+        for name, selector in (("cells", self.cells), ("over", self.over), ("under", self.under)):
+            if unknown := [key for key in selector if key not in SELECTOR_KEYS]:
+                raise PydanticCustomError("study", f"{name}: {unknown[0]!r} is not a cell setting (one of: "
+                                                   f"{', '.join(SELECTOR_KEYS)})")
+        if set(self.over) != set(self.under):
+            raise PydanticCustomError("study", "`over` and `under` must name the same settings, such as "
+                                               "{ variant = \"3.14t\" } over { variant = \"3.14\" }")
+        return self
+
+
+class ClaimSpec(_Strict):
+    """A claim in words and the ratios it rests on: held only when every ratio lies in its band."""
+
+    text: str = Field(min_length=1)
+    why: str | None = None  # why the bands are what they are, for the report
+    ratios: tuple[RatioSpec, ...] = Field(min_length=1)
+
+
+class ComparisonSpec(_Strict):
+    """What `compare` sets side by side for any study: cells that differ in `setting` only."""
+
+    setting: Literal[COMPARED_SETTINGS] = "variant"
+    baseline: str | int | None = None  # the value every other is divided by; default: the first in the study
+    band: float = Field(default=0.10, gt=0, lt=1)  # on par: a ratio within 1 ± band
+    p99_budget_ms: float | None = Field(default=None, gt=0)  # the best configuration within this p99 latency
+
+
 class StudyFile(_Strict):
     title: str
     variants: tuple[Variant, ...] = Field(min_length=1)
@@ -199,6 +262,8 @@ class StudyFile(_Strict):
     gil_forced_off: tuple[Variant, ...] = ()
     metrics: bool = False  # Granian's own counters for every table (Granian 2.7.0 and later)
     repeat: Any = 1  # the default --repeat: rounds, or "auto" (rounds until the compared intervals are settled)
+    comparison: ComparisonSpec = ComparisonSpec()
+    claims: tuple[ClaimSpec, ...] = ()
 
     @field_validator("repeat")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 from gilfree import PROJECT_ROOT
 from gilfree.core.arguments import duration_seconds
+from gilfree.study import claims
 from gilfree.study.schema import (
     ARTICLE_FILE,
     DEFAULT_PROFILE,
@@ -172,6 +173,8 @@ class Study:
     post_setup: dict[str, Any] | None = None
     gil_forced_off: tuple[str, ...] = ()
     repeat: int | str = 1  # the default --repeat
+    comparison: claims.Comparison | None = None  # what `compare` sets side by side
+    claims: tuple[claims.Claim, ...] = ()
 
     @cached_property
     def tables_by_id(self) -> dict[str, Table]:
@@ -181,6 +184,11 @@ class Study:
     def published(self) -> dict[tuple[str, str], PostFigures]:
         """The source's figures by (table, cell key), for the rows that have them."""
         return {(cell.table, cell.key): figures for table in self.tables for cell, figures in table.published.items()}
+
+    def io_wait_s(self, cell: Cell) -> float | None:
+        """What the cell's endpoint waits per request, if it fakes I/O."""
+        wait = self.apps[cell.app].endpoints[cell.endpoint].io_wait_ms
+        return None if wait is None else wait / 1000
 
     def profile(self, name: str | None = None) -> Profile:
         """The named profile (GILFREE_PROFILE), else the study's first; a name the study lacks is refused."""
@@ -285,6 +293,27 @@ def _one_curve_per_app_and_endpoint(tables: tuple[Table, ...]) -> None:
             seen[point] = table.id
 
 
+def _claims(spec: StudyFile, study: Study) -> tuple[claims.Claim, ...]:
+    cells = tuple(cell for table in study.tables for cell in table.cells)
+    published = {cell: figures for table in study.tables for cell, figures in table.published.items()}
+    io_waits = {(app.name, endpoint.name): endpoint.io_wait_ms for app in study.apps.values()
+                for endpoint in app.endpoints.values()}
+    resolved = []
+    for index, claim in enumerate(spec.claims):
+        try:
+            resolved.append(claims.resolve(claim, cells, published, io_waits, spec.comparison.band))
+        except ValueError as error:
+            raise StudyError(f"claims.{index}.{error}") from None
+    return tuple(resolved)
+
+
+def _comparison(spec: StudyFile, study: Study) -> claims.Comparison:
+    try:
+        return claims.comparison(spec.comparison, tuple(cell for table in study.tables for cell in table.cells))
+    except ValueError as error:
+        raise StudyError(f"comparison.{error}") from None
+
+
 def _profiles(spec: StudyFile) -> dict[str, Profile]:
     if not spec.profiles:
         return {DEFAULT_PROFILE: Profile(DEFAULT_PROFILE, {variant: variant for variant in spec.variants}, None)}
@@ -321,6 +350,8 @@ def load(path: Path) -> Study:
             post_setup=spec.post_setup, gil_forced_off=spec.gil_forced_off, repeat=spec.repeat,
         )
         _one_curve_per_app_and_endpoint(study.tables)
+        object.__setattr__(study, "comparison", _comparison(spec, study))
+        object.__setattr__(study, "claims", _claims(spec, study))
         object.__setattr__(study, "sessions", _sessions(name, study, spec.sessions))
         if not study.default_sessions:
             object.__setattr__(study, "default_sessions", (next(iter(study.sessions)),))

@@ -1,0 +1,146 @@
+"""The words for the typed values the verdicts and the comparison give: names of cells and ratios, bands, and
+one sentence per kind of reason. Every report that shows a verdict or an outcome takes its words from here."""
+
+from __future__ import annotations
+
+from gilfree.report import render, verdicts
+from gilfree.report.outcomes import Finding, GilEnabled, Outcome, Straddles, TooFewRuns
+from gilfree.report.verdicts import (
+    BuildsDiffer,
+    CpuBound,
+    DoubtfulRow,
+    Estimate,
+    Flag,
+    Missing,
+    NoSuchCells,
+    NotAlike,
+    NotRecorded,
+    TooFewCores,
+)
+from gilfree.run.interpreters import OPTIMISATION_FLAGS
+from gilfree.study.claims import Band, Ratio
+from gilfree.study.studies import Cell
+
+FIGURE_NAMES = {"rps": "RPS", "memory": "RAM", "latency_p50": "p50 latency", "latency_p99": "p99 latency",
+                "latency_avg": "mean latency", "cpu": "CPU", "cpu_per_1k": "CPU per 1,000 requests", "pss": "PSS",
+                "rss": "peak RSS"}
+# What a ratio outside the on-par band is called, (above 1, below 1), for each figure.
+DIRECTIONS = {"rps": ("faster", "slower"), "latency_p50": ("higher", "lower"), "latency_p99": ("higher", "lower"),
+              "latency_avg": ("higher", "lower"), "cpu": ("more", "less"), "cpu_per_1k": ("more", "less"),
+              "pss": ("more", "less"), "rss": ("more", "less"), "memory": ("more", "less")}
+
+
+def setting_text(setting: str, value) -> str:
+    """A setting's value as a ratio's name shows it: w2, t64, c128, JSON."""
+    if setting == "endpoint":
+        return render.endpoint_name(value)
+    short = {"workers": "w", "blocking_threads": "t", "concurrency": "c", "runtime_threads": "rth",
+             "runtime_mode": "rt"}
+    if setting == "cpus":
+        return f"{value} CPUs"
+    if setting == "blocking_threads" and value is None:
+        return "t default"
+    return f"{short.get(setting, '')}{value}"
+
+
+def pair_name(ratio: Ratio) -> str:
+    """The ratio's cells by what tells them apart: 'JSON w1', and 'I/O w1 t128/t1' where the ratio divides
+    other settings than the variant."""
+    named = " ".join(setting_text(s, getattr(ratio.over, s)) for s in ratio.named if s not in ratio.compared)
+    if ratio.compared == ("variant",):
+        return named
+    over, under = (" ".join(setting_text(s, getattr(cell, s)) for s in ratio.compared)
+                   for cell in (ratio.over, ratio.under))
+    return f"{named} {over}/{under}".strip()
+
+
+def ratio_name(ratio: Ratio, pss: bool = False) -> str:
+    return f"{'PSS' if pss else FIGURE_NAMES[ratio.figure]} {pair_name(ratio)}"
+
+
+def cell_name(cell: Cell) -> str:
+    threads = (f", {cell.blocking_threads} thread{'s' if cell.blocking_threads > 1 else ''}"
+               if cell.blocking_threads else "")
+    return f"{cell.variant} /{cell.endpoint} {cell.workers} worker{'s' if cell.workers > 1 else ''}{threads}"
+
+
+def band_text(band: Band) -> str:
+    if band.low <= 0:
+        return f"≤ {band.high:.2f}"
+    return f"≥ {band.low:.2f}" if band.high == float("inf") else f"{band.low:.2f}-{band.high:.2f}"
+
+
+def runs_text(runs: int) -> str:
+    return "single run" if runs == 1 else f"{runs} runs"
+
+
+def value_text(estimate: Estimate) -> str:
+    interval = f" [{estimate.interval[0]:.2f}, {estimate.interval[1]:.2f}]" if estimate.interval else ""
+    rss = f" (summed RSS {estimate.summed_rss:.2f})" if estimate.on_pss else ""
+    return f"{estimate.value:.2f}{interval}{rss}"
+
+
+def build_text(optimisations: dict[str, bool] | None) -> str:
+    if optimisations is None:
+        return "build flags unknown (not recorded by this harness version)"
+    return ", ".join(f"{name.upper()} {'yes' if optimisations.get(name) else 'no'}" for name in OPTIMISATION_FLAGS)
+
+
+def flag_text(flag: Flag) -> str:
+    return f"{flag.kind.label} ({flag.value:.3g}; from {flag.limit:.3g})"
+
+
+def selector_text(selector: dict) -> str:
+    return "{" + ", ".join(f"{key} = {value!r}" for key, value in selector.items()) + "}"
+
+
+def reason_text(reason) -> str:
+    match reason:
+        case Missing(cells, sessions):
+            return (f"not measured (not run, or failed): {', '.join(cell_name(c) for c in cells)}; "
+                    f"{' or '.join(f'`nox -s {s}`' for s in sessions)} measures {'them' if len(cells) > 1 else 'it'}.")
+        case NoSuchCells(group):
+            return (f"not measured: no cell of the study matches cells {selector_text(group.cells)} with over "
+                    f"{selector_text(group.over)} and under {selector_text(group.under)}.")
+        case NotRecorded(ratio):
+            return f"{ratio_name(ratio)}: not recorded in every run of both rows (rewrk gives no percentiles)."
+        case NotAlike(differences):
+            return f"the rows were measured under different conditions: {'; '.join(differences)}."
+        case BuildsDiffer(ratio, over, under):
+            return (f"{ratio_name(ratio)}: {ratio.over.variant} was built with {build_text(over)}, "
+                    f"{ratio.under.variant} with {build_text(under)}: the ratio would measure the builds.")
+        case CpuBound(ratio, cell, efficiency, needed):
+            return (f"{ratio_name(ratio)}: {cell_name(cell)} reached {efficiency:.0%} of the ideal "
+                    f"{verdicts.ideal_io_rps(cell, ratio.io_wait_s):.0f} RPS (needs {needed:.0%}): CPU-bound, so the "
+                    f"row measured CPU, not I/O waiting.")
+        case TooFewCores(ratio, available, needed):
+            return (f"{ratio_name(ratio)}: needs ≥ {needed:.1f} free cores for the server to show it; this run had "
+                    f"{available:.1f}.")
+        case DoubtfulRow(ratio, cell, flag):
+            return f"{ratio_name(ratio)}: {cell_name(cell)} had {flag_text(flag)}."
+        case TooFewRuns(runs, needed):
+            return f"{runs_text(runs)} per cell: an interval needs {needed}."
+        case Straddles(interval, band):
+            return f"the interval [{interval[0]:.2f}, {interval[1]:.2f}] straddles the band's edge ({band_text(band)})."
+        case GilEnabled(cell):
+            return f"{cell_name(cell)} ran with the GIL re-enabled: it measured a GIL build."
+    raise TypeError(f"no text for {reason!r}")
+
+
+# Why can't-tell, in a word or two, for the answer's counts.
+REASON_WORDS = {TooFewRuns: "too few runs", Straddles: "interval straddles the band", DoubtfulRow: "doubtful rows",
+                NotAlike: "rows not measured alike", BuildsDiffer: "builds differ", GilEnabled: "GIL re-enabled",
+                CpuBound: "CPU-bound I/O rows", TooFewCores: "too few cores", Missing: "cells not run or failed",
+                NotRecorded: "not recorded by the load generator", NoSuchCells: "no such cells"}
+
+
+def outcome_text(finding: Finding) -> str:
+    """'faster by 41%', 'on par', "can't tell", 'not measured'."""
+    if finding.outcome in (Outcome.BETTER, Outcome.WORSE):
+        above, below = DIRECTIONS[finding.ratio.figure]
+        return f"{above if finding.change > 0 else below} by {abs(finding.change):.0%}"
+    return finding.outcome.value
+
+
+def percent_interval(interval: tuple[float, float]) -> str:
+    return f"{interval[0] - 1:+.0%} to {interval[1] - 1:+.0%}"

@@ -32,13 +32,14 @@ def machines_text(records: list[dict]) -> str:
     return "; ".join(dict.fromkeys(results.machine_identity(record["machine"]) for record in records)) or "no machine"
 
 
-def _most(finding: Finding) -> str:
+def _most(study: Study, finding: Finding) -> str:
     interval = (f", interval {words.percent_interval(finding.estimate.interval)}"
                 if finding.estimate and finding.estimate.interval else "")
-    return f"most: {finding.ratio.over.table} {words.pair_name(finding.ratio)}, {finding.change:+.0%}{interval}"
+    table = f"{finding.ratio.over.table}: " if len(study.tables) > 1 else ""
+    return f"most: {table}{words.pair_name(finding.ratio)}, {finding.change:+.0%}{interval}"
 
 
-def tally_text(tally: Tally) -> str:
+def tally_text(study: Study, tally: Tally) -> str:
     """'RPS: faster in 3 of 8 configurations (most: ...), on par in 2, slower in 1, can't tell in 2 (why)'."""
     above, below = words.DIRECTIONS[tally.figure]
     parts = []
@@ -49,7 +50,7 @@ def tally_text(tally: Tally) -> str:
         if outcome in (Outcome.BETTER, Outcome.WORSE):
             change = tally.largest[outcome].change
             name = above if change > 0 else below
-            parts.append(f"{name} in {count} ({_most(tally.largest[outcome])})")
+            parts.append(f"{name} in {count} ({_most(study, tally.largest[outcome])})")
         elif outcome in tally.why:
             why = ", ".join(f"{words.REASON_WORDS[kind]}: {n}" for kind, n in tally.why[outcome].items())
             parts.append(f"{outcome.value} in {count} ({why})")
@@ -86,7 +87,7 @@ def answer_section(study: Study, tallies: list[Tally], bests: list[Best], record
     for value in dict.fromkeys(tally.value for tally in tallies):
         lines.append(f"**{versus(study, value)}** on {machines_text(records)}, on par meaning within ±{band:.0%}:")
         lines.append("")
-        lines += [f"- {tally_text(tally)}" for tally in tallies if tally.value == value]
+        lines += [f"- {tally_text(study, tally)}" for tally in tallies if tally.value == value]
         lines.append("")
     if not tallies:
         lines += [f"No two measured cells differ in {study.comparison.setting} only: nothing to compare.", ""]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -210,8 +211,15 @@ class RatioSpec(_Strict):
     cells: Selector = {}
     over: Selector = Field(min_length=1)
     under: Selector = Field(min_length=1)
-    band: str = Field(pattern=BAND_PATTERN)
+    band: str
     needs: NeedsSpec = NeedsSpec()
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, band):
+        if not re.match(BAND_PATTERN, band):
+            raise PydanticCustomError("value", f"expected {BAND_FORMS}")
+        return band
 
     @model_validator(mode="after")
     def _same_settings(self):

@@ -181,7 +181,8 @@ def tables(session: nox.Session) -> None:
 
 @nox.session
 def compare(session: nox.Session) -> None:
-    """Write results/COMPARISON.md and charts: the post's figures beside yours, the ratios, the verdicts."""
+    """Write a study's COMPARISON.md and charts: the answer, every ratio with its interval and outcome, the claims'
+    verdicts (-- --study FILE; default the post's); with several --results-dir, MACHINES.md side by side."""
     harness(session, "compare", *session.posargs)
 
 

@@ -3,15 +3,16 @@ made-up records (the verdict logic; the real run is test_integration's), the out
 several machines side by side, and the refusals. Real records: test_verdicts_recorded."""
 
 import copy
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, make_record
+from conftest import ORDER_SEED, POST_APPS_TOML, REAL_313_HEAD, ROOT, free_port, make_record
 from gilfree.report import compare, outcomes, verdicts
 from gilfree.report.outcomes import Outcome, Straddles, TooFewRuns
-from gilfree.report.verdicts import Missing, NoSuchCells
+from gilfree.report.verdicts import FlagKind, Missing, NoSuchCells
 from gilfree.study import results
 from gilfree.study.claims import Verdict
 from gilfree.study.schema import StudyError
@@ -164,6 +165,16 @@ def test_one_run_per_cell_cannot_tell_for_want_of_an_interval(my_study, tmp_path
     assert [(f.outcome, f.reasons) for f in found["rps"]] == [(Outcome.CANT_TELL, (TooFewRuns(1),))] * 2
 
 
+def test_a_free_threaded_row_that_ran_with_the_gil_on_cannot_tell_anything(my_study, tmp_path):
+    stored = store_my_runs(my_study, tmp_path)
+    threaded_w1 = next(record for key, record in stored.items() if key[1].startswith("3.14t-w1"))
+    threaded_w1["interpreter"]["gil_enabled"] = True
+    rps_w1 = outcomes.findings(my_study, stored)["rps"][0]
+    assert rps_w1.outcome == Outcome.CANT_TELL
+    assert [reason.flag.kind for reason in rps_w1.reasons] == [FlagKind.GIL_ENABLED]
+    assert verdicts.judge(my_study, my_study.claims[0], stored).verdict == Verdict.INCONCLUSIVE
+
+
 @pytest.mark.parametrize("edit, said", [
     (('band = "at least 1.5"', 'band = "much faster"'),
      'claims.0.ratios.0.band: expected "on par", "faster", "slower", "at least 1.5", "at most 0.95" or "0.70 to '
@@ -233,3 +244,48 @@ def test_a_results_folder_of_another_study_is_refused_in_one_line(tmp_path):
                                    f"'asgi-io', cell 3.14-w1-tdefault-io-c128, is not one of event-loops.toml's): "
                                    f"give --study the file it was run with")
     assert not (tmp_path / "article" / "COMPARISON.md").exists()
+
+
+REAL_STUDY = 'title = "Flask on the real 3.13 and 3.13t, compared end to end"\n' + REAL_313_HEAD + POST_APPS_TOML[
+    "wsgi"] + """
+[tables.flask]
+number = 1
+title = "Flask /json, 1 worker, c=16"
+columns = ["python", "threads", "rps", "latency_avg", "cpu", "ram"]
+cell = {{ app = "wsgi", endpoint = "json", workers = 1, concurrency = 16 }}
+grid = {{ blocking_threads = [1, 4], variant = ["3.13", "3.13t"] }}
+
+[comparison]
+p99_budget_ms = 1000
+
+[[claims]]
+text = "3.13t serves /json within a factor of 100 of 3.13"
+ratios = [{{ figure = "rps", over = {{ variant = "3.13t" }}, under = {{ variant = "3.13" }}, band = "0.01 to 100" }}]
+"""
+
+
+def test_a_small_study_runs_on_real_granian_and_compares_with_intervals_and_outcomes(real_environments, tmp_path):
+    """Real Granian serving Flask on the real 3.13 and 3.13t, wrk's load, three interleaved rounds of 1 s; then
+    `compare` on what was stored: every ratio has its interval and an outcome, or the reason it has none."""
+    study = tmp_path / "flask313.toml"
+    study.write_text(REAL_STUDY.format(root=ROOT))
+    pythons = [f"--python=wsgi:{variant}={real_environments['wsgi', variant]}" for variant in ("3.13", "3.13t")]
+    ran = subprocess.run([sys.executable, "-m", "gilfree", "run", "flask313", "--study", str(study), *pythons,
+                          "--loadgen", "wrk", "--duration", "1s", "--repeat", "3", "--order-seed", ORDER_SEED,
+                          "--port", str(free_port())], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    done = subprocess.run([sys.executable, "-m", "gilfree", "compare", "--study", str(study)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out" / "COMPARISON.md").read_text()
+    assert "**3.13t against 3.13** on " in text and "- RPS, of 2 configurations: " in text
+    assert "- p99 latency, of 2 configurations: " in text  # wrk gives percentiles
+    rps = text.split("### RPS")[1].split("###")[0]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in rps.strip().splitlines()[2:]]
+    assert [row[1] for row in rows] == ["JSON w1 t1", "JSON w1 t4"] and {row[2] for row in rows} == {"3.13t / 3.13"}
+    for row in rows:
+        assert re.fullmatch(r"\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]", row[3]) and row[4] == "3", row
+        assert re.fullmatch(r"(faster|slower) by \d+%|on par", row[5]) or (row[5] == "can't tell" and row[6]), row
+    assert "| 3.13t serves /json within a factor of 100 of 3.13 " in text and "| **held** " in text
+    assert "Most RPS with p99 ≤ 1000 ms" in text
+    assert (tmp_path / "out" / "charts" / "compared-rps.png").read_bytes()[:4] == b"\x89PNG"

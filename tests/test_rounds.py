@@ -53,8 +53,8 @@ def test_a_compared_ratio_is_between_cells_that_differ_in_the_variant_only():
     records = {cell: {"runs": [{"status": "ok", "load": {"rps": rps}, "started_at": None, "finished_at": None}
                                for rps in (1000.0 * (1 + cell.workers), 1010.0 * (1 + cell.workers), 990.0 * 2)]}
                for cell in CELLS}
-    found = rounds.compared(CELLS, records)
-    assert [item.label for item in found] == [f"{CELLS[1].key} / 3.14", f"{CELLS[3].key} / 3.14"]
+    found = rounds.compared(CELLS, records, article().comparison)
+    assert [item.label for item in found] == [f"{CELLS[1].key} / {CELLS[0].key}", f"{CELLS[3].key} / {CELLS[2].key}"]
     assert all(item.is_ratio and item.interval is not None for item in found)
 
 

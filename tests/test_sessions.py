@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 from conftest import ROOT, base_python, free_port
-from gilfree.study import studies
+from gilfree.report import outcomes
+from gilfree.study import results, studies
 
 RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
 
@@ -122,6 +123,26 @@ def refused_for(name: str) -> str | None:
     return None
 
 
+def compares_its_runs(study: studies.Study, results_dir, env: dict) -> None:
+    """`nox -s compare -- --study FILE` on a study's real runs so far: every pair whose both cells are stored gets
+    its RPS ratio and an outcome (a can't-tell with its reason); with none yet, the answer says not measured."""
+    done = nox("compare", "--study", str(study.path), "--results-dir", str(results_dir), env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, (done.stdout + done.stderr)[-3000:]
+    text = (results_dir / "COMPARISON.md").read_text()
+    stored = results.load(results_dir)
+    both = [pair for pair in outcomes.pairs(study) if all((c.table, c.key) in stored for c in pair)]
+    answer = text.split("## The answer")[1].split("\n## ")[0]
+    if not both:
+        assert "### RPS" not in text and "RPS, of " in answer and "not measured in" in answer, answer
+        return
+    rows = [[c.strip() for c in line.split("|")[1:-1]]
+            for line in text.split("### RPS")[1].split("###")[0].strip().splitlines()[2:]]
+    judged = [row for row in rows if re.fullmatch(r"\d+\.\d\d( \[\d+\.\d\d, \d+\.\d\d\])?", row[3])]
+    assert len(judged) == len(both), rows
+    for row in judged:
+        assert re.fullmatch(r"(faster|slower) by \d+%|on par", row[5]) or (row[5] == "can't tell" and row[6]), row
+
+
 @pytest.mark.parametrize("name", sorted(readme_sessions(), key=one_variant_first))
 def test_every_session_readme_lists_runs_or_refuses_in_one_line(name, user_env, study_results, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp(name)
@@ -143,6 +164,8 @@ def test_every_session_readme_lists_runs_or_refuses_in_one_line(name, user_env, 
     assert ran.returncode == 0, output[-3000:]
     if session is not None:  # every cell the session ran is stored, measured
         assert measured(results_dir, session) == {cell.key: "ok" for cell in ran_cells(session)}
+    if session is not None and session.study.name != "article":  # the study's own comparison, on what it stored
+        compares_its_runs(session.study, results_dir, user_env)
     if name == "machine":
         titles = ("CPU frequency governor", "SMT siblings", "Other load")
         assert all(f" {title} " in ran.stdout for title in titles), output

@@ -191,7 +191,7 @@ def rounds_from(args: argparse.Namespace, session: studies.Session) -> dict:
     if repeat != "auto":
         return chosen | {"repeat": repeat}
     defaults = AutoRepeat()
-    rule = AutoRepeat(target_width=args.target_width or defaults.target_width,
+    rule = AutoRepeat(target_width=args.target_width or defaults.target_width, band=session.study.comparison.band,
                       max_rounds=args.max_rounds or defaults.max_rounds, budget_s=args.budget)
     if rule.max_rounds < MIN_ROUNDS:
         raise ValueError(f"--max-rounds {rule.max_rounds} is below the {MIN_ROUNDS} rounds an interval needs; give "

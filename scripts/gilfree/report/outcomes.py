@@ -10,15 +10,14 @@ otherwise. Nothing here makes a sentence: answers.py does.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 from gilfree.core import stats
 from gilfree.report import render, verdicts
 from gilfree.report.verdicts import BuildsDiffer, Estimate, Missing, NotAlike, NotRecorded
 from gilfree.study import results
-from gilfree.study.claims import Band, Ratio, Verdict, named_settings, on_par
-from gilfree.study.schema import free_threaded
+from gilfree.study.claims import Band, Ratio, Verdict, compared_pairs, named_settings, on_par
 from gilfree.study.studies import Cell, Study
 
 FIGURES = ("rps", "latency_p50", "latency_p99", "latency_avg", "cpu", "cpu_per_1k", "pss", "rss")
@@ -48,13 +47,6 @@ class Straddles:
 
 
 @dataclass(frozen=True)
-class GilEnabled:
-    """A free-threaded row that ran with the GIL on: it measured a GIL build."""
-
-    cell: Cell
-
-
-@dataclass(frozen=True)
 class Finding:
     """One figure of one cell over its baseline's, and what it shows."""
 
@@ -69,18 +61,7 @@ class Finding:
 
 
 def pairs(study: Study) -> list[tuple[Cell, Cell]]:
-    """(cell, its baseline) for every cell whose group (the same table and settings but the compared one) holds
-    the baseline value, in the study's order."""
-    setting, baseline = study.comparison.setting, study.comparison.baseline
-    found = []
-    for table in study.tables:
-        groups: dict[Cell, list[Cell]] = {}
-        for cell in table.cells:
-            groups.setdefault(replace(cell, **{setting: None}), []).append(cell)
-        for group in groups.values():
-            under = next((cell for cell in group if getattr(cell, setting) == baseline), None)
-            found += [(cell, under) for cell in group if under is not None and cell is not under]
-    return found
+    return compared_pairs(study.comparison, (cell for table in study.tables for cell in table.cells))
 
 
 def ratios(study: Study, figure: str) -> list[Ratio]:
@@ -90,12 +71,6 @@ def ratios(study: Study, figure: str) -> list[Ratio]:
                                       leaving_out=(setting,)) for table in study.tables}
     return [Ratio(over, under, figure, on_par(study.comparison.band), named[over.table], (setting,))
             for over, under in found]
-
-
-def _gil_on(cell: Cell, record: dict) -> bool:
-    interpreter = record["interpreter"]
-    return free_threaded(cell.variant) and bool(interpreter.get("free_threaded_build")) and bool(
-        interpreter.get("gil_enabled"))
 
 
 def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
@@ -108,9 +83,6 @@ def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
     if results.builds_differ(over["interpreter"], under["interpreter"]):
         return Finding(ratio, Outcome.CANT_TELL, reasons=(BuildsDiffer(ratio, over["interpreter"]["optimisations"],
                                                                        under["interpreter"]["optimisations"]),))
-    if gil := tuple(GilEnabled(cell) for cell, record in ((ratio.over, over), (ratio.under, under))
-                    if _gil_on(cell, record)):
-        return Finding(ratio, Outcome.CANT_TELL, reasons=gil)
     estimate = verdicts.estimate(ratio, over, under)
     if estimate is None:
         return Finding(ratio, Outcome.NOT_MEASURED, reasons=(NotRecorded(ratio),))

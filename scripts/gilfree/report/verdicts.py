@@ -18,7 +18,7 @@ from gilfree.report import render
 from gilfree.run.loadgen import LOADGENS
 from gilfree.study import results
 from gilfree.study.claims import Claim, Ratio, Verdict, run_value
-from gilfree.study.schema import RatioSpec
+from gilfree.study.schema import RatioSpec, free_threaded
 from gilfree.study.studies import Cell, Study
 
 LITTLE_TOLERANCE = 0.01  # rps x latency avg may miss the connections by this share (the post's sound rows)
@@ -38,6 +38,7 @@ class FlagKind(Enum):
     NON_2XX = ("non-2xx answers", True)
     NEAR_CEILING = ("load generator near its calibrated ceiling: it, not the server, may have set the pace", True)
     RSS_GROWING = ("RSS still growing over the last half of the load", False)
+    GIL_ENABLED = ("the GIL re-enabled in a free-threaded row: it measured a GIL build", True)
 
     def __init__(self, label: str, doubtful: bool):
         self.label, self.doubtful = label, doubtful
@@ -101,9 +102,15 @@ def rss_growing(cell: Cell, record: dict) -> Flag | None:
     return Flag(FlagKind.RSS_GROWING, growth.relative, stats.RSS_GROWTH_LIMIT) if growth and growth.still_growing else None
 
 
+def gil_enabled(cell: Cell, record: dict) -> Flag | None:
+    interpreter = record["interpreter"]
+    on = free_threaded(cell.variant) and interpreter.get("free_threaded_build") and interpreter.get("gil_enabled")
+    return Flag(FlagKind.GIL_ENABLED, 1, 1) if on else None
+
+
 # One check per flag kind: adding a kind is one member of FlagKind and one check here.
 ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
-    stalled, overfull, loadgen_saturated, load_errors, non_2xx, near_ceiling, rss_growing)
+    stalled, overfull, loadgen_saturated, load_errors, non_2xx, near_ceiling, rss_growing, gil_enabled)
 
 
 def row_flags(cell: Cell, record: dict) -> list[Flag]:

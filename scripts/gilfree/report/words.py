@@ -4,7 +4,7 @@ one sentence per kind of reason. Every report that shows a verdict or an outcome
 from __future__ import annotations
 
 from gilfree.report import render, verdicts
-from gilfree.report.outcomes import Finding, GilEnabled, Outcome, Straddles, TooFewRuns
+from gilfree.report.outcomes import Finding, Outcome, Straddles, TooFewRuns
 from gilfree.report.verdicts import (
     BuildsDiffer,
     CpuBound,
@@ -122,14 +122,12 @@ def reason_text(reason) -> str:
             return f"{runs_text(runs)} per cell: an interval needs {needed}."
         case Straddles(interval, band):
             return f"the interval [{interval[0]:.2f}, {interval[1]:.2f}] straddles the band's edge ({band_text(band)})."
-        case GilEnabled(cell):
-            return f"{cell_name(cell)} ran with the GIL re-enabled: it measured a GIL build."
     raise TypeError(f"no text for {reason!r}")
 
 
 # Why can't-tell, in a word or two, for the answer's counts.
 REASON_WORDS = {TooFewRuns: "too few runs", Straddles: "interval straddles the band", DoubtfulRow: "doubtful rows",
-                NotAlike: "rows not measured alike", BuildsDiffer: "builds differ", GilEnabled: "GIL re-enabled",
+                NotAlike: "rows not measured alike", BuildsDiffer: "builds differ",
                 CpuBound: "CPU-bound I/O rows", TooFewCores: "too few cores", Missing: "cells not run or failed",
                 NotRecorded: "not recorded by the load generator", NoSuchCells: "no such cells"}
 

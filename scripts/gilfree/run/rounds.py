@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 from enum import Enum
-from itertools import combinations
 
 from gilfree.core import stats
 from gilfree.study import results
+from gilfree.study.claims import Comparison, compared_pairs
 from gilfree.study.studies import Cell
 
 MIN_ROUNDS = stats.MIN_RUNS_FOR_INTERVAL  # below this, no interval: auto always runs at least these
@@ -41,7 +41,7 @@ class AutoRepeat:
     """--repeat auto's rule: the defaults give a ±10% on-par band and intervals at most half as wide."""
 
     target_width: float = 0.10  # an interval's high / low - 1
-    band: float = 0.10  # on par: a ratio within 1 ± band
+    band: float = 0.10  # on par: a ratio within 1 ± band (the study's comparison band)
     max_rounds: int = 10
     budget_s: float | None = None  # None: no time limit but max_rounds
 
@@ -78,13 +78,10 @@ def round_order(cells: list[Cell], done: dict[Cell, int], round_: int, seed: int
     return due
 
 
-def compared(cells: list[Cell], records: dict[Cell, dict]) -> list[Compared]:
-    """What --repeat auto settles: each ratio of cells that differ in the variant only (its interval paired where
-    the runs were interleaved); where no two cells differ so, each cell's RPS."""
-    by_rest: dict[Cell, list[Cell]] = {}
-    for cell in cells:
-        by_rest.setdefault(cell.but_variant, []).append(cell)
-    ratios = [_ratio(over, under, records) for group in by_rest.values() for under, over in combinations(group, 2)]
+def compared(cells: list[Cell], records: dict[Cell, dict], comparison: Comparison) -> list[Compared]:
+    """What --repeat auto settles: each ratio the study compares (claims.compared_pairs: its interval paired where
+    the runs were interleaved); where the session holds no such pair, each cell's RPS."""
+    ratios = [_ratio(over, under, records) for over, under in compared_pairs(comparison, cells)]
     if ratios:
         return ratios
     return [Compared(cell.key, stats.mean_interval(_rps(records[cell])), False) for cell in cells]
@@ -98,7 +95,7 @@ def _ratio(over: Cell, under: Cell, records: dict[Cell, dict]) -> Compared:
     runs_over, runs_under = results.ok_runs(records[over]), results.ok_runs(records[under])
     interval = stats.ratio_interval(_rps(records[over]), _rps(records[under]),
                                     paired=results.paired(runs_over, runs_under))
-    return Compared(f"{over.key} / {under.variant}", interval, True)
+    return Compared(f"{over.key} / {under.key}", interval, True)
 
 
 def decide(found: list[Compared], rule: AutoRepeat, rounds: int, elapsed_s: float, round_s: float) -> Stop | None:

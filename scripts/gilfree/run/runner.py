@@ -294,13 +294,13 @@ def _enough(plan: Plan, rounds_run: int, elapsed_s: float) -> rounds.Stop | None
     if not options.auto:
         return None if rounds_run >= options.repeat else False
     round_s = elapsed_s / rounds_run if rounds_run else 0.0
-    stop = rounds.decide(rounds.compared(list(plan.records), plan.records), options.auto, rounds_run, elapsed_s, round_s)
+    stop = rounds.decide(rounds.compared(list(plan.records), plan.records, options.study.comparison), options.auto, rounds_run, elapsed_s, round_s)
     return False if stop is None else stop
 
 
 def _record_rounds(plan: Plan, rounds_run: int, stop: rounds.Stop) -> None:
     """--repeat auto's decision, said and kept in every record of the session."""
-    found = rounds.compared(list(plan.records), plan.records)
+    found = rounds.compared(list(plan.records), plan.records, plan.options.study.comparison)
     say(f"--repeat auto stopped after {rounds_run} round(s): {stop.sentence}")
     for cell, record in plan.records.items():
         record["rounds"] = rounds.summary(plan.options.auto, plan.options.repeat, plan.options.order_seed, rounds_run,

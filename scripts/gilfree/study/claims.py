@@ -189,6 +189,19 @@ def comparison(spec: ComparisonSpec, cells: tuple[Cell, ...]) -> Comparison:
     return Comparison(spec.setting, baseline, spec.band, spec.p99_budget_ms)
 
 
+def compared_pairs(comparison: Comparison, cells: Iterable[Cell]) -> list[tuple[Cell, Cell]]:
+    """(cell, its baseline) for every cell whose group (the same table and settings but the compared one) holds
+    the baseline value, in the cells' order: what `compare` and `--repeat auto` set side by side."""
+    groups: dict[Cell, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(replace(cell, **{comparison.setting: None}), []).append(cell)
+    found = []
+    for group in groups.values():
+        under = next((cell for cell in group if getattr(cell, comparison.setting) == comparison.baseline), None)
+        found += [(cell, under) for cell in group if under is not None and cell is not under]
+    return found
+
+
 def run_value(run: dict, figure: str) -> float | None:
     """One run's figure; None where the run did not record it (no percentiles from rewrk, no PSS in older records)
     or where it is not above zero (a ratio of it would mean nothing)."""

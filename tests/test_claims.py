@@ -234,6 +234,14 @@ def test_two_machines_side_by_side_with_the_post_as_one_more_column(tmp_path):
     assert "| ASGI JSON: about 20% slower on 3.14t " in claims and claims.count("| yes ") == 7
 
 
+def test_out_without_several_folders_is_refused_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gilfree", "compare", "--results-dir", str(tmp_path), "--out",
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "gilfree: error: --out is for MACHINES.md, with several --results-dir; COMPARISON.md goes into the one "
+        "results folder")
+
+
 def test_a_results_folder_of_another_study_is_refused_in_one_line(tmp_path):
     shutil.copytree(RECORDED / "interleaved-repeat3", tmp_path / "article")
     done = subprocess.run([sys.executable, "-m", "gilfree", "compare", "--study", str(ROOT / "studies" / "event-loops.toml"),

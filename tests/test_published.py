@@ -2,10 +2,18 @@
 
 from gilfree.report import render
 from gilfree.report.verdicts import in_flight
-from gilfree.study.published import published, shown_as
+from gilfree.study.published import source_figures
 from gilfree.study.studies import article
 
 CELLS = {(cell.table, cell.key): cell for table in article().tables for cell in table.cells}
+
+
+def published():
+    return source_figures(article())
+
+
+def shown_as():
+    return {key: post.shown_as for key, post in article().published.items()}
 
 
 def test_one_row_per_matrix_cell_in_the_posts_order():

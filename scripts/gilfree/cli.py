@@ -328,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = args.study or studies.article()
         folders = (args.results_dir if args.command == "compare" else [args.results_dir]) or [None]
         folders = [folder or writable_dir(str(chosen.results_dir)) for folder in folders]
+        if getattr(args, "out", None) and len(folders) == 1:
+            print("gilfree: error: --out is for MACHINES.md, with several --results-dir; COMPARISON.md goes into "
+                  "the one results folder", file=sys.stderr)
+            return 2
         results_dir = getattr(args, "out", None) or folders[0]
         try:
             with results.full_disk_refused(results_dir):  # a folder the reports make, say

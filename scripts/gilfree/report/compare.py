@@ -1,7 +1,9 @@
-"""COMPARISON.md: whether this machine can test the post at all, one verdict per claim (decided in verdicts.py,
-only formatted here) with footnotes, the ratio chart, the post's rows beside this run's, and diagnostics.
+"""COMPARISON.md for any study: the answer and every comparison (answers.py), one verdict per claim the study
+makes (decided in verdicts.py, only formatted here) with footnotes and the ratio chart; for a study that
+transcribes its source (the post's), whether this machine can test it and the source's rows beside this run's;
+and diagnostics. MACHINES.md: several results folders of one study side by side.
 
-Absolute numbers move with the hardware, so verdicts judge ratios only.
+Absolute numbers move with the hardware, so outcomes and verdicts judge ratios only.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from gilfree.report.words import (
 )
 from gilfree.run.loadgen import LOADGENS
 from gilfree.study import ceiling, results
-from gilfree.study.published import Figures
+from gilfree.study.published import Figures, source_figures
 from gilfree.study.studies import Cell, Study, Table
 
 ONE_THREAD = " and ".join(name for name, tool in LOADGENS.items() if tool.threads == 1)  # "rewrk and wrk"
@@ -84,12 +86,6 @@ class Side:
 
     def not_alike(self, cells: list[Cell]) -> list[str]:
         return render.condition_differences([self.records[cell] for cell in cells if cell in self.records])
-
-
-def source_figures(study: Study) -> dict[tuple[str, str], Figures]:
-    """The source's figures per (table, cell key), as the study file transcribes them."""
-    return {key: Figures(post.rps, post.latency_avg_ms, post.latency_max_ms, post.cpu, post.ram_mb)
-            for key, post in study.published.items()}
 
 
 def post_side(study: Study) -> Side:

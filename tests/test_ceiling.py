@@ -224,7 +224,7 @@ def unstalled(record: dict) -> dict:
 def test_the_comparison_flags_a_row_near_its_ceiling_and_its_verdict_turns_inconclusive(tmp_path):
     gil, threaded = (unstalled(measured(rps)) for rps in (30000, 24000))  # a ratio of 0.80: "about 20% slower"
     threaded["cell"] = {**threaded["cell"], "variant": "3.14t"}
-    threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True}
+    threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True, "gil_enabled": False}
     for record in (gil, threaded):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     claim = article().claims[0]
@@ -245,7 +245,7 @@ def test_the_comparison_flags_rss_still_growing_and_gives_the_p99_ratio(tmp_path
     gil = unstalled(measured(30000, rss_growth_last_half=0.12, rss_growth_bytes_per_s=2**20))
     threaded = unstalled(measured(24000, rss_growth_last_half=0.01, rss_growth_bytes_per_s=1000))
     threaded["cell"] = {**threaded["cell"], "variant": "3.14t"}
-    threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True}
+    threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True, "gil_enabled": False}
     for record, p99 in ((gil, 10.0), (threaded, 15.0)):
         record["load"] |= {"generator": "wrk", "latency_percentiles_ms": {"50": 4.0, "90": 6.0, "99": p99, "99.9": 30.0}}
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)

@@ -205,8 +205,8 @@ def test_the_saturation_flag_is_for_one_thread_load_generators_only(tmp_path):
     oha, wrk = article().tables_by_id["asgi-json"].cells[:2]
     store(tmp_path, oha, rps=128 / 0.004204, loadgen_cores=3.1, edit=measured(load__generator="oha"))
     store(tmp_path, wrk, rps=128 / 0.004204, loadgen_cores=0.95, edit=measured(load__generator="wrk"))
-    assert report_row(tmp_path, "| 1 ", "| 3.14 ", "/json")[-1] == ""
-    assert report_row(tmp_path, "| 1 ", "| 3.14t ", "/json")[-1] == (
+    assert report_row(tmp_path, "| 1 ", "| 3.14 ", "/json, workers")[-1] == ""  # the diagnostics' rows
+    assert report_row(tmp_path, "| 1 ", "| 3.14t ", "/json, workers")[-1] == (
         "load generator saturated: likely the bottleneck (0.95; from 0.9)")
 
 

@@ -4,23 +4,31 @@ are decided in outcomes.py; only the words are made here."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
 
 from gilfree.report import charts, verdicts, words
-from gilfree.report.outcomes import Best, Finding, Outcome, Tally
+from gilfree.report.outcomes import Best, Finding, Outcome, Tally, uncompared
+from gilfree.report.verdicts import NotRecorded
 from gilfree.study import results
+from gilfree.study.claims import Verdict
 from gilfree.study.studies import Study
 
 
 def versus(study: Study, value) -> str:
-    """'3.14t against 3.14', 'uvloop against asyncio', '2 workers against 1'."""
-    setting, baseline = study.comparison.setting, study.comparison.baseline
-    if setting in ("variant", "loop", "app", "endpoint", "runtime_mode"):
-        return f"{value} against {baseline}"
-    return f"{setting.replace('_', ' ')} {value} against {baseline}"
+    """'3.14t against 3.14', 'uvloop against asyncio', 'w2 against w1', 't8 against t default'."""
+    setting = study.comparison.setting
+    return f"{words.setting_text(setting, value)} against {words.setting_text(setting, study.comparison.baseline)}"
+
+
+def stand_ins(records: list[dict]) -> str:
+    """' (3.12 standing in for 3.14)' where a record's interpreter was not its variant's: the ratios measure it."""
+    found = dict.fromkeys(f"{r['interpreter']['label']} standing in for {r['cell']['variant']}" for r in records
+                          if r["interpreter"]["label"] != r["cell"]["variant"])
+    return f" ({'; '.join(found)})" if found else ""
 
 
 def over_text(study: Study, value) -> str:
@@ -53,6 +61,8 @@ def tally_text(study: Study, tally: Tally) -> str:
             parts.append(f"{name} in {count} ({_most(study, tally.largest[outcome])})")
         elif outcome in tally.why:
             why = ", ".join(f"{words.REASON_WORDS[kind]}: {n}" for kind, n in tally.why[outcome].items())
+            if NotRecorded in tally.why[outcome]:
+                why += f"; {words.NOT_RECORDED_WHY[tally.figure]}"
             parts.append(f"{outcome.value} in {count} ({why})")
         else:
             parts.append(f"{outcome.value} in {count}")
@@ -85,12 +95,19 @@ def answer_section(study: Study, tallies: list[Tally], bests: list[Best], record
         return "\n".join(lines + ["Nothing measured yet.", ""])
     band = study.comparison.band
     for value in dict.fromkeys(tally.value for tally in tallies):
-        lines.append(f"**{versus(study, value)}** on {machines_text(records)}, on par meaning within ±{band:.0%}:")
+        lines.append(f"**{versus(study, value)}**{stand_ins(records)} on {machines_text(records)}, on par meaning "
+                     f"within ±{band:.0%}:")
         lines.append("")
         lines += [f"- {tally_text(study, tally)}" for tally in tallies if tally.value == value]
         lines.append("")
     if not tallies:
-        lines += [f"No two measured cells differ in {study.comparison.setting} only: nothing to compare.", ""]
+        lines += [f"No two cells of the study differ in {study.comparison.setting} only: nothing to compare.", ""]
+    if alone := uncompared(study):
+        lines += [f"Compared with nothing, since no cell differs from them in {study.comparison.setting} only with "
+                  f"the baseline's value ({words.setting_text(study.comparison.setting, study.comparison.baseline)}; "
+                  f"every other setting, concurrency included, must match): "
+                  f"{', '.join(f'{table} ({n} cells)' for table, n in Counter(c.table for c in alone).items())}.",
+                  ""]
     return "\n".join(lines + [best_section(study, bests), ""])
 
 
@@ -109,7 +126,8 @@ def figures_section(study: Study, found: dict[str, list[Finding]]) -> str:
     band = study.comparison.band
     parts = ["## Every comparison", "",
              f"Each figure of each cell over the same figure of the cell that differs only in "
-             f"{study.comparison.setting} = {study.comparison.baseline}, the ratio of the geometric means over the runs "
+             f"{study.comparison.setting}, with {words.setting_text(study.comparison.setting, study.comparison.baseline)}"
+             f" instead, the ratio of the geometric means over the runs "
              f"with its 95% interval (paired where the runs were interleaved). Faster, slower, more or less: the "
              f"whole interval lies outside 1 ± {band:.2f}. On par: the whole interval lies inside it, an "
              f"equivalence test, not \"no difference found\". Can't tell: the reason is given.", ""]
@@ -164,7 +182,8 @@ def machines_section(study: Study, machines: list[Machine]) -> str:
     if study.claims:
         rows = [[claim.text, *[judged[i].verdict.value for judged in (m.judged for m in machines)]]
                 for i, claim in enumerate(study.claims)]
-        same = ["yes" if len(set(row[1:])) == 1 else "no" for row in rows]
+        decided = (Verdict.HELD.value, Verdict.NOT_HELD.value)
+        same = ["yes" if len(set(row[1:])) == 1 and row[1] in decided else "no" for row in rows]
         parts += ["## Claims", "", tabulate([row + [alike] for row, alike in zip(rows, same)],
                                              headers=["Claim", *[f"Machine {i}" for i in range(1, len(machines) + 1)],
                                                       "Same on every machine?"],

@@ -16,6 +16,7 @@ from tabulate import tabulate
 from gilfree.core import stats
 from gilfree.report import answers, charts, outcomes, render, verdicts
 from gilfree.report.answers import Machine
+from gilfree.report.outcomes import Straddles
 from gilfree.report.verdicts import (
     LITTLE_TOLERANCE,
     STALL_LIMIT,
@@ -203,8 +204,7 @@ def estimate_notes(estimate: Estimate) -> list[str]:
     name = ratio_name(estimate.ratio, estimate.on_pss)
     notes = []
     if estimate.interval and estimate.outcome == Verdict.INCONCLUSIVE and not estimate.reasons:
-        notes.append(f"{name}: the interval [{estimate.interval[0]:.2f}, {estimate.interval[1]:.2f}] straddles the "
-                     f"band's edge ({band_text(estimate.ratio.band)}).")
+        notes.append(f"{name}: {reason_text(Straddles(estimate.interval, estimate.ratio.band))}")
     if estimate.pairwise:
         notes.append(f"{name}: ratio round by round {', '.join(f'{r:.2f}' for r in estimate.pairwise)}.")
     return notes + [reason_text(reason) for reason in estimate.reasons]
@@ -261,7 +261,7 @@ def verdict_section(study: Study, judged: list[ClaimVerdict]) -> str:
     variants = f"{study.variants[-1]} / {study.variants[0]}"
     return "\n".join(["## Verdicts", "",
                        f"The study's claims. Ratios are {variants} unless the ratio names the settings it divides "
-                       f"(128 threads over 1: t128/t1). README \"Reading the results\" explains each verdict word.",
+                       f"(over/under). README \"Reading the results\" explains each verdict word.",
                        "", table, "", *notes, "",
                        "![The claims' ratios, the source's beside yours, with each claim's band](charts/ratios.png)",
                        "", "Bands, intervals and preconditions, and why:", "", tolerances(study), ""])

@@ -15,12 +15,13 @@ from enum import Enum
 
 from gilfree.core import stats
 from gilfree.report import render, verdicts
-from gilfree.report.verdicts import BuildsDiffer, Estimate, Missing, NotAlike, NotRecorded
+from gilfree.report.verdicts import Estimate, Missing, NotAlike, NotRecorded
 from gilfree.study import results
 from gilfree.study.claims import Band, Ratio, Verdict, compared_pairs, named_settings, on_par
+from gilfree.study.schema import FIGURE_NAMES
 from gilfree.study.studies import Cell, Study
 
-FIGURES = ("rps", "latency_p50", "latency_p99", "latency_avg", "cpu", "cpu_per_1k", "pss", "rss")
+FIGURES = tuple(figure for figure in FIGURE_NAMES if figure != "memory")  # pss and rss apart
 ANSWERED = ("rps", "latency_p99", "cpu_per_1k", "pss")  # the answer's figures; pss falls back to rss
 
 
@@ -64,6 +65,12 @@ def pairs(study: Study) -> list[tuple[Cell, Cell]]:
     return compared_pairs(study.comparison, (cell for table in study.tables for cell in table.cells))
 
 
+def uncompared(study: Study) -> list[Cell]:
+    """The cells in no pair: their group lacks the baseline value (or holds only them)."""
+    paired = {cell for pair in pairs(study) for cell in pair}
+    return [cell for table in study.tables for cell in table.cells if cell not in paired]
+
+
 def ratios(study: Study, figure: str) -> list[Ratio]:
     """Each pair's ratio of the figure, named by the settings that tell the pairs of its table apart."""
     found, setting = pairs(study), study.comparison.setting
@@ -80,14 +87,13 @@ def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
     over, under = records[ratio.over], records[ratio.under]
     if differences := render.condition_differences([under, over]):
         return Finding(ratio, Outcome.CANT_TELL, reasons=(NotAlike(tuple(differences)),))
-    if results.builds_differ(over["interpreter"], under["interpreter"]):
-        return Finding(ratio, Outcome.CANT_TELL, reasons=(BuildsDiffer(ratio, over["interpreter"]["optimisations"],
-                                                                       under["interpreter"]["optimisations"]),))
+    if builds := verdicts.builds_differ(ratio, over, under):
+        return Finding(ratio, Outcome.CANT_TELL, reasons=(builds,))
     estimate = verdicts.estimate(ratio, over, under)
     if estimate is None:
         return Finding(ratio, Outcome.NOT_MEASURED, reasons=(NotRecorded(ratio),))
     if estimate.interval is None:
-        return Finding(ratio, Outcome.CANT_TELL, estimate, (TooFewRuns(estimate.runs),))
+        return Finding(ratio, Outcome.CANT_TELL, estimate, (TooFewRuns(estimate.runs), *estimate.reasons))
     if estimate.outcome == Verdict.INCONCLUSIVE:
         return Finding(ratio, Outcome.CANT_TELL, estimate, estimate.reasons or (Straddles(estimate.interval, ratio.band),))
     if estimate.outcome == Verdict.HELD:

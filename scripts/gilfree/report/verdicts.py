@@ -265,14 +265,15 @@ def run_values(record: dict, figure: str) -> list[float] | None:
 
 
 def sessions_measuring(study: Study, cells: Iterable[Cell]) -> tuple[str, ...]:
-    """The sessions that run all these cells (the fewest cells first); else one per cell that none covers alone."""
+    """The sessions that run all these cells (the fewest cells first); else one per cell that none covers alone;
+    none for a cell that no session of the study runs."""
     cells = set(cells)
     sessions = study.sessions.values()
     covering = sorted((s for s in sessions if cells <= set(s.cells())), key=lambda s: len(s.cells()))
     if covering:
         return tuple(s.name for s in covering)
-    return tuple(dict.fromkeys(next(s.name for s in sessions if cell in s.cells())
-                               for cell in sorted(cells, key=lambda c: (c.table, c.key))))
+    return tuple(dict.fromkeys(name for cell in sorted(cells, key=lambda c: (c.table, c.key))
+                               for name in [next((s.name for s in sessions if cell in s.cells()), None)] if name))
 
 
 def _could_change(ratio: Ratio, flag: Flag, cell: Cell, interval: tuple[float, float], outcome: Verdict) -> bool:
@@ -324,7 +325,7 @@ def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate | None:
                     tuple(reasons), pss, rss)
 
 
-def _builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None:
+def builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None:
     if not results.builds_differ(over["interpreter"], under["interpreter"]):
         return None
     return BuildsDiffer(ratio, over["interpreter"]["optimisations"], under["interpreter"]["optimisations"])
@@ -342,7 +343,7 @@ def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], dict]) -> Cl
                               if records[cell]["interpreter"]["label"] != cell.variant}))
     differences = tuple(dict.fromkeys(difference for ratio in claim.ratios for difference in
                                       render.condition_differences([records[ratio.under], records[ratio.over]])))
-    builds = [differ for ratio in claim.ratios if (differ := _builds_differ(ratio, records[ratio.over],
+    builds = [differ for ratio in claim.ratios if (differ := builds_differ(ratio, records[ratio.over],
                                                                             records[ratio.under]))]
     if differences or builds:
         return ClaimVerdict(claim, Verdict.NOT_COMPARABLE,

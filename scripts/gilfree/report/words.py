@@ -27,7 +27,11 @@ FIGURE_NAMES = {"rps": "RPS", "memory": "RAM", "latency_p50": "p50 latency", "la
 # What a ratio outside the on-par band is called, (above 1, below 1), for each figure.
 DIRECTIONS = {"rps": ("faster", "slower"), "latency_p50": ("higher", "lower"), "latency_p99": ("higher", "lower"),
               "latency_avg": ("higher", "lower"), "cpu": ("more", "less"), "cpu_per_1k": ("more", "less"),
-              "pss": ("more", "less"), "rss": ("more", "less"), "memory": ("more", "less")}
+              "pss": ("more", "less"), "rss": ("more", "less")}
+# Why a figure can be missing from a run.
+NOT_RECORDED_WHY = dict.fromkeys(("latency_p50", "latency_p99"), "the load generator gives no percentiles: rewrk") | {
+    "pss": "PSS needs /proc/PID/smaps_rollup, and records of older harnesses lack it"} | dict.fromkeys(
+    ("rps", "latency_avg", "cpu", "cpu_per_1k", "rss", "memory"), "a run without this figure")
 
 
 def setting_text(setting: str, value) -> str:
@@ -97,13 +101,14 @@ def selector_text(selector: dict) -> str:
 def reason_text(reason) -> str:
     match reason:
         case Missing(cells, sessions):
-            return (f"not measured (not run, or failed): {', '.join(cell_name(c) for c in cells)}; "
-                    f"{' or '.join(f'`nox -s {s}`' for s in sessions)} measures {'them' if len(cells) > 1 else 'it'}.")
+            runs = (f"{' or '.join(f'`nox -s {s}`' for s in sessions)} measures {'them' if len(cells) > 1 else 'it'}"
+                    if sessions else "no session of the study runs them")
+            return f"not measured (not run, or failed): {', '.join(cell_name(c) for c in cells)}; {runs}."
         case NoSuchCells(group):
             return (f"not measured: no cell of the study matches cells {selector_text(group.cells)} with over "
                     f"{selector_text(group.over)} and under {selector_text(group.under)}.")
         case NotRecorded(ratio):
-            return f"{ratio_name(ratio)}: not recorded in every run of both rows (rewrk gives no percentiles)."
+            return f"{ratio_name(ratio)}: not recorded in every run of both rows ({NOT_RECORDED_WHY[ratio.figure]})."
         case NotAlike(differences):
             return f"the rows were measured under different conditions: {'; '.join(differences)}."
         case BuildsDiffer(ratio, over, under):
@@ -128,8 +133,7 @@ def reason_text(reason) -> str:
 # Why can't-tell, in a word or two, for the answer's counts.
 REASON_WORDS = {TooFewRuns: "too few runs", Straddles: "interval straddles the band", DoubtfulRow: "doubtful rows",
                 NotAlike: "rows not measured alike", BuildsDiffer: "builds differ",
-                CpuBound: "CPU-bound I/O rows", TooFewCores: "too few cores", Missing: "cells not run or failed",
-                NotRecorded: "not recorded by the load generator", NoSuchCells: "no such cells"}
+                Missing: "cells not run or failed", NotRecorded: "not recorded"}
 
 
 def outcome_text(finding: Finding) -> str:

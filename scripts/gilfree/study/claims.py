@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from gilfree.core import stats
 from gilfree.study.schema import HIGHER_IS_BETTER, ClaimSpec, ComparisonSpec, PostFigures, RatioSpec
@@ -140,13 +140,13 @@ def _needed_cores(spec: RatioSpec, over: Cell, under: Cell, published: dict[Cell
     return wanted
 
 
-def _io_wait_s(spec: RatioSpec, cell: Cell, io_waits_ms: dict[tuple[str, str], float | None]) -> float | None:
+def _io_wait_s(spec: RatioSpec, cell: Cell, io_wait_s: Callable[[Cell], float | None]) -> float | None:
     if spec.needs.io_efficiency is None:
         return None
-    wait = io_waits_ms[(cell.app, cell.endpoint)]
+    wait = io_wait_s(cell)
     if wait is None:
         raise ValueError(f"needs.io_efficiency, but app {cell.app}'s endpoint {cell.endpoint} sets no io_wait_ms")
-    return wait / 1000
+    return wait
 
 
 def pairs(spec: RatioSpec, cells: tuple[Cell, ...]) -> list[tuple[Cell, Cell]]:
@@ -162,7 +162,7 @@ def pairs(spec: RatioSpec, cells: tuple[Cell, ...]) -> list[tuple[Cell, Cell]]:
 
 
 def resolve(spec: ClaimSpec, cells: tuple[Cell, ...], published: dict[Cell, PostFigures],
-            io_waits_ms: dict[tuple[str, str], float | None], par: float) -> Claim:
+            io_wait_s: Callable[[Cell], float | None], par: float) -> Claim:
     """The claim with each ratio group turned into the study's ratios; ValueError (with the group's index) where a
     group's needs cannot be met by the study as written."""
     groups = [(index, group, pairs(group, cells)) for index, group in enumerate(spec.ratios)]
@@ -172,7 +172,7 @@ def resolve(spec: ClaimSpec, cells: tuple[Cell, ...], published: dict[Cell, Post
         named = named_settings(claim_cells, leaving_out=group.over)
         try:
             ratios += [Ratio(over, under, group.figure, Band.written(group.band, par), named, tuple(group.over),
-                             group.needs.io_efficiency, _io_wait_s(group, over, io_waits_ms),
+                             group.needs.io_efficiency, _io_wait_s(group, over, io_wait_s),
                              _needed_cores(group, over, under, published)) for over, under in found]
         except ValueError as error:
             raise ValueError(f"ratios.{index}: {error}") from None
@@ -185,7 +185,7 @@ def comparison(spec: ComparisonSpec, cells: tuple[Cell, ...]) -> Comparison:
     baseline = spec.baseline if spec.baseline is not None else values[0]
     if baseline not in values:
         raise ValueError(f"baseline: {baseline!r} is not a value of {spec.setting} in the study's cells "
-                         f"({', '.join(map(str, values))})")
+                         f"({', '.join(map(repr, values))})")
     return Comparison(spec.setting, baseline, spec.band, spec.p99_budget_ms)
 
 

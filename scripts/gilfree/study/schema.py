@@ -37,10 +37,11 @@ SETTING_COLUMNS = ("python", "workers", "threads", "endpoint", "loop", "runtime_
 # gil_wait and blocking: Granian's own counters (the study's or table's `metrics`, or --metrics)
 FIGURE_COLUMNS = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
 Column = Literal[SETTING_COLUMNS + FIGURE_COLUMNS]
-# What a claim's selectors and a comparison may name: a cell's settings (and, for selectors, its table).
-COMPARED_SETTINGS = ("variant", "app", "endpoint", "workers", "blocking_threads", "loop", "runtime_mode",
+# What a comparison may set side by side: a cell's settings that can differ within one table (two apps cannot:
+# a cell's key does not name its app). A claim's selectors may also name the table and the app.
+COMPARED_SETTINGS = ("variant", "endpoint", "workers", "blocking_threads", "loop", "runtime_mode",
                      "runtime_threads", "cpus", "concurrency")
-SELECTOR_KEYS = ("table",) + COMPARED_SETTINGS
+SELECTOR_KEYS = ("table", "app") + COMPARED_SETTINGS
 
 
 class StudyError(ValueError):
@@ -219,6 +220,9 @@ class RatioSpec(_Strict):
     def _band(cls, band):
         if not re.match(BAND_PATTERN, band):
             raise PydanticCustomError("value", f"expected {BAND_FORMS}")
+        numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", band)]
+        if any(n <= 0 for n in numbers) or (len(numbers) == 2 and numbers[0] >= numbers[1]):
+            raise PydanticCustomError("value", "expected ratios above 0, the lower first, such as \"0.70 to 0.90\"")
         return band
 
     @model_validator(mode="after")

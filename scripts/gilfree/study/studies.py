@@ -296,12 +296,10 @@ def _one_curve_per_app_and_endpoint(tables: tuple[Table, ...]) -> None:
 def _claims(spec: StudyFile, study: Study) -> tuple[claims.Claim, ...]:
     cells = tuple(cell for table in study.tables for cell in table.cells)
     published = {cell: figures for table in study.tables for cell, figures in table.published.items()}
-    io_waits = {(app.name, endpoint.name): endpoint.io_wait_ms for app in study.apps.values()
-                for endpoint in app.endpoints.values()}
     resolved = []
     for index, claim in enumerate(spec.claims):
         try:
-            resolved.append(claims.resolve(claim, cells, published, io_waits, spec.comparison.band))
+            resolved.append(claims.resolve(claim, cells, published, study.io_wait_s, spec.comparison.band))
         except ValueError as error:
             raise StudyError(f"claims.{index}.{error}") from None
     return tuple(resolved)

@@ -17,7 +17,7 @@ from gilfree.core import stats
 from gilfree.report import render, verdicts
 from gilfree.report.verdicts import Estimate, Missing, NotAlike, NotRecorded
 from gilfree.study import results
-from gilfree.study.claims import Band, Ratio, Verdict, compared_pairs, named_settings, on_par
+from gilfree.study.claims import Band, Ratio, Verdict, named_settings, on_par
 from gilfree.study.schema import FIGURE_NAMES
 from gilfree.study.studies import Cell, Study
 
@@ -62,7 +62,7 @@ class Finding:
 
 
 def pairs(study: Study) -> list[tuple[Cell, Cell]]:
-    return compared_pairs(study.comparison, (cell for table in study.tables for cell in table.cells))
+    return study.comparison.pairs(cell for table in study.tables for cell in table.cells)
 
 
 def uncompared(study: Study) -> list[Cell]:

@@ -15,7 +15,7 @@ from enum import Enum
 
 from gilfree.core import stats
 from gilfree.study import results
-from gilfree.study.claims import Comparison, compared_pairs
+from gilfree.study.claims import Comparison
 from gilfree.study.studies import Cell
 
 MIN_ROUNDS = stats.MIN_RUNS_FOR_INTERVAL  # below this, no interval: auto always runs at least these
@@ -79,9 +79,9 @@ def round_order(cells: list[Cell], done: dict[Cell, int], round_: int, seed: int
 
 
 def compared(cells: list[Cell], records: dict[Cell, dict], comparison: Comparison) -> list[Compared]:
-    """What --repeat auto settles: each ratio the study compares (claims.compared_pairs: its interval paired where
+    """What --repeat auto settles: each ratio the study compares (Comparison.pairs: its interval paired where
     the runs were interleaved); where the session holds no such pair, each cell's RPS."""
-    ratios = [_ratio(over, under, records) for over, under in compared_pairs(comparison, cells)]
+    ratios = [_ratio(over, under, records) for over, under in comparison.pairs(cells)]
     if ratios:
         return ratios
     return [Compared(cell.key, stats.mean_interval(_rps(records[cell])), False) for cell in cells]

@@ -110,6 +110,9 @@ class Comparison:
     band: float
     p99_budget_ms: float | None
 
+    def pairs(self, cells: Iterable[Cell]) -> list[tuple[Cell, Cell]]:
+        return compared_pairs(self.setting, self.baseline, cells)
+
 
 def matches(cell: Cell, selector: dict) -> bool:
     return all(getattr(cell, key) == value for key, value in selector.items())
@@ -189,15 +192,16 @@ def comparison(spec: ComparisonSpec, cells: tuple[Cell, ...]) -> Comparison:
     return Comparison(spec.setting, baseline, spec.band, spec.p99_budget_ms)
 
 
-def compared_pairs(comparison: Comparison, cells: Iterable[Cell]) -> list[tuple[Cell, Cell]]:
-    """(cell, its baseline) for every cell whose group (the same table and settings but the compared one) holds
-    the baseline value, in the cells' order: what `compare` and `--repeat auto` set side by side."""
+def compared_pairs(setting: str, baseline, cells: Iterable[Cell]) -> list[tuple[Cell, Cell]]:
+    """(cell, its baseline) for every cell whose group (the same table and settings but `setting`) holds the
+    baseline value, in the cells' order: what `compare`, `--repeat auto` and the post's variant pairs set side by
+    side."""
     groups: dict[Cell, list[Cell]] = {}
     for cell in cells:
-        groups.setdefault(replace(cell, **{comparison.setting: None}), []).append(cell)
+        groups.setdefault(replace(cell, **{setting: None}), []).append(cell)
     found = []
     for group in groups.values():
-        under = next((cell for cell in group if getattr(cell, comparison.setting) == comparison.baseline), None)
+        under = next((cell for cell in group if getattr(cell, setting) == baseline), None)
         found += [(cell, under) for cell in group if under is not None and cell is not under]
     return found
 

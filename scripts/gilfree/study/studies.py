@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -76,11 +76,6 @@ class Cell:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def but_variant(self) -> Cell:
-        """The cell with its variant blanked: two cells with the same one differ in the interpreter only."""
-        return replace(self, variant="")
-
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -121,9 +116,8 @@ class Table:
 
     def variant_pairs(self, gil: str, threaded: str) -> list[tuple[Cell, Cell]]:
         """(gil, threaded) cells that differ in nothing else, in the table's order: never paired by position."""
-        by_rest = {cell.but_variant: cell for cell in self.cells if cell.variant == threaded}
-        return [(cell, by_rest[cell.but_variant]) for cell in self.cells
-                if cell.variant == gil and cell.but_variant in by_rest]
+        return [(under, over) for over, under in claims.compared_pairs("variant", gil, self.cells)
+                if over.variant == threaded]
 
 
 @dataclass(frozen=True)

@@ -423,9 +423,7 @@ def write_report(results_dir: Path, study: Study) -> list[Path]:
     """Write COMPARISON.md and its charts for any study: the answer, every comparison, the claims' verdicts where
     the study makes claims, and the source's rows beside this run's where the study transcribes them. Return
     their paths, the report first."""
-    calibrations = ceiling.load_all(results_dir)
-    stored = ceiling.with_ceilings(results.load(results_dir), calibrations)
-    refuse_other_study(results_dir, study, stored)
+    stored = stored_of(results_dir, study)
     found = outcomes.findings(study, stored)
     records = list(verdicts.measured(stored).values())
     judged = verdicts.judge_all(study, stored)
@@ -454,18 +452,20 @@ def write_report(results_dir: Path, study: Study) -> list[Path]:
     return [path, *chart_paths]
 
 
-def refuse_other_study(results_dir: Path, study: Study, stored: dict[tuple[str, str], dict]) -> None:
-    """ValueError naming the folder when it holds results of cells the study does not have."""
+def stored_of(results_dir: Path, study: Study) -> dict[tuple[str, str], dict]:
+    """The folder's records, each with the calibrated ceiling that applies to it; ValueError naming the folder
+    when it holds results of cells the study does not have."""
+    stored = ceiling.with_ceilings(results.load(results_dir), ceiling.load_all(results_dir))
     known = {(cell.table, cell.key) for table in study.tables for cell in table.cells}
     if stray := sorted(key for key in stored if key not in known):
         raise ValueError(f"{results_dir} holds results of another study (table {stray[0][0]!r}, cell {stray[0][1]}, "
                          f"is not one of {study.path.name}'s): give --study the file it was run with")
+    return stored
 
 
 def machine(results_dir: Path, study: Study) -> Machine:
     """One results folder, checked to be this study's and not empty."""
-    stored = ceiling.with_ceilings(results.load(results_dir), ceiling.load_all(results_dir))
-    refuse_other_study(results_dir, study, stored)
+    stored = stored_of(results_dir, study)
     records = list(verdicts.measured(stored).values())
     if not records:
         raise ValueError(f"{results_dir} holds no measured cell of {study.path.name}: run the study there first")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gilfree.core import stats
-from gilfree.report import render, verdicts
-from gilfree.report.verdicts import Estimate, Missing, NotAlike, NotRecorded
+from gilfree.report import verdicts
+from gilfree.report.verdicts import Estimate, Missing, NotRecorded
 from gilfree.study import results
 from gilfree.study.claims import Band, Ratio, Verdict, named_settings, on_par
 from gilfree.study.schema import FIGURE_NAMES
@@ -84,12 +84,9 @@ def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
     """The ratio's outcome on the measured records (verdicts.measured)."""
     if missing := tuple(cell for cell in (ratio.over, ratio.under) if cell not in records):
         return Finding(ratio, Outcome.NOT_MEASURED, reasons=(Missing(missing, verdicts.sessions_measuring(study, missing)),))
-    over, under = records[ratio.over], records[ratio.under]
-    if differences := render.condition_differences([under, over]):
-        return Finding(ratio, Outcome.CANT_TELL, reasons=(NotAlike(tuple(differences)),))
-    if builds := verdicts.builds_differ(ratio, over, under):
-        return Finding(ratio, Outcome.CANT_TELL, reasons=(builds,))
-    estimate = verdicts.estimate(ratio, over, under)
+    if reasons := verdicts.incomparable((ratio,), records):
+        return Finding(ratio, Outcome.CANT_TELL, reasons=reasons)
+    estimate = verdicts.estimate(ratio, records[ratio.over], records[ratio.under])
     if estimate is None:
         return Finding(ratio, Outcome.NOT_MEASURED, reasons=(NotRecorded(ratio),))
     if estimate.interval is None:

@@ -331,6 +331,17 @@ def builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None:
     return BuildsDiffer(ratio, over["interpreter"]["optimisations"], under["interpreter"]["optimisations"])
 
 
+def incomparable(ratios: Iterable[Ratio], records: dict[Cell, dict]) -> tuple[Reason, ...]:
+    """Why the ratios' rows cannot be set side by side: conditions that differ (all of them, once), and builds
+    that differ (per ratio); nothing where they can."""
+    ratios = list(ratios)
+    differences = tuple(dict.fromkeys(difference for ratio in ratios for difference in
+                                      render.condition_differences([records[ratio.under], records[ratio.over]])))
+    builds = tuple(differ for ratio in ratios if (differ := builds_differ(ratio, records[ratio.over],
+                                                                           records[ratio.under])))
+    return ((NotAlike(differences),) if differences else ()) + builds
+
+
 def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], dict]) -> ClaimVerdict:
     """One claim on this run's records."""
     records = measured(stored)
@@ -341,14 +352,8 @@ def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], dict]) -> Cl
                             reasons=(Missing(missing, sessions_measuring(study, missing)),))
     stand_ins = tuple(sorted({records[cell]["interpreter"]["label"] for cell in claim.cells
                               if records[cell]["interpreter"]["label"] != cell.variant}))
-    differences = tuple(dict.fromkeys(difference for ratio in claim.ratios for difference in
-                                      render.condition_differences([records[ratio.under], records[ratio.over]])))
-    builds = [differ for ratio in claim.ratios if (differ := builds_differ(ratio, records[ratio.over],
-                                                                            records[ratio.under]))]
-    if differences or builds:
-        return ClaimVerdict(claim, Verdict.NOT_COMPARABLE,
-                            reasons=((NotAlike(differences),) if differences else ()) + tuple(builds),
-                            stand_ins=stand_ins)
+    if reasons := incomparable(claim.ratios, records):
+        return ClaimVerdict(claim, Verdict.NOT_COMPARABLE, reasons=reasons, stand_ins=stand_ins)
     estimates = tuple(estimate(ratio, records[ratio.over], records[ratio.under]) for ratio in claim.ratios)
     if unrecorded := tuple(ratio for ratio, found in zip(claim.ratios, estimates) if found is None):
         return ClaimVerdict(claim, Verdict.NOT_MEASURED, reasons=tuple(NotRecorded(r) for r in unrecorded),

@@ -10,13 +10,12 @@ names the setting `compare` sets side by side for any study, and its on-par band
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from gilfree.core import stats
-from gilfree.study.schema import HIGHER_IS_BETTER, ClaimSpec, ComparisonSpec, PostFigures, RatioSpec
+from gilfree.study.schema import HIGHER_IS_BETTER, ClaimSpec, ComparisonSpec, PostFigures, RatioSpec, band_numbers
 
 if TYPE_CHECKING:
     from gilfree.study.studies import Cell
@@ -54,7 +53,7 @@ class Band:
     @classmethod
     def written(cls, text: str, par: float) -> Band:
         """A band as a study writes it (schema.BAND_FORMS); "faster" and "slower" leave the on-par band."""
-        numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)]
+        numbers = band_numbers(text)
         if text == "on par":
             return on_par(par)
         if text in ("faster", "slower"):

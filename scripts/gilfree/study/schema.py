@@ -195,6 +195,11 @@ HIGHER_IS_BETTER = {"rps": True, "latency_p50": False, "latency_p99": False, "la
 FIGURE_NAMES = tuple(HIGHER_IS_BETTER)
 
 
+def band_numbers(band: str) -> list[float]:
+    """The ratios a written band names: "0.70 to 0.90" -> [0.7, 0.9]."""
+    return [float(n) for n in re.findall(r"\d+(?:\.\d+)?", band)]
+
+
 class NeedsSpec(_Strict):
     """What the rows behind a ratio must allow for it to be judged at all."""
 
@@ -220,7 +225,7 @@ class RatioSpec(_Strict):
     def _band(cls, band):
         if not re.match(BAND_PATTERN, band):
             raise PydanticCustomError("value", f"expected {BAND_FORMS}")
-        numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", band)]
+        numbers = band_numbers(band)
         if any(n <= 0 for n in numbers) or (len(numbers) == 2 and numbers[0] >= numbers[1]):
             raise PydanticCustomError("value", "expected ratios above 0, the lower first, such as \"0.70 to 0.90\"")
         return band

@@ -57,7 +57,8 @@ class SessionCost:
 
     runs: list[dict]
     start_s: float  # the harness's own start (`python -m gilfree`: imports), once per session
-    prepare_s: float  # runner.prepare of one interpreter: probed, its records found
+    readiness_s: float  # the machine's readiness, read once per session (its load sampled for 0.5 s)
+    prepare_s: float  # runner.prepare of one interpreter, the readiness aside: probed, its records found
     run_s: float  # runner.run: every run, its record written, its progress said
     render_s: float  # the tables rendered once the runs end
 
@@ -77,6 +78,8 @@ def session_cost(options: Options, cells: int) -> SessionCost:
                                   pythons={("asgi", variant): options.pythons["asgi", article().variants[0]]},
                                   repeat=cells)
     start_s = harness_start_s()
+    reading = time.perf_counter()
+    options.machine_readiness  # read once per session (cached), so that prepare below is one interpreter's part
     started = time.perf_counter()
     plan = runner.prepare(options)
     prepared = time.perf_counter()
@@ -89,7 +92,8 @@ def session_cost(options: Options, cells: int) -> SessionCost:
     failed = [run["failure"] for run in runs if not results.succeeded(run)]
     if failed:
         raise SystemExit(f"gilfree: error: a cell failed, so its overhead means nothing: {failed[0]}")
-    return SessionCost(runs, start_s, prepared - started, ran - prepared, time.perf_counter() - ran)
+    return SessionCost(runs, start_s, started - reading, prepared - started, ran - prepared,
+                       time.perf_counter() - ran)
 
 
 def load_window_s(run: dict, duration_s: int, warmup_s: int) -> float:
@@ -111,12 +115,14 @@ def study_share(harness_s: float, granian_s: float, cost: SessionCost, duration_
     cells = sum(len(session.cells()) for session in sessions)
     starts = sum(2 + len(session.variants) for session in sessions)
     probes = sum(len(session.apps) * len(session.variants) for session in sessions)
-    harness = cells * harness_s + starts * cost.start_s + probes * cost.prepare_s + len(sessions) * cost.render_s
+    harness = (cells * harness_s + starts * cost.start_s + probes * cost.prepare_s
+               + len(sessions) * (cost.readiness_s + cost.render_s))
     share = harness / (harness + cells * (granian_s + duration_s))
-    formula = (f"h / (h + N*(G + D)), h = N*H + T*A + P*Q + K*R; N={cells} cells in K={len(sessions)} sessions "
+    formula = (f"h / (h + N*(G + D)), h = N*H + T*A + P*Q + K*(M + R); N={cells} cells in K={len(sessions)} sessions "
                f"({', '.join(session.name for session in sessions)}), H={harness_s:.3f}s harness per run, "
                f"T={starts} harness starts of A={cost.start_s:.3f}s, P={probes} interpreters prepared at "
-               f"Q={cost.prepare_s:.3f}s, R={cost.render_s:.3f}s rendering per session, G={granian_s:.3f}s "
+               f"Q={cost.prepare_s:.3f}s, M={cost.readiness_s:.3f}s reading the machine's readiness and "
+               f"R={cost.render_s:.3f}s rendering per session, G={granian_s:.3f}s "
                f"Granian's own start+stop per run, D={duration_s:g}s load window per run")
     return share, formula
 
@@ -193,7 +199,8 @@ def breakdown(cost: SessionCost) -> str:
     between = (cost.run_s - sum(run["timings"]["total_s"] + run["timings"]["record_s"] for run in runs)) / len(runs)
     shown += [f"record_s {mean(run['timings']['record_s'] for run in runs):.3f}", f"between runs {between:.3f}"]
     return (f"where a run's time went, mean seconds over {len(runs)} runs: {', '.join(shown)}; each session once: "
-            f"harness start {cost.start_s:.3f}, prepare {cost.prepare_s:.3f}, render {cost.render_s:.3f}")
+            f"harness start {cost.start_s:.3f}, readiness {cost.readiness_s:.3f}, prepare {cost.prepare_s:.3f}, "
+            f"render {cost.render_s:.3f}")
 
 
 def report(cost: SessionCost, options: Options, on: list[float], off: list[float]) -> str:

@@ -22,6 +22,7 @@ import psutil
 
 from gilfree.core import stats
 from gilfree.core.warnings import StudyWarning, WarningKind
+from gilfree.run.processes import available_cpus
 from gilfree.study.results import now
 
 CPU_DIR = "sys/devices/system/cpu"
@@ -139,7 +140,7 @@ def read(root: str | Path = "/", pinnings: Iterable[tuple[Sequence[int] | None, 
     checked against the SMT siblings; `cpus`: those the harness may use (default: this process's affinity);
     `own_pid`: whose process tree is the harness's own, left out of the other load (default: this process)."""
     root = Path(root)
-    cpus = tuple(sorted(os.sched_getaffinity(0))) if cpus is None else tuple(cpus)
+    cpus = available_cpus() if cpus is None else tuple(cpus)
     items = (governor(root), turbo(root), smt(root, list(pinnings)), aslr(root), isolation(root, cpus),
              irqbalance(root), swap(), load(own_pid or os.getpid(), sample_s), throttling(root))
     return Readiness(now(), items)

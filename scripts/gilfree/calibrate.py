@@ -31,7 +31,7 @@ from gilfree.run.child import ServerError, free_port
 from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, require, run_load, version
 from gilfree.run.nginx import Nginx, NginxError, nginx_binary, nginx_version
 from gilfree.run.processes import exit_with_caller, split_cpus
-from gilfree.run.sampler import TreeSampler, busy_share
+from gilfree.run.sampler import OthersBusy, TreeSampler
 from gilfree.study import ceiling, results
 from gilfree.study.studies import article
 
@@ -50,7 +50,7 @@ def concurrencies() -> tuple[int, ...]:
 def measure(generator: LoadGenerator, nginx: Nginx, concurrency: int, duration_s: int,
             cpus: tuple[int, ...] | None) -> dict:
     """One run at one concurrency: the load generator's figures and CPU, nginx's CPU, how busy the machine was."""
-    busy = busy_share()
+    busy = OthersBusy().share()  # the rest of the machine, as each session's run reads it
     sampler = TreeSampler(nginx.process.pid)
     sampler.start()
     try:

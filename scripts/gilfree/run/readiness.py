@@ -142,7 +142,7 @@ def read(root: str | Path = "/", pinnings: Iterable[tuple[Sequence[int] | None, 
     root = Path(root)
     cpus = available_cpus() if cpus is None else tuple(cpus)
     items = (governor(root), turbo(root), smt(root, list(pinnings)), aslr(root), isolation(root, cpus),
-             irqbalance(root), swap(), load(own_pid or os.getpid(), sample_s), throttling(root))
+             irqbalance(root), swap(), load(own_pid or os.getpid(), sample_s, root), throttling(root))
     return Readiness(now(), items)
 
 
@@ -444,7 +444,7 @@ def other_cpu(own_pid: int, sample_s: float) -> list[tuple[float, int, str]]:
     return sorted(used, reverse=True)
 
 
-def load(own_pid: int, sample_s: float) -> Item:
+def load(own_pid: int, sample_s: float, root: Path = Path("/")) -> Item:
     """The load average, and what processes other than the harness's own tree used of the CPUs over `sample_s`
     (that share is judged, with the limit a run is judged by: the load average also counts the harness's own
     work, such as the environments nox has just built)."""
@@ -460,7 +460,7 @@ def load(own_pid: int, sample_s: float) -> Item:
     shown = ", ".join(f"{b['name']} (pid {b['pid']}, {b['cores']:.2f} cores)" for b in busiest)
     said = (f"load average {averages[0]:.2f} / {averages[1]:.2f} / {averages[2]:.2f} on {cores} CPUs; other "
             f"processes used {share:.0%} of the CPUs over {sample_s:g}s" + (f", busiest: {shown}" if shown else ""))
-    if _own_pid_namespace(Path("/")) is False:
+    if _own_pid_namespace(root) is False:
         said += " (this container's processes only)"
     if stats.machine_busy(share) and busiest:
         top = busiest[0]

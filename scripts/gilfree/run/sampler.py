@@ -21,11 +21,6 @@ TREE_REFRESH_SAMPLES = 8  # the tree's members are listed again every this many 
 BUSY_CHECK_S = 0.25  # how long, at least, the machine's CPU use is read before a run
 
 
-def busy_share() -> float:
-    """System-wide CPU use just before a run, as a share of all cores (stats.machine_busy judges it)."""
-    return psutil.cpu_percent(interval=BUSY_CHECK_S) / 100
-
-
 class OthersBusy:
     """How busy the rest of the machine is while the harness starts a server: the CPU time of every process but
     this one and its children (the server starting, the reaper), as a share of all cores, from the kernel's

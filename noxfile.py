@@ -39,10 +39,17 @@ HARNESS = ["uv", "run", "--locked", "--no-dev", "--quiet", "--compile-bytecode",
 def studies() -> dict:
     """Every study's sessions, as the harness reads the study files (`python -m gilfree.environments`)."""
     try:
-        found = subprocess.run([*HARNESS, "gilfree.run.environments"], capture_output=True, text=True, cwd=ROOT,
-                               env={k: v for k, v in os.environ.items() if k not in HARNESS_ENV})
+        found = subprocess.run(
+            [*HARNESS, "gilfree.run.environments"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k not in HARNESS_ENV},
+        )
     except FileNotFoundError:
-        raise SystemExit("gilfree: the noxfile needs uv: install it (https://docs.astral.sh/uv/) and run `uvx nox`")
+        raise SystemExit(
+            "gilfree: the noxfile needs uv: install it (https://docs.astral.sh/uv/) and run `uvx nox`"
+        ) from None
     if found.returncode != 0:
         raise SystemExit(f"gilfree: cannot read the studies: {(found.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(found.stdout)
@@ -51,8 +58,12 @@ def studies() -> dict:
 def python(session: nox.Session, wanted: dict) -> str:
     """The interpreter a variant asks for ($GILFREE_PYTHON_<VARIANT>, else found or installed by uv), or the one
     line that says what to do."""
-    found = subprocess.run([*HARNESS, "gilfree.run.environments", "interpreter", wanted["request"], wanted["variable"]],
-                           capture_output=True, text=True, cwd=ROOT)
+    found = subprocess.run(
+        [*HARNESS, "gilfree.run.environments", "interpreter", wanted["request"], wanted["variable"]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if found.returncode != 0:
         session.error(found.stderr.strip())
     return found.stdout.strip()
@@ -79,10 +90,21 @@ def environment(session: nox.Session, interpreter: str, lock: str, location: str
     session could take the lock, under a twin session still measuring."""
     if not os.path.isfile(os.path.join(ROOT, lock)):
         session.error(f"there is no lock {lock}: make it with `nox -s lock -- STUDY_FILE`")
-    session.run_install("uv", "venv", "--clear", "--quiet", "--python", interpreter, location,
-                        env=HARNESS_ENV, external=True)
-    session.run_install("uv", "pip", "sync", "--quiet", "--require-hashes", "--compile-bytecode",
-                        os.path.join(ROOT, lock), "--python", location, external=True)
+    session.run_install(
+        "uv", "venv", "--clear", "--quiet", "--python", interpreter, location, env=HARNESS_ENV, external=True
+    )
+    session.run_install(
+        "uv",
+        "pip",
+        "sync",
+        "--quiet",
+        "--require-hashes",
+        "--compile-bytecode",
+        os.path.join(ROOT, lock),
+        "--python",
+        location,
+        external=True,
+    )
     return os.path.join(location, "bin", "python")
 
 
@@ -117,14 +139,25 @@ def study(session: nox.Session, plan: dict) -> None:
         found = interpreters(session, plan)
         harness(session, "prepare", session.name, "--study", plan["study"], *session.posargs)
         pythons = environments(session, plan, found)
-        harness(session, "run", session.name, "--study", plan["study"], *session.posargs, *pythons,
-                "--profile", plan["profile"])
+        harness(
+            session,
+            "run",
+            session.name,
+            "--study",
+            plan["study"],
+            *session.posargs,
+            *pythons,
+            "--profile",
+            plan["profile"],
+        )
 
 
 def add_study_session(plan: dict) -> None:
     """Register one study session under its name, described as its study file describes it."""
+
     def run(session: nox.Session) -> None:
         study(session, plan)
+
     run.__doc__ = plan["description"]
     nox.session(name=plan["name"])(run)
 
@@ -146,8 +179,9 @@ def overhead(session: nox.Session) -> None:
     if plan["error"]:
         session.error(plan["error"])
     with machine(session):
-        under_test = environment(session, python(session, plan["pythons"]["3.14"]), plan["locks"]["asgi"],
-                                 env_dir(session))
+        under_test = environment(
+            session, python(session, plan["pythons"]["3.14"]), plan["locks"]["asgi"], env_dir(session)
+        )
         harness(session, "--python", under_test, *session.posargs, module="gilfree.overhead")
 
 
@@ -155,8 +189,9 @@ def overhead(session: nox.Session) -> None:
 def gil_audit(session: nox.Session) -> None:
     """Name every extension module that turns the GIL back on, per app and free-threaded variant, in GIL-AUDIT.md
     (-- --study FILE; default the post's; --strict exits 1 on one)."""
-    asked = subprocess.run([*HARNESS, "gilfree.run.environments", "audit", *session.posargs], cwd=ROOT,
-                           capture_output=True, text=True)
+    asked = subprocess.run(
+        [*HARNESS, "gilfree.run.environments", "audit", *session.posargs], cwd=ROOT, capture_output=True, text=True
+    )
     if asked.returncode != 0:
         session.error(f"cannot read the study: {(asked.stderr.strip().splitlines() or ['?'])[-1]}")
     plan = json.loads(asked.stdout)
@@ -213,8 +248,10 @@ def test_pythons(session: nox.Session) -> dict:
         return {}
     built = subprocess.run(["bash", os.path.join(ROOT, "tests", "build-cpython")], stdout=subprocess.PIPE, text=True)
     if built.returncode != 0:
-        session.error("cannot build the real CPython 3.13.5 and 3.13.5t the tests need (above: why); or point "
-                      "GILFREE_PYTHON_3_13 and GILFREE_PYTHON_3_13T at a CPython 3.13 and a free-threaded 3.13t")
+        session.error(
+            "cannot build the real CPython 3.13.5 and 3.13.5t the tests need (above: why); or point "
+            "GILFREE_PYTHON_3_13 and GILFREE_PYTHON_3_13T at a CPython 3.13 and a free-threaded 3.13t"
+        )
     return dict(line.split("=", 1) for line in built.stdout.split())
 
 
@@ -222,5 +259,13 @@ def test_pythons(session: nox.Session) -> dict:
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, and real cells with Granian and every load generator, on GIL interpreters and
     on a real free-threaded CPython."""
-    session.run("uv", "run", "--locked", "--compile-bytecode", "pytest", *session.posargs,
-                env={**HARNESS_ENV, **test_pythons(session)}, external=True)
+    session.run(
+        "uv",
+        "run",
+        "--locked",
+        "--compile-bytecode",
+        "pytest",
+        *session.posargs,
+        env={**HARNESS_ENV, **test_pythons(session)},
+        external=True,
+    )

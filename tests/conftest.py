@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from gilfree.run import rounds
 from gilfree.run.child import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
 from gilfree.study.schema import override_variable
@@ -18,19 +19,52 @@ from gilfree.study.studies import Cell
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, status: str = "ok",
-                failure: str | None = None, errors: int = 0, non_2xx: int = 0, version: str = "3.14.0",
-                percentiles: dict | None = None) -> dict:
+def make_record(
+    cell: Cell,
+    *,
+    label: str | None = None,
+    rps: float = 30415.4,
+    status: str = "ok",
+    failure: str | None = None,
+    errors: int = 0,
+    non_2xx: int = 0,
+    version: str = "3.14.0",
+    percentiles: dict | None = None,
+) -> dict:
     """A result record as the harness stores it, with made-up figures (for rendering tests only)."""
     free_threaded = cell.variant.endswith("t")
     label = label or cell.variant
-    load = None if status != "ok" else {
-        "rps": rps, "latency_avg_ms": 4.204, "latency_max_ms": 45.287, "requests": int(rps * 30),
-        "errors": errors, "non_2xx": non_2xx, "generator": "rewrk", "loadgen_cpu_cores": 0.5, "loadgen_wall_s": 30.0,
-        "latency_percentiles_ms": percentiles, "offered_rps": None}
-    resources = None if status != "ok" else {
-        "cpu_cores": 0.4216, "peak_rss_bytes": 90 * 2**20 + 1000, "peak_processes": 2, "peak_threads": 5,
-        "samples": 120, "interval_s": 0.25, "window_s": 30.0, "sampler_cpu_s": 0.2}
+    load = (
+        None
+        if status != "ok"
+        else {
+            "rps": rps,
+            "latency_avg_ms": 4.204,
+            "latency_max_ms": 45.287,
+            "requests": int(rps * 30),
+            "errors": errors,
+            "non_2xx": non_2xx,
+            "generator": "rewrk",
+            "loadgen_cpu_cores": 0.5,
+            "loadgen_wall_s": 30.0,
+            "latency_percentiles_ms": percentiles,
+            "offered_rps": None,
+        }
+    )
+    resources = (
+        None
+        if status != "ok"
+        else {
+            "cpu_cores": 0.4216,
+            "peak_rss_bytes": 90 * 2**20 + 1000,
+            "peak_processes": 2,
+            "peak_threads": 5,
+            "samples": 120,
+            "interval_s": 0.25,
+            "window_s": 30.0,
+            "sampler_cpu_s": 0.2,
+        }
+    )
     return {
         "schema": 4,
         "study": "article",
@@ -42,10 +76,17 @@ def make_record(cell: Cell, *, label: str | None = None, rps: float = 30415.4, s
         "load": load,
         "resources": resources,
         "warnings": [],
-        "interpreter": {"executable": "/x/bin/python", "version": version, "implementation": "CPython",
-                        "free_threaded_build": free_threaded, "gil_enabled": not free_threaded,
-                        "packages": {"granian": "2.5.5"}, "variant": cell.variant, "label": label,
-                        "stand_in": label != cell.variant},
+        "interpreter": {
+            "executable": "/x/bin/python",
+            "version": version,
+            "implementation": "CPython",
+            "free_threaded_build": free_threaded,
+            "gil_enabled": not free_threaded,
+            "packages": {"granian": "2.5.5"},
+            "variant": cell.variant,
+            "label": label,
+            "stand_in": label != cell.variant,
+        },
         "machine": {"cpu_model": "AMD Ryzen 7 5700X", "logical_cores": 16},
     }
 
@@ -73,20 +114,25 @@ def real_pythons() -> dict[str, str]:
     found = {variant: os.environ.get(override_variable(variant), "") for variant in ("3.13", "3.13t")}
     missing = [override_variable(variant) for variant, path in found.items() if not os.access(path, os.X_OK)]
     if missing:
-        pytest.fail(f"{' and '.join(missing)} name no interpreter: run the suite with `nox -s tests`, which builds "
-                    f"them, or point them at a CPython 3.13 and a free-threaded 3.13t")
+        pytest.fail(
+            f"{' and '.join(missing)} name no interpreter: run the suite with `nox -s tests`, which builds "
+            f"them, or point them at a CPython 3.13 and a free-threaded 3.13t"
+        )
     return found
 
 
 # The post's two apps as a study file declares them, with absolute paths (a format template: {root}).
-POST_APPS_TOML = {app: f"""
+POST_APPS_TOML = {
+    app: f"""
 [apps.{app}]
 interface = "{app}"
 target = "{target}"
 directory = "{{root}}/apps"
 requirements = "{{root}}/requirements/{app}.in"
 endpoints.json = {{{{ json = {{{{ message = "Hello, World!" }}}} }}}}
-""" for app, target in (("asgi", "impl_fastapi:app"), ("wsgi", "impl_flask:app"))}
+"""
+    for app, target in (("asgi", "impl_fastapi:app"), ("wsgi", "impl_flask:app"))
+}
 
 
 # A study's head for the post's apps on the real 3.13 and 3.13t (real_environments), after its title line (a format
@@ -105,8 +151,20 @@ def build_environment(location: Path, interpreter: str, lock, *extra: str) -> st
     """An environment under test, as the noxfile builds one: the interpreter, then the lock (a path, or one under
     locks/), hashes required, bytecode compiled; then any `extra` packages. Its interpreter's path."""
     subprocess.run(["uv", "venv", "-q", "--python", interpreter, str(location)], check=True)
-    subprocess.run(["uv", "pip", "sync", "-q", "--require-hashes", "--compile-bytecode", "--python", str(location),
-                    str(ROOT / "locks" / lock)], check=True)
+    subprocess.run(
+        [
+            "uv",
+            "pip",
+            "sync",
+            "-q",
+            "--require-hashes",
+            "--compile-bytecode",
+            "--python",
+            str(location),
+            str(ROOT / "locks" / lock),
+        ],
+        check=True,
+    )
     if extra:
         subprocess.run(["uv", "pip", "install", "-q", "--python", str(location), *map(str, extra)], check=True)
     return str(location / "bin" / "python")
@@ -115,17 +173,23 @@ def build_environment(location: Path, interpreter: str, lock, *extra: str) -> st
 @pytest.fixture(scope="session")
 def environments(tmp_path_factory) -> dict[str, str]:
     """Real environments under test, built as the nox sessions build them: uv, from the article lock."""
-    return {app: build_environment(tmp_path_factory.mktemp(f"env-{app}"), base_python(), f"article/{app}.txt")
-            for app in ("asgi", "wsgi")}
+    return {
+        app: build_environment(tmp_path_factory.mktemp(f"env-{app}"), base_python(), f"article/{app}.txt")
+        for app in ("asgi", "wsgi")
+    }
 
 
 @pytest.fixture(scope="session")
 def real_environments(real_pythons, tmp_path_factory) -> dict[tuple[str, str], str]:
     """(app, variant) -> the interpreter of an environment under test on the real 3.13 and 3.13t, from the post's
     locks, as the nox sessions build them."""
-    return {(app, variant): build_environment(tmp_path_factory.mktemp(f"env-{app}-{variant}"), interpreter,
-                                              f"article/{app}.txt")
-            for app in ("asgi", "wsgi") for variant, interpreter in real_pythons.items()}
+    return {
+        (app, variant): build_environment(
+            tmp_path_factory.mktemp(f"env-{app}-{variant}"), interpreter, f"article/{app}.txt"
+        )
+        for app in ("asgi", "wsgi")
+        for variant, interpreter in real_pythons.items()
+    }
 
 
 # Each round's order is shuffled by a seed; the tests give one, so that they know which cell runs when.
@@ -140,23 +204,46 @@ def in_order(cells) -> list:
 
 def harness_command(session: str, python: str, results_dir: Path, port: int, *extra: str) -> list[str]:
     """The harness's command line as the nox sessions give it, with wrk and 1 s cells unless overridden."""
-    return [sys.executable, "-m", "gilfree", "run", session, "--python", python, "--loadgen", "wrk",
-            "--duration", "1s", "--port", str(port), "--results-dir", str(results_dir), "--order-seed", ORDER_SEED,
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "gilfree",
+        "run",
+        session,
+        "--python",
+        python,
+        "--loadgen",
+        "wrk",
+        "--duration",
+        "1s",
+        "--port",
+        str(port),
+        "--results-dir",
+        str(results_dir),
+        "--order-seed",
+        ORDER_SEED,
+        *extra,
+    ]
 
 
 def run_session(session: str, python: str, results_dir: Path, *extra: str, env: dict | None = None):
     port = free_port()
-    completed = subprocess.run(harness_command(session, python, results_dir, port, *extra),
-                               capture_output=True, text=True, cwd=ROOT, timeout=180,
-                               env={**os.environ, **(env or {})})
+    completed = subprocess.run(
+        harness_command(session, python, results_dir, port, *extra),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+    )
     return completed, port
 
 
 def stands_in(python: str) -> bool:
     """Whether the interpreter under test is another minor version than the post's 3.14."""
-    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return version != "(3, 14)"
 
 

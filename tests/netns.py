@@ -36,8 +36,17 @@ class Hosts:
 
     def ssh_options(self) -> list[str]:
         """The harness's options reaching the load host as root with the test's key."""
-        return ["--bind", SERVER_ADDRESS, "--loadgen-host", f"root@{LOAD_ADDRESS}", "--ssh-identity", str(self.key),
-                "--ssh-known-hosts", str(self.known_hosts), "--ssh-accept-new"]
+        return [
+            "--bind",
+            SERVER_ADDRESS,
+            "--loadgen-host",
+            f"root@{LOAD_ADDRESS}",
+            "--ssh-identity",
+            str(self.key),
+            "--ssh-known-hosts",
+            str(self.known_hosts),
+            "--ssh-accept-new",
+        ]
 
     def processes_in(self, namespace: str, name: str) -> list[psutil.Process]:
         """Processes called `name` whose network namespace is `namespace` (they share our pid namespace)."""
@@ -70,13 +79,25 @@ def _run(*command: str) -> None:
 
 def _sshd_config(folder: Path) -> Path:
     config = folder / "sshd_config"
-    config.write_text("\n".join([
-        f"ListenAddress {LOAD_ADDRESS}", "Port 22", f"HostKey {folder / 'host_key'}", "PidFile none",
-        f"AuthorizedKeysFile {folder / 'authorized_keys'}", "AuthenticationMethods publickey",
-        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-        "StrictModes no",  # the test's folder lies under /tmp, which sshd's ownership check would refuse
-        "UsePAM no", "LogLevel VERBOSE", "",
-    ]))
+    config.write_text(
+        "\n".join(
+            [
+                f"ListenAddress {LOAD_ADDRESS}",
+                "Port 22",
+                f"HostKey {folder / 'host_key'}",
+                "PidFile none",
+                f"AuthorizedKeysFile {folder / 'authorized_keys'}",
+                "AuthenticationMethods publickey",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "StrictModes no",  # the test's folder lies under /tmp, which sshd's ownership check would refuse
+                "UsePAM no",
+                "LogLevel VERBOSE",
+                "",
+            ]
+        )
+    )
     return config
 
 
@@ -91,9 +112,25 @@ def start(folder: Path) -> Hosts:
             _run("ip", "netns", "add", namespace)
             made.append(namespace)
             _run("ip", "-n", namespace, "link", "set", "lo", "up")
-        _run("ip", "-n", server_ns, "link", "add", f"gfs{tag}", "type", "veth", "peer", "name", f"gfl{tag}",
-             "netns", load_ns)
-        for namespace, device, address in ((server_ns, f"gfs{tag}", SERVER_ADDRESS), (load_ns, f"gfl{tag}", LOAD_ADDRESS)):
+        _run(
+            "ip",
+            "-n",
+            server_ns,
+            "link",
+            "add",
+            f"gfs{tag}",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"gfl{tag}",
+            "netns",
+            load_ns,
+        )
+        for namespace, device, address in (
+            (server_ns, f"gfs{tag}", SERVER_ADDRESS),
+            (load_ns, f"gfl{tag}", LOAD_ADDRESS),
+        ):
             _run("ip", "-n", namespace, "address", "add", f"{address}/{PREFIX}", "dev", device)
             _run("ip", "-n", namespace, "link", "set", device, "up")
         for key in ("host_key", "client_key"):
@@ -102,8 +139,12 @@ def start(folder: Path) -> Hosts:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
         log = folder / "sshd.log"
         with open(log, "wb") as out:
-            sshd = subprocess.Popen(["ip", "netns", "exec", load_ns, SSHD, "-D", "-e", "-f", str(_sshd_config(folder))],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            sshd = subprocess.Popen(
+                ["ip", "netns", "exec", load_ns, SSHD, "-D", "-e", "-f", str(_sshd_config(folder))],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         hosts = Hosts(server_ns, load_ns, folder / "client_key", folder / "known_hosts", sshd, log)
         _wait_for_sshd(hosts)
         return hosts
@@ -117,10 +158,25 @@ def _wait_for_sshd(hosts: Hosts) -> None:
     while True:
         if hosts.sshd.poll() is not None:
             raise RuntimeError(f"sshd exited with {hosts.sshd.returncode}: {hosts.sshd_log.read_text()[-500:]}")
-        reached = subprocess.run(hosts.in_server(
-            "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
-            "-o", f"UserKnownHostsFile={hosts.known_hosts}", "-o", "IdentitiesOnly=yes", "-i", str(hosts.key),
-            f"root@{LOAD_ADDRESS}", "true"), capture_output=True, timeout=30)
+        reached = subprocess.run(
+            hosts.in_server(
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+                "-o",
+                f"UserKnownHostsFile={hosts.known_hosts}",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+                str(hosts.key),
+                f"root@{LOAD_ADDRESS}",
+                "true",
+            ),
+            capture_output=True,
+            timeout=30,
+        )
         if reached.returncode == 0:
             return
         if time.monotonic() > deadline:

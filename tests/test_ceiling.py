@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 from conftest import ROOT, assert_port_free, free_port, make_record
+
 from gilfree.report import charts, compare, render, verdicts
 from gilfree.study import ceiling, results
 from gilfree.study.studies import Cell, article
@@ -22,20 +23,38 @@ WRK = {"name": "wrk", "version": "wrk 4.1.0"}
 
 def calibrate(results_dir, *extra, port=None):
     port = port or free_port()
-    command = [sys.executable, "-m", "gilfree.calibrate", "--loadgen", "wrk", "--duration", "1s", "--repeat", "1",
-               "--concurrency", "32", "--port", str(port), "--results-dir", str(results_dir), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "gilfree.calibrate",
+        "--loadgen",
+        "wrk",
+        "--duration",
+        "1s",
+        "--repeat",
+        "1",
+        "--concurrency",
+        "32",
+        "--port",
+        str(port),
+        "--results-dir",
+        str(results_dir),
+        *extra,
+    ]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120), port
 
 
 def nginx_left(folder: str) -> list[psutil.Process]:
     """nginx processes still running from a calibration's temporary folder."""
-    return [process for process in psutil.process_iter(["cmdline"])
-            if any(folder in part for part in process.info["cmdline"] or [])]
+    return [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if any(folder in part for part in process.info["cmdline"] or [])
+    ]
 
 
 def named(processes: list[psutil.Process], name: str) -> bool:
-    return any(process.info["name"] == name for process in psutil.process_iter(["name"])
-               if process in processes)
+    return any(process.info["name"] == name for process in psutil.process_iter(["name"]) if process in processes)
 
 
 def test_calibrate_measures_wrk_against_a_real_nginx_and_stores_the_ceiling(tmp_path):
@@ -63,8 +82,23 @@ def test_calibrate_measures_wrk_against_a_real_nginx_and_stores_the_ceiling(tmp_
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_calibration_stops_nginx_and_stores_nothing(tmp_path, signum, status):
     port = free_port()
-    command = [sys.executable, "-m", "gilfree.calibrate", "--loadgen", "wrk", "--duration", "20s", "--repeat", "1",
-               "--concurrency", "32", "--port", str(port), "--results-dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "gilfree.calibrate",
+        "--loadgen",
+        "wrk",
+        "--duration",
+        "20s",
+        "--repeat",
+        "1",
+        "--concurrency",
+        "32",
+        "--port",
+        str(port),
+        "--results-dir",
+        str(tmp_path),
+    ]
     harness = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     children: list[psutil.Process] = []
@@ -84,11 +118,14 @@ def test_an_interrupted_calibration_stops_nginx_and_stores_nothing(tmp_path, sig
     assert_port_free(port)
 
 
-@pytest.mark.parametrize("option, message", [
-    (["--pin", "64"], "--pin"),
-    (["--duration", "0s"], "invalid duration '0s'"),
-    (["--concurrency", "0"], "invalid count '0'"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--pin", "64"], "--pin"),
+        (["--duration", "0s"], "invalid duration '0s'"),
+        (["--concurrency", "0"], "invalid count '0'"),
+    ],
+)
 def test_bad_input_is_refused_in_one_line_before_nginx_starts(tmp_path, option, message):
     completed, _ = calibrate(tmp_path, *option)
     assert completed.returncode == 2 and message in completed.stderr
@@ -98,10 +135,15 @@ def test_bad_input_is_refused_in_one_line_before_nginx_starts(tmp_path, option, 
 
 def made_up_calibration(record: dict, rps: float, **changes) -> dict:
     """A calibration as calibrate stores it, with a made-up ceiling, for the row's machine and load generator."""
-    calibration = {"kind": ceiling.KIND, "schema": ceiling.SCHEMA, "machine": dict(record["machine"]),
-                   "load_generator": dict(record["load_generator"]), "warnings": [],
-                   "settings": {"duration_s": 10, "repeat": 3, "server_cpus": None, "loadgen_cpus": None},
-                   "ceilings": [{"concurrency": record["cell"]["concurrency"], "rps": rps, "runs": []}]}
+    calibration = {
+        "kind": ceiling.KIND,
+        "schema": ceiling.SCHEMA,
+        "machine": dict(record["machine"]),
+        "load_generator": dict(record["load_generator"]),
+        "warnings": [],
+        "settings": {"duration_s": 10, "repeat": 3, "server_cpus": None, "loadgen_cpus": None},
+        "ceilings": [{"concurrency": record["cell"]["concurrency"], "rps": rps, "runs": []}],
+    }
     for key, value in changes.items():
         calibration[key] = {**calibration[key], **value}
     return calibration
@@ -140,17 +182,22 @@ def test_a_doubtful_calibration_is_said_so_beside_its_ceiling(tmp_path):
     calibration["schema"] = 1  # sentences, as schema 1 stored them: read back into their kinds
     calibration["warnings"] = ["machine busy before the run at c=128: 86% CPU use (limit 15%)", "another"]
     _, text = rendered(tmp_path, record, calibration)
-    assert ("That calibration has 2 warning(s), so its ceiling may be low: machine busy before the run at c=128: "
-            "86% CPU use (limit 15%); ... (all in the calibration's JSON).") in text
+    assert (
+        "That calibration has 2 warning(s), so its ceiling may be low: machine busy before the run at c=128: "
+        "86% CPU use (limit 15%); ... (all in the calibration's JSON)."
+    ) in text
 
 
-@pytest.mark.parametrize("changes", [
-    {},  # no calibration at all
-    {"machine": {"cpu_model": "another"}},
-    {"machine": {"kernel": "6.12.0"}},
-    {"load_generator": {"version": "wrk 4.2.0"}},
-    {"settings": {"loadgen_cpus": [1]}},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # no calibration at all
+        {"machine": {"cpu_model": "another"}},
+        {"machine": {"kernel": "6.12.0"}},
+        {"load_generator": {"version": "wrk 4.2.0"}},
+        {"settings": {"loadgen_cpus": [1]}},
+    ],
+)
 def test_without_a_matching_calibration_the_check_is_said_not_made(tmp_path, changes):
     record = measured(9000)
     row, text = rendered(tmp_path, record, *([made_up_calibration(record, 10000, **changes)] if changes else []))
@@ -197,17 +244,22 @@ def test_a_schema_2_record_reads_with_timeline_and_growth_unknown(tmp_path):
 def with_timeline(cell: Cell, rss_mib: list[float], growth: float | None) -> dict:
     record = make_record(cell)
     t_s = [i * 0.25 for i in range(len(rss_mib))]
-    record["runs"][0]["timeline"] = {"t_s": t_s, "cores": [None] + [0.9] * (len(t_s) - 1),
-                                     "rss_bytes": [int(size * 2**20) for size in rss_mib],
-                                     "threads": [5] * len(t_s)}
+    record["runs"][0]["timeline"] = {
+        "t_s": t_s,
+        "cores": [None] + [0.9] * (len(t_s) - 1),
+        "rss_bytes": [int(size * 2**20) for size in rss_mib],
+        "threads": [5] * len(t_s),
+    }
     record["runs"][0]["resources"] |= {"rss_growth_last_half": growth, "rss_growth_bytes_per_s": None}
     return record
 
 
 def test_one_rss_timeline_per_cell_holds_both_variants(tmp_path):
     gil, threaded = article().tables_by_id["wsgi-io"].cells[:2]
-    for record in (with_timeline(gil, [80, 90, 95, 95, 95, 95], 0.0),
-                   with_timeline(threaded, [70, 90, 110, 130, 150, 170], 0.31)):
+    for record in (
+        with_timeline(gil, [80, 90, 95, 95, 95, 95], 0.0),
+        with_timeline(threaded, [70, 90, 110, 130, 150, 170], 0.31),
+    ):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     written = charts.write_timelines(tmp_path, article(), results.load(tmp_path))
     assert written == [charts.timeline_path(tmp_path, gil)] == [charts.timeline_path(tmp_path, threaded)]
@@ -247,12 +299,16 @@ def test_the_comparison_flags_rss_still_growing_and_gives_the_p99_ratio(tmp_path
     threaded["cell"] = {**threaded["cell"], "variant": "3.14t"}
     threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True, "gil_enabled": False}
     for record, p99 in ((gil, 10.0), (threaded, 15.0)):
-        record["load"] |= {"generator": "wrk", "latency_percentiles_ms": {"50": 4.0, "90": 6.0, "99": p99, "99.9": 30.0}}
+        record["load"] |= {
+            "generator": "wrk",
+            "latency_percentiles_ms": {"50": 4.0, "90": 6.0, "99": p99, "99.9": 30.0},
+        }
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     compare.write_report(tmp_path, article())
     report = (tmp_path / "COMPARISON.md").read_text()
     stored = results.load(tmp_path)
     assert [flag.kind for flag in verdicts.row_flags(CELL, stored[(CELL.table, CELL.key)])] == [
-        verdicts.FlagKind.RSS_GROWING]
+        verdicts.FlagKind.RSS_GROWING
+    ]
     assert "RSS still growing over the last half of the load (0.12; from 0.05)" in report
     assert "| 1.50 " in report.split("Latency p99 yours", 1)[1].split("\n\n", 1)[0]  # 15 ms / 10 ms

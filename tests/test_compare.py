@@ -3,6 +3,7 @@ The verdict logic itself: test_verdicts.py."""
 
 import pytest
 from conftest import make_record
+
 from gilfree.report import compare, verdicts
 from gilfree.study import results
 from gilfree.study.studies import Cell, article
@@ -50,16 +51,19 @@ def report_row(results_dir, *parts):
     return [cell.strip() for cell in report_line(results_dir, *parts).split("|")[1:-1]]
 
 
-@pytest.mark.parametrize("ratio, expected", [(0.8, "held"), (0.72, "held"), (1.5, "not held"), (1.0, "not held"),
-                                             (0.6, "not held")])
+@pytest.mark.parametrize(
+    "ratio, expected", [(0.8, "held"), (0.72, "held"), (1.5, "not held"), (1.0, "not held"), (0.6, "not held")]
+)
 def test_asgi_json_slowdown_is_judged_on_the_rps_ratio(tmp_path, ratio, expected):
     store_variants(tmp_path, "asgi-json", ratio=ratio)
     assert verdict(tmp_path, ASGI_JSON) == f"{expected}, single run"
     row = report_row(tmp_path, f"| {ASGI_JSON}")
     assert row[1:7] == ["RPS JSON w1", "0.70-0.90", "0.80", f"{ratio:.2f}", "1", expected]
     assert row[-1] == f"**{expected}, single run** [1]"
-    assert "1. **ASGI JSON: about 20% slower on 3.14t**: single run per cell, so no interval" in (
-        tmp_path / "COMPARISON.md").read_text()
+    assert (
+        "1. **ASGI JSON: about 20% slower on 3.14t**: single run per cell, so no interval"
+        in (tmp_path / "COMPARISON.md").read_text()
+    )
 
 
 def test_missing_or_failed_free_threaded_cells_are_not_measured(tmp_path):
@@ -71,7 +75,8 @@ def test_missing_or_failed_free_threaded_cells_are_not_measured(tmp_path):
     assert verdict(tmp_path, ASGI_JSON) == "not measured"
     assert report_row(tmp_path, f"| {ASGI_JSON}")[4:] == ["-", "-", "-", "**not measured** [1]"]
     assert report_line(tmp_path, "1. **ASGI JSON").endswith(
-        "not measured (not run, or failed): 3.14 /json 2 workers, 3.14t /json 2 workers; `nox -s asgi` measures them.")
+        "not measured (not run, or failed): 3.14 /json 2 workers, 3.14t /json 2 workers; `nox -s asgi` measures them."
+    )
 
 
 def test_a_stand_in_is_named_in_the_verdict_the_row_and_the_ratio(tmp_path):
@@ -81,15 +86,17 @@ def test_a_stand_in_is_named_in_the_verdict_the_row_and_the_ratio(tmp_path):
     assert "0.80 (3.14t / 3.12)" in report_line(tmp_path, "| 1 ", "0.80 (3.14t / 3.12)")
 
 
-@pytest.mark.parametrize("ratio, ram_ratio, expected", [(1.02, 1.6, "held"), (1.02, 0.9, "not held"),
-                                                        (0.5, 1.6, "not held")])
+@pytest.mark.parametrize(
+    "ratio, ram_ratio, expected", [(1.02, 1.6, "held"), (1.02, 0.9, "not held"), (0.5, 1.6, "not held")]
+)
 def test_wsgi_io_needs_both_par_throughput_and_more_memory(tmp_path, ratio, ram_ratio, expected):
     store_variants(tmp_path, "wsgi-io", ratio=ratio, ram_ratio=ram_ratio)
     assert verdict(tmp_path, WSGI_IO) == f"{expected}, single run"
 
 
-@pytest.mark.parametrize("io_128, json_128, expected", [(11000, 15000, "held"), (11000, 19000, "not held"),
-                                                        (100, 15000, "not held")])
+@pytest.mark.parametrize(
+    "io_128, json_128, expected", [(11000, 15000, "held"), (11000, 19000, "not held"), (100, 15000, "not held")]
+)
 def test_threads_claim_compares_128_threads_with_1(tmp_path, io_128, json_128, expected):
     figures = {("io", 1): 94, ("io", 128): io_128, ("json", 1): 19400, ("json", 128): json_128}
     for cell in article().tables_by_id["wsgi-threads-gil"].cells:
@@ -101,9 +108,17 @@ def test_diagnostics_little_law_io_efficiency_load_generator_and_errors(tmp_path
     cell = article().tables_by_id["asgi-io"].cells[0]  # c=128, so the ideal is 128 / 10 ms = 12800 RPS
     # make_record's mean latency is 4.204 ms: 64 connections in flight at this RPS, so 64 stalled
     store(tmp_path, cell, rps=64 / 0.004204, loadgen_cores=0.95, errors=7, non_2xx=3, latency_ms=4.204)
-    assert report_row(tmp_path, "| 2 ", "/io")[3:] == ["128", "64.0 (127.8)", "119% (89%)", "0.95", "15.1", "7", "3",
-                       "stalled connections (64; from 6.4); load generator saturated: likely the bottleneck (0.95; "
-                       "from 0.9); load errors (7; from 1); non-2xx answers (3; from 1)"]
+    assert report_row(tmp_path, "| 2 ", "/io")[3:] == [
+        "128",
+        "64.0 (127.8)",
+        "119% (89%)",
+        "0.95",
+        "15.1",
+        "7",
+        "3",
+        "stalled connections (64; from 6.4); load generator saturated: likely the bottleneck (0.95; "
+        "from 0.9); load errors (7; from 1); non-2xx answers (3; from 1)",
+    ]
 
 
 def test_more_in_flight_than_connections_is_flagged_and_a_sound_row_is_not(tmp_path):
@@ -111,15 +126,19 @@ def test_more_in_flight_than_connections_is_flagged_and_a_sound_row_is_not(tmp_p
     store(tmp_path, over, rps=200 / 0.004204, latency_ms=4.204)
     store(tmp_path, sound, rps=128 / 0.004204, latency_ms=4.204)
     assert report_row(tmp_path, "| 3 ", "threads 1 ")[-1] == (
-        "more in flight than connections: RPS and latency disagree (72; from 1.28)")
+        "more in flight than connections: RPS and latency disagree (72; from 1.28)"
+    )
     assert report_row(tmp_path, "| 3 ", "threads 8 ")[-1] == ""
 
 
-@pytest.mark.parametrize("cell, ideal", [
-    (Cell("asgi-io", "3.14", "asgi", 2, None, "io", 256), 25600),
-    (Cell("wsgi-io", "3.14", "wsgi", 2, 64, "io", 256), 12800),
-    (Cell("wsgi-threads-gil", "3.14", "wsgi", 1, 1, "io", 128), 100),
-])
+@pytest.mark.parametrize(
+    "cell, ideal",
+    [
+        (Cell("asgi-io", "3.14", "asgi", 2, None, "io", 256), 25600),
+        (Cell("wsgi-io", "3.14", "wsgi", 2, 64, "io", 256), 12800),
+        (Cell("wsgi-threads-gil", "3.14", "wsgi", 1, 1, "io", 128), 100),
+    ],
+)
 def test_ideal_io_throughput_counts_the_slots_that_can_wait(cell, ideal):
     assert verdicts.ideal_io_rps(cell, 0.01) == pytest.approx(ideal)
 
@@ -130,7 +149,8 @@ def test_report_links_one_png_chart_per_table(tmp_path):
     assert written[0] == tmp_path / "COMPARISON.md"
     text = written[0].read_text()
     assert [path.name for path in written[1:]] == ["ratios.png", "compared-rps.png"] + [
-        f"{table_id}.png" for table_id in article().tables_by_id]
+        f"{table_id}.png" for table_id in article().tables_by_id
+    ]
     for path in written[1:]:
         assert path.parent == tmp_path / "charts"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -147,6 +167,7 @@ def measured_alike(record):
 
 def measured(**changes):
     """An edit: measured alike, then with some conditions changed (a dotted key reaches into a sub-dict)."""
+
     def edit(record):
         measured_alike(record)
         for key, value in changes.items():
@@ -155,30 +176,43 @@ def measured(**changes):
             for parent in parents:
                 target = target[parent]
             target[name] = value
+
     return edit
 
 
 def test_rows_measured_alike_but_for_port_repeat_and_host_name_are_judged(tmp_path):
     """A new container on the same machine has another host name: it measures the same thing."""
     for cell in article().tables_by_id["asgi-json"].cells:
-        edit = (measured(settings__port=8123, settings__repeat=3, machine__hostname="container-2")
-                if cell.variant == "3.14" else measured())
+        edit = (
+            measured(settings__port=8123, settings__repeat=3, machine__hostname="container-2")
+            if cell.variant == "3.14"
+            else measured()
+        )
         store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=edit)
     assert verdict(tmp_path, ASGI_JSON) == "held, single run"
 
 
-@pytest.mark.parametrize("gil_edit, reason", [
-    (measured(settings__loadgen="wrk"), "loadgen wrk vs rewrk"),
-    (measured(settings__duration_s=3), "duration 3s vs 30s"),
-    (measured(settings__warmup_s=5), "warmup 5s vs 0s"),
-    (measured(environment__profile="latest"), "profile latest vs article"),
-    (measured(environment__lock_sha256="cd" * 32), "lock cdcdcdcdcdcd vs abababababab"),
-    (measured(machine__cpu_model="Intel Xeon"), "machine Intel Xeon, 16 logical / 8 physical cores, 32 GiB vs "
-                                                "AMD Ryzen 7 5700X, 16 logical / 8 physical cores, 32 GiB"),
-    (measured(load_generator={"name": "rewrk", "version": "rewrk 0.3.2"}), "load generator rewrk 0.3.2 vs rewrk 0.3.1"),
-    (measured(load_generator={"name": "rewrk", "version": "0.3.2"}), "load generator rewrk 0.3.2 vs rewrk 0.3.1"),
-    (measured(load_generator=None), "load generator none vs rewrk 0.3.1"),
-])
+@pytest.mark.parametrize(
+    "gil_edit, reason",
+    [
+        (measured(settings__loadgen="wrk"), "loadgen wrk vs rewrk"),
+        (measured(settings__duration_s=3), "duration 3s vs 30s"),
+        (measured(settings__warmup_s=5), "warmup 5s vs 0s"),
+        (measured(environment__profile="latest"), "profile latest vs article"),
+        (measured(environment__lock_sha256="cd" * 32), "lock cdcdcdcdcdcd vs abababababab"),
+        (
+            measured(machine__cpu_model="Intel Xeon"),
+            "machine Intel Xeon, 16 logical / 8 physical cores, 32 GiB vs "
+            "AMD Ryzen 7 5700X, 16 logical / 8 physical cores, 32 GiB",
+        ),
+        (
+            measured(load_generator={"name": "rewrk", "version": "rewrk 0.3.2"}),
+            "load generator rewrk 0.3.2 vs rewrk 0.3.1",
+        ),
+        (measured(load_generator={"name": "rewrk", "version": "0.3.2"}), "load generator rewrk 0.3.2 vs rewrk 0.3.1"),
+        (measured(load_generator=None), "load generator none vs rewrk 0.3.1"),
+    ],
+)
 def test_rows_measured_differently_are_not_comparable(tmp_path, gil_edit, reason):
     store_variants(tmp_path, "asgi-json", ratio=0.8, edit=gil_edit)
     for cell in article().tables_by_id["asgi-json"].cells[1::2]:  # the 3.14t cells, measured as the harness does
@@ -186,17 +220,23 @@ def test_rows_measured_differently_are_not_comparable(tmp_path, gil_edit, reason
     assert verdict(tmp_path, ASGI_JSON) == "not comparable"
     assert report_row(tmp_path, f"| {ASGI_JSON}")[-1] == "**not comparable** [1]"
     assert report_line(tmp_path, "1. **ASGI JSON").endswith(
-        f"the rows were measured under different conditions: {reason}.")
+        f"the rows were measured under different conditions: {reason}."
+    )
     assert report_row(tmp_path, "| 1 ", "n/c")[2] == f"n/c ({reason})"  # the ratio section's RPS yours
 
 
-@pytest.mark.parametrize("fault, reason", [({"errors": 3}, "load errors (3; from 1)"),
-                                           ({"non_2xx": 2}, "non-2xx answers (2; from 1)")])
+@pytest.mark.parametrize(
+    "fault, reason", [({"errors": 3}, "load errors (3; from 1)"), ({"non_2xx": 2}, "non-2xx answers (2; from 1)")]
+)
 def test_rows_with_load_faults_make_the_verdict_inconclusive(tmp_path, fault, reason):
     threaded = article().tables_by_id["asgi-json"].cells[1]
     for cell in article().tables_by_id["asgi-json"].cells:
-        store(tmp_path, cell, rps=128 / 0.004204 * (0.8 if cell.variant == "3.14t" else 1),
-              **(fault if cell == threaded else {}))
+        store(
+            tmp_path,
+            cell,
+            rps=128 / 0.004204 * (0.8 if cell.variant == "3.14t" else 1),
+            **(fault if cell == threaded else {}),
+        )
     assert verdict(tmp_path, ASGI_JSON) == "inconclusive, single run"
     assert f"RPS JSON w1: 3.14t /json 1 worker had {reason}." in report_line(tmp_path, "1. **ASGI JSON")
 
@@ -207,7 +247,8 @@ def test_the_saturation_flag_is_for_one_thread_load_generators_only(tmp_path):
     store(tmp_path, wrk, rps=128 / 0.004204, loadgen_cores=0.95, edit=measured(load__generator="wrk"))
     assert report_row(tmp_path, "| 1 ", "| 3.14 ", "/json, workers")[-1] == ""  # the diagnostics' rows
     assert report_row(tmp_path, "| 1 ", "| 3.14t ", "/json, workers")[-1] == (
-        "load generator saturated: likely the bottleneck (0.95; from 0.9)")
+        "load generator saturated: likely the bottleneck (0.95; from 0.9)"
+    )
 
 
 def test_pss_is_shown_beside_rss_where_recorded_and_the_caveat_is_stated(tmp_path):
@@ -230,6 +271,7 @@ def test_the_report_is_written_whole_with_no_temporary_file_left(tmp_path):
 def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path):
     def built(pgo):
         return measured(interpreter__optimisations={"pgo": pgo, "lto": False, "jit": False})
+
     for cell in article().tables_by_id["asgi-json"].cells:
         store(tmp_path, cell, 30000.0 if cell.variant == "3.14" else 24000.0, edit=built(cell.variant == "3.14"))
     compare.write_report(tmp_path, article())
@@ -242,8 +284,9 @@ def test_variants_built_with_different_optimisations_are_flagged_loudly(tmp_path
 def test_a_row_the_post_gives_no_figures_for_is_shown_as_not_published(tmp_path, monkeypatch):
     """Published figures are optional in a study file: a row without them is compared with nothing, not a crash."""
     eight = article().tables_by_id["wsgi-threads-gil"].cells[1]  # JSON, 8 threads: in no claim
-    without = {key: figures for key, figures in compare.source_figures(article()).items()
-               if key != (eight.table, eight.key)}
+    without = {
+        key: figures for key, figures in compare.source_figures(article()).items() if key != (eight.table, eight.key)
+    }
     monkeypatch.setattr(compare, "source_figures", lambda study: without)
     for cell in article().tables_by_id["wsgi-threads-gil"].cells:
         store(tmp_path, cell)

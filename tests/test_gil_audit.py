@@ -66,14 +66,17 @@ def extension_wheel(python: str, folder, module: str, source: str, distribution:
     include, suffix = headers_and_suffix(python)
     built = folder / f"{module}{suffix}"
     (folder / f"{module}.c").write_text(source)
-    subprocess.run(["cc", "-shared", "-fPIC", f"-I{include}", "-o", str(built), str(folder / f"{module}.c")],
-                   check=True)
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", f"-I{include}", "-o", str(built), str(folder / f"{module}.c")], check=True
+    )
     info = f"{distribution.replace('-', '_')}-1.0.dist-info"
     wheel = folder / f"{distribution.replace('-', '_')}-1.0-cp313-cp313t-linux_x86_64.whl"
-    files = {built.name: built.read_bytes(),
-             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n".encode(),
-             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: gilfree-tests\nRoot-Is-Purelib: false\n"
-                              b"Tag: cp313-cp313t-linux_x86_64\n"}
+    files = {
+        built.name: built.read_bytes(),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: gilfree-tests\nRoot-Is-Purelib: false\n"
+        b"Tag: cp313-cp313t-linux_x86_64\n",
+    }
     with zipfile.ZipFile(wheel, "w") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
@@ -87,8 +90,10 @@ def service(real_pythons, tmp_path_factory):
     one through a module of its own; returns (study folder, interpreter)."""
     folder = tmp_path_factory.mktemp("svc-study")
     python = build_environment(folder / "env", real_pythons["3.13t"], "article/asgi.txt")
-    wheels = [extension_wheel(python, folder, "legacy_ext", LEGACY, "legacy-dist"),
-              extension_wheel(python, folder, "declared_ext", DECLARED, "declared-dist")]
+    wheels = [
+        extension_wheel(python, folder, "legacy_ext", LEGACY, "legacy-dist"),
+        extension_wheel(python, folder, "declared_ext", DECLARED, "declared-dist"),
+    ]
     subprocess.run(["uv", "pip", "install", "-q", "--python", python, *map(str, wheels)], check=True)
     (folder / "svc").mkdir()
     (folder / "svc" / "impl_svc.py").write_text(APP)
@@ -111,8 +116,15 @@ def harness(*args: str) -> subprocess.CompletedProcess:
 
 def test_the_audit_names_the_module_that_keeps_the_gil_and_the_chain_from_the_app(service, tmp_path):
     folder, python = service
-    done = harness("gilfree.gil_audit", "--study", str(study_file(folder, "audited", False)),
-                   "--python", f"svc:3.13t={python}", "--results-dir", str(tmp_path))
+    done = harness(
+        "gilfree.gil_audit",
+        "--study",
+        str(study_file(folder, "audited", False)),
+        "--python",
+        f"svc:3.13t={python}",
+        "--results-dir",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "gil-audit.json").read_text())
     modules = {row["module"]: row for row in report["environments"][0]["modules"]}
@@ -129,15 +141,36 @@ def test_the_audit_names_the_module_that_keeps_the_gil_and_the_chain_from_the_ap
     markdown = (tmp_path / "GIL-AUDIT.md").read_text()
     assert "| legacy_ext " in markdown and "legacy-dist==1.0" in markdown
     assert "imported through impl_svc -> helper -> legacy_ext" in markdown
-    strict = harness("gilfree.gil_audit", "--study", str(study_file(folder, "audited", False)),
-                     "--python", f"svc:3.13t={python}", "--results-dir", str(tmp_path), "--strict")
+    strict = harness(
+        "gilfree.gil_audit",
+        "--study",
+        str(study_file(folder, "audited", False)),
+        "--python",
+        f"svc:3.13t={python}",
+        "--results-dir",
+        str(tmp_path),
+        "--strict",
+    )
     assert strict.returncode == 1
 
 
 def test_a_free_threaded_cell_of_that_app_fails_in_one_line_before_any_load(service, tmp_path):
     folder, python = service
-    done = harness("gilfree", "run", "gil-kept", "--study", str(study_file(folder, "gil-kept", False)),
-                   "--python", python, "--loadgen", "wrk", "--port", str(free_port()), "--results-dir", str(tmp_path))
+    done = harness(
+        "gilfree",
+        "run",
+        "gil-kept",
+        "--study",
+        str(study_file(folder, "gil-kept", False)),
+        "--python",
+        python,
+        "--loadgen",
+        "wrk",
+        "--port",
+        str(free_port()),
+        "--results-dir",
+        str(tmp_path),
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "legacy_ext (from legacy-dist 1.0) has not declared" in done.stderr
@@ -148,8 +181,21 @@ def test_a_free_threaded_cell_of_that_app_fails_in_one_line_before_any_load(serv
 
 def test_with_the_gil_forced_off_it_runs_and_every_output_says_so(service, tmp_path):
     folder, python = service
-    done = harness("gilfree", "run", "gil-forced", "--study", str(study_file(folder, "gil-forced", True)),
-                   "--python", python, "--loadgen", "wrk", "--port", str(free_port()), "--results-dir", str(tmp_path))
+    done = harness(
+        "gilfree",
+        "run",
+        "gil-forced",
+        "--study",
+        str(study_file(folder, "gil-forced", True)),
+        "--python",
+        python,
+        "--loadgen",
+        "wrk",
+        "--port",
+        str(free_port()),
+        "--results-dir",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     assert "GIL forced off" in done.stderr
     [record] = [json.loads(path.read_text()) for path in (tmp_path / "raw").glob("*/*.json")]
@@ -165,13 +211,19 @@ def test_a_study_refuses_to_force_the_gil_off_on_a_gil_variant(tmp_path):
     path.write_text(STUDY.format(forced='gil_forced_off = ["3.13"]\n'))
     done = harness("gilfree", "tables", "--study", str(path))
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"gilfree: error: argument --study: {path}: gil_forced_off: '3.13' is not one of "
-                                   f"the study's free-threaded variants (3.13t); only a free-threaded build can run "
-                                   f"without the GIL")
+    assert done.stderr.strip() == (
+        f"gilfree: error: argument --study: {path}: gil_forced_off: '3.13' is not one of "
+        f"the study's free-threaded variants (3.13t); only a free-threaded build can run "
+        f"without the GIL"
+    )
 
 
-POST_APPS_ON_313 = ("title = \"The post's apps on the real 3.13 and 3.13t\"\n" + REAL_313_HEAD
-                    + POST_APPS_TOML["asgi"] + POST_APPS_TOML["wsgi"] + """
+POST_APPS_ON_313 = (
+    'title = "The post\'s apps on the real 3.13 and 3.13t"\n'
+    + REAL_313_HEAD
+    + POST_APPS_TOML["asgi"]
+    + POST_APPS_TOML["wsgi"]
+    + """
 [tables.asgi]
 number = 1
 title = "ASGI /json"
@@ -185,19 +237,22 @@ title = "WSGI /json"
 columns = ["python", "workers", "threads", "rps", "cpu", "ram"]
 cell = {{ app = "wsgi", endpoint = "json", workers = 2, blocking_threads = 8, concurrency = 32 }}
 grid = {{ variant = ["3.13", "3.13t"] }}
-""")
+"""
+)
 
 
-def test_the_posts_apps_run_on_the_real_313_and_313t_and_the_313t_rows_kept_the_gil_off(real_environments,
-                                                                                          tmp_path):
+def test_the_posts_apps_run_on_the_real_313_and_313t_and_the_313t_rows_kept_the_gil_off(real_environments, tmp_path):
     study = tmp_path / "post-on-313.toml"
     study.write_text(POST_APPS_ON_313.format(root=ROOT))
     pythons = [f"--python={app}:{variant}={python}" for (app, variant), python in real_environments.items()]
-    done = harness("gilfree", "run", "post-on-313", "--study", str(study), *pythons, "--loadgen", "wrk",
-                   "--port", str(free_port()))
+    done = harness(
+        "gilfree", "run", "post-on-313", "--study", str(study), *pythons, "--loadgen", "wrk", "--port", str(free_port())
+    )
     assert done.returncode == 0, done.stderr
-    records = {(r["cell"]["app"], r["cell"]["variant"]): r
-               for r in (json.loads(p.read_text()) for p in (tmp_path / "out" / "raw").glob("*/*.json"))}
+    records = {
+        (r["cell"]["app"], r["cell"]["variant"]): r
+        for r in (json.loads(p.read_text()) for p in (tmp_path / "out" / "raw").glob("*/*.json"))
+    }
     assert len(records) == 4 and all(r["status"] == "ok" for r in records.values())
     for app in ("asgi", "wsgi"):
         gil, threaded = records[app, "3.13"]["interpreter"], records[app, "3.13t"]["interpreter"]

@@ -9,13 +9,16 @@ from dataclasses import replace
 
 import pytest
 from conftest import POST_APPS_TOML, ROOT, base_python, build_environment, free_port
+
 from gilfree.run import granian_counters
 from gilfree.run.server import resolved_runtime_mode
 from gilfree.study.studies import article
 
 RECORDED = ROOT / "tests" / "recorded"
-VARIANT = ("import sys, sysconfig; "  # the variant an interpreter is: 3.12, 3.13t ...
-           "print(f'3.{sys.version_info[1]}' + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))")
+VARIANT = (
+    "import sys, sysconfig; "  # the variant an interpreter is: 3.12, 3.13t ...
+    "print(f'3.{sys.version_info[1]}' + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"
+)
 STUDY = """title = "Granian's counters"
 variants = ["{variant}"]
 duration = "2s"
@@ -26,7 +29,8 @@ locks = "{locks}"
 python = {{ "{variant}" = "{variant}" }}
 """
 APPS = {
-    "wsgi": POST_APPS_TOML["wsgi"] + """
+    "wsgi": POST_APPS_TOML["wsgi"]
+    + """
 [tables.wsgi]
 number = 1
 title = "Flask, 2 workers x 4 blocking threads"
@@ -34,7 +38,8 @@ columns = ["python", "workers", "threads", "runtime_mode", "rps", "gil_wait", "b
 cell = {{ app = "wsgi", endpoint = "json", variant = "{variant}", workers = 2, blocking_threads = 4, concurrency = 32 }}
 rows = [{{}}]
 """,
-    "asgi": POST_APPS_TOML["asgi"] + """
+    "asgi": POST_APPS_TOML["asgi"]
+    + """
 [tables.asgi]
 number = 1
 title = "FastAPI, Granian's auto loop"
@@ -85,9 +90,30 @@ def run(tmp_path, app: str, python: str, *extra: str, metrics: str = "metrics = 
     variant = subprocess.run([python, "-c", VARIANT], capture_output=True, text=True, check=True).stdout.strip()
     study = tmp_path / "counted.toml"
     study.write_text((STUDY + APPS[app]).format(root=ROOT, variant=variant, metrics=metrics, locks=locks))
-    done = subprocess.run([sys.executable, "-m", "gilfree", "run", "counted", "--study", str(study), "--python",
-                           python, "--loadgen", "wrk", "--port", str(free_port()), "--profile", "latest", *extra],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilfree",
+            "run",
+            "counted",
+            "--study",
+            str(study),
+            "--python",
+            python,
+            "--loadgen",
+            "wrk",
+            "--port",
+            str(free_port()),
+            "--profile",
+            "latest",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     stored = list((tmp_path / "out" / "raw").glob("*/*.json"))
     return done, json.loads(stored[0].read_text()) if stored else None
 
@@ -95,8 +121,10 @@ def run(tmp_path, app: str, python: str, *extra: str, metrics: str = "metrics = 
 @pytest.fixture(scope="module")
 def latest(tmp_path_factory) -> dict:
     """Granian 2.8.9 and the apps from the `latest` locks, on this machine's GIL interpreter."""
-    return {app: build_environment(tmp_path_factory.mktemp(f"latest-{app}"), base_python(), f"latest/{app}.txt")
-            for app in ("wsgi", "asgi")}
+    return {
+        app: build_environment(tmp_path_factory.mktemp(f"latest-{app}"), base_python(), f"latest/{app}.txt")
+        for app in ("wsgi", "asgi")
+    }
 
 
 def test_counters_per_worker_show_the_gil_wait_of_a_gil_build_and_match_the_load_generator(latest, tmp_path):
@@ -114,8 +142,14 @@ def test_counters_per_worker_show_the_gil_wait_of_a_gil_build_and_match_the_load
     assert not [warning for warning in ran["warnings"] if warning["kind"] == "requests_gap"]
     command = ran["commands"]["server"]
     at = command.index("--metrics")
-    assert command[at:at + 6] == ["--metrics", "--metrics-scrape-interval", "1", "--metrics-address", "127.0.0.1",
-                                  "--metrics-port"]
+    assert command[at : at + 6] == [
+        "--metrics",
+        "--metrics-scrape-interval",
+        "1",
+        "--metrics-address",
+        "127.0.0.1",
+        "--metrics-port",
+    ]
     assert (ran["granian"]["version"], ran["granian"]["runtime_mode"]) == ("2.8.9", "mt")
     tables = (tmp_path / "out" / "TABLES.md").read_text()
     assert "default (mt)" in tables and f"| {record['granian']['gil_wait_share']:.0%} " in tables
@@ -123,8 +157,9 @@ def test_counters_per_worker_show_the_gil_wait_of_a_gil_build_and_match_the_load
 
 def test_an_auto_loop_is_recorded_as_the_loop_granian_picked(latest, tmp_path_factory):
     """Granian's `--loop auto` takes uvloop where it is installed (and rloop is not), asyncio where not."""
-    with_uvloop = build_environment(tmp_path_factory.mktemp("latest-uvloop"), base_python(), "latest/asgi.txt",
-                                    "uvloop")
+    with_uvloop = build_environment(
+        tmp_path_factory.mktemp("latest-uvloop"), base_python(), "latest/asgi.txt", "uvloop"
+    )
     for python, loop in ((latest["asgi"], "asyncio"), (with_uvloop, "uvloop")):
         folder = tmp_path_factory.mktemp(loop)
         done, record = run(folder, "asgi", python, metrics="")
@@ -134,9 +169,30 @@ def test_an_auto_loop_is_recorded_as_the_loop_granian_picked(latest, tmp_path_fa
 
 
 def test_the_posts_granian_refuses_metrics_in_one_line_naming_its_version(environments, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "gilfree", "run", "wsgi-3.14", "--python", environments["wsgi"],
-                           "--loadgen", "wrk", "--duration", "1s", "--port", str(free_port()), "--results-dir",
-                           str(tmp_path), "--metrics"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilfree",
+            "run",
+            "wsgi-3.14",
+            "--python",
+            environments["wsgi"],
+            "--loadgen",
+            "wrk",
+            "--duration",
+            "1s",
+            "--port",
+            str(free_port()),
+            "--results-dir",
+            str(tmp_path),
+            "--metrics",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 2
     [line] = [line for line in done.stderr.splitlines() if "error" in line]
     assert "--metrics needs Granian 2.7.0 or later" in line and "holds Granian 2.5.5" in line
@@ -148,10 +204,24 @@ def test_a_free_threaded_build_never_waits_for_the_gil(real_pythons, tmp_path_fa
     locks = tmp_path_factory.mktemp("locks")
     (locks / "latest").mkdir()
     (locks / "wsgi.in").write_text("granian==2.7.4\nflask==3.1.2\n")
-    subprocess.run(["uv", "pip", "compile", "-q", "--generate-hashes", "--python", real_pythons["3.13t"],
-                    str(locks / "wsgi.in"), "-o", str(locks / "latest" / "wsgi.txt")], check=True)
-    python = build_environment(tmp_path_factory.mktemp("wsgi-313t"), real_pythons["3.13t"],
-                               locks / "latest" / "wsgi.txt")
+    subprocess.run(
+        [
+            "uv",
+            "pip",
+            "compile",
+            "-q",
+            "--generate-hashes",
+            "--python",
+            real_pythons["3.13t"],
+            str(locks / "wsgi.in"),
+            "-o",
+            str(locks / "latest" / "wsgi.txt"),
+        ],
+        check=True,
+    )
+    python = build_environment(
+        tmp_path_factory.mktemp("wsgi-313t"), real_pythons["3.13t"], locks / "latest" / "wsgi.txt"
+    )
     done, record = run(tmp_path_factory.mktemp("counted-313t"), "wsgi", python, locks=locks)
     assert done.returncode == 0, done.stderr
     assert record["interpreter"]["free_threaded_build"] and not record["interpreter"]["gil_enabled"]

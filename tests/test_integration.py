@@ -22,6 +22,7 @@ from conftest import (
     stands_in,
     wait_for,
 )
+
 from gilfree.core import stats
 from gilfree.study.studies import article
 
@@ -44,8 +45,12 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert record["resources"]["peak_processes"] == 1 + cell.workers  # main process and its workers
         assert record["interpreter"]["stand_in"] == stands_in(python)
         assert not record["interpreter"]["free_threaded_build"]
-        built = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        built = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert record["interpreter"]["config_args"] == built  # how it was built, from the interpreter itself
         assert set(record["interpreter"]["optimisations"]) == {"pgo", "lto", "jit"}
         assert record["load_generator"]["name"] == "wrk" and "4." in record["load_generator"]["version"]
@@ -53,7 +58,16 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert record["commands"]["server"][1:3] == ["--interface", cell.interface]
         readiness = record["machine"]["readiness"]  # the machine's state, as the session read it at its start
         assert [item["key"] for item in readiness["items"]] == [
-            "governor", "turbo", "smt", "aslr", "isolation", "irqbalance", "swap", "load", "throttling"]
+            "governor",
+            "turbo",
+            "smt",
+            "aslr",
+            "isolation",
+            "irqbalance",
+            "swap",
+            "load",
+            "throttling",
+        ]
         assert {item["status"] for item in readiness["items"]} <= {"ok", "warn", "unknown"}
         aslr = next(item for item in readiness["items"] if item["key"] == "aslr")
         assert aslr["value"] == int(open("/proc/sys/kernel/randomize_va_space").read())
@@ -67,8 +81,9 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert max(timeline["rss_bytes"]) == record["resources"]["peak_rss_bytes"]
     for table in SESSIONS[session].tables:
         text = (tmp_path / "tables" / f"{table}.md").read_text()
-        rows = [line for line in text.splitlines()
-                if line.startswith(("| 3.", "| JSON", "| I/O")) and "not run" not in line]
+        rows = [
+            line for line in text.splitlines() if line.startswith(("| 3.", "| JSON", "| I/O")) and "not run" not in line
+        ]
         assert rows and all("not run" not in row and "failed" not in row for row in rows)
         assert "**Load generator ceiling not checked** for wrk at c=128" in text  # no calibration stored
         assert "Machine readiness at the session's start (" in text and "### The machine's state" in text
@@ -98,7 +113,9 @@ def test_stored_results_are_kept_unless_forced(environments, tmp_path):
     changed, _ = run_session("asgi-3.14", python, tmp_path, "--table", "asgi-io", "--duration", "2s")
     assert changed.stderr.count("stored result aside (it was measured under other conditions)") == 2
     assert len(list((tmp_path / "raw" / "asgi-io" / "superseded").glob("*.json"))) == 4  # nothing lost
-    assert {json.loads(p.read_text())["settings"]["duration_s"] for p in (tmp_path / "raw" / "asgi-io").glob("*.json")} == {2}
+    assert {
+        json.loads(p.read_text())["settings"]["duration_s"] for p in (tmp_path / "raw" / "asgi-io").glob("*.json")
+    } == {2}
 
 
 def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
@@ -116,11 +133,24 @@ def test_repeated_runs_give_medians_and_spread(environments, tmp_path):
     table = (tmp_path / "tables" / "asgi-io.md").read_text()
     assert "RPS range" in table
     rows = [line for line in table.splitlines() if line.startswith("| 3.") and "not run" not in line]
-    assert len(rows) == 2 and all("(n=3, RSD " in row and "%, geometric mean 95% CI " in row for row in rows)  # each its own
+    assert len(rows) == 2 and all(
+        "(n=3, RSD " in row and "%, geometric mean 95% CI " in row for row in rows
+    )  # each its own
 
 
-RUN_PHASES = {"commands_s", "spawn_s", "ready_s", "verify_s", "busy_check_s", "sampler_start_s", "load_s",
-              "sampler_stop_s", "after_load_checks_s", "stop_s", "warnings_s"}
+RUN_PHASES = {
+    "commands_s",
+    "spawn_s",
+    "ready_s",
+    "verify_s",
+    "busy_check_s",
+    "sampler_start_s",
+    "load_s",
+    "sampler_stop_s",
+    "after_load_checks_s",
+    "stop_s",
+    "warnings_s",
+}
 
 
 def test_a_runs_timings_cover_its_phases_and_add_up_to_no_more_than_it_took(environments, tmp_path):
@@ -146,9 +176,15 @@ def test_a_runs_timings_cover_its_phases_and_add_up_to_no_more_than_it_took(envi
 def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, tmp_path):
     python = environments["wsgi"]
     port = free_port()
-    harness = subprocess.Popen(harness_command("wsgi-threads-3.14", python, tmp_path, port, "--pin", "1",
-                                               "--table", "wsgi-threads-gil", "--duration", "2s"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    harness = subprocess.Popen(
+        harness_command(
+            "wsgi-threads-3.14", python, tmp_path, port, "--pin", "1", "--table", "wsgi-threads-gil", "--duration", "2s"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     seen = {}
     while harness.poll() is None and len(seen) < 2:
         for process in psutil.process_iter(["name", "cmdline"]):
@@ -181,8 +217,9 @@ def test_a_busy_machine_is_warned_about(environments, tmp_path):
             burner.wait()
     assert "machine busy before the run" in completed.stderr
     record = json.loads(next((tmp_path / "raw" / "asgi-json").glob("*.json")).read_text())
-    assert any(warning["kind"] == "machine_busy" and warning["values"]["busy_share"] > 0.15
-               for warning in record["warnings"])
+    assert any(
+        warning["kind"] == "machine_busy" and warning["values"]["busy_share"] > 0.15 for warning in record["warnings"]
+    )
     assert "machine busy before the run" in (tmp_path / "tables" / "asgi-json.md").read_text()
 
 
@@ -211,9 +248,12 @@ def hogs_on(cpus: list[int], per_cpu: int) -> list[psutil.Process]:
 
 def test_a_cpu_hog_started_between_rounds_shows_as_drift_in_the_record_and_the_table(environments, tmp_path):
     python, port = environments["asgi"], free_port()
-    harness = subprocess.Popen(harness_command("asgi-3.14", python, tmp_path, port, "--table", "asgi-json",
-                                               "--repeat", "4"),
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    harness = subprocess.Popen(
+        harness_command("asgi-3.14", python, tmp_path, port, "--table", "asgi-json", "--repeat", "4"),
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     cells = SESSIONS["asgi-3.14"].cells()[:2]
     paths = [tmp_path / "raw" / cell.table / f"{cell.key}.json" for cell in cells]
 
@@ -241,8 +281,11 @@ def test_a_cpu_hog_started_between_rounds_shows_as_drift_in_the_record_and_the_t
         warned = [w for w in record["warnings"] if w["kind"] == "drift"]
         assert spread["values"]["rsd"] == rsd > stats.RSD_LIMIT
         assert [w["values"]["change"] for w in warned] == ([drift["change"]] if drift["beyond_noise"] else [])
-        [row] = [line for line in table.splitlines() if line.startswith("| 3.") and "not run" not in line
-                 and line.split("|")[2].strip() == str(cell.workers)]
+        [row] = [
+            line
+            for line in table.splitlines()
+            if line.startswith("| 3.") and "not run" not in line and line.split("|")[2].strip() == str(cell.workers)
+        ]
         assert f"(n=4, RSD {rsd:.1%}" in row and all(w["message"] in row for w in [spread, *warned])
         drifted += warned
     # A clean round that some other load on the machine slowed as much can hide one cell's drift in its noise:

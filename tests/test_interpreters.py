@@ -1,14 +1,19 @@
 """GIL numbers are never labelled 3.14t; a stand-in version is labelled with what really ran."""
 
 import pytest
+
 from gilfree.run.interpreters import InterpreterError, check, check_lock, override_variable
 
 
 def facts(version="3.14.0", free_threaded=False, gil_enabled=None, packages=None):
-    return {"executable": "/env/bin/python", "version": version, "implementation": "CPython",
-            "free_threaded_build": free_threaded,
-            "gil_enabled": (not free_threaded) if gil_enabled is None else gil_enabled,
-            "packages": packages or {"granian": "2.5.5"}}
+    return {
+        "executable": "/env/bin/python",
+        "version": version,
+        "implementation": "CPython",
+        "free_threaded_build": free_threaded,
+        "gil_enabled": (not free_threaded) if gil_enabled is None else gil_enabled,
+        "packages": packages or {"granian": "2.5.5"},
+    }
 
 
 def test_the_posts_interpreters_are_labelled_as_the_post():
@@ -67,10 +72,16 @@ def test_an_environment_holding_its_lock_passes(tmp_path):
     check_lock(lock, {"anyio": "4.11.0", "fastapi": "0.120.0", "pydantic_core": "2.41.4", "granian": "2.5.5"})
 
 
-@pytest.mark.parametrize("packages, reported", [
-    ({"anyio": "4.11.0", "fastapi": "0.121.0", "pydantic_core": "2.41.4"}, "fastapi 0.121.0 (lock: 0.119.0 or 0.120.0)"),
-    ({"anyio": "4.11.0", "fastapi": "0.120.0"}, "missing pydantic-core"),
-])
+@pytest.mark.parametrize(
+    "packages, reported",
+    [
+        (
+            {"anyio": "4.11.0", "fastapi": "0.121.0", "pydantic_core": "2.41.4"},
+            "fastapi 0.121.0 (lock: 0.119.0 or 0.120.0)",
+        ),
+        ({"anyio": "4.11.0", "fastapi": "0.120.0"}, "missing pydantic-core"),
+    ],
+)
 def test_an_environment_that_is_not_its_lock_is_refused(tmp_path, packages, reported):
     lock = tmp_path / "asgi.txt"
     lock.write_text(LOCK)

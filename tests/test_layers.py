@@ -41,10 +41,12 @@ def module_name(path: Path) -> str:
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
-    climbs = [f"{module_name(path)} imports {target}"
-              for path in sorted(PACKAGE.rglob("*.py"))
-              for target in sorted(gilfree_imports(path))
-              if layer(target) > layer(module_name(path))]
+    climbs = [
+        f"{module_name(path)} imports {target}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for target in sorted(gilfree_imports(path))
+        if layer(target) > layer(module_name(path))
+    ]
     assert climbs == []
 
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from conftest import assert_port_free, free_port, leftovers, run_session
+
 from gilfree.run.loadgen import LOADGENS, PERCENTILES, LoadGenError, run_load
 from gilfree.study.studies import article
 
@@ -54,8 +55,19 @@ def test_each_load_generator_measures_real_granian(tool, environments, tmp_path)
 
 def test_open_loop_at_a_rate_the_server_holds_and_far_above_it(environments, tmp_path):
     python = environments["asgi"]
-    held, _ = run_session("asgi-3.14", python, tmp_path / "held", "--table", "asgi-json", "--loadgen", "oha",
-                          "--rate", "100", "--duration", "2s")
+    held, _ = run_session(
+        "asgi-3.14",
+        python,
+        tmp_path / "held",
+        "--table",
+        "asgi-json",
+        "--loadgen",
+        "oha",
+        "--rate",
+        "100",
+        "--duration",
+        "2s",
+    )
     assert held.returncode == 0, held.stderr
     for record in records(tmp_path / "held"):
         assert record["settings"]["rate_rps"] == 100
@@ -65,18 +77,25 @@ def test_open_loop_at_a_rate_the_server_holds_and_far_above_it(environments, tmp
         assert not any(warning["kind"] == "rate_shortfall" for warning in record["warnings"])
         assert_possible(load, LOADGENS["oha"].resolution_ms)
 
-    above, _ = run_session("asgi-3.14", python, tmp_path / "above", "--table", "asgi-json", "--loadgen", "oha",
-                           "--rate", "1000000")
+    above, _ = run_session(
+        "asgi-3.14", python, tmp_path / "above", "--table", "asgi-json", "--loadgen", "oha", "--rate", "1000000"
+    )
     assert above.returncode == 0, above.stderr  # measured, and honest about it: not a failure
     assert above.stderr.count("of the 1000000 offered") == len(CELLS)
     for record in records(tmp_path / "above"):
         load = record["load"]
         assert load["offered_rps"] == 1_000_000 and 0 < load["rps"] < 950_000
-        assert any(warning["kind"] == "rate_shortfall" and warning["values"]["achieved_rps"] == load["rps"]
-                   and warning["message"].startswith(f"achieved {load['rps']:.0f} RPS of the 1000000 offered")
-                   for warning in record["warnings"])
+        assert any(
+            warning["kind"] == "rate_shortfall"
+            and warning["values"]["achieved_rps"] == load["rps"]
+            and warning["message"].startswith(f"achieved {load['rps']:.0f} RPS of the 1000000 offered")
+            for warning in record["warnings"]
+        )
         # The requests that waited behind the busy server count from when they were due: far above the held run.
-        assert load["latency_percentiles_ms"]["50"] > 10 * records(tmp_path / "held")[0]["load"]["latency_percentiles_ms"]["50"]
+        assert (
+            load["latency_percentiles_ms"]["50"]
+            > 10 * records(tmp_path / "held")[0]["load"]["latency_percentiles_ms"]["50"]
+        )
     assert "of the 1000000 offered" in (tmp_path / "above" / "tables" / "asgi-json.md").read_text()
     assert leftovers(python) == []
 

@@ -9,27 +9,43 @@ SESSIONS, STUDY = article().sessions, article().default_sessions
 
 
 def rows(table_id):
-    return [(c.variant, c.workers, c.blocking_threads, c.endpoint, c.concurrency) for c in article().tables_by_id[table_id].cells]
+    return [
+        (c.variant, c.workers, c.blocking_threads, c.endpoint, c.concurrency)
+        for c in article().tables_by_id[table_id].cells
+    ]
 
 
 def test_six_tables_in_the_posts_order():
     assert [t.id for t in article().tables] == [
-        "asgi-json", "asgi-io", "wsgi-threads-gil", "wsgi-workers-threads-ft", "wsgi-json", "wsgi-io"]
+        "asgi-json",
+        "asgi-io",
+        "wsgi-threads-gil",
+        "wsgi-workers-threads-ft",
+        "wsgi-json",
+        "wsgi-io",
+    ]
     assert [t.number for t in article().tables] == [1, 2, 3, 4, 5, 6]
 
 
 def test_variant_tables_alternate_interpreters_within_worker_counts():
     assert rows("asgi-json") == [
-        ("3.14", 1, None, "json", 128), ("3.14t", 1, None, "json", 128),
-        ("3.14", 2, None, "json", 256), ("3.14t", 2, None, "json", 256)]
+        ("3.14", 1, None, "json", 128),
+        ("3.14t", 1, None, "json", 128),
+        ("3.14", 2, None, "json", 256),
+        ("3.14t", 2, None, "json", 256),
+    ]
     assert rows("wsgi-io") == [
-        ("3.14", 1, 64, "io", 128), ("3.14t", 1, 64, "io", 128),
-        ("3.14", 2, 64, "io", 256), ("3.14t", 2, 64, "io", 256)]
+        ("3.14", 1, 64, "io", 128),
+        ("3.14t", 1, 64, "io", 128),
+        ("3.14", 2, 64, "io", 256),
+        ("3.14t", 2, 64, "io", 256),
+    ]
 
 
 def test_gil_threads_table():
     assert rows("wsgi-threads-gil") == [
-        ("3.14", 1, threads, endpoint, 128) for endpoint in ("json", "io") for threads in (1, 8, 32, 128)]
+        ("3.14", 1, threads, endpoint, 128) for endpoint in ("json", "io") for threads in (1, 8, 32, 128)
+    ]
 
 
 def test_free_threaded_workers_table():
@@ -58,8 +74,11 @@ def test_two_variant_sessions_alternate_the_variants_run_by_run():
 
 def test_cells_keep_the_names_their_stored_results_have():
     assert [c.key for c in article().tables_by_id["asgi-json"].cells] == [
-        "3.14-w1-tdefault-json-c128", "3.14t-w1-tdefault-json-c128",
-        "3.14-w2-tdefault-json-c256", "3.14t-w2-tdefault-json-c256"]
+        "3.14-w1-tdefault-json-c128",
+        "3.14t-w1-tdefault-json-c128",
+        "3.14-w2-tdefault-json-c256",
+        "3.14t-w2-tdefault-json-c256",
+    ]
     assert article().tables_by_id["wsgi-io"].cells[3].key == "3.14t-w2-t64-io-c256"
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from conftest import ROOT, base_python, build_environment, free_port, leftovers
+
 from gilfree.study.studies import load
 
 EVENT_LOOPS = load(ROOT / "studies" / "event-loops.toml")
@@ -20,13 +21,29 @@ def build(location, lock) -> str:
 
 
 def harness(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "gilfree", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gilfree", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def run(session, study, python, results_dir, *extra):
-    return harness("run", session, "--study", str(study.path), "--python", python, "--loadgen", "wrk",
-                   "--duration", "1s", "--port", str(free_port()), "--results-dir", str(results_dir), *extra)
+    return harness(
+        "run",
+        session,
+        "--study",
+        str(study.path),
+        "--python",
+        python,
+        "--loadgen",
+        "wrk",
+        "--duration",
+        "1s",
+        "--port",
+        str(free_port()),
+        "--results-dir",
+        str(results_dir),
+        *extra,
+    )
 
 
 def records(results_dir):
@@ -65,12 +82,14 @@ def test_their_free_threaded_sessions_refuse_a_gil_build(study, session, environ
     python = event_loops_python if study is EVENT_LOOPS else environments["wsgi"]
     completed = run(session, study, python, tmp_path)
     assert completed.returncode == 2
-    assert "variant 3.14t needs a free-threaded build" in completed.stderr and "GILFREE_PYTHON_3_14T" in completed.stderr
+    assert (
+        "variant 3.14t needs a free-threaded build" in completed.stderr and "GILFREE_PYTHON_3_14T" in completed.stderr
+    )
     assert not (tmp_path / "raw").exists()
 
 
 # A user's service: a plain ASGI app (no framework), its own requirements, outside the repository.
-SERVICE = '''\
+SERVICE = """\
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while (message := await receive())["type"] != "lifespan.shutdown":
@@ -81,9 +100,9 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200 if found else 404,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"hello, " + scope["query_string"] if found else b"no"})
-'''
+"""
 
-MINE = '''\
+MINE = """\
 title = "My service"
 variants = ["3.14", "3.14t"]
 duration = "1s"
@@ -108,7 +127,7 @@ rows = [
     { variant = "3.14", workers = 2, concurrency = 32 },
     { variant = "3.14t", workers = 2, concurrency = 32 },
 ]
-'''
+"""
 
 
 def test_a_study_of_ones_own_app_outside_the_repository_with_its_own_lock(tmp_path):
@@ -117,14 +136,25 @@ def test_a_study_of_ones_own_app_outside_the_repository_with_its_own_lock(tmp_pa
     (tmp_path / "service" / "requirements.in").write_text("granian==2.5.5\n")
     study_file = tmp_path / "mine.toml"
     study_file.write_text(MINE)
-    locked = subprocess.run(["nox", "-s", "lock", "--", str(study_file)], capture_output=True, text=True, cwd=ROOT,
-                            timeout=300)
+    locked = subprocess.run(
+        ["nox", "-s", "lock", "--", str(study_file)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert locked.returncode == 0, locked.stderr
     lock = tmp_path / "mine-locks" / "default" / "service.txt"  # beside the study file, under its profile
     assert "granian==2.5.5" in lock.read_text() and "--hash=sha256:" in lock.read_text()
     python = build(tmp_path / "env", lock)
-    completed = harness("run", "mine-3.14", "--study", str(study_file), "--python", python, "--loadgen", "wrk",
-                        "--port", str(free_port()))
+    completed = harness(
+        "run",
+        "mine-3.14",
+        "--study",
+        str(study_file),
+        "--python",
+        python,
+        "--loadgen",
+        "wrk",
+        "--port",
+        str(free_port()),
+    )
     assert completed.returncode == 0, completed.stderr
     stored = records(tmp_path / "out")  # the study's own results folder, relative to its file
     assert sorted(stored) == ["3.14-w1-tdefault-hello-c16", "3.14-w2-tdefault-hello-c32"]
@@ -134,8 +164,11 @@ def test_a_study_of_ones_own_app_outside_the_repository_with_its_own_lock(tmp_pa
         assert record["load"]["non_2xx"] == 0 and record["load"]["rps"] > 0
         assert record["commands"]["server"][-1] == "app:app"
         assert record["commands"]["load"][-1].endswith("/hello?world")
-        assert record["environment"] == {"profile": "default", "lock": "mine-locks/default/service.txt",
-                                         "lock_sha256": record["environment"]["lock_sha256"]}
+        assert record["environment"] == {
+            "profile": "default",
+            "lock": "mine-locks/default/service.txt",
+            "lock_sha256": record["environment"]["lock_sha256"],
+        }
     assert "## Table 1: My service, /hello" in (tmp_path / "out" / "TABLES.md").read_text()
     assert not (ROOT / "results" / "mine").exists()
 
@@ -143,15 +176,29 @@ def test_a_study_of_ones_own_app_outside_the_repository_with_its_own_lock(tmp_pa
 def test_an_app_that_answers_otherwise_than_its_study_says_fails_before_any_load(tmp_path, environments):
     """The study's expected answer is checked as the post's is: here it expects a text the app never sends."""
     study_file = tmp_path / "wrong.toml"
-    study_file.write_text(MINE.replace('text = "hello, world"', 'text = "goodbye"')
-                          .replace('directory = "service"', f'directory = "{ROOT / "apps"}"')
-                          .replace('target = "app:app"', 'target = "impl_fastapi:app"')
-                          .replace('endpoints.gone = { status = 404 }\n', ""))
+    study_file.write_text(
+        MINE.replace('text = "hello, world"', 'text = "goodbye"')
+        .replace('directory = "service"', f'directory = "{ROOT / "apps"}"')
+        .replace('target = "app:app"', 'target = "impl_fastapi:app"')
+        .replace("endpoints.gone = { status = 404 }\n", "")
+    )
     lock = tmp_path / "wrong-locks" / "default" / "service.txt"
     lock.parent.mkdir(parents=True)
     lock.write_text((ROOT / "locks" / "article" / "asgi.txt").read_text())
-    completed = harness("run", "wrong-3.14", "--study", str(study_file), "--python", environments["asgi"],
-                        "--loadgen", "wrk", "--port", str(free_port()), "--table", "hello")
+    completed = harness(
+        "run",
+        "wrong-3.14",
+        "--study",
+        str(study_file),
+        "--python",
+        environments["asgi"],
+        "--loadgen",
+        "wrk",
+        "--port",
+        str(free_port()),
+        "--table",
+        "hello",
+    )
     assert completed.returncode == 1
     [stored] = (tmp_path / "out" / "raw" / "hello").glob("*.json")  # the first cell run failed; none ran after it
     record = json.loads(stored.read_text())
@@ -165,31 +212,77 @@ def on_two_cpus():
 
 
 def test_core_scaling_refuses_a_machine_too_small_for_two_points_before_anything_starts(tmp_path):
-    pythons = [arg for app in ("asgi", "wsgi") for variant in ("3.14", "3.14t")
-               for arg in ("--python", f"{app}:{variant}=/nonexistent/python")]
-    completed = subprocess.run([sys.executable, "-m", "gilfree", "run", "scaling", *pythons, "--loadgen", "wrk",
-                                "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
-                               preexec_fn=on_two_cpus(), timeout=60)
+    pythons = [
+        arg
+        for app in ("asgi", "wsgi")
+        for variant in ("3.14", "3.14t")
+        for arg in ("--python", f"{app}:{variant}=/nonexistent/python")
+    ]
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilfree",
+            "run",
+            "scaling",
+            *pythons,
+            "--loadgen",
+            "wrk",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=on_two_cpus(),
+        timeout=60,
+    )
     assert completed.returncode == 2
-    assert completed.stderr == ("gilfree: error: session scaling: this machine has 2 CPUs; the load generator needs 1; "
-                                "core scaling needs at least 2 points (k=1 and k=2), so at least 3 CPUs\n")
+    assert completed.stderr == (
+        "gilfree: error: session scaling: this machine has 2 CPUs; the load generator needs 1; "
+        "core scaling needs at least 2 points (k=1 and k=2), so at least 3 CPUs\n"
+    )
     assert not (tmp_path / "raw").exists()
 
 
 def test_a_cell_given_one_cpu_runs_on_it_with_the_load_generator_on_the_other(tmp_path, environments):
     study_file = tmp_path / "pinned.toml"
-    study_file.write_text(MINE.replace('directory = "service"', f'directory = "{ROOT / "apps"}"')
-                          .replace('target = "app:app"', 'target = "impl_fastapi:app"')
-                          .replace('endpoints.hello = { path = "/hello?world", text = "hello, world" }\n'
-                                   'endpoints.gone = { status = 404 }\n', 'endpoints.json = {}\n')
-                          .replace('cell = { app = "service", endpoint = "hello" }',
-                                   'cell = { app = "service", endpoint = "json", cpus = 1 }'))
+    study_file.write_text(
+        MINE.replace('directory = "service"', f'directory = "{ROOT / "apps"}"')
+        .replace('target = "app:app"', 'target = "impl_fastapi:app"')
+        .replace(
+            'endpoints.hello = { path = "/hello?world", text = "hello, world" }\nendpoints.gone = { status = 404 }\n',
+            "endpoints.json = {}\n",
+        )
+        .replace(
+            'cell = { app = "service", endpoint = "hello" }', 'cell = { app = "service", endpoint = "json", cpus = 1 }'
+        )
+    )
     lock = tmp_path / "pinned-locks" / "default" / "service.txt"
     lock.parent.mkdir(parents=True)
     lock.write_text((ROOT / "locks" / "article" / "asgi.txt").read_text())
-    completed = subprocess.run([sys.executable, "-m", "gilfree", "run", "pinned-3.14", "--study", str(study_file),
-                                "--python", environments["asgi"], "--loadgen", "wrk", "--port", str(free_port())],
-                               capture_output=True, text=True, cwd=ROOT, preexec_fn=on_two_cpus(), timeout=300)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilfree",
+            "run",
+            "pinned-3.14",
+            "--study",
+            str(study_file),
+            "--python",
+            environments["asgi"],
+            "--loadgen",
+            "wrk",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=on_two_cpus(),
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr
     stored = records(tmp_path / "out")
     assert sorted(stored) == ["3.14-w1-tdefault-json-c16-k1", "3.14-w2-tdefault-json-c32-k1"]

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from gilfree.run.loadgen import LOADGENS, PERCENTILES, LoadGenError, LoadResult, run_load
 
 RECORDED = Path(__file__).with_name("recorded")
@@ -47,7 +48,8 @@ def test_rewrk_without_a_server_is_an_error_not_a_measurement():
 
 def test_rewrk_sums_every_error_line_and_ignores_colour():
     text = (RECORDED / "rewrk-0.3.2-rpxy.txt").read_text().replace(
-        "Req/Sec: 43666.56", "Req/Sec: \x1b[36m43666.56\x1b[0m") + "7 Errors: connection reset\n"
+        "Req/Sec: 43666.56", "Req/Sec: \x1b[36m43666.56\x1b[0m"
+    ) + "7 Errors: connection reset\n"
     assert LOADGENS["rewrk"].parse(text).errors == 519
 
 
@@ -60,8 +62,9 @@ def test_oha_1_16_report_with_percentiles():
     result = LOADGENS["oha"].parse((RECORDED / "oha-1.16.0-json.json").read_text())
     assert result.requests == 13544 and result.rps == pytest.approx(13544 / 1.003098519)
     assert (result.latency_avg_ms, result.latency_max_ms) == (pytest.approx(4.710525), pytest.approx(12.525682))
-    assert result.latency_percentiles_ms == pytest.approx({"50": 4.522305, "90": 5.79983, "99": 10.276677,
-                                                           "99.9": 12.029251})
+    assert result.latency_percentiles_ms == pytest.approx(
+        {"50": 4.522305, "90": 5.79983, "99": 10.276677, "99.9": 12.029251}
+    )
     assert (result.errors, result.non_2xx) == (0, 0)  # 64 requests cut at the deadline are neither
     assert result.inconsistencies(LOADGENS["oha"].resolution_ms) == []
 
@@ -76,8 +79,19 @@ def test_oha_without_any_response_is_an_error():
 
 def test_oha_open_loop_command_corrects_latency():
     assert LOADGENS["oha"].command("http://h/json", 2, 64, rate=5000.0) == [
-        "oha", "-z", "2s", "-c", "64", "-q", "5000", "--latency-correction", "--no-tui", "--output-format", "json",
-        "http://h/json"]
+        "oha",
+        "-z",
+        "2s",
+        "-c",
+        "64",
+        "-q",
+        "5000",
+        "--latency-correction",
+        "--no-tui",
+        "--output-format",
+        "json",
+        "http://h/json",
+    ]
     assert "-q" not in LOADGENS["oha"].command("http://h/json", 2, 64)
     assert LOADGENS["oha"].command("http://h/json", 2, 64, rate=2.5)[5:7] == ["-q", "2.5"]
 
@@ -110,8 +124,9 @@ def test_hey_without_a_server_is_an_error_naming_hey_s_own_error():
 
 def test_hey_errors_beside_responses_are_counted():
     text = (RECORDED / "hey-0.1.4-json.txt").read_text() + (
-        "\nError distribution:\n  [3]\tGet \"http://127.0.0.1:8000/json\": EOF\n"
-        "  [2]\tGet \"http://127.0.0.1:8000/json\": read: connection reset by peer\n")
+        '\nError distribution:\n  [3]\tGet "http://127.0.0.1:8000/json": EOF\n'
+        '  [2]\tGet "http://127.0.0.1:8000/json": read: connection reset by peer\n'
+    )
     result = LOADGENS["hey"].parse(text)
     assert (result.requests, result.errors) == (10780, 5)
 
@@ -123,18 +138,28 @@ def test_hey_beyond_the_million_latencies_it_keeps_is_refused():
 
 
 def made_up(avg, top, percentiles):
-    return LoadResult(rps=1000.0, latency_avg_ms=avg, latency_max_ms=top, requests=1000, errors=0, non_2xx=0,
-                      latency_percentiles_ms=dict(zip(PERCENTILES, percentiles)))
+    return LoadResult(
+        rps=1000.0,
+        latency_avg_ms=avg,
+        latency_max_ms=top,
+        requests=1000,
+        errors=0,
+        non_2xx=0,
+        latency_percentiles_ms=dict(zip(PERCENTILES, percentiles)),
+    )
 
 
-@pytest.mark.parametrize("avg, top, percentiles, problem", [
-    (5.0, 50.0, (4.0, 9.0, 8.0, 20.0), "p90 9.000ms above p99 8.000ms"),
-    (5.0, 50.0, (4.0, 9.0, 30.0, 60.0), "p99.9 60.000ms above the maximum 50.000ms"),
-    (60.0, 50.0, (4.0, 9.0, 30.0, 40.0), "mean 60.000ms above the maximum"),
-    (5.0, 50.0, (11.0, 12.0, 30.0, 40.0), "p50 11.000ms needs a mean of at least 5.500ms"),
-    (1.0, 5000.0, (1.0, 2.0, 3.0, 4000.0), "p99.9 4000.000ms needs a mean of at least 4.000ms"),
-    (30.0, 50.0, (4.0, 9.0, 30.0, 40.0), "mean 30.000ms above (p50 + max) / 2 = 27.000ms"),
-])
+@pytest.mark.parametrize(
+    "avg, top, percentiles, problem",
+    [
+        (5.0, 50.0, (4.0, 9.0, 8.0, 20.0), "p90 9.000ms above p99 8.000ms"),
+        (5.0, 50.0, (4.0, 9.0, 30.0, 60.0), "p99.9 60.000ms above the maximum 50.000ms"),
+        (60.0, 50.0, (4.0, 9.0, 30.0, 40.0), "mean 60.000ms above the maximum"),
+        (5.0, 50.0, (11.0, 12.0, 30.0, 40.0), "p50 11.000ms needs a mean of at least 5.500ms"),
+        (1.0, 5000.0, (1.0, 2.0, 3.0, 4000.0), "p99.9 4000.000ms needs a mean of at least 4.000ms"),
+        (30.0, 50.0, (4.0, 9.0, 30.0, 40.0), "mean 30.000ms above (p50 + max) / 2 = 27.000ms"),
+    ],
+)
 def test_impossible_percentiles_are_named(avg, top, percentiles, problem):
     assert problem in "; ".join(made_up(avg, top, percentiles).inconsistencies(0.001))
 
@@ -163,18 +188,23 @@ def test_oha_report_counts_deadline_aborts_as_neither_requests_nor_errors():
 
 
 def test_oha_counts_non_2xx_and_real_errors():
-    text = (RECORDED / "oha-lambda-dispatch.json").read_text().replace(
-        '{ "200": 27117 }', '{ "200": 27000, "503": 117 }').replace(
-        '{ "aborted due to deadline": 20 }', '{ "aborted due to deadline": 20, "connection reset": 3 }')
+    text = (
+        (RECORDED / "oha-lambda-dispatch.json")
+        .read_text()
+        .replace('{ "200": 27117 }', '{ "200": 27000, "503": 117 }')
+        .replace('{ "aborted due to deadline": 20 }', '{ "aborted due to deadline": 20, "connection reset": 3 }')
+    )
     result = LOADGENS["oha"].parse(text)
     assert (result.requests, result.non_2xx, result.errors) == (27117, 117, 3)
 
 
 # The line our wrk_report.lua printed from wrk 4.1.0 (Debian) on the development VM, against Granian 2.5.5
 # (FastAPI, 1 worker, CPython 3.12.1), `wrk -t 1 -c 64 -d 1s`.
-WRK_LINE = ('{"duration_us": 1001422, "requests": 20494, "bytes": 3115088, "latency_mean_us": 3164.842, '
-            '"latency_max_us": 12277, "latency_percentiles_us": {"50": 2633, "90": 4559, "99": 8179, "99.9": 11991}, '
-            '"errors_connect": 0, "errors_read": 0, "errors_write": 0, "errors_timeout": 0, "errors_status": 0}')
+WRK_LINE = (
+    '{"duration_us": 1001422, "requests": 20494, "bytes": 3115088, "latency_mean_us": 3164.842, '
+    '"latency_max_us": 12277, "latency_percentiles_us": {"50": 2633, "90": 4559, "99": 8179, "99.9": 11991}, '
+    '"errors_connect": 0, "errors_read": 0, "errors_write": 0, "errors_timeout": 0, "errors_status": 0}'
+)
 
 
 def test_wrk_lua_report():

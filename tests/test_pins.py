@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from gilfree.run import tools
 from gilfree.run.loadgen import LOADGENS
 from gilfree.study import schema, studies
@@ -34,6 +35,7 @@ EXACT_VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 # --- readers ---------------------------------------------------------------------------------------------
 
+
 def lock_path(profile: str, interface: str) -> Path:
     return ROOT / "locks" / profile / f"{interface}.txt"
 
@@ -48,8 +50,13 @@ def requirements(path: Path) -> list[dict]:
         if not line[0].isspace():
             spec = line.rstrip(" \\")
             match = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+?)(?:\s*;\s*(.+))?", spec.strip())
-            current = {"line": spec, "name": match and match[1].lower(), "version": match and match[2],
-                       "marker": match and match[3], "hashes": []}
+            current = {
+                "line": spec,
+                "name": match and match[1].lower(),
+                "version": match and match[2],
+                "marker": match and match[3],
+                "hashes": [],
+            }
             entries.append(current)
         elif current is not None and line.strip().startswith("--hash="):
             current["hashes"].append(line.strip().rstrip(" \\"))
@@ -95,8 +102,11 @@ def docker_env() -> dict[str, str]:
 def nox_listed() -> list[tuple[str, bool]]:
     """The sessions `nox -l` lists, with whether plain `nox` runs them (its `*`), in its order."""
     listed = subprocess.run(["nox", "-l"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    return [(line[2:].split(" -> ")[0], line.startswith("* ")) for line in listed.splitlines()
-            if line.startswith(("* ", "- "))]
+    return [
+        (line[2:].split(" -> ")[0], line.startswith("* "))
+        for line in listed.splitlines()
+        if line.startswith(("* ", "- "))
+    ]
 
 
 def nox_sessions() -> set[str]:
@@ -127,6 +137,7 @@ def version_tuple(text: str) -> tuple[int, ...]:
 
 # --- (a) the article locks hold the post's versions -----------------------------------------------------
 
+
 @pytest.mark.parametrize("interface", INTERFACES)
 def test_article_locks_hold_the_posts_versions(interface):
     entries = requirements(lock_path("article", interface))
@@ -148,6 +159,7 @@ def test_every_requirement_is_pinned_and_hashed(profile, interface):
 
 # --- (b) both profiles, both interfaces, made by the agreed command --------------------------------------
 
+
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("interface", INTERFACES)
 def test_each_lock_was_compiled_from_its_requirements_by_the_agreed_command(profile, interface):
@@ -163,12 +175,16 @@ def test_each_lock_was_compiled_from_its_requirements_by_the_agreed_command(prof
         assert command[command.index("--exclude-newer") + 1] == ARTICLE_CUTOFF
     else:
         assert "--exclude-newer" not in command, "the latest profile takes what is newest"
-    wanted = {line.strip().lower() for line in (ROOT / "requirements" / f"{interface}.in").read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
+    wanted = {
+        line.strip().lower()
+        for line in (ROOT / "requirements" / f"{interface}.in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert wanted <= {entry["name"] for entry in requirements(path)}
 
 
 # --- (c) the Dockerfile names the same versions ----------------------------------------------------------
+
 
 def test_base_images_are_pinned_by_version_and_digest():
     images = [args.split()[0] for keyword, args in dockerfile() if keyword == "FROM"]
@@ -178,8 +194,11 @@ def test_base_images_are_pinned_by_version_and_digest():
 
 
 def test_uv_in_the_image_is_the_uv_that_wrote_the_locks():
-    sources = [re.search(r"--from=(\S+)", args)[1] for keyword, args in dockerfile()
-               if keyword == "COPY" and "/uv" in args.split()]
+    sources = [
+        re.search(r"--from=(\S+)", args)[1]
+        for keyword, args in dockerfile()
+        if keyword == "COPY" and "/uv" in args.split()
+    ]
     assert len(sources) == 1, sources
     image, _, tag = sources[0].partition(":")
     assert image == "ghcr.io/astral-sh/uv"
@@ -245,12 +264,16 @@ def test_image_builds_the_locked_environments_and_runs_them_without_installing()
 
 
 def test_dockerignore_keeps_host_state_out():
-    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".venv", ".nox", "results", "tools", ".git"} <= ignored
 
 
 # --- the Makefile calls sessions that exist --------------------------------------------------------------
+
 
 def test_the_names_no_study_may_take_are_the_noxfiles_own_sessions():
     study_sessions = {name for study in studies.discover()[0].values() for name in study.sessions}

@@ -37,12 +37,18 @@ def test_littles_law_holds_in_the_post_except_where_connections_stalled():
     miss, by 1.2% to 7%, though with far smaller counts: the one-thread I/O row queues 128 connections behind
     one thread, so its steady latency is 128 / 94 RPS = 1.36 s (its max), and its mean (1.26 s) is lower.
     """
-    stalled = {key: CELLS[key].concurrency - in_flight(figures.rps, figures.latency_avg_ms)
-               for key, figures in published().items()}
+    stalled = {
+        key: CELLS[key].concurrency - in_flight(figures.rps, figures.latency_avg_ms)
+        for key, figures in published().items()
+    }
     outside = {key for key, count in stalled.items() if abs(count) > 0.01 * CELLS[key].concurrency}
-    wsgi_json_gil = [(cell.table, cell.key) for cell in article().tables_by_id["wsgi-json"].cells if cell.variant == "3.14"]
-    table_3 = {("wsgi-threads-gil", f"3.14-w1-t{threads}-{endpoint}-c128")
-               for endpoint, threads in (("json", 8), ("json", 32), ("io", 1), ("io", 8))}
+    wsgi_json_gil = [
+        (cell.table, cell.key) for cell in article().tables_by_id["wsgi-json"].cells if cell.variant == "3.14"
+    ]
+    table_3 = {
+        ("wsgi-threads-gil", f"3.14-w1-t{threads}-{endpoint}-c128")
+        for endpoint, threads in (("json", 8), ("json", 32), ("io", 1), ("io", 8))
+    }
     assert outside == set(wsgi_json_gil) | table_3
     assert [round(stalled[key]) for key in wsgi_json_gil] == [13, 49]
     assert all(0 < stalled[key] < 10 for key in table_3)

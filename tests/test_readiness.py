@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import ROOT, make_record, spinning
+
 from gilfree.core import warnings
 from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.report import compare, render, verdicts
@@ -36,8 +37,10 @@ def kernel_siblings() -> dict[int, set[int]]:
 
 
 def hypervisor() -> bool:
-    return any(line.startswith("flags") and "hypervisor" in line.split()
-               for line in Path("/proc/cpuinfo").read_text().splitlines())
+    return any(
+        line.startswith("flags") and "hypervisor" in line.split()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,9 @@ def here() -> Readiness:
 def test_every_item_has_a_status_in_a_fixed_order(here):
     assert [item.key for item in here.items] == KEYS
     assert all(isinstance(item.status, Status) and item.read for item in here.items)
-    assert all(item.fix for item in here.with_status(Status.WARN)
-               if item.key != "isolation" or len(available_cpus()) > 1)  # one CPU: nothing to isolate it from
+    assert all(
+        item.fix for item in here.with_status(Status.WARN) if item.key != "isolation" or len(available_cpus()) > 1
+    )  # one CPU: nothing to isolate it from
     assert Readiness.from_dict(json.loads(json.dumps(here.as_dict()))) == here
 
 
@@ -148,18 +152,30 @@ def write(root: Path, files: dict[str, str]) -> None:
 
 def four_cpus_two_cores(root: Path, governor: str = "powersave") -> None:
     """A machine's /sys and /proc as the kernel writes them, for 4 logical CPUs on 2 cores (siblings 0,2 and 1,3)."""
-    write(root, {"sys/devices/system/cpu/online": "0-3", "sys/devices/system/cpu/isolated": "",
-                 "sys/devices/system/cpu/intel_pstate/no_turbo": "0",
-                 "proc/sys/kernel/randomize_va_space": "0", "proc/cmdline": "quiet splash",
-                 "proc/cpuinfo": "processor\t: 0\nflags\t\t: fpu vme sse2"})
+    write(
+        root,
+        {
+            "sys/devices/system/cpu/online": "0-3",
+            "sys/devices/system/cpu/isolated": "",
+            "sys/devices/system/cpu/intel_pstate/no_turbo": "0",
+            "proc/sys/kernel/randomize_va_space": "0",
+            "proc/cmdline": "quiet splash",
+            "proc/cpuinfo": "processor\t: 0\nflags\t\t: fpu vme sse2",
+        },
+    )
     for cpu in range(4):
         folder = f"sys/devices/system/cpu/cpu{cpu}"
-        write(root, {f"{folder}/topology/thread_siblings_list": f"{cpu % 2},{cpu % 2 + 2}",
-                     f"{folder}/topology/physical_package_id": "0",
-                     f"{folder}/cpufreq/scaling_governor": governor if cpu else "performance",
-                     f"{folder}/cpufreq/scaling_driver": "intel_pstate",
-                     f"{folder}/thermal_throttle/core_throttle_count": "0",
-                     f"{folder}/thermal_throttle/package_throttle_count": "5"})
+        write(
+            root,
+            {
+                f"{folder}/topology/thread_siblings_list": f"{cpu % 2},{cpu % 2 + 2}",
+                f"{folder}/topology/physical_package_id": "0",
+                f"{folder}/cpufreq/scaling_governor": governor if cpu else "performance",
+                f"{folder}/cpufreq/scaling_driver": "intel_pstate",
+                f"{folder}/thermal_throttle/core_throttle_count": "0",
+                f"{folder}/thermal_throttle/package_throttle_count": "5",
+            },
+        )
 
 
 def test_a_machine_that_drifts_says_each_item_with_its_fix(tmp_path):
@@ -183,8 +199,15 @@ def test_a_machine_that_drifts_says_each_item_with_its_fix(tmp_path):
 
 def test_pinning_on_separate_cores_and_a_ready_machine_read_ok(tmp_path):
     four_cpus_two_cores(tmp_path, governor="performance")
-    write(tmp_path, {"sys/devices/system/cpu/intel_pstate/no_turbo": "1", "proc/sys/kernel/randomize_va_space": "2",
-                     "sys/devices/system/cpu/isolated": "1-3", "proc/cmdline": "isolcpus=domain,managed_irq,1-3"})
+    write(
+        tmp_path,
+        {
+            "sys/devices/system/cpu/intel_pstate/no_turbo": "1",
+            "proc/sys/kernel/randomize_va_space": "2",
+            "sys/devices/system/cpu/isolated": "1-3",
+            "proc/cmdline": "isolcpus=domain,managed_irq,1-3",
+        },
+    )
     read = readiness.read(root=tmp_path, pinnings=[((1,), (3,))], cpus=(1, 3), sample_s=0.1)
     for key in ("governor", "turbo", "aslr", "isolation"):
         assert read.item(key).status is Status.OK, read.item(key)
@@ -197,8 +220,10 @@ def test_pinning_on_separate_cores_and_a_ready_machine_read_ok(tmp_path):
 
 
 def test_cpufreq_boost_is_read_where_intel_pstate_is_absent(tmp_path):
-    write(tmp_path, {"sys/devices/system/cpu/cpufreq/policy0/boost": "1",
-                     "sys/devices/system/cpu/cpufreq/policy1/boost": "0"})
+    write(
+        tmp_path,
+        {"sys/devices/system/cpu/cpufreq/policy0/boost": "1", "sys/devices/system/cpu/cpufreq/policy1/boost": "0"},
+    )
     item = readiness.turbo(tmp_path)
     assert item.status is Status.WARN
     assert item.fix == "`echo 0 | sudo tee /sys/devices/system/cpu/cpufreq/policy*/boost`"
@@ -209,8 +234,13 @@ def test_cpufreq_boost_is_read_where_intel_pstate_is_absent(tmp_path):
 def test_throttling_is_counted_around_a_run(tmp_path):
     four_cpus_two_cores(tmp_path)
     before = readiness.throttle_counts(tmp_path)
-    write(tmp_path, {"sys/devices/system/cpu/cpu1/thermal_throttle/core_throttle_count": "3",
-                     "sys/devices/system/cpu/cpu2/thermal_throttle/package_throttle_count": "6"})
+    write(
+        tmp_path,
+        {
+            "sys/devices/system/cpu/cpu1/thermal_throttle/core_throttle_count": "3",
+            "sys/devices/system/cpu/cpu2/thermal_throttle/package_throttle_count": "6",
+        },
+    )
     run = {"warnings": []}
     readiness.note_throttling(run, before, tmp_path)
     assert run["throttle_events"] == 4  # 3 on core 1, and one package event (every CPU repeats its count)
@@ -225,23 +255,46 @@ def test_throttling_is_counted_around_a_run(tmp_path):
 
 
 def test_the_machine_command_prints_every_item():
-    shown = subprocess.run([sys.executable, "-m", "gilfree", "machine"], capture_output=True, text=True, cwd=ROOT,
-                           timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "gilfree", "machine"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    for title in ("CPU frequency governor", "Turbo / boost", "SMT siblings", "ASLR", "Isolated CPUs", "irqbalance",
-                  "Swap in use", "Other load", "Thermal throttling"):
+    for title in (
+        "CPU frequency governor",
+        "Turbo / boost",
+        "SMT siblings",
+        "ASLR",
+        "Isolated CPUs",
+        "irqbalance",
+        "Swap in use",
+        "Other load",
+        "Thermal throttling",
+    ):
         line = next(line for line in lines if f" {title} " in line)
         assert line.split()[0] in ("ok", "warn", "unknown"), line
         if line.startswith("warn"):  # the fix on the next line
             assert lines[lines.index(line) + 1].strip().startswith("fix: "), line
     aslr = Path("/proc/sys/kernel/randomize_va_space").read_text().strip()
     assert f"randomize_va_space={aslr}" in next(line for line in lines if " ASLR " in line)
-    stored = json.loads(subprocess.run([sys.executable, "-m", "gilfree", "machine", "--json"], capture_output=True,
-                                       text=True, cwd=ROOT, timeout=60, check=True).stdout)
+    stored = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "gilfree", "machine", "--json"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
     assert [item["key"] for item in stored["items"]] == KEYS
-    refused = subprocess.run([sys.executable, "-m", "gilfree", "machine", "--pin", str(len(available_cpus()))],
-                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "gilfree", "machine", "--pin", str(len(available_cpus()))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert refused.returncode == 2 and refused.stderr.startswith("gilfree: error: --pin")
 
 
@@ -259,16 +312,29 @@ def with_readiness(record: dict, reading: dict) -> dict:
 
 
 def test_tables_and_comparison_show_the_readings_and_not_recorded_for_older_records(tmp_path):
-    turbo = Item("turbo", "Turbo / boost", Status.WARN, "on (intel_pstate no_turbo=0)", None,
-                 "`echo 1 | sudo tee /sys/devices/system/cpu/intel_pstate/no_turbo`")
+    turbo = Item(
+        "turbo",
+        "Turbo / boost",
+        Status.WARN,
+        "on (intel_pstate no_turbo=0)",
+        None,
+        "`echo 1 | sudo tee /sys/devices/system/cpu/intel_pstate/no_turbo`",
+    )
     gil, threaded = article().tables_by_id["asgi-json"].cells[:2]
-    results.write_atomic(results.cell_path(tmp_path, gil), with_readiness(
-        make_record(gil), sample_readiness(turbo=turbo, governor=Item("governor", "Governor", Status.UNKNOWN, "none"))))
+    results.write_atomic(
+        results.cell_path(tmp_path, gil),
+        with_readiness(
+            make_record(gil),
+            sample_readiness(turbo=turbo, governor=Item("governor", "Governor", Status.UNKNOWN, "none")),
+        ),
+    )
     results.write_atomic(results.cell_path(tmp_path, threaded), make_record(threaded))  # older: none recorded
     render.write_all(tmp_path, article())
     table = (tmp_path / "tables" / "asgi-json.md").read_text()
-    assert ("Machine readiness at the session's start (could make ratios drift: Turbo / boost; cannot be read on "
-            "this machine: Governor; not recorded") in table
+    assert (
+        "Machine readiness at the session's start (could make ratios drift: Turbo / boost; cannot be read on "
+        "this machine: Governor; not recorded"
+    ) in table
     row = next(line for line in table.splitlines() if line.startswith("| Turbo / boost"))
     assert [cell.strip() for cell in row.split("|")[1:-1] if cell] != []
     assert "**warn**" in row and r"`echo 1 \| sudo tee /sys/devices/system/cpu/intel_pstate/no_turbo`" in row
@@ -279,7 +345,7 @@ def test_tables_and_comparison_show_the_readings_and_not_recorded_for_older_reco
     assert everything.count("## The machine's state") == 1 and "| Turbo / boost" in everything
     compare.write_report(tmp_path, article())
     comparison = (tmp_path / "COMPARISON.md").read_text()
-    machine = comparison[comparison.index("## Can this machine test the post?"):]
+    machine = comparison[comparison.index("## Can this machine test the post?") :]
     assert "### The machine's state" in machine and "| Turbo / boost" in machine
     assert "not recorded" in machine
 

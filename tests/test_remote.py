@@ -15,6 +15,8 @@ import netns
 import psutil
 import pytest
 from conftest import ROOT, free_port, harness_command, leftovers, make_record
+from test_cli import gilfree
+
 from gilfree.report import render
 from gilfree.run import remote, runner
 from gilfree.run.hosts import LocalHost
@@ -22,7 +24,6 @@ from gilfree.run.loadgen import LOADGENS
 from gilfree.run.processes import available_cpus
 from gilfree.study import results
 from gilfree.study.studies import Cell, article
-from test_cli import gilfree
 
 HARNESS_TIMEOUT_S = 180
 GONE_TIMEOUT_S = 15  # generous: a stopped remote run ends in well under a second
@@ -41,14 +42,20 @@ def hosts(tmp_path_factory):
 
 
 def harness_in_server(hosts, python, results_dir, *extra):
-    command = harness_command("asgi-3.14", python, results_dir, free_port(), "--table", "asgi-json",
-                              *hosts.ssh_options(), *extra)
+    command = harness_command(
+        "asgi-3.14", python, results_dir, free_port(), "--table", "asgi-json", *hosts.ssh_options(), *extra
+    )
     return hosts.in_server(*command)
 
 
 def test_cell_measured_with_the_load_from_the_other_host(hosts, environments, tmp_path):
-    completed = subprocess.run(harness_in_server(hosts, environments["asgi"], tmp_path), capture_output=True,
-                               text=True, cwd=ROOT, timeout=HARNESS_TIMEOUT_S)
+    completed = subprocess.run(
+        harness_in_server(hosts, environments["asgi"], tmp_path),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=HARNESS_TIMEOUT_S,
+    )
     assert completed.returncode == 0, completed.stderr
     record = json.loads((tmp_path / "raw" / "asgi-json" / "3.14-w1-tdefault-json-c128.json").read_text())
     assert record["status"] == "ok", record["failure"]
@@ -64,16 +71,23 @@ def test_cell_measured_with_the_load_from_the_other_host(hosts, environments, tm
     assert record["load"]["loadgen_cpu_cores"] > 0  # read with `times` there
     # The load came over the veth pair: the load host's sshd let the server's address in.
     assert f"Accepted publickey for root from {netns.SERVER_ADDRESS}" in hosts.sshd_log.read_text()
-    assert f"the load sent across the network from root@{netns.LOAD_ADDRESS}" in \
-        (tmp_path / "tables" / "asgi-json.md").read_text()
+    assert (
+        f"the load sent across the network from root@{netns.LOAD_ADDRESS}"
+        in (tmp_path / "tables" / "asgi-json.md").read_text()
+    )
     assert hosts.processes_in(hosts.load_ns, "wrk") == []
     assert leftovers(environments["asgi"]) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_interrupt_leaves_no_load_generator_on_either_host(signum, hosts, environments, tmp_path):
-    harness = subprocess.Popen(harness_in_server(hosts, environments["asgi"], tmp_path, "--duration", "45s"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    harness = subprocess.Popen(
+        harness_in_server(hosts, environments["asgi"], tmp_path, "--duration", "45s"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         deadline = time.monotonic() + HARNESS_TIMEOUT_S
         while not any(_loads_for(process, "45s") for process in hosts.processes_in(hosts.load_ns, "wrk")):
@@ -102,15 +116,18 @@ def _loads_for(process, duration: str) -> bool:
         command = process.cmdline()
     except psutil.Error:
         return False
-    return "-d" in command and command[command.index("-d") + 1:][:1] == [duration]
+    return "-d" in command and command[command.index("-d") + 1 :][:1] == [duration]
 
 
 def test_wrapper_stops_the_tool_when_its_channel_closes(tmp_path):
     """The remote wrapper, run here by sh without ssh: closing its stdin kills the tool it started."""
     marker = tmp_path / "started"
-    wrapper = subprocess.Popen(["sh", "-c", remote.WRAPPER.format(marker=remote.MARKER), "sh",
-                                "sh", "-c", f"touch {marker}; exec sleep 300"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    wrapper = subprocess.Popen(
+        ["sh", "-c", remote.WRAPPER.format(marker=remote.MARKER), "sh", "sh", "-c", f"touch {marker}; exec sleep 300"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not marker.exists():
         assert time.monotonic() < deadline
@@ -126,19 +143,27 @@ def test_wrapper_reports_the_tools_cpu_and_wall_time():
     busy = "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"
     # stdin left open (a pipe nobody writes) for as long as the tool runs, as ssh's is
     reader, writer = os.pipe()
-    completed = subprocess.run(["sh", "-c", remote.WRAPPER.format(marker=remote.MARKER), "sh", "sh", "-c", busy],
-                               stdin=reader, capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        ["sh", "-c", remote.WRAPPER.format(marker=remote.MARKER), "sh", "sh", "-c", busy],
+        stdin=reader,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     os.close(reader), os.close(writer)
     assert completed.returncode == 0
     cpu_s, wall_s = remote.parse_trailer(completed.stdout.partition(remote.MARKER + "\n")[2])
     assert cpu_s > 0 and wall_s > 0
 
 
-@pytest.mark.parametrize("trailer, cpu_s", [
-    # `times` as dash (Debian's sh) and bash print it: the shell's own times, then its children's
-    ("status=0 uptime=100.00 105.50\n0m0.004000s 0m0.000000s\n0m1.250000s 1m2.500000s\n", 63.75),
-    ("status=0 uptime=100.00 105.50\n0m0.003s 0m0.000s\n0m1.250s 0m0.500s\n", 1.75),
-])
+@pytest.mark.parametrize(
+    "trailer, cpu_s",
+    [
+        # `times` as dash (Debian's sh) and bash print it: the shell's own times, then its children's
+        ("status=0 uptime=100.00 105.50\n0m0.004000s 0m0.000000s\n0m1.250000s 1m2.500000s\n", 63.75),
+        ("status=0 uptime=100.00 105.50\n0m0.003s 0m0.000s\n0m1.250s 0m0.500s\n", 1.75),
+    ],
+)
 def test_trailer_is_read(trailer, cpu_s):
     assert remote.parse_trailer(trailer) == (pytest.approx(cpu_s), pytest.approx(5.5))
 
@@ -149,15 +174,23 @@ def test_trailer_without_times_or_uptime_is_unknown():
 
 def test_facts_missing_there_are_unknown():
     facts = remote.parse_facts("hostname=bench\nsystem=Linux\nkernel=6.1.0\nlogical_cores=\ncpu_model=\ntool_path=\n")
-    assert facts == {"cpu_model": None, "logical_cores": None, "system": "Linux", "kernel": "6.1.0",
-                     "hostname": "bench", "tool_path": None}
+    assert facts == {
+        "cpu_model": None,
+        "logical_cores": None,
+        "system": "Linux",
+        "kernel": "6.1.0",
+        "hostname": "bench",
+        "tool_path": None,
+    }
 
 
 def test_ssh_command_is_explicit_and_quotes_the_remote_command(tmp_path):
     host = remote.SshHost("bench@10.0.0.2", tmp_path / "key", tmp_path / "known", accept_new=False)
-    command = host.ssh("echo \"$1\"", "it's")
+    command = host.ssh('echo "$1"', "it's")
     assert command[0] == "ssh" and "BatchMode=yes" in command and "StrictHostKeyChecking=yes" in command
-    assert f"UserKnownHostsFile={tmp_path / 'known'}" in command and command[command.index("-i") + 1] == str(tmp_path / "key")
+    assert f"UserKnownHostsFile={tmp_path / 'known'}" in command and command[command.index("-i") + 1] == str(
+        tmp_path / "key"
+    )
     assert command[-3:-1] == ["--", "bench@10.0.0.2"]
     # the remote login shell gets one string; run by a local sh it must give back the argument untouched
     assert subprocess.run(["sh", "-c", command[-1]], capture_output=True, text=True).stdout == "it's\n"
@@ -177,25 +210,41 @@ def test_a_load_host_takes_none_of_this_machines_cpus():
     assert host.cpus_for_server(len(cpus)) == (cpus, None)  # every CPU for the server, none kept for the load
 
 
-@pytest.mark.parametrize("host, recorded", [({}, None), ({"load_host": LocalHost()}, None),
-                                           ({"load_host": remote.SshHost("bench@10.0.0.2")}, "bench@10.0.0.2")])
+@pytest.mark.parametrize(
+    "host, recorded",
+    [
+        ({}, None),
+        ({"load_host": LocalHost()}, None),
+        ({"load_host": remote.SshHost("bench@10.0.0.2")}, "bench@10.0.0.2"),
+    ],
+)
 def test_settings_name_the_load_host_and_none_for_this_machine(host, recorded, tmp_path):
     """As records stored before the hosts were one interface name them: their fingerprints must not change.
     Without a load host, the load runs on this machine."""
-    options = runner.Options(session=article().sessions["asgi-3.14"], pythons={}, duration_s=1, loadgen="wrk",
-                             results_dir=tmp_path, port=8000, **host)
+    options = runner.Options(
+        session=article().sessions["asgi-3.14"],
+        pythons={},
+        duration_s=1,
+        loadgen="wrk",
+        results_dir=tmp_path,
+        port=8000,
+        **host,
+    )
     assert options.settings["loadgen_host"] == recorded
 
 
-@pytest.mark.parametrize("args, named", [
-    (["--bind", "0.0.0.0"], "every network"),
-    (["--bind", "::"], "every network"),
-    (["--bind", "localhost"], "'localhost'"),
-    (["--loadgen-host", "-oProxyCommand=x"], "'-oProxyCommand=x'"),
-    (["--loadgen-host", "bench@10.0.0.2"], "cannot reach this machine's loopback address 127.0.0.1"),
-    (["--loadgen-host", "bench@10.0.0.2", "--bind", "10.0.0.1", "--pin", "1"], "leave --pin out"),
-    (["--ssh-accept-new"], "--ssh-accept-new is for --loadgen-host"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--bind", "0.0.0.0"], "every network"),
+        (["--bind", "::"], "every network"),
+        (["--bind", "localhost"], "'localhost'"),
+        (["--loadgen-host", "-oProxyCommand=x"], "'-oProxyCommand=x'"),
+        (["--loadgen-host", "bench@10.0.0.2"], "cannot reach this machine's loopback address 127.0.0.1"),
+        (["--loadgen-host", "bench@10.0.0.2", "--bind", "10.0.0.1", "--pin", "1"], "leave --pin out"),
+        (["--ssh-accept-new"], "--ssh-accept-new is for --loadgen-host"),
+    ],
+)
 def test_remote_options_that_make_no_sense_are_refused(args, named, tmp_path):
     completed = gilfree("run", "asgi-3.14", "--python", "python3", "--results-dir", str(tmp_path), *args)
     assert completed.returncode == 2
@@ -209,8 +258,9 @@ def test_load_host_refusing_our_key_is_refused_before_any_server(hosts, environm
     options = hosts.ssh_options()
     options[options.index("--ssh-identity") + 1] = str(stranger)
     command = harness_command("asgi-3.14", environments["asgi"], tmp_path, free_port(), *options)
-    completed = subprocess.run(hosts.in_server(*command), capture_output=True, text=True, cwd=ROOT,
-                               timeout=HARNESS_TIMEOUT_S)
+    completed = subprocess.run(
+        hosts.in_server(*command), capture_output=True, text=True, cwd=ROOT, timeout=HARNESS_TIMEOUT_S
+    )
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and f"ssh to root@{netns.LOAD_ADDRESS} failed: " in lines[0], completed.stderr
@@ -222,18 +272,27 @@ def test_tables_say_the_load_crossed_the_network_and_never_mix_it_with_local_row
     local, remote_row = article().tables_by_id["asgi-json"].cells[:2]
     across = make_record(remote_row)
     across["settings"] |= {"bind": "10.0.0.1", "loadgen_host": "bench@loadbox"}
-    across["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": "bench@loadbox",
-                                "machine": {"cpu_model": "AMD EPYC 7763", "logical_cores": 4}}
+    across["load_generator"] = {
+        "name": "rewrk",
+        "version": "rewrk 0.3.2",
+        "host": "bench@loadbox",
+        "machine": {"cpu_model": "AMD EPYC 7763", "logical_cores": 4},
+    }
     here = make_record(local)
     here["settings"] |= {"bind": "127.0.0.1", "loadgen_host": None}
     here["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": None, "machine": None}
     for record in (across, here):
         results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     render.write_all(tmp_path, article())
-    measured = next(line for line in (tmp_path / "tables" / "asgi-json.md").read_text().splitlines()
-                    if line.startswith("Measured with"))
-    assert ("rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), the load sent across the network from "
-            "bench@loadbox (AMD EPYC 7763, 4 logical cores) to 10.0.0.1") in measured
+    measured = next(
+        line
+        for line in (tmp_path / "tables" / "asgi-json.md").read_text().splitlines()
+        if line.startswith("Measured with")
+    )
+    assert (
+        "rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), the load sent across the network from "
+        "bench@loadbox (AMD EPYC 7763, 4 logical cores) to 10.0.0.1"
+    ) in measured
     assert "bind 127.0.0.1 vs 10.0.0.1" in measured and "loadgen host none vs bench@loadbox" in measured
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_record
+
 from gilfree.report import render
 from gilfree.study import results
 from gilfree.study.studies import Cell, article
@@ -24,7 +25,14 @@ def test_rows_use_the_posts_formats_in_the_posts_order(tmp_path):
     rows = [line for line in table_lines(tmp_path, "asgi-json") if line.startswith("| 3.14")]
     assert [row.split("|")[1].strip() for row in rows] == ["3.14", "3.14t", "3.14", "3.14t"]
     assert [cell.strip() for cell in rows[0].split("|")[1:-1]] == [
-        "3.14", "1", "30415", "4.20ms", "45.29ms", "0.42", "90MiB"]
+        "3.14",
+        "1",
+        "30415",
+        "4.20ms",
+        "45.29ms",
+        "0.42",
+        "90MiB",
+    ]
 
 
 def test_unmeasured_cells_say_not_run(tmp_path):
@@ -50,7 +58,13 @@ def test_errors_and_stand_ins_are_noted_beside_the_row(tmp_path):
     lines = table_lines(tmp_path, "wsgi-threads-gil")
     header = next(line for line in lines if line.startswith("| Endpoint"))
     assert [h.strip() for h in header.split("|")[1:-1]] == [
-        "Endpoint", "Threads", "RPS", "Latency avg", "Latency max", "Notes"]
+        "Endpoint",
+        "Threads",
+        "RPS",
+        "Latency avg",
+        "Latency max",
+        "Notes",
+    ]
     row = next(line for line in lines if line.startswith("| I/O") and "| 1 " in line)
     assert "5 errors" in row and "2 non-2xx" in row and "CPython 3.12.1 stands in for 3.14" in row
 
@@ -60,7 +74,8 @@ def test_all_tables_in_one_file_and_rerendering_needs_only_json(tmp_path):
     written = render.write_all(tmp_path, article())
     everything = (tmp_path / "TABLES.md").read_text()
     assert [line for line in everything.splitlines() if line.startswith("## Table")] == [
-        f"## Table {t.number}: {t.title}" for t in article().tables_by_id.values()]
+        f"## Table {t.number}: {t.title}" for t in article().tables_by_id.values()
+    ]
     assert len(written) == 7
     (tmp_path / "tables" / "wsgi-io.md").unlink()
     render.write_all(tmp_path, article())
@@ -72,8 +87,10 @@ def test_a_normal_314_against_314t_table_names_both_interpreters_without_a_misma
         store(tmp_path, make_record(cell))
     render.write_all(tmp_path, article())
     measured = next(line for line in table_lines(tmp_path, "asgi-json") if line.startswith("Measured with"))
-    assert measured == ("Measured with: rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), Granian 2.5.5. "
-                        "Interpreters: CPython 3.14.0; CPython 3.14.0 free-threaded.")
+    assert measured == (
+        "Measured with: rewrk 30s on AMD Ryzen 7 5700X (16 logical cores), Granian 2.5.5. "
+        "Interpreters: CPython 3.14.0; CPython 3.14.0 free-threaded."
+    )
 
 
 def test_rows_measured_under_different_conditions_are_marked(tmp_path):
@@ -85,20 +102,25 @@ def test_rows_measured_under_different_conditions_are_marked(tmp_path):
     store(tmp_path, make_record(threaded))
     render.write_all(tmp_path, article())
     measured = next(line for line in table_lines(tmp_path, "asgi-json") if line.startswith("Measured with"))
-    assert measured.endswith("Interpreters: CPython 3.12.1; CPython 3.14.0 free-threaded. **Rows were measured "
-                             "under different settings: duration 3s vs 30s; load generator rewrk 0.3.2 vs none.**")
+    assert measured.endswith(
+        "Interpreters: CPython 3.12.1; CPython 3.14.0 free-threaded. **Rows were measured "
+        "under different settings: duration 3s vs 30s; load generator rewrk 0.3.2 vs none.**"
+    )
 
 
 def test_this_runs_commands_are_shown_with_the_executables_by_name(tmp_path):
     record = make_record(article().tables_by_id["wsgi-io"].cells[0])
-    record["commands"] = {"server": ["/venvs/wsgi/bin/granian", "--interface", "wsgi", "impl_flask:app"],
-                          "load": ["/usr/local/bin/wrk", "-t", "1", "http://127.0.0.1:8000/io"]}
+    record["commands"] = {
+        "server": ["/venvs/wsgi/bin/granian", "--interface", "wsgi", "impl_flask:app"],
+        "load": ["/usr/local/bin/wrk", "-t", "1", "http://127.0.0.1:8000/io"],
+    }
     store(tmp_path, record)
     render.write_all(tmp_path, article())
     lines = table_lines(tmp_path, "wsgi-io")
     assert lines[2].startswith("The post's commands: `granian --interface wsgi")
-    assert lines[4] == ("This run's commands: `granian --interface wsgi impl_flask:app` / "
-                        "`wrk -t 1 http://127.0.0.1:8000/io`.")
+    assert lines[4] == (
+        "This run's commands: `granian --interface wsgi impl_flask:app` / `wrk -t 1 http://127.0.0.1:8000/io`."
+    )
     assert not any(line.startswith("This run's") for line in table_lines(tmp_path, "asgi-io"))  # nothing ran
 
 
@@ -133,7 +155,18 @@ def test_percentiles_follow_the_posts_columns_and_a_tool_without_them_says_n_a(t
     lines = table_lines(tmp_path, "asgi-json")
     header = next(line for line in lines if line.startswith("| Python"))
     assert [h.strip() for h in header.split("|")[1:-1]] == [
-        "Python", "Workers", "RPS", "Latency avg", "Latency max", "CPU", "RAM", "p50", "p90", "p99", "p99.9"]
+        "Python",
+        "Workers",
+        "RPS",
+        "Latency avg",
+        "Latency max",
+        "CPU",
+        "RAM",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+    ]
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines if line.startswith("| 3.14")]
     assert rows[0][2:] == ["30415", "4.20ms", "45.29ms", "0.42", "90MiB", "3.90ms", "6.25ms", "20.00ms", "n/a"]
     assert rows[1][7:] == ["n/a"] * 4 and rows[2][7:] == ["not run"] * 4

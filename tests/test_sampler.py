@@ -11,18 +11,23 @@ import numpy
 import psutil
 import pytest
 from conftest import cpu_seconds, spinning, wait_for
+
 from gilfree.core.stats import RSS_GROWTH_LIMIT
 from gilfree.run.sampler import TreeSampler
 
 SPIN = "while True: pass\n"
 READY = "import sys\nprint('ready', flush=True)\n"
 # Holds 2 MiB more every 50 ms (pages written, so resident), up to 256 MiB, then holds it until killed.
-GROW = READY + "import time\nheld = []\nwhile True:\n    if len(held) < 128:\n        held.append(b'x' * 2**21)\n" \
-               "    time.sleep(0.05)\n"
+GROW = (
+    READY + "import time\nheld = []\nwhile True:\n    if len(held) < 128:\n        held.append(b'x' * 2**21)\n"
+    "    time.sleep(0.05)\n"
+)
 STILL = READY + "import time\ntime.sleep(600)\n"
 # Waits for a line, spins for 0.6 s of its own CPU, says so, then idles until it is killed.
-SPIN_ON_CUE = ("import sys, time\nsys.stdin.readline()\nend = time.process_time() + 0.6\n"
-               "while time.process_time() < end: pass\nprint('spun', flush=True)\nsys.stdin.read()\n")
+SPIN_ON_CUE = (
+    "import sys, time\nsys.stdin.readline()\nend = time.process_time() + 0.6\n"
+    "while time.process_time() < end: pass\nprint('spun', flush=True)\nsys.stdin.read()\n"
+)
 # CPU the kernel may count in one go (a clock tick, 10 ms at HZ=100) plus a process's few instructions between
 # two events the test orders (a print and the read after it): far below any figure asserted.
 TICK_S = 0.03
@@ -56,8 +61,9 @@ def sampled(code: str, count: int, until=lambda timeline: True) -> tuple:
 
 def test_a_busy_child_counts_as_one_core_and_the_idle_parent_as_none():
     # The parent waits; its child spins on one core: the tree's CPU is the child's, read by the kernel.
-    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, "
-                                                     f"'-c', {SPIN!r}])"])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {SPIN!r}])"]
+    )
     root = psutil.Process(parent.pid)
     try:
         [child] = wait_for(root.children, what="the spinning child")
@@ -90,8 +96,9 @@ def test_a_busy_child_counts_as_one_core_and_the_idle_parent_as_none():
 
 
 def test_a_tree_that_has_exited_keeps_its_last_reading():
-    child = subprocess.Popen([sys.executable, "-c", SPIN_ON_CUE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SPIN_ON_CUE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     process = psutil.Process(child.pid)
     before = cpu_seconds(process)
     sampler = TreeSampler(child.pid, interval_s=0.05)

@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 from conftest import assert_port_free, free_port, leftovers, make_record
+
 from gilfree.report import charts, scaling_report
 from gilfree.run.child import url
 from gilfree.run.loadgen import LOADGENS, run_load
@@ -23,13 +24,24 @@ from gilfree.study.studies import Cell, article
 GIL, FREE = "3.14", "3.14t"
 
 
-def made_up(app, endpoint, variant, k, rps=1000.0, *, pss=200_000_000, status="ok", failure=None, p99=None,
-            loadgen_cores=0.5) -> dict:
+def made_up(
+    app, endpoint, variant, k, rps=1000.0, *, pss=200_000_000, status="ok", failure=None, p99=None, loadgen_cores=0.5
+) -> dict:
     """A MADE-UP record of one scaling point."""
-    cell = Cell(table="core-scaling", variant=variant, interface=app, workers=k, blocking_threads=None,
-                endpoint=endpoint, concurrency=128, app=app, cpus=k)
-    record = make_record(cell, rps=rps, status=status, failure=failure,
-                         percentiles=None if p99 is None else {"50": p99 / 3, "99": p99})
+    cell = Cell(
+        table="core-scaling",
+        variant=variant,
+        interface=app,
+        workers=k,
+        blocking_threads=None,
+        endpoint=endpoint,
+        concurrency=128,
+        app=app,
+        cpus=k,
+    )
+    record = make_record(
+        cell, rps=rps, status=status, failure=failure, percentiles=None if p99 is None else {"50": p99 / 3, "99": p99}
+    )
     if status == "ok":
         record["resources"]["end_pss_bytes"] = pss
         record["load"]["loadgen_cpu_cores"] = loadgen_cores
@@ -47,13 +59,17 @@ def json_records() -> list[dict]:
 
 
 def by(analysis, variant, k, app="asgi", endpoint="json"):
-    return next(p for p in analysis.points if (p.curve.app, p.curve.endpoint, p.curve.variant, p.k)
-                == (app, endpoint, variant, k))
+    return next(
+        p
+        for p in analysis.points
+        if (p.curve.app, p.curve.endpoint, p.curve.variant, p.k) == (app, endpoint, variant, k)
+    )
 
 
 def knee_of(analysis, variant, app="asgi", endpoint="json"):
-    return next(k for k in analysis.knees if (k.curve.app, k.curve.endpoint, k.curve.variant)
-                == (app, endpoint, variant))
+    return next(
+        k for k in analysis.knees if (k.curve.app, k.curve.endpoint, k.curve.variant) == (app, endpoint, variant)
+    )
 
 
 def test_efficiency_is_rps_over_k_times_rps_at_one_cpu():
@@ -104,27 +120,37 @@ def test_ratio_pairs_variants_by_name_not_by_position():
 
 
 def test_failed_cell_is_reported_failed_never_zero():
-    records = [made_up("wsgi", "io", GIL, 1, 900.0), made_up("wsgi", "io", FREE, 1, 950.0),
-               made_up("wsgi", "io", GIL, 2, status="failed", failure="Granian exited with status 1"),
-               made_up("wsgi", "io", FREE, 2, 1_800.0)]
+    records = [
+        made_up("wsgi", "io", GIL, 1, 900.0),
+        made_up("wsgi", "io", FREE, 1, 950.0),
+        made_up("wsgi", "io", GIL, 2, status="failed", failure="Granian exited with status 1"),
+        made_up("wsgi", "io", FREE, 2, 1_800.0),
+    ]
     analysis = analyse(records)
     failed = by(analysis, GIL, 2, "wsgi", "io")
-    assert (failed.status, failed.rps, failed.efficiency, failed.rps_per_gb_pss) == (PointStatus.FAILED, None, None,
-                                                                                     None)
+    assert (failed.status, failed.rps, failed.efficiency, failed.rps_per_gb_pss) == (
+        PointStatus.FAILED,
+        None,
+        None,
+        None,
+    )
     knee = knee_of(analysis, GIL, "wsgi", "io")
     assert (knee.kind, knee.gap) == (KneeKind.NOT_ENOUGH_POINTS, failed)
     ratio = next(r for r in analysis.ratios if r.k == 2)
     assert ratio.value is None and scaling_report.ratio_text(ratio) == "3.14 failed"
     report = scaling_report.markdown(analysis)
-    assert ("not enough points (k=1 and k=2 measured in a row are needed); "
-            "k=2 failed (Granian exited with status 1)") in report
+    assert (
+        "not enough points (k=1 and k=2 measured in a row are needed); k=2 failed (Granian exited with status 1)"
+    ) in report
     failed_row = next(line for line in report.splitlines() if line.startswith("| wsgi  | io         | 3.14      | 2 "))
     assert "| failed" in failed_row and "Granian exited with status 1" in failed_row and " 0 " not in failed_row
 
 
 def test_unknown_pss_gives_no_memory_figure_and_gb_is_a_billion_bytes():
-    records = [made_up("asgi", "io", GIL, 1, 10_000.0, pss=100_000_000), made_up("asgi", "io", GIL, 2, 20_000.0,
-                                                                                  pss=None)]
+    records = [
+        made_up("asgi", "io", GIL, 1, 10_000.0, pss=100_000_000),
+        made_up("asgi", "io", GIL, 2, 20_000.0, pss=None),
+    ]
     analysis = analyse(records)
     assert by(analysis, GIL, 1, endpoint="io").rps_per_gb_pss == pytest.approx(100_000.0)
     unknown = by(analysis, GIL, 2, endpoint="io")
@@ -151,27 +177,33 @@ def test_without_a_k1_point_no_efficiency_and_no_knee():
 
 def test_report_says_where_each_variant_stops_and_the_ratio_at_each_k():
     report = scaling_report.markdown(analyse(json_records()))
-    assert ("| asgi  | json       | 3.14t     | "
-            "stops scaling after k=2: the step to k=4 brought 12% of the ideal gain |") in report
+    assert (
+        "| asgi  | json       | 3.14t     | stops scaling after k=2: the step to k=4 brought 12% of the ideal gain |"
+    ) in report
     assert "scales to k=4, the largest k measured" in report
     assert "| asgi  | json       | 3.14t / 3.14 | 0.80x | 0.79x | 0.57x |" in report
 
 
 def test_charts_are_written_into_the_folder(tmp_path):
-    analysis = analyse(json_records() + [made_up("asgi", "io", GIL, 1, pss=None),
-                                         made_up("asgi", "io", GIL, 2, status="failed", failure="made up")],
-                       ks=(1, 2, 4))
+    analysis = analyse(
+        json_records()
+        + [made_up("asgi", "io", GIL, 1, pss=None), made_up("asgi", "io", GIL, 2, status="failed", failure="made up")],
+        ks=(1, 2, 4),
+    )
     written = [charts.scaling_rps(tmp_path, analysis), charts.scaling_memory(tmp_path, analysis)]
     assert written == [tmp_path / charts.SCALING_RPS_CHART, tmp_path / charts.SCALING_MEMORY_CHART]
     for path in written:
         assert path.read_bytes().startswith(b"\x89PNG\r\n")
 
 
-@pytest.mark.parametrize("ks, cpus, loadgen, fitting", [
-    (None, 16, 2, (1, 2, 4, 8, 14)),  # doubling, then the whole machine
-    (None, 4, 1, (1, 2, 3)),
-    ((1, 2, 4, 8), 5, 1, (1, 2, 4)),  # k=8 does not fit beside the load generator
-])
+@pytest.mark.parametrize(
+    "ks, cpus, loadgen, fitting",
+    [
+        (None, 16, 2, (1, 2, 4, 8, 14)),  # doubling, then the whole machine
+        (None, 4, 1, (1, 2, 3)),
+        ((1, 2, 4, 8), 5, 1, (1, 2, 4)),  # k=8 does not fit beside the load generator
+    ],
+)
 def test_points_that_fit_beside_the_load_generator(ks, cpus, loadgen, fitting):
     assert points_for(ks, cpus, loadgen) == fitting
 
@@ -183,8 +215,10 @@ def test_refusal_when_fewer_than_two_points_fit(ks, cpus, loadgen):
     line = str(refusal.value)
     assert "\n" not in line and (refusal.value.available, refusal.value.loadgen_needed) == (cpus, loadgen)
     if (cpus, loadgen) == (2, 1):
-        assert line == ("this machine has 2 CPUs; the load generator needs 1; core scaling needs at least 2 points "
-                        "(k=1 and k=2), so at least 3 CPUs")
+        assert line == (
+            "this machine has 2 CPUs; the load generator needs 1; core scaling needs at least 2 points "
+            "(k=1 and k=2), so at least 3 CPUs"
+        )
 
 
 @pytest.mark.parametrize("ks, named", [((2, 4), "lack k=1"), ((0, 1, 2), "k=0")])
@@ -197,8 +231,9 @@ def two_cpus_or_more() -> tuple[int, ...]:
     """The CPUs this test may use; with fewer than 2, a failure in CI (where it must run) and a skip elsewhere."""
     cpus = available_cpus()
     if len(cpus) < 2:
-        message = (f"core scaling needs 2 CPUs to pin the server and the load generator apart; "
-                   f"this machine has {len(cpus)}")
+        message = (
+            f"core scaling needs 2 CPUs to pin the server and the load generator apart; this machine has {len(cpus)}"
+        )
         pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
     return cpus
 
@@ -230,22 +265,34 @@ def thread_placements(processes: list[psutil.Process]) -> dict[tuple[int, int], 
     for process in processes:
         try:
             for thread in process.threads():
-                seen[(process.pid, thread.id)] = (frozenset(os.sched_getaffinity(thread.id)),
-                                                  last_cpu(process.pid, thread.id))
+                seen[(process.pid, thread.id)] = (
+                    frozenset(os.sched_getaffinity(thread.id)),
+                    last_cpu(process.pid, thread.id),
+                )
         except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
             pass  # a thread that ended between the listing and the reading
     return seen
 
 
 def free_threaded(python: str) -> bool:
-    return subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_config_var('Py_GIL_DISABLED'))"],
-                          capture_output=True, text=True, check=True).stdout.strip() == "1"
+    return (
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_config_var('Py_GIL_DISABLED'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        == "1"
+    )
 
 
 def load_processes(port: int) -> list[psutil.Process]:
     """The wrk loading this test's port (other tests may run wrk elsewhere at the same time)."""
-    return [p for p in psutil.process_iter(["name", "cmdline"])
-            if p.info["name"] == "wrk" and any(f":{port}/" in part for part in p.info["cmdline"] or [])]
+    return [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "wrk" and any(f":{port}/" in part for part in p.info["cmdline"] or [])
+    ]
 
 
 @pytest.mark.parametrize("build", ["gil", "free-threaded"])
@@ -253,8 +300,11 @@ def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_ot
     """On the GIL interpreter here, and on the real 3.13t, where every worker is a thread of one process."""
     cpus = two_cpus_or_more()
     server, loadgen = server_cpus(1)
-    python = (request.getfixturevalue("environments")["asgi"] if build == "gil"
-              else request.getfixturevalue("real_environments")["asgi", "3.13t"])
+    python = (
+        request.getfixturevalue("environments")["asgi"]
+        if build == "gil"
+        else request.getfixturevalue("real_environments")["asgi", "3.13t"]
+    )
     cell = article().tables_by_id["asgi-json"].cells[0]  # FastAPI /json, 1 worker, c=128 (the GIL row)
     assert cell.workers == 1
     port = free_port()
@@ -266,8 +316,7 @@ def test_every_granian_thread_runs_only_on_the_server_cpu_and_wrk_only_on_the_ot
         granian.wait_ready()
         assert os.sched_getaffinity(0) == set(cpus)  # pinned() gave the harness its own affinity back
         load_command = wrk.command(url(port, app.endpoints[cell.endpoint].path), LOAD_S, cell.concurrency)
-        load = threading.Thread(target=lambda: outcome.update(
-            result=run_load(wrk, load_command, LOAD_S, cpus=loadgen)))
+        load = threading.Thread(target=lambda: outcome.update(result=run_load(wrk, load_command, LOAD_S, cpus=loadgen)))
         load.start()
         server_seen, wrk_seen = {}, {}
         deadline = time.monotonic() + LOAD_S - 0.3

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 from conftest import ROOT, base_python, free_port
+
 from gilfree.report import outcomes
 from gilfree.study import results, studies
 
@@ -20,7 +21,7 @@ RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
 def readme_sessions() -> list[str]:
     """The sessions README's table names, in its order."""
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| session | what it measures |"):].split("\n\n")[0]
+    table = readme[readme.index("| session | what it measures |") :].split("\n\n")[0]
     return [name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z0-9.-]+)`", row.split("|")[1])]
 
 
@@ -36,8 +37,9 @@ def one_variant_first(name: str) -> tuple[bool, str]:
 
 
 def nox(session: str, *args: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(["nox", "-s", session, "--", *args], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        ["nox", "-s", session, "--", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout
+    )
 
 
 # Sessions whose free-threaded environment needs a real 3.14t: the event-loops lock holds today's pydantic-core,
@@ -50,9 +52,12 @@ def user_env(real_pythons, tmp_path_factory) -> dict:
     """A user's environment: 3.14 and 3.14t pointed at interpreters this machine has, no profile chosen; uv can
     neither find nor download another interpreter (its mirror refuses, whatever the network)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GILFREE_PYTHON_3_14", "GILFREE_PROFILE"))}
-    return env | {"GILFREE_PYTHON_3_14": base_python(), "GILFREE_PYTHON_3_14T": real_pythons["3.13t"],
-                  "UV_PYTHON_INSTALL_DIR": str(tmp_path_factory.mktemp("no-pythons")),
-                  "UV_PYTHON_INSTALL_MIRROR": "http://127.0.0.1:9/"}
+    return env | {
+        "GILFREE_PYTHON_3_14": base_python(),
+        "GILFREE_PYTHON_3_14T": real_pythons["3.13t"],
+        "UV_PYTHON_INSTALL_DIR": str(tmp_path_factory.mktemp("no-pythons")),
+        "UV_PYTHON_INSTALL_MIRROR": "http://127.0.0.1:9/",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +86,19 @@ def measured(results_dir, session: studies.Session) -> dict[str, str]:
 def run_study_session(name: str, env: dict, results_dir) -> subprocess.CompletedProcess:
     session = study_sessions()[name]
     table = ["--table", session.tables[0]] if len(session.tables) > 1 else []
-    return nox(name, "--duration", "1s", "--loadgen", "wrk", "--port", str(free_port()),
-               "--results-dir", str(results_dir), *table, env=env)
+    return nox(
+        name,
+        "--duration",
+        "1s",
+        "--loadgen",
+        "wrk",
+        "--port",
+        str(free_port()),
+        "--results-dir",
+        str(results_dir),
+        *table,
+        env=env,
+    )
 
 
 def run_tool_session(name: str, env: dict, tmp_path) -> subprocess.CompletedProcess:
@@ -95,8 +111,20 @@ def run_tool_session(name: str, env: dict, tmp_path) -> subprocess.CompletedProc
     if name == "gil-audit":  # the post's apps, on the real 3.13t standing in for 3.14t
         return nox(name, "--results-dir", str(tmp_path), env=env)
     if name == "calibrate":
-        return nox(name, "--loadgen", "wrk", "--duration", "1s", "--repeat", "1", "--concurrency", "16",
-                   "--results-dir", str(tmp_path), env=env)
+        return nox(
+            name,
+            "--loadgen",
+            "wrk",
+            "--duration",
+            "1s",
+            "--repeat",
+            "1",
+            "--concurrency",
+            "16",
+            "--results-dir",
+            str(tmp_path),
+            env=env,
+        )
     if name == "lock":
         (tmp_path / "app").mkdir()
         (tmp_path / "app" / "requirements.in").write_text("granian==2.5.5\n")
@@ -104,7 +132,8 @@ def run_tool_session(name: str, env: dict, tmp_path) -> subprocess.CompletedProc
             'title = "t"\nvariants = ["3.14"]\n[apps.a]\ninterface = "asgi"\ntarget = "m:app"\ndirectory = "app"\n'
             'requirements = "app/requirements.in"\nendpoints.e = {}\n[tables.t]\nnumber = 1\ntitle = "t"\n'
             'columns = ["rps"]\ncell = { app = "a", endpoint = "e" }\nrows = [{ variant = "3.14", workers = 1, '
-            'concurrency = 1 }]\n')
+            "concurrency = 1 }]\n"
+        )
         return nox(name, str(tmp_path / "mine.toml"), env=env)
     if name == "machine":  # reads the machine, item by item
         return nox(name, env=env)
@@ -135,8 +164,10 @@ def compares_its_runs(study: studies.Study, results_dir, env: dict) -> None:
     if not both:
         assert "### RPS" not in text and "RPS, of " in answer and "not measured in" in answer, answer
         return
-    rows = [[c.strip() for c in line.split("|")[1:-1]]
-            for line in text.split("### RPS")[1].split("###")[0].strip().splitlines()[2:]]
+    rows = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in text.split("### RPS")[1].split("###")[0].strip().splitlines()[2:]
+    ]
     judged = [row for row in rows if re.fullmatch(r"\d+\.\d\d( \[\d+\.\d\d, \d+\.\d\d\])?", row[3])]
     assert len(judged) == len(both), rows
     for row in judged:

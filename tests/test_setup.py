@@ -10,9 +10,14 @@ from conftest import ROOT
 
 def test_a_missing_interpreter_is_installed_by_uv_or_said_in_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GILFREE_PYTHON_")}
-    env |= {"UV_PYTHON_INSTALL_DIR": str(tmp_path / "pythons"),  # uv's managed interpreters: none here
-            "UV_PYTHON_INSTALL_MIRROR": "http://127.0.0.1:9/"}  # a download is refused, whatever the network
-    if subprocess.run(["uv", "python", "find", "--no-project", "3.14.0t"], env=env, capture_output=True).returncode == 0:
+    env |= {
+        "UV_PYTHON_INSTALL_DIR": str(tmp_path / "pythons"),  # uv's managed interpreters: none here
+        "UV_PYTHON_INSTALL_MIRROR": "http://127.0.0.1:9/",
+    }  # a download is refused, whatever the network
+    if (
+        subprocess.run(["uv", "python", "find", "--no-project", "3.14.0t"], env=env, capture_output=True).returncode
+        == 0
+    ):
         pytest.skip("this machine has a CPython 3.14.0t: the session would run instead of refusing")
     ran = subprocess.run(["nox", "-s", "asgi-3.14t"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert ran.returncode == 1

@@ -1,6 +1,7 @@
 """Several runs of a cell: medians, spread, and the warnings that say a result should not be trusted."""
 
 import pytest
+
 from gilfree.core import stats
 from gilfree.core.stats import DRIFT_SIGNIFICANCE
 from gilfree.core.warnings import WarningKind
@@ -8,17 +9,37 @@ from gilfree.study.studies import article
 
 
 def made_up_run(rps, errors=0, loadgen_cpu=0.5, rss=100):
-    return {"status": "ok", "warnings": [],
-            "load": {"rps": rps, "latency_avg_ms": 128_000 / rps, "latency_max_ms": 50.0, "requests": int(rps * 30),
-                     "errors": errors, "non_2xx": 0, "generator": "wrk", "loadgen_cpu_cores": loadgen_cpu,
-                     "loadgen_wall_s": 30.0},
-            "resources": {"cpu_cores": 1.0, "peak_rss_bytes": rss, "peak_processes": 2, "peak_threads": 5,
-                          "samples": 120, "interval_s": 0.25, "window_s": 30.0, "sampler_cpu_s": 0.1}}
+    return {
+        "status": "ok",
+        "warnings": [],
+        "load": {
+            "rps": rps,
+            "latency_avg_ms": 128_000 / rps,
+            "latency_max_ms": 50.0,
+            "requests": int(rps * 30),
+            "errors": errors,
+            "non_2xx": 0,
+            "generator": "wrk",
+            "loadgen_cpu_cores": loadgen_cpu,
+            "loadgen_wall_s": 30.0,
+        },
+        "resources": {
+            "cpu_cores": 1.0,
+            "peak_rss_bytes": rss,
+            "peak_processes": 2,
+            "peak_threads": 5,
+            "samples": 120,
+            "interval_s": 0.25,
+            "window_s": 30.0,
+            "sampler_cpu_s": 0.1,
+        },
+    }
 
 
 def test_median_figure_by_figure_and_spread():
-    load, resources, spread = stats.summarise([made_up_run(100, rss=300), made_up_run(300, rss=100),
-                                               made_up_run(200, rss=200)])
+    load, resources, spread = stats.summarise(
+        [made_up_run(100, rss=300), made_up_run(300, rss=100), made_up_run(200, rss=200)]
+    )
     assert load["rps"] == 200 and resources["peak_rss_bytes"] == 200
     assert spread["rps"] == {"min": 100, "q1": 150, "median": 200, "q3": 250, "max": 300, "rsd": 0.5}
 
@@ -66,8 +87,10 @@ def test_a_step_between_rounds_is_a_drift_and_flat_noise_is_not():
     assert (found.first_mean, found.last_mean) == pytest.approx((999.4, 600.0), abs=0.1)  # geometric means
     assert found.change == pytest.approx(-0.3997, abs=1e-4) and found.p_value < 0.01 and found.beyond_noise
     [drifted] = [w for w in cell_warnings(step) if w.kind is WarningKind.DRIFT]
-    assert drifted.message.startswith("RPS drifted -40% from the first 2 runs (geometric mean 999) to the last 2 "
-                                      "(600), beyond the noise within them (t-test, p=0.00")
+    assert drifted.message.startswith(
+        "RPS drifted -40% from the first 2 runs (geometric mean 999) to the last 2 "
+        "(600), beyond the noise within them (t-test, p=0.00"
+    )
     noisy_flat = [1000, 1150, 880, 1010, 1120, 905, 990, 1100, 920]  # RSD 9.5%, no trend
     assert not stats.drift(noisy_flat).beyond_noise
     assert [w.kind for w in cell_warnings(noisy_flat)] == [WarningKind.RPS_SPREAD]
@@ -142,6 +165,7 @@ def test_flat_rss_and_growth_that_stopped_in_the_first_half_are_not_flagged():
 def test_growth_just_below_the_limit_is_not_flagged_and_just_above_it_is():
     def over_half(share):  # RSS that rises by `share` of its mid-load value over the second half
         return [int(MiB * (100 + max(0.0, t - 5) * 100 * share / 5)) for t in TIMES]
+
     assert not stats.rss_growth(TIMES, over_half(0.049)).still_growing
     assert stats.rss_growth(TIMES, over_half(0.051)).still_growing
 
@@ -178,9 +202,13 @@ def with_percentiles(run, p50, p99):
 
 
 def test_percentiles_are_summarised_percentile_by_percentile():
-    load, _, _ = stats.summarise([with_percentiles(made_up_run(100), 4.0, 30.0),
-                                  with_percentiles(made_up_run(100), 5.0, 10.0),
-                                  with_percentiles(made_up_run(100), 3.0, 20.0)])
+    load, _, _ = stats.summarise(
+        [
+            with_percentiles(made_up_run(100), 4.0, 30.0),
+            with_percentiles(made_up_run(100), 5.0, 10.0),
+            with_percentiles(made_up_run(100), 3.0, 20.0),
+        ]
+    )
     assert load["latency_percentiles_ms"] == {"50": 4.0, "90": 6.0, "99": 20.0, "99.9": None}
     assert stats.percentile_ms(load, "99") == 20.0 and stats.percentile_ms(load, "99.9") is None
 
@@ -215,17 +243,23 @@ def test_an_open_loop_run_short_of_its_offered_rate_is_flagged_with_a_typed_warn
 def test_a_schema_4_records_sentences_are_read_back_into_their_kinds(tmp_path):
     """Records stored before warnings had kinds migrate in memory; a sentence of no known template stays text."""
     from conftest import make_record
+
     from gilfree.study import results
+
     record = make_record(article().tables_by_id["asgi-json"].cells[0])
     record["schema"] = 4
-    record["warnings"] = ["RPS varied 18% across 3 runs (limit 10%)", "CPython 3.14.7 is not the post's 3.14.0",
-                          "something else"]
+    record["warnings"] = [
+        "RPS varied 18% across 3 runs (limit 10%)",
+        "CPython 3.14.7 is not the post's 3.14.0",
+        "something else",
+    ]
     record["runs"][0]["warnings"] = ["machine busy before the run: 60% CPU use across 2 cores (limit 15%)"]
     migrated = results.migrate(record, tmp_path / "x.json")
     assert [(w["kind"], w["values"]) for w in migrated["warnings"]] == [
         ("rps_varied", {"variation": 0.18, "runs": 3, "limit": 0.10}),
         ("other_release", {"version": "3.14.7", "wanted": "3.14.0", "profile": "article"}),
-        ("unsorted", {"text": "something else"})]
+        ("unsorted", {"text": "something else"}),
+    ]
     [busy] = migrated["runs"][0]["warnings"]
     assert busy["kind"] == "machine_busy" and busy["values"]["busy_share"] == 0.6
     assert busy["message"] == "machine busy before the run: 60% CPU use across 2 cores (limit 15%)"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from gilfree.run import tools
 from gilfree.run.loadgen import LOADGENS
 
@@ -49,8 +50,16 @@ def test_a_tool_found_only_in_tools_bin_says_how_to_put_it_on_path():
 def test_with_cargo_the_pinned_locked_version_goes_into_tools(tool):
     decided = tools.plan(tool, None, "/root/.cargo/bin/cargo", ROOT)
     assert decided.action == tools.INSTALL
-    assert decided.command == ("/root/.cargo/bin/cargo", "install", tool.name, "--version", tool.version, "--locked",
-                               "--root", f"{ROOT}/tools")
+    assert decided.command == (
+        "/root/.cargo/bin/cargo",
+        "install",
+        tool.name,
+        "--version",
+        tool.version,
+        "--locked",
+        "--root",
+        f"{ROOT}/tools",
+    )
     assert decided.path == f"{ROOT}/tools/bin/{tool.name}"
 
 
@@ -111,7 +120,8 @@ def test_main_runs_cargo_without_a_shell_for_each_missing_tool_and_checks_the_re
     assert tools.main(["--root", str(tmp_path)], run=run) == 0
     assert [command for command, _ in calls] == [
         [str(cargo), "install", tool.name, "--version", tool.version, "--locked", "--root", f"{root}/tools"]
-        for tool in tools.TOOLS]
+        for tool in tools.TOOLS
+    ]
     assert not any(kwargs.get("shell") for _, kwargs in calls)
 
 
@@ -132,7 +142,11 @@ def test_main_fails_when_cargo_succeeds_but_leaves_no_tool(tmp_path, monkeypatch
 def test_module_entry_point(tmp_path):
     """`python -m gilfree.tools`, as the nox session calls it, with both tools on PATH."""
     found = [executable(tmp_path / "bin" / tool.name) for tool in tools.TOOLS]
-    done = subprocess.run([sys.executable, "-m", "gilfree.run.tools", "--root", str(tmp_path)],
-                          env={**os.environ, "PATH": str(tmp_path / "bin")}, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "gilfree.run.tools", "--root", str(tmp_path)],
+        env={**os.environ, "PATH": str(tmp_path / "bin")},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert [f"{path.name} is installed: {path}" for path in found] == done.stdout.splitlines()

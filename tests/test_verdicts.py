@@ -7,6 +7,7 @@ import numpy
 import pytest
 import scipy.stats
 from conftest import make_record
+
 from gilfree.core import stats
 from gilfree.report import verdicts
 from gilfree.report.verdicts import BuildsDiffer, CpuBound, DoubtfulRow, FlagKind, Missing, TooFewCores
@@ -29,7 +30,10 @@ def with_runs(cell, rps_runs, round_offset=0, logical_cores=16, **options):
         run["load"]["rps"] = rps
         run["resources"]["end_pss_bytes"] = 80 * 2**20
         minute = 2 * number + round_offset
-        run["started_at"], run["finished_at"] = f"2026-01-01T10:{minute:02d}:00+00:00", f"2026-01-01T10:{minute:02d}:40+00:00"
+        run["started_at"], run["finished_at"] = (
+            f"2026-01-01T10:{minute:02d}:00+00:00",
+            f"2026-01-01T10:{minute:02d}:40+00:00",
+        )
         runs.append(run)
     record["runs"] = runs
     record["load"]["rps"] = sorted(rps_runs)[len(rps_runs) // 2]
@@ -43,15 +47,22 @@ def stored(*records):
 
 def asgi_json(gil_runs, threaded_runs, **options):
     """Both worker counts of table 1; 3.14t's runs interleaved with 3.14's, round by round."""
-    return stored(with_runs(GIL_W1, gil_runs, **options), with_runs(THREADED_W1, threaded_runs, 1, **options),
-                  with_runs(GIL_W2, gil_runs, **options), with_runs(THREADED_W2, threaded_runs, 1, **options))
+    return stored(
+        with_runs(GIL_W1, gil_runs, **options),
+        with_runs(THREADED_W1, threaded_runs, 1, **options),
+        with_runs(GIL_W2, gil_runs, **options),
+        with_runs(THREADED_W2, threaded_runs, 1, **options),
+    )
 
 
-@pytest.mark.parametrize("threaded, expected", [
-    ([8000, 8100, 7900], Verdict.HELD),  # ratio 0.79-0.81: inside 0.70-0.90
-    ([8000, 9500, 8500], Verdict.INCONCLUSIVE),  # 0.80-0.95: straddles 0.90
-    ([10000, 10200, 9900], Verdict.NOT_HELD),  # about 1.0: outside
-])
+@pytest.mark.parametrize(
+    "threaded, expected",
+    [
+        ([8000, 8100, 7900], Verdict.HELD),  # ratio 0.79-0.81: inside 0.70-0.90
+        ([8000, 9500, 8500], Verdict.INCONCLUSIVE),  # 0.80-0.95: straddles 0.90
+        ([10000, 10200, 9900], Verdict.NOT_HELD),  # about 1.0: outside
+    ],
+)
 def test_the_interval_over_three_runs_against_the_band(threaded, expected):
     judged = verdicts.judge(article(), ASGI_JSON, asgi_json([10000, 10000, 10000], threaded))
     assert judged.verdict == expected
@@ -87,17 +98,21 @@ def t_interval_by_hand(over, under, paired):
         centre = logs_over.mean() - logs_under.mean()
         shares = [logs.var(ddof=1) / len(logs) for logs in (logs_over, logs_under)]
         error = numpy.sqrt(sum(shares))
-        freedom = sum(shares) ** 2 / sum(share ** 2 / (len(logs) - 1)
-                                        for share, logs in zip(shares, (logs_over, logs_under)))
+        freedom = sum(shares) ** 2 / sum(
+            share**2 / (len(logs) - 1) for share, logs in zip(shares, (logs_over, logs_under))
+        )
     quantile = scipy.stats.t.ppf(0.975, freedom)
     return numpy.exp(centre - quantile * error), numpy.exp(centre + quantile * error)
 
 
-@pytest.mark.parametrize("over, under, paired", [
-    ([8000.0, 9500, 8500], [10000.0, 9000, 11000], True),
-    ([8000.0, 9500, 8500], [10000.0, 9000, 11000], False),
-    ([8000.0, 9500, 8500, 8800], [10000.0, 9000, 11000], False),  # unequal runs: fractional degrees of freedom
-])
+@pytest.mark.parametrize(
+    "over, under, paired",
+    [
+        ([8000.0, 9500, 8500], [10000.0, 9000, 11000], True),
+        ([8000.0, 9500, 8500], [10000.0, 9000, 11000], False),
+        ([8000.0, 9500, 8500, 8800], [10000.0, 9000, 11000], False),  # unequal runs: fractional degrees of freedom
+    ],
+)
 def test_the_ratio_interval_is_a_t_interval_on_the_logarithms(over, under, paired):
     expected = t_interval_by_hand(over, under, paired)
     if len(over) == len(under):  # these runs tell the two apart (paired 0.57-1.33, Welch 0.70-1.08)
@@ -112,11 +127,16 @@ def test_runs_not_made_in_the_same_rounds_are_resampled_apart():
     assert results.paired(verdicts.ok_runs(with_runs(THREADED_W1, [1, 2, 3], 1)), verdicts.ok_runs(gil))
 
 
-@pytest.mark.parametrize("band, interval, expected", [
-    (Band(0.9, 1.1), (0.95, 1.05), Verdict.HELD), (Band(0.9, 1.1), (0.85, 1.05), Verdict.INCONCLUSIVE),
-    (Band(0.9, 1.1), (1.2, 1.3), Verdict.NOT_HELD), (Band(1.5), (1.6, 1.6), Verdict.HELD),
-    (Band(0.0, 0.95), (0.96, 0.99), Verdict.NOT_HELD),
-])
+@pytest.mark.parametrize(
+    "band, interval, expected",
+    [
+        (Band(0.9, 1.1), (0.95, 1.05), Verdict.HELD),
+        (Band(0.9, 1.1), (0.85, 1.05), Verdict.INCONCLUSIVE),
+        (Band(0.9, 1.1), (1.2, 1.3), Verdict.NOT_HELD),
+        (Band(1.5), (1.6, 1.6), Verdict.HELD),
+        (Band(0.0, 0.95), (0.96, 0.99), Verdict.NOT_HELD),
+    ],
+)
 def test_band_judges_an_interval(band, interval, expected):
     assert band.judge(*interval) == expected
 
@@ -128,8 +148,9 @@ def io_pair(table_id, gil_rps, threaded_rps):
 
 def test_an_io_claim_on_cpu_bound_rows_is_inconclusive_naming_the_efficiency():
     records = io_pair("asgi-io", 4096, 7168)  # 32% and 56% of 128 / 10 ms
-    estimate = verdicts.estimate(ASGI_IO.ratios[0], *(verdicts.measured(records)[c] for c in
-                                                      (ASGI_IO.ratios[0].over, ASGI_IO.ratios[0].under)))
+    estimate = verdicts.estimate(
+        ASGI_IO.ratios[0], *(verdicts.measured(records)[c] for c in (ASGI_IO.ratios[0].over, ASGI_IO.ratios[0].under))
+    )
     assert estimate.outcome == Verdict.INCONCLUSIVE
     assert [(r.cell.variant, round(r.efficiency, 2)) for r in estimate.reasons] == [("3.14", 0.32), ("3.14t", 0.56)]
     assert all(isinstance(r, CpuBound) for r in estimate.reasons)
@@ -145,8 +166,10 @@ def test_an_io_claim_on_rows_near_the_ideal_is_judged():
 def wsgi_json(gil_rps, threaded_rps, loadgen_cores=0.15, logical_cores=2):
     records = []
     for gil, threaded in article().tables_by_id["wsgi-json"].variant_pairs(*article().variants):
-        records += [with_runs(gil, [gil_rps], logical_cores=logical_cores),
-                    with_runs(threaded, [threaded_rps], 1, logical_cores=logical_cores)]
+        records += [
+            with_runs(gil, [gil_rps], logical_cores=logical_cores),
+            with_runs(threaded, [threaded_rps], 1, logical_cores=logical_cores),
+        ]
     for record in records:
         record["load"]["loadgen_cpu_cores"] = loadgen_cores
     return stored(*records)
@@ -175,12 +198,15 @@ def test_pinned_cpus_are_the_cores_the_server_could_have_had():
     assert verdicts.server_cores(record) == 16.0  # the load ran on another machine
 
 
-@pytest.mark.parametrize("edit, kind", [
-    (lambda r: r["load"].update(loadgen_cpu_cores=0.95), FlagKind.LOADGEN_SATURATED),
-    (lambda r: r["load"].update(errors=3), FlagKind.LOAD_ERRORS),
-    (lambda r: r["load"].update(non_2xx=2), FlagKind.NON_2XX),
-    (lambda r: r["load"].update(latency_avg_ms=r["load"]["latency_avg_ms"] / 2), FlagKind.STALLED),
-])
+@pytest.mark.parametrize(
+    "edit, kind",
+    [
+        (lambda r: r["load"].update(loadgen_cpu_cores=0.95), FlagKind.LOADGEN_SATURATED),
+        (lambda r: r["load"].update(errors=3), FlagKind.LOAD_ERRORS),
+        (lambda r: r["load"].update(non_2xx=2), FlagKind.NON_2XX),
+        (lambda r: r["load"].update(latency_avg_ms=r["load"]["latency_avg_ms"] / 2), FlagKind.STALLED),
+    ],
+)
 def test_a_doubtful_row_makes_a_held_verdict_inconclusive(edit, kind):
     records = asgi_json([30000], [24000])
     assert verdicts.judge(article(), ASGI_JSON, records).verdict == Verdict.HELD
@@ -198,8 +224,12 @@ def test_oha_is_never_judged_saturated_for_want_of_a_thread_count():
 
 def test_a_stall_too_small_to_cross_the_band_leaves_the_verdict_standing():
     cells = {(c.endpoint, c.blocking_threads): c for c in article().tables_by_id["wsgi-threads-gil"].cells}
-    records = [with_runs(cells[("io", 1)], [78]), with_runs(cells[("io", 128)], [3000]),
-               with_runs(cells[("json", 1)], [19000]), with_runs(cells[("json", 128)], [9000])]
+    records = [
+        with_runs(cells[("io", 1)], [78]),
+        with_runs(cells[("io", 128)], [3000]),
+        with_runs(cells[("json", 1)], [19000]),
+        with_runs(cells[("json", 128)], [9000]),
+    ]
     records[0]["load"]["latency_avg_ms"] = 1400  # 78 x 1.4 s = 109 of 128 connections: 15% stalled
     judged = verdicts.judge(article(), THREADS, stored(*records))
     assert [flag.kind for flag in verdicts.row_flags(cells[("io", 1)], records[0])] == [FlagKind.STALLED]
@@ -223,13 +253,16 @@ def test_unknown_build_flags_do_not_block_a_verdict():
     assert verdicts.judge(article(), ASGI_JSON, records).verdict == Verdict.HELD
 
 
-@pytest.mark.parametrize("config_args, expected", [
-    ("'--enable-optimizations' '--with-lto' '--prefix=/opt/x'", {"pgo": True, "lto": True, "jit": False}),
-    ("'--disable-gil' '--prefix=/opt/py314t'", {"pgo": False, "lto": False, "jit": False}),
-    ("'--with-lto=no' '--enable-experimental-jit=yes'", {"pgo": False, "lto": False, "jit": True}),
-    ("'--enable-experimental-jit=yes-off'", {"pgo": False, "lto": False, "jit": False}),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "config_args, expected",
+    [
+        ("'--enable-optimizations' '--with-lto' '--prefix=/opt/x'", {"pgo": True, "lto": True, "jit": False}),
+        ("'--disable-gil' '--prefix=/opt/py314t'", {"pgo": False, "lto": False, "jit": False}),
+        ("'--with-lto=no' '--enable-experimental-jit=yes'", {"pgo": False, "lto": False, "jit": True}),
+        ("'--enable-experimental-jit=yes-off'", {"pgo": False, "lto": False, "jit": False}),
+        (None, None),
+    ],
+)
 def test_optimisations_are_read_from_configure_arguments(config_args, expected):
     assert optimisations(config_args) == expected
 
@@ -255,5 +288,8 @@ def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it
 
 
 def test_the_posts_own_figures_fall_inside_every_band():
-    assert all(ratio.band.judge(verdicts.post_value(article(), ratio), verdicts.post_value(article(), ratio)) == Verdict.HELD
-               for claim in article().claims for ratio in claim.ratios)
+    assert all(
+        ratio.band.judge(verdicts.post_value(article(), ratio), verdicts.post_value(article(), ratio)) == Verdict.HELD
+        for claim in article().claims
+        for ratio in claim.ratios
+    )

@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from conftest import ROOT
+
 from gilfree.report import compare, render, verdicts
 from gilfree.report.verdicts import CpuBound, Flag, TooFewCores, Verdict
 from gilfree.study import results
@@ -26,8 +27,12 @@ def _plain(value):
     if isinstance(value, Cell):
         return [value.table, value.key]
     if isinstance(value, Flag):
-        return [value.kind.name, round(value.value, 6), round(value.limit, 6),
-                None if value.bias is None else round(value.bias, 6)]
+        return [
+            value.kind.name,
+            round(value.value, 6),
+            round(value.limit, 6),
+            None if value.bias is None else round(value.bias, 6),
+        ]
     if isinstance(value, float):
         return round(value, 6)
     if isinstance(value, tuple):
@@ -36,25 +41,42 @@ def _plain(value):
 
 
 def _reason(reason) -> dict:
-    return {"type": type(reason).__name__} | {f.name: _plain(getattr(reason, f.name)) for f in dataclasses.fields(reason)}
+    return {"type": type(reason).__name__} | {
+        f.name: _plain(getattr(reason, f.name)) for f in dataclasses.fields(reason)
+    }
 
 
 def _estimate(e: verdicts.Estimate) -> dict:
-    rounded = (lambda v: None if v is None else round(v, 6))
-    return {"over": [e.ratio.over.table, e.ratio.over.key], "under": [e.ratio.under.table, e.ratio.under.key],
-            "figure": e.ratio.figure, "band": [rounded(e.ratio.band.low),
-                                               None if e.ratio.band.high == float("inf") else rounded(e.ratio.band.high)],
-            "value": rounded(e.value), "runs": e.runs,
-            "interval": None if e.interval is None else [rounded(x) for x in e.interval],
-            "outcome": e.outcome.value, "on_pss": e.on_pss, "summed_rss": rounded(e.summed_rss),
-            "reasons": [_reason(r) for r in e.reasons]}
+    def rounded(v):
+        return None if v is None else round(v, 6)
+
+    return {
+        "over": [e.ratio.over.table, e.ratio.over.key],
+        "under": [e.ratio.under.table, e.ratio.under.key],
+        "figure": e.ratio.figure,
+        "band": [rounded(e.ratio.band.low), None if e.ratio.band.high == float("inf") else rounded(e.ratio.band.high)],
+        "value": rounded(e.value),
+        "runs": e.runs,
+        "interval": None if e.interval is None else [rounded(x) for x in e.interval],
+        "outcome": e.outcome.value,
+        "on_pss": e.on_pss,
+        "summed_rss": rounded(e.summed_rss),
+        "reasons": [_reason(r) for r in e.reasons],
+    }
 
 
 def snapshot(folder) -> list[dict]:
     """Every claim's verdict on a folder, in plain values: what the fixture verdicts-ba830e9.json holds."""
-    return [{"claim": j.claim.text, "verdict": j.verdict.value, "stand_ins": list(j.stand_ins),
-             "reasons": [_reason(r) for r in j.reasons], "estimates": [_estimate(e) for e in j.estimates]}
-            for j in verdicts.judge_all(article(), results.load(folder))]
+    return [
+        {
+            "claim": j.claim.text,
+            "verdict": j.verdict.value,
+            "stand_ins": list(j.stand_ins),
+            "reasons": [_reason(r) for r in j.reasons],
+            "estimates": [_estimate(e) for e in j.estimates],
+        }
+        for j in verdicts.judge_all(article(), results.load(folder))
+    ]
 
 
 def test_the_claims_written_as_data_judge_as_the_claims_written_in_python_did(copy_of):
@@ -70,6 +92,7 @@ def copy_of(tmp_path):
     def copy(name):
         shutil.copytree(RECORDED / name, tmp_path / name)
         return tmp_path / name
+
     return copy
 
 

@@ -47,22 +47,31 @@ def concurrencies() -> tuple[int, ...]:
     return tuple(sorted({cell.concurrency for table in article().tables for cell in table.cells}))
 
 
-def measure(generator: LoadGenerator, nginx: Nginx, concurrency: int, duration_s: int,
-            cpus: tuple[int, ...] | None) -> dict:
+def measure(
+    generator: LoadGenerator, nginx: Nginx, concurrency: int, duration_s: int, cpus: tuple[int, ...] | None
+) -> dict:
     """One run at one concurrency: the load generator's figures and CPU, nginx's CPU, how busy the machine was."""
     busy = OthersBusy().share()  # the rest of the machine, as each session's run reads it
     sampler = TreeSampler(nginx.process.pid)
     sampler.start()
     try:
-        load, usage = run_load(generator, generator.command(nginx.json_url, duration_s, concurrency), duration_s,
-                               cpus=cpus)
+        load, usage = run_load(
+            generator, generator.command(nginx.json_url, duration_s, concurrency), duration_s, cpus=cpus
+        )
     finally:
         served = sampler.stop()
     if load.errors or load.non_2xx:
-        raise nginx.fail(f"{generator.name} at c={concurrency} saw {load.errors} errors and {load.non_2xx} non-2xx "
-                         "answers from nginx: its RPS would not be a ceiling")
-    return {"concurrency": concurrency, **load.as_dict(), **usage, "nginx_cpu_cores": served.cpu_cores,
-            "busy_share": busy}
+        raise nginx.fail(
+            f"{generator.name} at c={concurrency} saw {load.errors} errors and {load.non_2xx} non-2xx "
+            "answers from nginx: its RPS would not be a ceiling"
+        )
+    return {
+        "concurrency": concurrency,
+        **load.as_dict(),
+        **usage,
+        "nginx_cpu_cores": served.cpu_cores,
+        "busy_share": busy,
+    }
 
 
 def ceilings(runs: list[dict]) -> list[dict]:
@@ -71,26 +80,49 @@ def ceilings(runs: list[dict]) -> list[dict]:
     by_concurrency: dict[int, list[dict]] = {}
     for run in runs:
         by_concurrency.setdefault(run["concurrency"], []).append(run)
-    return [{"concurrency": concurrency, "rps": statistics.median(run["rps"] for run in own), "runs": own}
-            for concurrency, own in sorted(by_concurrency.items())]
+    return [
+        {"concurrency": concurrency, "rps": statistics.median(run["rps"] for run in own), "runs": own}
+        for concurrency, own in sorted(by_concurrency.items())
+    ]
 
 
 def ceiling_warnings(runs: list[dict], generator: LoadGenerator) -> list[StudyWarning]:
     """What makes the ceiling doubtful: a busy machine, a one-thread generator that was not its own limit."""
-    found = [StudyWarning(WarningKind.CALIBRATION_BUSY, {"concurrency": run["concurrency"],
-                                                         "busy_share": run["busy_share"], "limit": BUSY_LIMIT})
-             for run in runs if machine_busy(run["busy_share"])]
+    found = [
+        StudyWarning(
+            WarningKind.CALIBRATION_BUSY,
+            {"concurrency": run["concurrency"], "busy_share": run["busy_share"], "limit": BUSY_LIMIT},
+        )
+        for run in runs
+        if machine_busy(run["busy_share"])
+    ]
     if generator.threads:
-        found += [StudyWarning(WarningKind.CEILING_NOT_LOADGEN_BOUND,
-                               {"generator": generator.name, "cores": run["loadgen_cpu_cores"],
-                                "threads": generator.threads, "concurrency": run["concurrency"],
-                                "nginx_cores": run["nginx_cpu_cores"]})
-                  for run in runs if not loadgen_saturated(run["loadgen_cpu_cores"], generator.threads)]
+        found += [
+            StudyWarning(
+                WarningKind.CEILING_NOT_LOADGEN_BOUND,
+                {
+                    "generator": generator.name,
+                    "cores": run["loadgen_cpu_cores"],
+                    "threads": generator.threads,
+                    "concurrency": run["concurrency"],
+                    "nginx_cores": run["nginx_cpu_cores"],
+                },
+            )
+            for run in runs
+            if not loadgen_saturated(run["loadgen_cpu_cores"], generator.threads)
+        ]
     return found
 
 
-def calibrate(generator: LoadGenerator, folder: Path, port: int, duration_s: int, repeat: int,
-              concurrencies: tuple[int, ...], pin: int | None) -> dict:
+def calibrate(
+    generator: LoadGenerator,
+    folder: Path,
+    port: int,
+    duration_s: int,
+    repeat: int,
+    concurrencies: tuple[int, ...],
+    pin: int | None,
+) -> dict:
     """Start nginx, check its answer, load it round by round (every concurrency once, then again), stop it."""
     server_cpus, loadgen_cpus = split_cpus(pin) if pin else (None, None)
     workers = len(server_cpus or os.sched_getaffinity(0))
@@ -106,12 +138,24 @@ def calibrate(generator: LoadGenerator, folder: Path, port: int, duration_s: int
         nginx.verify("after the load")
         command = nginx.command
     return {
-        "kind": ceiling.KIND, "schema": ceiling.SCHEMA, "measured_at": results.now(), "machine": results.machine(),
+        "kind": ceiling.KIND,
+        "schema": ceiling.SCHEMA,
+        "measured_at": results.now(),
+        "machine": results.machine(),
         "load_generator": {"name": generator.name, "version": version(generator)},
-        "server": {"name": "nginx", "version": nginx_version(binary), "worker_processes": workers,
-                   "command": command, "body": posts_json()},
-        "settings": {"duration_s": duration_s, "repeat": repeat, "server_cpus": server_cpus,
-                     "loadgen_cpus": loadgen_cpus},
+        "server": {
+            "name": "nginx",
+            "version": nginx_version(binary),
+            "worker_processes": workers,
+            "command": command,
+            "body": posts_json(),
+        },
+        "settings": {
+            "duration_s": duration_s,
+            "repeat": repeat,
+            "server_cpus": server_cpus,
+            "loadgen_cpus": loadgen_cpus,
+        },
         "ceilings": ceilings(runs),
         "warnings": warnings.stored(ceiling_warnings(runs, generator)),
     }
@@ -122,15 +166,19 @@ def say(message: str) -> None:
 
 
 def summary(record: dict) -> str:
-    lines = [f"{record['load_generator']['version']} against {record['server']['version']} "
-             f"({record['server']['worker_processes']} worker(s)) on {record['machine']['cpu_model']}, "
-             f"{record['settings']['duration_s']}s x {record['settings']['repeat']}:"]
+    lines = [
+        f"{record['load_generator']['version']} against {record['server']['version']} "
+        f"({record['server']['worker_processes']} worker(s)) on {record['machine']['cpu_model']}, "
+        f"{record['settings']['duration_s']}s x {record['settings']['repeat']}:"
+    ]
     for point in record["ceilings"]:
         runs = point["runs"]
         each = ", ".join(f"{run['rps']:.0f}" for run in runs)
-        lines.append(f"  c={point['concurrency']}: ceiling {point['rps']:.0f} RPS (runs {each}); load generator "
-                     f"{statistics.median(run['loadgen_cpu_cores'] for run in runs):.2f} cores, nginx "
-                     f"{statistics.median(run['nginx_cpu_cores'] for run in runs):.2f} cores")
+        lines.append(
+            f"  c={point['concurrency']}: ceiling {point['rps']:.0f} RPS (runs {each}); load generator "
+            f"{statistics.median(run['loadgen_cpu_cores'] for run in runs):.2f} cores, nginx "
+            f"{statistics.median(run['nginx_cpu_cores'] for run in runs):.2f} cores"
+        )
     return "\n".join(lines + [f"  WARNING: {warning.message}" for warning in warnings.read(record["warnings"])])
 
 
@@ -139,10 +187,18 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--loadgen", choices=LOADGENS, default="rewrk", help="load generator (default rewrk)")
     main.add_argument("--duration", type=duration, default="10s", help="load per run (default 10s)")
     main.add_argument("--repeat", type=count, default=3, help="runs per concurrency; the ceiling is their median")
-    main.add_argument("--concurrency", type=count, action="append",
-                      help=f"a concurrency to measure (default the study's: {', '.join(map(str, concurrencies()))})")
-    main.add_argument("--pin", type=count, metavar="N", help="as the study's --pin: the load generator on the last "
-                                                             "N CPUs, nginx on the others")
+    main.add_argument(
+        "--concurrency",
+        type=count,
+        action="append",
+        help=f"a concurrency to measure (default the study's: {', '.join(map(str, concurrencies()))})",
+    )
+    main.add_argument(
+        "--pin",
+        type=count,
+        metavar="N",
+        help="as the study's --pin: the load generator on the last N CPUs, nginx on the others",
+    )
     main.add_argument("--port", type=port, help="nginx's port (default a free one)")
     main.add_argument("--results-dir", type=writable_dir, default=str(article().results_dir))
     return main
@@ -164,10 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     target = ceiling.path(args.results_dir, generator.name, args.pin)
     try:
         # One benchmark per machine: a calibration beside a study would slow both.
-        with machine_lock.held("calibrate", say=say), \
-                tempfile.TemporaryDirectory(prefix="gilfree-nginx-") as folder:
-            record = calibrate(generator, Path(folder), args.port or free_port(), args.duration, args.repeat,
-                               tuple(args.concurrency or concurrencies()), args.pin)
+        with machine_lock.held("calibrate", say=say), tempfile.TemporaryDirectory(prefix="gilfree-nginx-") as folder:
+            record = calibrate(
+                generator,
+                Path(folder),
+                args.port or free_port(),
+                args.duration,
+                args.repeat,
+                tuple(args.concurrency or concurrencies()),
+                args.pin,
+            )
     except (NginxError, LoadGenError) as error:
         print(f"gilfree.calibrate: error: {error}", file=sys.stderr)
         return 1

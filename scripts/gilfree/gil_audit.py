@@ -34,7 +34,7 @@ GILCHECK = Path(__file__).parent / "run" / "gilcheck.py"
 IMPORT_TIMEOUT_S = 120
 
 
-class Outcome(str, Enum):
+class Outcome(str, Enum):  # noqa: UP042
     """What importing one module alone did to the GIL."""
 
     KEPT_OFF = "kept off"
@@ -46,8 +46,14 @@ def _gilcheck(python: str, app: App, *args: str) -> dict | list:
     """Run gilcheck.py in a fresh interpreter under test, from the app's directory as Granian runs it; its JSON,
     or the failure as {"error": ...}."""
     try:
-        done = subprocess.run([python, str(GILCHECK), *args], capture_output=True, text=True, env=server_env(),
-                              timeout=IMPORT_TIMEOUT_S, cwd=app.directory)
+        done = subprocess.run(
+            [python, str(GILCHECK), *args],
+            capture_output=True,
+            text=True,
+            env=server_env(),
+            timeout=IMPORT_TIMEOUT_S,
+            cwd=app.directory,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish in {IMPORT_TIMEOUT_S} s"}
     except OSError as error:
@@ -73,34 +79,53 @@ def audit_environment(python: str, app: App, variant: str) -> dict:
     if facts.get("error"):
         raise InterpreterError(f"cannot run the interpreter under test {python}: {facts['error']}")
     if not facts["free_threaded_build"]:
-        raise InterpreterError(f"variant {variant}: {python} is not a free-threaded build; point "
-                               f"{override_variable(variant)} at one")
+        raise InterpreterError(
+            f"variant {variant}: {python} is not a free-threaded build; point {override_variable(variant)} at one"
+        )
     modules = _gilcheck(python, app, "modules")
     if isinstance(modules, dict):
         raise InterpreterError(f"cannot list the extension modules of {python}'s environment: {modules['error']}")
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         imported = list(pool.map(lambda module: _gilcheck(python, app, "import", module["module"]), modules))
-    rows = [{**module, "outcome": outcome(found).value, "named": found.get("culprit"), "error": found.get("error")}
-            for module, found in zip(modules, imported)]
+    rows = [
+        {**module, "outcome": outcome(found).value, "named": found.get("culprit"), "error": found.get("error")}
+        for module, found in zip(modules, imported)
+    ]
     app_import = _gilcheck(python, app, "app", str(app.directory), app.target.split(":")[0])
-    return {"app": app.name, "variant": variant, "python": python, "version": facts["version"], "modules": rows,
-            "app_import": {**app_import, "outcome": outcome(app_import).value}}
+    return {
+        "app": app.name,
+        "variant": variant,
+        "python": python,
+        "version": facts["version"],
+        "modules": rows,
+        "app_import": {**app_import, "outcome": outcome(app_import).value},
+    }
 
 
 def audit(study: Study, pythons: dict[tuple[str, str], str]) -> dict:
-    return {"study": study.name, "audited_at": results.now(),
-            "environments": [audit_environment(python, study.apps[app], variant)
-                             for (app, variant), python in pythons.items()]}
+    return {
+        "study": study.name,
+        "audited_at": results.now(),
+        "environments": [
+            audit_environment(python, study.apps[app], variant) for (app, variant), python in pythons.items()
+        ],
+    }
 
 
 # --- the report: sentences are made here only ---------------------------------------------------------------
+
 
 def _module_row(row: dict) -> list[str]:
     gil = row["outcome"] + (f" (CPython names {row['named']})" if row["named"] not in (None, row["module"]) else "")
     if row["error"] and row["outcome"] == Outcome.IMPORT_FAILED.value:
         gil += f": {row['error']}"
-    return [row["module"], f"{row['distribution']}=={row['version']}", ", ".join(row["wheel"]) or "unknown",
-            row["built_with"] or "unknown", gil]
+    return [
+        row["module"],
+        f"{row['distribution']}=={row['version']}",
+        ", ".join(row["wheel"]) or "unknown",
+        row["built_with"] or "unknown",
+        gil,
+    ]
 
 
 def stand_in(environment: dict) -> str:
@@ -119,26 +144,42 @@ def app_verdict(environment: dict) -> str:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# GIL audit: {report['study']}", "",
-             f"Audited {report['audited_at']}. Each extension module was imported alone in a fresh interpreter with "
-             f"PYTHON_GIL unset; \"re-enabled\" means the GIL was on afterwards (CPython's warning names the module "
-             f"that did it, which can be a dependency of the one imported).", ""]
+    lines = [
+        f"# GIL audit: {report['study']}",
+        "",
+        f"Audited {report['audited_at']}. Each extension module was imported alone in a fresh interpreter with "
+        f'PYTHON_GIL unset; "re-enabled" means the GIL was on afterwards (CPython\'s warning names the module '
+        f"that did it, which can be a dependency of the one imported).",
+        "",
+    ]
     for environment in report["environments"]:
         rows = environment["modules"]
         reenabling = [row for row in rows if row["outcome"] == Outcome.REENABLED.value]
-        lines += [f"## {environment['app']} on {environment['variant']}", "",
-                  f"Interpreter: `{environment['python']}`, CPython {environment['version']} free-threaded"
-                  f"{stand_in(environment)}. {len(rows)} extension modules, "
-                  f"{len(reenabling)} re-enable the GIL.", "",
-                  tabulate([_module_row(row) for row in rows],
-                           headers=["module", "distribution", "wheel", "built with", "GIL"], tablefmt="github"),
-                  "", f"**The app:** {app_verdict(environment)}.", ""]
+        lines += [
+            f"## {environment['app']} on {environment['variant']}",
+            "",
+            f"Interpreter: `{environment['python']}`, CPython {environment['version']} free-threaded"
+            f"{stand_in(environment)}. {len(rows)} extension modules, "
+            f"{len(reenabling)} re-enable the GIL.",
+            "",
+            tabulate(
+                [_module_row(row) for row in rows],
+                headers=["module", "distribution", "wheel", "built with", "GIL"],
+                tablefmt="github",
+            ),
+            "",
+            f"**The app:** {app_verdict(environment)}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def reenabled_anywhere(report: dict) -> bool:
-    return any(found["outcome"] == Outcome.REENABLED.value for environment in report["environments"]
-               for found in [environment["app_import"], *environment["modules"]])
+    return any(
+        found["outcome"] == Outcome.REENABLED.value
+        for environment in report["environments"]
+        for found in [environment["app_import"], *environment["modules"]]
+    )
 
 
 def write(report: dict, results_dir: Path) -> list[Path]:
@@ -155,8 +196,10 @@ def pythons_given(study: Study, given: list[str]) -> dict[tuple[str, str], str]:
         name, _, path = item.partition("=")
         app, _, variant = name.partition(":")
         if app not in study.apps or not free_threaded(variant) or variant not in study.variants or not path:
-            raise ValueError(f"--python {item!r}: give APP:VARIANT=PATH with an app of {study.path.name} "
-                             f"({', '.join(study.apps)}) and one of its free-threaded variants")
+            raise ValueError(
+                f"--python {item!r}: give APP:VARIANT=PATH with an app of {study.path.name} "
+                f"({', '.join(study.apps)}) and one of its free-threaded variants"
+            )
         pythons[app, variant] = interpreter_path(path)
     return pythons
 
@@ -181,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in write(report, results_dir):
         print(path)
     for environment in report["environments"]:
-        print(f"gilfree: {environment['app']} on {environment['variant']}: {app_verdict(environment)}",
-              file=sys.stderr)
+        print(f"gilfree: {environment['app']} on {environment['variant']}: {app_verdict(environment)}", file=sys.stderr)
     return 1 if args.strict and reenabled_anywhere(report) else 0
 
 

@@ -74,12 +74,16 @@ def session_cost(options: Options, cells: int) -> SessionCost:
     """Run the asgi-json cell on one worker `cells` times as a session runs it (prepare, run, render), timed."""
     facts = probe(options.pythons["asgi", article().variants[0]], _asgi())
     variant = article().variants[1] if facts["free_threaded_build"] else article().variants[0]
-    options = dataclasses.replace(options, session=article().sessions[f"asgi-{variant}"], table="asgi-json",
-                                  pythons={("asgi", variant): options.pythons["asgi", article().variants[0]]},
-                                  repeat=cells)
+    options = dataclasses.replace(
+        options,
+        session=article().sessions[f"asgi-{variant}"],
+        table="asgi-json",
+        pythons={("asgi", variant): options.pythons["asgi", article().variants[0]]},
+        repeat=cells,
+    )
     start_s = harness_start_s()
     reading = time.perf_counter()
-    options.machine_readiness  # read once per session (cached), so that prepare below is one interpreter's part
+    options.machine_readiness  # noqa: B018 -- read once per session (cached), so that prepare below is one interpreter's part
     started = time.perf_counter()
     plan = runner.prepare(options)
     prepared = time.perf_counter()
@@ -92,8 +96,7 @@ def session_cost(options: Options, cells: int) -> SessionCost:
     failed = [run["failure"] for run in runs if not results.succeeded(run)]
     if failed:
         raise SystemExit(f"gilfree: error: a cell failed, so its overhead means nothing: {failed[0]}")
-    return SessionCost(runs, start_s, started - reading, prepared - started, ran - prepared,
-                       time.perf_counter() - ran)
+    return SessionCost(runs, start_s, started - reading, prepared - started, ran - prepared, time.perf_counter() - ran)
 
 
 def load_window_s(run: dict, duration_s: int, warmup_s: int) -> float:
@@ -115,15 +118,21 @@ def study_share(harness_s: float, granian_s: float, cost: SessionCost, duration_
     cells = sum(len(session.cells()) for session in sessions)
     starts = sum(2 + len(session.variants) for session in sessions)
     probes = sum(len(session.apps) * len(session.variants) for session in sessions)
-    harness = (cells * harness_s + starts * cost.start_s + probes * cost.prepare_s
-               + len(sessions) * (cost.readiness_s + cost.render_s))
+    harness = (
+        cells * harness_s
+        + starts * cost.start_s
+        + probes * cost.prepare_s
+        + len(sessions) * (cost.readiness_s + cost.render_s)
+    )
     share = harness / (harness + cells * (granian_s + duration_s))
-    formula = (f"h / (h + N*(G + D)), h = N*H + T*A + P*Q + K*(M + R); N={cells} cells in K={len(sessions)} sessions "
-               f"({', '.join(session.name for session in sessions)}), H={harness_s:.3f}s harness per run, "
-               f"T={starts} harness starts of A={cost.start_s:.3f}s, P={probes} interpreters prepared at "
-               f"Q={cost.prepare_s:.3f}s, M={cost.readiness_s:.3f}s reading the machine's readiness and "
-               f"R={cost.render_s:.3f}s rendering per session, G={granian_s:.3f}s "
-               f"Granian's own start+stop per run, D={duration_s:g}s load window per run")
+    formula = (
+        f"h / (h + N*(G + D)), h = N*H + T*A + P*Q + K*(M + R); N={cells} cells in K={len(sessions)} sessions "
+        f"({', '.join(session.name for session in sessions)}), H={harness_s:.3f}s harness per run, "
+        f"T={starts} harness starts of A={cost.start_s:.3f}s, P={probes} interpreters prepared at "
+        f"Q={cost.prepare_s:.3f}s, M={cost.readiness_s:.3f}s reading the machine's readiness and "
+        f"R={cost.render_s:.3f}s rendering per session, G={granian_s:.3f}s "
+        f"Granian's own start+stop per run, D={duration_s:g}s load window per run"
+    )
     return share, formula
 
 
@@ -134,12 +143,16 @@ def sampling_ratio(options: Options, pairs: int) -> tuple[list[float], list[floa
     granian = str(Path(options.pythons["asgi", article().variants[0]]).parent / "granian")
     command = generator.command(url(options.port, _asgi().endpoints["json"].path), options.duration_s, cell.concurrency)
     on, off = [], []
-    with GranianServer(granian_command(granian, cell, _asgi(), options.port), _asgi(), options.port,
-                       options.results_dir / "sampling.log") as server:
+    with GranianServer(
+        granian_command(granian, cell, _asgi(), options.port),
+        _asgi(),
+        options.port,
+        options.results_dir / "sampling.log",
+    ) as server:
         server.wait_ready()
         server.verify()
         for pair in range(pairs):
-            for sampled in ((True, False) if pair % 2 == 0 else (False, True)):
+            for sampled in (True, False) if pair % 2 == 0 else (False, True):
                 sampler = TreeSampler(server.pid) if sampled else None
                 if sampler:
                     sampler.start()
@@ -159,12 +172,15 @@ def metrics_ratio(options: Options, pairs: int, granian_version: str) -> tuple[l
         return str(unsupported)
     generator, cell = LOADGENS[options.loadgen], article().tables_by_id["asgi-json"].cells[0]
     granian = str(Path(options.pythons["asgi", article().variants[0]]).parent / "granian")
-    load_command = generator.command(url(options.port, _asgi().endpoints["json"].path), options.duration_s,
-                                     cell.concurrency)
+    load_command = generator.command(
+        url(options.port, _asgi().endpoints["json"].path), options.duration_s, cell.concurrency
+    )
     on, off = [], []
     for pair in range(pairs):
-        for counted in ((True, False) if pair % 2 == 0 else (False, True)):
-            command = granian_command(granian, cell, _asgi(), options.port, metrics_port=free_port() if counted else None)
+        for counted in (True, False) if pair % 2 == 0 else (False, True):
+            command = granian_command(
+                granian, cell, _asgi(), options.port, metrics_port=free_port() if counted else None
+            )
             with GranianServer(command, _asgi(), options.port, options.results_dir / "metrics.log") as server:
                 server.wait_ready()
                 server.verify()
@@ -181,8 +197,10 @@ def metrics_line(measured: tuple[list[float], list[float]] | str) -> str:
     if isinstance(measured, str):
         return f"RPS with Granian's --metrics on / off: not measured: {measured}"
     on, off = measured
-    return (f"RPS with Granian's --metrics on / off: {statistics.median(on) / statistics.median(off):.4f} (medians "
-            f"{statistics.median(on):.0f} / {statistics.median(off):.0f} over {len(on)} fresh servers each)")
+    return (
+        f"RPS with Granian's --metrics on / off: {statistics.median(on) / statistics.median(off):.4f} (medians "
+        f"{statistics.median(on):.0f} / {statistics.median(off):.0f} over {len(on)} fresh servers each)"
+    )
 
 
 def breakdown(cost: SessionCost) -> str:
@@ -198,9 +216,11 @@ def breakdown(cost: SessionCost) -> str:
         shown.append(line)
     between = (cost.run_s - sum(run["timings"]["total_s"] + run["timings"]["record_s"] for run in runs)) / len(runs)
     shown += [f"record_s {mean(run['timings']['record_s'] for run in runs):.3f}", f"between runs {between:.3f}"]
-    return (f"where a run's time went, mean seconds over {len(runs)} runs: {', '.join(shown)}; each session once: "
-            f"harness start {cost.start_s:.3f}, readiness {cost.readiness_s:.3f}, prepare {cost.prepare_s:.3f}, "
-            f"render {cost.render_s:.3f}")
+    return (
+        f"where a run's time went, mean seconds over {len(runs)} runs: {', '.join(shown)}; each session once: "
+        f"harness start {cost.start_s:.3f}, readiness {cost.readiness_s:.3f}, prepare {cost.prepare_s:.3f}, "
+        f"render {cost.render_s:.3f}"
+    )
 
 
 def report(cost: SessionCost, options: Options, on: list[float], off: list[float]) -> str:
@@ -209,30 +229,36 @@ def report(cost: SessionCost, options: Options, on: list[float], off: list[float
     granian = statistics.mean(granian_own_s(run) for run in runs)
     harness = (cost.run_s - sum(loads)) / len(runs) - granian  # between the runs included
     share, formula = study_share(harness, granian, cost, POST_DURATION_S + options.warmup_s)
-    how = ("measured at the post's 30 s" if options.duration_s == POST_DURATION_S
-           else f"H measured with {options.duration_s}s loads, projected to the post's {POST_DURATION_S}s")
+    how = (
+        "measured at the post's 30 s"
+        if options.duration_s == POST_DURATION_S
+        else f"H measured with {options.duration_s}s loads, projected to the post's {POST_DURATION_S}s"
+    )
     samplers = [run["resources"]["sampler_cpu_s"] / run["resources"]["window_s"] for run in runs]
     ratio = statistics.median(on) / statistics.median(off)
     killed = sum(run["stopped_by"] != "SIGTERM" for run in runs)
-    return "\n".join([
-        breakdown(cost),
-        f"harness time per run: {harness:.3f}s beyond the load window and Granian's own start and stop "
-        f"({granian:.3f}s; {killed} stop(s) needed SIGKILL)",
-        f"harness share of the post's study: {share:.2%} = {formula}; {how}; "
-        f"target < {TARGET_HARNESS_SHARE:.0%}: {verdict(share < TARGET_HARNESS_SHARE)}",
-        f"sampler CPU: mean {statistics.mean(samplers):.3%} of one core, max {max(samplers):.3%}, over "
-        f"{options.duration_s}s windows (one sample every {runs[0]['resources']['interval_s']}s); "
-        f"target < {TARGET_SAMPLER_SHARE:.1%}: {verdict(statistics.mean(samplers) < TARGET_SAMPLER_SHARE)}",
-        f"RPS sampling on / off: {ratio:.4f} (medians {statistics.median(on):.0f} / {statistics.median(off):.0f} "
-        f"over {len(on)} runs each; on {', '.join(f'{x:.0f}' for x in on)}; off {', '.join(f'{x:.0f}' for x in off)}); "
-        f"target >= {TARGET_RPS_RATIO}: {verdict(ratio >= TARGET_RPS_RATIO)}",
-    ])
+    return "\n".join(
+        [
+            breakdown(cost),
+            f"harness time per run: {harness:.3f}s beyond the load window and Granian's own start and stop "
+            f"({granian:.3f}s; {killed} stop(s) needed SIGKILL)",
+            f"harness share of the post's study: {share:.2%} = {formula}; {how}; "
+            f"target < {TARGET_HARNESS_SHARE:.0%}: {verdict(share < TARGET_HARNESS_SHARE)}",
+            f"sampler CPU: mean {statistics.mean(samplers):.3%} of one core, max {max(samplers):.3%}, over "
+            f"{options.duration_s}s windows (one sample every {runs[0]['resources']['interval_s']}s); "
+            f"target < {TARGET_SAMPLER_SHARE:.1%}: {verdict(statistics.mean(samplers) < TARGET_SAMPLER_SHARE)}",
+            f"RPS sampling on / off: {ratio:.4f} (medians {statistics.median(on):.0f} / {statistics.median(off):.0f} "
+            f"over {len(on)} runs each; on {', '.join(f'{x:.0f}' for x in on)}; off {', '.join(f'{x:.0f}' for x in off)}); "
+            f"target >= {TARGET_RPS_RATIO}: {verdict(ratio >= TARGET_RPS_RATIO)}",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="gilfree.overhead", description=__doc__.splitlines()[0])
-    parser.add_argument("--python", required=True, type=interpreter_path,
-                        help="interpreter of an _asgi() environment under test")
+    parser.add_argument(
+        "--python", required=True, type=interpreter_path, help="interpreter of an _asgi() environment under test"
+    )
     parser.add_argument("--cells", type=count, default=5, help="runs of the one cell (default 5)")
     parser.add_argument("--pairs", type=count, default=5)
     parser.add_argument("--duration", type=duration, default="2s", help="each load (default 2s; the post's: 30s)")
@@ -240,9 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     require(LOADGENS[args.loadgen])
     with tempfile.TemporaryDirectory(prefix="gilfree-overhead-") as scratch:
-        options = Options(session=article().sessions["asgi-3.14"], pythons={("asgi", article().variants[0]): args.python},
-                          duration_s=args.duration,
-                          loadgen=args.loadgen, results_dir=Path(scratch), port=DEFAULT_PORT)
+        options = Options(
+            session=article().sessions["asgi-3.14"],
+            pythons={("asgi", article().variants[0]): args.python},
+            duration_s=args.duration,
+            loadgen=args.loadgen,
+            results_dir=Path(scratch),
+            port=DEFAULT_PORT,
+        )
         cost = session_cost(options, args.cells)
         on, off = sampling_ratio(options, args.pairs)
         counters = metrics_ratio(options, args.pairs, cost.runs[0]["granian"]["version"])

@@ -48,7 +48,9 @@ def repeat(text: str) -> int | str:
     try:
         return count(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"invalid repeat {text!r}: use a whole number of at least 1, or auto") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid repeat {text!r}: use a whole number of at least 1, or auto"
+        ) from None
 
 
 def width(text: str) -> float:
@@ -75,8 +77,9 @@ def rate(text: str) -> float:
     except ValueError:
         value = 0.0
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: use a positive number of requests per second, "
-                                         f"such as 5000")
+        raise argparse.ArgumentTypeError(
+            f"invalid rate {text!r}: use a positive number of requests per second, such as 5000"
+        )
     return value
 
 
@@ -91,11 +94,14 @@ def bind_address(text: str) -> str:
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid --bind {text!r}: give one IP address of this machine, "
-                                         f"such as 127.0.0.1 or 192.168.1.10") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid --bind {text!r}: give one IP address of this machine, such as 127.0.0.1 or 192.168.1.10"
+        ) from None
     if address.is_unspecified:
-        raise argparse.ArgumentTypeError(f"--bind {text} would listen on every network of this machine; give the "
-                                         f"one address the load host reaches it at")
+        raise argparse.ArgumentTypeError(
+            f"--bind {text} would listen on every network of this machine; give the "
+            f"one address the load host reaches it at"
+        )
     return str(address)
 
 
@@ -120,5 +126,5 @@ def writable_dir(text: str) -> Path:
     except OSError as error:
         raise argparse.ArgumentTypeError(
             f"results directory {text!r} cannot be written ({error.strerror}); choose another with --results-dir"
-        )
+        ) from None
     return path

@@ -47,8 +47,14 @@ def spread(values: list[float]) -> dict[str, float | None]:
     """min, max, the quartiles (the inclusive method, so that three runs give their own values) and the relative
     standard deviation."""
     quartiles = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
-    return {"min": min(values), "q1": quartiles[0], "median": statistics.median(values), "q3": quartiles[2],
-            "max": max(values), "rsd": relative_sd(values)}
+    return {
+        "min": min(values),
+        "q1": quartiles[0],
+        "median": statistics.median(values),
+        "q3": quartiles[2],
+        "max": max(values),
+        "rsd": relative_sd(values),
+    }
 
 
 def relative_sd(values: list[float]) -> float | None:
@@ -63,8 +69,11 @@ def outliers(values: list[float]) -> list[int]:
     middle = statistics.median(values)
     deviations = [abs(value - middle) for value in values]
     robust_sd = MAD_TO_SD * statistics.median(deviations)
-    return [i for i, deviation in enumerate(deviations)
-            if deviation > 0 and (robust_sd == 0 or deviation > OUTLIER_ROBUST_SDS * robust_sd)]
+    return [
+        i
+        for i, deviation in enumerate(deviations)
+        if deviation > 0 and (robust_sd == 0 or deviation > OUTLIER_ROBUST_SDS * robust_sd)
+    ]
 
 
 @dataclass(frozen=True)
@@ -87,8 +96,14 @@ class Drift:
         return self.p_value < DRIFT_SIGNIFICANCE and abs(self.change) > DRIFT_MIN_CHANGE
 
     def as_dict(self) -> dict:
-        return {"runs_per_part": self.runs_per_part, "first_mean": self.first_mean, "last_mean": self.last_mean,
-                "change": self.change, "p_value": self.p_value, "beyond_noise": self.beyond_noise}
+        return {
+            "runs_per_part": self.runs_per_part,
+            "first_mean": self.first_mean,
+            "last_mean": self.last_mean,
+            "change": self.change,
+            "p_value": self.p_value,
+            "beyond_noise": self.beyond_noise,
+        }
 
 
 def drift(values: list[float]) -> Drift | None:
@@ -113,8 +128,10 @@ def stability(rps: list[float]) -> dict:
     """A cell's outlier runs (numbered from 1, in the order measured) and its drift (None: too few runs to
     judge), from the RPS of its measured runs."""
     found = drift(rps)
-    return {"outliers": [{"run": i + 1, "rps": rps[i]} for i in outliers(rps)],
-            "drift": found.as_dict() if found else None}
+    return {
+        "outliers": [{"run": i + 1, "rps": rps[i]} for i in outliers(rps)],
+        "drift": found.as_dict() if found else None,
+    }
 
 
 def _middle(name: str, values: list) -> float | dict | None:
@@ -132,8 +149,7 @@ def _middle(name: str, values: list) -> float | dict | None:
 
 def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
     """The median run (figure by figure), and the spread of each figure, over runs that succeeded."""
-    load = {name: _middle(name, [run["load"][name] for run in runs])
-            for name in runs[0]["load"] if name != "generator"}
+    load = {name: _middle(name, [run["load"][name] for run in runs]) for name in runs[0]["load"] if name != "generator"}
     load["generator"] = runs[0]["load"]["generator"]
     resources = {name: _middle(name, [run["resources"].get(name) for run in runs]) for name in runs[0]["resources"]}
     spreads = {name: spread(figure_values(runs, name)) for name in LOAD_FIGURES + RESOURCE_FIGURES}
@@ -158,8 +174,15 @@ def rate_shortfall(load: dict | None) -> StudyWarning | None:
     offered = (load or {}).get("offered_rps")
     if offered is None or load["rps"] >= offered * (1 - RATE_TOLERANCE):
         return None
-    return StudyWarning(WarningKind.RATE_SHORTFALL, {"offered_rps": offered, "achieved_rps": load["rps"],
-                                                     "share": load["rps"] / offered, "tolerance": RATE_TOLERANCE})
+    return StudyWarning(
+        WarningKind.RATE_SHORTFALL,
+        {
+            "offered_rps": offered,
+            "achieved_rps": load["rps"],
+            "share": load["rps"] / offered,
+            "tolerance": RATE_TOLERANCE,
+        },
+    )
 
 
 def loadgen_saturated(cores: float | None, threads: int | None) -> bool:
@@ -178,12 +201,16 @@ def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int 
     of no fixed thread count (oha) cannot be judged saturated from its CPU use."""
     warnings = []
     if machine_busy(busy_share):
-        warnings.append(StudyWarning(WarningKind.MACHINE_BUSY, {"busy_share": busy_share, "cores": cores,
-                                                                "limit": BUSY_LIMIT}))
+        warnings.append(
+            StudyWarning(WarningKind.MACHINE_BUSY, {"busy_share": busy_share, "cores": cores, "limit": BUSY_LIMIT})
+        )
     load = run.get("load") or {}
     if loadgen_saturated(load.get("loadgen_cpu_cores"), loadgen_threads):
-        warnings.append(StudyWarning(WarningKind.LOADGEN_SATURATED, {"cores": load["loadgen_cpu_cores"],
-                                                                     "threads": loadgen_threads}))
+        warnings.append(
+            StudyWarning(
+                WarningKind.LOADGEN_SATURATED, {"cores": load["loadgen_cpu_cores"], "threads": loadgen_threads}
+            )
+        )
     if load.get("errors"):
         warnings.append(StudyWarning(WarningKind.LOAD_ERRORS, {"errors": load["errors"]}))
     shortfall = rate_shortfall(run.get("load"))
@@ -198,13 +225,21 @@ def cell_warnings(spreads: dict, stable: dict, runs: int) -> list[StudyWarning]:
     rsd = spreads["rps"]["rsd"]
     if rsd is not None and rsd > RSD_LIMIT:
         said.append(StudyWarning(WarningKind.RPS_SPREAD, {"rsd": rsd, "runs": runs, "limit": RSD_LIMIT}))
-    said += [StudyWarning(WarningKind.OUTLIER_RUN, {**outlier, "runs": runs, "median": spreads["rps"]["median"],
-                                                    "limit": OUTLIER_ROBUST_SDS}) for outlier in stable["outliers"]]
+    said += [
+        StudyWarning(
+            WarningKind.OUTLIER_RUN,
+            {**outlier, "runs": runs, "median": spreads["rps"]["median"], "limit": OUTLIER_ROBUST_SDS},
+        )
+        for outlier in stable["outliers"]
+    ]
     moved = stable["drift"]
     if moved and moved["beyond_noise"]:
-        said.append(StudyWarning(WarningKind.DRIFT, {name: moved[name] for name in
-                                                     ("runs_per_part", "first_mean", "last_mean", "change",
-                                                      "p_value")}))
+        said.append(
+            StudyWarning(
+                WarningKind.DRIFT,
+                {name: moved[name] for name in ("runs_per_part", "first_mean", "last_mean", "change", "p_value")},
+            )
+        )
     return said
 
 

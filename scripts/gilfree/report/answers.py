@@ -26,14 +26,19 @@ def versus(study: Study, value) -> str:
 
 def stand_ins(records: list[dict]) -> str:
     """' (3.12 standing in for 3.14)' where a record's interpreter was not its variant's: the ratios measure it."""
-    found = dict.fromkeys(f"{r['interpreter']['label']} standing in for {r['cell']['variant']}" for r in records
-                          if r["interpreter"]["label"] != r["cell"]["variant"])
+    found = dict.fromkeys(
+        f"{r['interpreter']['label']} standing in for {r['cell']['variant']}"
+        for r in records
+        if r["interpreter"]["label"] != r["cell"]["variant"]
+    )
     return f" ({'; '.join(found)})" if found else ""
 
 
 def over_text(study: Study, value) -> str:
-    return f"{words.setting_text(study.comparison.setting, value)} / " \
-           f"{words.setting_text(study.comparison.setting, study.comparison.baseline)}"
+    return (
+        f"{words.setting_text(study.comparison.setting, value)} / "
+        f"{words.setting_text(study.comparison.setting, study.comparison.baseline)}"
+    )
 
 
 def machines_text(records: list[dict]) -> str:
@@ -41,8 +46,11 @@ def machines_text(records: list[dict]) -> str:
 
 
 def _most(study: Study, finding: Finding) -> str:
-    interval = (f", interval {words.percent_interval(finding.estimate.interval)}"
-                if finding.estimate and finding.estimate.interval else "")
+    interval = (
+        f", interval {words.percent_interval(finding.estimate.interval)}"
+        if finding.estimate and finding.estimate.interval
+        else ""
+    )
     table = f"{finding.ratio.over.table}: " if len(study.tables) > 1 else ""
     return f"most: {table}{words.pair_name(finding.ratio)}, {finding.change:+.0%}{interval}"
 
@@ -75,18 +83,35 @@ def best_section(study: Study, bests: list[Best]) -> str:
     budget = study.comparison.p99_budget_ms
     rows = []
     for best in bests:
-        row = [best.app, f"/{best.endpoint}", words.setting_text(study.comparison.setting, best.value),
-               words.cell_name(best.cell), f"{best.rps:.0f}"]
+        row = [
+            best.app,
+            f"/{best.endpoint}",
+            words.setting_text(study.comparison.setting, best.value),
+            words.cell_name(best.cell),
+            f"{best.rps:.0f}",
+        ]
         if budget is not None:
-            row.append(f"{words.cell_name(best.within_budget)}, {best.within_budget_rps:.0f} RPS" if best.within_budget
-                       else "none within it" if best.p99_known else "unknown: no p99 recorded")
+            row.append(
+                f"{words.cell_name(best.within_budget)}, {best.within_budget_rps:.0f} RPS"
+                if best.within_budget
+                else "none within it"
+                if best.p99_known
+                else "unknown: no p99 recorded"
+            )
         rows.append(row)
     headers = ["App", "Endpoint", study.comparison.setting, "Most RPS", "RPS"] + (
-        [f"Most RPS with p99 ≤ {budget:g} ms"] if budget is not None else [])
-    return ("The best configuration measured, by RPS (geometric mean over the runs)"
-            + (f", and the best within the study's p99 budget of {budget:g} ms (median p99 over the runs)"
-               if budget is not None else "") + ":\n\n"
-            + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+        [f"Most RPS with p99 ≤ {budget:g} ms"] if budget is not None else []
+    )
+    return (
+        "The best configuration measured, by RPS (geometric mean over the runs)"
+        + (
+            f", and the best within the study's p99 budget of {budget:g} ms (median p99 over the runs)"
+            if budget is not None
+            else ""
+        )
+        + ":\n\n"
+        + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    )
 
 
 def answer_section(study: Study, tallies: list[Tally], bests: list[Best], records: list[dict]) -> str:
@@ -95,19 +120,23 @@ def answer_section(study: Study, tallies: list[Tally], bests: list[Best], record
         return "\n".join(lines + ["Nothing measured yet.", ""])
     band = study.comparison.band
     for value in dict.fromkeys(tally.value for tally in tallies):
-        lines.append(f"**{versus(study, value)}**{stand_ins(records)} on {machines_text(records)}, on par meaning "
-                     f"within ±{band:.0%}:")
+        lines.append(
+            f"**{versus(study, value)}**{stand_ins(records)} on {machines_text(records)}, on par meaning "
+            f"within ±{band:.0%}:"
+        )
         lines.append("")
         lines += [f"- {tally_text(study, tally)}" for tally in tallies if tally.value == value]
         lines.append("")
     if not tallies:
         lines += [f"No two cells of the study differ in {study.comparison.setting} only: nothing to compare.", ""]
     if alone := uncompared(study):
-        lines += [f"Compared with nothing, since no cell differs from them in {study.comparison.setting} only with "
-                  f"the baseline's value ({words.setting_text(study.comparison.setting, study.comparison.baseline)}; "
-                  f"every other setting, concurrency included, must match): "
-                  f"{', '.join(f'{table} ({n} cells)' for table, n in Counter(c.table for c in alone).items())}.",
-                  ""]
+        lines += [
+            f"Compared with nothing, since no cell differs from them in {study.comparison.setting} only with "
+            f"the baseline's value ({words.setting_text(study.comparison.setting, study.comparison.baseline)}; "
+            f"every other setting, concurrency included, must match): "
+            f"{', '.join(f'{table} ({n} cells)' for table, n in Counter(c.table for c in alone).items())}.",
+            "",
+        ]
     return "\n".join(lines + [best_section(study, bests), ""])
 
 
@@ -117,44 +146,71 @@ def why_text(finding: Finding) -> str:
 
 def finding_row(study: Study, finding: Finding) -> list[str]:
     estimate = finding.estimate
-    return [finding.ratio.over.table, words.pair_name(finding.ratio), over_text(study, getattr(
-        finding.ratio.over, study.comparison.setting)), words.value_text(estimate) if estimate else "-",
-            str(estimate.runs) if estimate else "-", words.outcome_text(finding), why_text(finding)]
+    return [
+        finding.ratio.over.table,
+        words.pair_name(finding.ratio),
+        over_text(study, getattr(finding.ratio.over, study.comparison.setting)),
+        words.value_text(estimate) if estimate else "-",
+        str(estimate.runs) if estimate else "-",
+        words.outcome_text(finding),
+        why_text(finding),
+    ]
 
 
 def figures_section(study: Study, found: dict[str, list[Finding]]) -> str:
     band = study.comparison.band
-    parts = ["## Every comparison", "",
-             f"Each figure of each cell over the same figure of the cell that differs only in "
-             f"{study.comparison.setting}, with {words.setting_text(study.comparison.setting, study.comparison.baseline)}"
-             f" instead, the ratio of the geometric means over the runs "
-             f"with its 95% interval (paired where the runs were interleaved). Faster, slower, more or less: the "
-             f"whole interval lies outside 1 ± {band:.2f}. On par: the whole interval lies inside it, an "
-             f"equivalence test, not \"no difference found\". Can't tell: the reason is given.", ""]
+    parts = [
+        "## Every comparison",
+        "",
+        f"Each figure of each cell over the same figure of the cell that differs only in "
+        f"{study.comparison.setting}, with {words.setting_text(study.comparison.setting, study.comparison.baseline)}"
+        f" instead, the ratio of the geometric means over the runs "
+        f"with its 95% interval (paired where the runs were interleaved). Faster, slower, more or less: the "
+        f"whole interval lies outside 1 ± {band:.2f}. On par: the whole interval lies inside it, an "
+        f'equivalence test, not "no difference found". Can\'t tell: the reason is given.',
+        "",
+    ]
     headers = ["Table", "Configuration", "Ratio of", "Ratio [95% interval]", "Runs", "Outcome", "Why"]
     for figure, these in found.items():
         if all(f.outcome == Outcome.NOT_MEASURED for f in these):
             continue
-        parts += [f"### {words.FIGURE_NAMES[figure]}", "",
-                  tabulate([finding_row(study, f) for f in these], headers=headers, tablefmt="github",
-                           disable_numparse=True), ""]
+        parts += [
+            f"### {words.FIGURE_NAMES[figure]}",
+            "",
+            tabulate([finding_row(study, f) for f in these], headers=headers, tablefmt="github", disable_numparse=True),
+            "",
+        ]
     if len(parts) == 4:
         parts += ["Nothing compared yet.", ""]
     return "\n".join(parts)
 
 
 def ratio_chart(path: Path, study: Study, found: list[Finding]) -> Path | None:
-    rows = [charts.RatioRow(f"{f.ratio.over.table}: {words.pair_name(f.ratio)} "
-                            f"{over_text(study, getattr(f.ratio.over, study.comparison.setting))}",
-                            f.ratio.band.low, f.ratio.band.high, verdicts.post_value(study, f.ratio),
-                            f.estimate.value, f.estimate.interval) for f in found if f.estimate]
+    rows = [
+        charts.RatioRow(
+            f"{f.ratio.over.table}: {words.pair_name(f.ratio)} "
+            f"{over_text(study, getattr(f.ratio.over, study.comparison.setting))}",
+            f.ratio.band.low,
+            f.ratio.band.high,
+            verdicts.post_value(study, f.ratio),
+            f.estimate.value,
+            f.estimate.interval,
+        )
+        for f in found
+        if f.estimate
+    ]
     if not rows:
         return None
-    return charts.draw_ratios(path, rows, f"{study.title}: RPS ratios",
-                              f"RPS ratio ({study.comparison.setting} over {study.comparison.baseline}), log scale")
+    return charts.draw_ratios(
+        path,
+        rows,
+        f"{study.title}: RPS ratios",
+        f"RPS ratio ({study.comparison.setting} over {study.comparison.baseline}), log scale",
+    )
 
 
 # --- several machines ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -176,18 +232,32 @@ def machines_section(study: Study, machines: list[Machine]) -> str:
     """Every ratio and outcome (RPS, p99, memory) and every claim's verdict, one column per machine, the
     source's own as one more column where it publishes the figure."""
     names = [f"{index}. {m.identity}" for index, m in enumerate(machines, 1)]
-    parts = [f"# {study.title}: {len(machines)} machines side by side", "",
-             "Machines (each one results folder of this study):", "",
-             *[f"{name} (`{m.folder}`)" for name, m in zip(names, machines)], ""]
+    parts = [
+        f"# {study.title}: {len(machines)} machines side by side",
+        "",
+        "Machines (each one results folder of this study):",
+        "",
+        *[f"{name} (`{m.folder}`)" for name, m in zip(names, machines)],
+        "",
+    ]
     if study.claims:
-        rows = [[claim.text, *[judged[i].verdict.value for judged in (m.judged for m in machines)]]
-                for i, claim in enumerate(study.claims)]
+        rows = [
+            [claim.text, *[judged[i].verdict.value for judged in (m.judged for m in machines)]]
+            for i, claim in enumerate(study.claims)
+        ]
         decided = (Verdict.HELD.value, Verdict.NOT_HELD.value)
         same = ["yes" if len(set(row[1:])) == 1 and row[1] in decided else "no" for row in rows]
-        parts += ["## Claims", "", tabulate([row + [alike] for row, alike in zip(rows, same)],
-                                             headers=["Claim", *[f"Machine {i}" for i in range(1, len(machines) + 1)],
-                                                      "Same on every machine?"],
-                                             tablefmt="github", disable_numparse=True), ""]
+        parts += [
+            "## Claims",
+            "",
+            tabulate(
+                [row + [alike] for row, alike in zip(rows, same)],
+                headers=["Claim", *[f"Machine {i}" for i in range(1, len(machines) + 1)], "Same on every machine?"],
+                tablefmt="github",
+                disable_numparse=True,
+            ),
+            "",
+        ]
     with_post = any(verdicts.post_value(study, f.ratio) is not None for f in machines[0].found["rps"])
     for figure in ("rps", "latency_p99", "pss", "rss"):
         columns = list(zip(*(m.found[figure] for m in machines)))
@@ -198,14 +268,30 @@ def machines_section(study: Study, machines: list[Machine]) -> str:
             ratio = column[0].ratio
             post = verdicts.post_value(study, ratio) if figure in ("rps", "rss") else None
             outcomes = {f.outcome for f in column}
-            rows.append([ratio.over.table, words.pair_name(ratio),
-                         over_text(study, getattr(ratio.over, study.comparison.setting)),
-                         *([f"{post:.2f}" if post is not None else "-"] if with_post else []),
-                         *[finding_cell(f) for f in column],
-                         "yes" if len(outcomes) == 1 and Outcome.CANT_TELL not in outcomes
-                         and Outcome.NOT_MEASURED not in outcomes else "no"])
-        headers = ["Table", "Configuration", "Ratio of", *(["Source"] if with_post else []),
-                   *[f"Machine {i}" for i in range(1, len(machines) + 1)], "Same outcome everywhere?"]
-        parts += [f"## {words.FIGURE_NAMES[figure]}", "",
-                  tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+            rows.append(
+                [
+                    ratio.over.table,
+                    words.pair_name(ratio),
+                    over_text(study, getattr(ratio.over, study.comparison.setting)),
+                    *([f"{post:.2f}" if post is not None else "-"] if with_post else []),
+                    *[finding_cell(f) for f in column],
+                    "yes"
+                    if len(outcomes) == 1 and Outcome.CANT_TELL not in outcomes and Outcome.NOT_MEASURED not in outcomes
+                    else "no",
+                ]
+            )
+        headers = [
+            "Table",
+            "Configuration",
+            "Ratio of",
+            *(["Source"] if with_post else []),
+            *[f"Machine {i}" for i in range(1, len(machines) + 1)],
+            "Same outcome everywhere?",
+        ]
+        parts += [
+            f"## {words.FIGURE_NAMES[figure]}",
+            "",
+            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
+            "",
+        ]
     return "\n".join(parts)

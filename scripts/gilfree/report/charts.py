@@ -25,6 +25,7 @@ def _pyplot():
 
     return matplotlib.pyplot
 
+
 PANELS = {"rps": "RPS", "ram_mb": "RAM (MiB)"}
 BAR_WIDTH = 0.4
 LOG_SCALE_SPREAD = 100  # a panel whose bars span more than this factor gets a log axis (table 3: 94 to 19377)
@@ -35,11 +36,21 @@ def _panel(axes, field: str, post: list[Figures | None], yours: list[Figures | N
     measured."""
     positions = range(len(post))
     published = [(x, getattr(f, field)) for x, f in zip(positions, post) if f is not None]
-    posted = axes.bar([x - BAR_WIDTH / 2 for x, _ in published], [value for _, value in published],
-                      BAR_WIDTH, label="post", color="0.65")
+    posted = axes.bar(
+        [x - BAR_WIDTH / 2 for x, _ in published],
+        [value for _, value in published],
+        BAR_WIDTH,
+        label="post",
+        color="0.65",
+    )
     measured = [(x, getattr(f, field)) for x, f in zip(positions, yours) if f is not None]
-    ours = axes.bar([x + BAR_WIDTH / 2 for x, _ in measured], [value for _, value in measured],
-                    BAR_WIDTH, label="yours", color="tab:blue")
+    ours = axes.bar(
+        [x + BAR_WIDTH / 2 for x, _ in measured],
+        [value for _, value in measured],
+        BAR_WIDTH,
+        label="yours",
+        color="tab:blue",
+    )
     for bars in (posted, ours):
         axes.bar_label(bars, fmt="%.0f", fontsize=7)
     values = [bar.get_height() for bars in (posted, ours) for bar in bars]
@@ -71,18 +82,31 @@ def draw_ratios(path: Path, rows: list[RatioRow], title: str, axis_label: str) -
     positions = range(len(rows))[::-1]
     for y, row in zip(positions, rows):
         left, right = max(row.band_low, low), min(row.band_high, high)
-        axes.barh(y, right - left, left=left, height=0.7, color="tab:green", alpha=0.18,
-                  label="band" if y == positions[0] else None)
+        axes.barh(
+            y,
+            right - left,
+            left=left,
+            height=0.7,
+            color="tab:green",
+            alpha=0.18,
+            label="band" if y == positions[0] else None,
+        )
     posted = [(y, row.post) for y, row in zip(positions, rows) if row.post is not None]
     if posted:
-        axes.scatter([post for _, post in posted], [y for y, _ in posted], marker="D", color="0.45", zorder=3,
-                     label="source")
+        axes.scatter(
+            [post for _, post in posted], [y for y, _ in posted], marker="D", color="0.45", zorder=3, label="source"
+        )
     measured = [(y, row) for y, row in zip(positions, rows) if row.yours is not None]
     for y, row in measured:
         if row.interval:
             axes.plot(row.interval, [y, y], color="tab:blue", linewidth=2.5, zorder=2)
-    axes.scatter([row.yours for _, row in measured], [y for y, _ in measured], color="tab:blue", zorder=4,
-                 label="yours (bar: 95% interval)")
+    axes.scatter(
+        [row.yours for _, row in measured],
+        [y for y, _ in measured],
+        color="tab:blue",
+        zorder=4,
+        label="yours (bar: 95% interval)",
+    )
     axes.axvline(1, color="0.3", linewidth=0.8)
     axes.set_xscale("log")
     axes.set_xlim(low, high)
@@ -102,12 +126,14 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def draw(path: Path, table: Table, names: list[str], post: list[Figures | None], yours: list[Figures | None],
-         axis_name: str) -> Path:
+def draw(
+    path: Path, table: Table, names: list[str], post: list[Figures | None], yours: list[Figures | None], axis_name: str
+) -> Path:
     """Write one PNG for the table: an RPS panel, and a RAM panel where the table has RAM."""
     fields = ["rps"] + (["ram_mb"] if "ram" in table.columns else [])
-    figure, panels = _pyplot().subplots(1, len(fields), figsize=(1.6 * len(names) * len(fields) + 2, 4.8),
-                                  squeeze=False)
+    figure, panels = _pyplot().subplots(
+        1, len(fields), figsize=(1.6 * len(names) * len(fields) + 2, 4.8), squeeze=False
+    )
     for axes, field in zip(panels[0], fields):
         _panel(axes, field, post, yours)
         axes.set_xticks(range(len(names)), names, fontsize=8)
@@ -132,8 +158,9 @@ def timeline_path(results_dir: Path, cell: Cell) -> Path:
 
 def _run_label(label: str, number: int, run: dict) -> str:
     growth = run["resources"].get("rss_growth_last_half")
-    return f"{label} run {number}: " + ("growth unknown (load too short)" if growth is None
-                                        else f"{growth:+.1%} over the second half")
+    return f"{label} run {number}: " + (
+        "growth unknown (load too short)" if growth is None else f"{growth:+.1%} over the second half"
+    )
 
 
 def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
@@ -146,10 +173,19 @@ def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
         runs = [run for run in record["runs"] if results.succeeded(run) and run.get("timeline")]
         for number, run in enumerate(runs, 1):
             series = run["timeline"]
-            rss_axes.plot(series["t_s"], [size / 2**20 for size in series["rss_bytes"]], color=colour, alpha=0.8,
-                          label=_run_label(record["interpreter"]["label"], number, run))
-            cpu_axes.plot(series["t_s"], [float("nan") if cores is None else cores for cores in series["cores"]],
-                          color=colour, alpha=0.8)
+            rss_axes.plot(
+                series["t_s"],
+                [size / 2**20 for size in series["rss_bytes"]],
+                color=colour,
+                alpha=0.8,
+                label=_run_label(record["interpreter"]["label"], number, run),
+            )
+            cpu_axes.plot(
+                series["t_s"],
+                [float("nan") if cores is None else cores for cores in series["cores"]],
+                color=colour,
+                alpha=0.8,
+            )
             ends.append(series["t_s"][-1])
     for axes in (rss_axes, cpu_axes):
         axes.axvspan(max(ends) / 2, max(ends), color="0.93", zorder=0)
@@ -170,12 +206,18 @@ def write_timelines(results_dir: Path, study: Study, stored: dict[tuple[str, str
     for table in study.tables:
         for pair in table.variant_pairs(*study.variants):
             gil = pair[0]
-            records = [record for cell in pair if (record := stored.get((table.id, cell.key)))
-                       and any(results.succeeded(run) and run.get("timeline") for run in record["runs"])]
+            records = [
+                record
+                for cell in pair
+                if (record := stored.get((table.id, cell.key)))
+                and any(results.succeeded(run) and run.get("timeline") for run in record["runs"])
+            ]
             if records:
                 threads = gil.blocking_threads or "default"
-                title = (f"Table {table.number}, {gil.endpoint}, workers {gil.workers}, threads {threads}, "
-                         f"c={gil.concurrency}: memory over the load")
+                title = (
+                    f"Table {table.number}, {gil.endpoint}, workers {gil.workers}, threads {threads}, "
+                    f"c={gil.concurrency}: memory over the load"
+                )
                 written.append(rss_timeline(timeline_path(results_dir, gil), title, records))
     return written
 
@@ -204,18 +246,37 @@ def _scaling_panels(analysis: Analysis, ylabel: str, value, ideal: bool, title: 
             colour = variant_colour(curve.variant)
             line = analysis.curve(curve)
             values = [value(point) for point in line]
-            axes.plot([p.k for p in line], [math.nan if v is None else v for v in values], marker="o",
-                      color=colour, label=curve.variant)
+            axes.plot(
+                [p.k for p in line],
+                [math.nan if v is None else v for v in values],
+                marker="o",
+                color=colour,
+                label=curve.variant,
+            )
             first = next((p for p in line if p.k == 1 and p.rps is not None), None)
             if ideal and first is not None:
-                axes.plot(ks, [k * first.rps for k in ks], linestyle="--", color=colour, alpha=0.5,
-                          label=f"{curve.variant} ideal (k x RPS(1))")
+                axes.plot(
+                    ks,
+                    [k * first.rps for k in ks],
+                    linestyle="--",
+                    color=colour,
+                    alpha=0.5,
+                    label=f"{curve.variant} ideal (k x RPS(1))",
+                )
             for point, shown in zip(line, values):
                 if shown is None:
                     gaps.setdefault(point.k, []).append(f"{curve.variant}: {_gap_reason(point)}")
         for k, reasons in gaps.items():
-            axes.annotate("\n".join(reasons), (k, 0.02), rotation=90, fontsize=7, color="0.35",
-                          xycoords=("data", "axes fraction"), va="bottom", ha="center")
+            axes.annotate(
+                "\n".join(reasons),
+                (k, 0.02),
+                rotation=90,
+                fontsize=7,
+                color="0.35",
+                xycoords=("data", "axes fraction"),
+                va="bottom",
+                ha="center",
+            )
         axes.set_xscale("log", base=2)
         axes.set_xticks(ks, [str(k) for k in ks])
         axes.set_xlim(ks[0] / 1.3, ks[-1] * 1.3)
@@ -231,12 +292,23 @@ def _scaling_panels(analysis: Analysis, ylabel: str, value, ideal: bool, title: 
 
 def scaling_rps(folder: Path, analysis: Analysis) -> Path:
     """RPS against k, with each variant's ideal linear line k x RPS(1)."""
-    return _scaling_panels(analysis, "RPS", lambda point: point.rps, True,
-                           "Throughput against the CPUs the server may use", folder / SCALING_RPS_CHART)
+    return _scaling_panels(
+        analysis,
+        "RPS",
+        lambda point: point.rps,
+        True,
+        "Throughput against the CPUs the server may use",
+        folder / SCALING_RPS_CHART,
+    )
 
 
 def scaling_memory(folder: Path, analysis: Analysis) -> Path:
     """The whole server tree's PSS (MiB) at the end of the load against k; unknown PSS leaves a gap."""
-    return _scaling_panels(analysis, "PSS of the server's tree (MiB)",
-                           lambda point: None if point.pss_bytes is None else point.pss_bytes / 2**20, False,
-                           "Memory against the CPUs the server may use", folder / SCALING_MEMORY_CHART)
+    return _scaling_panels(
+        analysis,
+        "PSS of the server's tree (MiB)",
+        lambda point: None if point.pss_bytes is None else point.pss_bytes / 2**20,
+        False,
+        "Memory against the CPUs the server may use",
+        folder / SCALING_MEMORY_CHART,
+    )

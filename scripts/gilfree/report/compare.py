@@ -92,24 +92,31 @@ class Side:
 def post_side(study: Study) -> Side:
     cells = [cell for table in study.tables for cell in table.cells]
     published = source_figures(study)
-    return Side({cell: published[(cell.table, cell.key)] for cell in cells if (cell.table, cell.key) in published},
-                {cell: cell.variant for cell in cells})
+    return Side(
+        {cell: published[(cell.table, cell.key)] for cell in cells if (cell.table, cell.key) in published},
+        {cell: cell.variant for cell in cells},
+    )
 
 
 def measured_figures(record: dict) -> Figures:
     load, usage = record["load"], record["resources"]
-    return Figures(load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"],
-                   usage["peak_rss_bytes"] / 2**20)
+    return Figures(
+        load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"], usage["peak_rss_bytes"] / 2**20
+    )
 
 
 def measured_side(stored: dict[tuple[str, str], dict]) -> Side:
     """This run's cells that were measured; failed ones are left out, as if not run."""
     ok = verdicts.measured(stored)
-    return Side({cell: measured_figures(record) for cell, record in ok.items()},
-                {cell: results.python_shown(record["interpreter"]) for cell, record in ok.items()}, ok)
+    return Side(
+        {cell: measured_figures(record) for cell, record in ok.items()},
+        {cell: results.python_shown(record["interpreter"]) for cell, record in ok.items()},
+        ok,
+    )
 
 
 # --- can this machine test the post? --------------------------------------------------------------------
+
 
 def _distinct(values, none: str = "-") -> str:
     return ", ".join(dict.fromkeys(str(value) for value in values)) or none
@@ -123,9 +130,15 @@ def _range(values: list[float], digits: int = 1) -> str:
 
 
 def _interpreters(records: list[dict], variant: str) -> str:
-    return _distinct([f"CPython {r['interpreter']['version']}{'t' if r['interpreter']['free_threaded_build'] else ''}"
-                      f" ({r['interpreter']['label']}), {build_text(r['interpreter'].get('optimisations'))}"
-                      for r in records if r["cell"]["variant"] == variant], none="not run")
+    return _distinct(
+        [
+            f"CPython {r['interpreter']['version']}{'t' if r['interpreter']['free_threaded_build'] else ''}"
+            f" ({r['interpreter']['label']}), {build_text(r['interpreter'].get('optimisations'))}"
+            for r in records
+            if r["cell"]["variant"] == variant
+        ],
+        none="not run",
+    )
 
 
 def _runs(records: list[dict]) -> str:
@@ -137,16 +150,24 @@ def _builds_warning(study: Study, records: list[dict]) -> str:
     if len(study.variants) != 2:
         return ""
     gil, threaded = study.variants
-    builds = {variant: {build_text(r["interpreter"].get("optimisations")) for r in records
-                        if r["cell"]["variant"] == variant and r["interpreter"].get("optimisations")}
-              for variant in study.variants}
-    interpreters = {variant: [r["interpreter"] for r in records if r["cell"]["variant"] == variant]
-                    for variant in study.variants}
+    builds = {
+        variant: {
+            build_text(r["interpreter"].get("optimisations"))
+            for r in records
+            if r["cell"]["variant"] == variant and r["interpreter"].get("optimisations")
+        }
+        for variant in study.variants
+    }
+    interpreters = {
+        variant: [r["interpreter"] for r in records if r["cell"]["variant"] == variant] for variant in study.variants
+    }
     if any(results.builds_differ(one, other) for one in interpreters[gil] for other in interpreters[threaded]):
-        return (f"\n**WARNING: {gil} and {threaded} were built with different optimisations ({gil}: "
-                f"{'; '.join(sorted(builds[gil]))}; {threaded}: {'; '.join(sorted(builds[threaded]))}). Every "
-                f"{threaded} / {gil} ratio measures the builds as much as free-threading; those verdicts are not "
-                f"comparable.**\n")
+        return (
+            f"\n**WARNING: {gil} and {threaded} were built with different optimisations ({gil}: "
+            f"{'; '.join(sorted(builds[gil]))}; {threaded}: {'; '.join(sorted(builds[threaded]))}). Every "
+            f"{threaded} / {gil} ratio measures the builds as much as free-threading; those verdicts are not "
+            f"comparable.**\n"
+        )
     return ""
 
 
@@ -158,25 +179,44 @@ def machine_section(study: Study, stored: dict[tuple[str, str], dict], judged: l
     post_setup = study.post_setup
     rows = [
         ["CPU", post_setup["cpu_model"], _distinct(r["machine"]["cpu_model"] for r in records)],
-        ["Cores: physical / logical", f"{post_setup['physical_cores']} / {post_setup['logical_cores']}",
-         _distinct(f"{r['machine'].get('physical_cores')} / {r['machine']['logical_cores']}" for r in records)],
-        ["Cores the server could have had", "up to 16, less the load generator's (not stated)",
-         f"{_range(cores)} (logical CPUs less the load generator's use, or the pinned set)"],
-        ["Load generator", post_setup["load_generator"],
-         _distinct((r.get("load_generator") or {}).get("version") or r["settings"]["loadgen"] for r in records)],
-        ["Duration per run", f"{post_setup['duration_s']}s",
-         _distinct(f"{r['settings']['duration_s']}s" for r in records)],
+        [
+            "Cores: physical / logical",
+            f"{post_setup['physical_cores']} / {post_setup['logical_cores']}",
+            _distinct(f"{r['machine'].get('physical_cores')} / {r['machine']['logical_cores']}" for r in records),
+        ],
+        [
+            "Cores the server could have had",
+            "up to 16, less the load generator's (not stated)",
+            f"{_range(cores)} (logical CPUs less the load generator's use, or the pinned set)",
+        ],
+        [
+            "Load generator",
+            post_setup["load_generator"],
+            _distinct((r.get("load_generator") or {}).get("version") or r["settings"]["loadgen"] for r in records),
+        ],
+        [
+            "Duration per run",
+            f"{post_setup['duration_s']}s",
+            _distinct(f"{r['settings']['duration_s']}s" for r in records),
+        ],
         ["Runs per cell", str(post_setup["runs_per_cell"]), _runs(records)],
-        *[[f"Python {variant}", post_setup["pythons"][variant], _interpreters(records, variant)]
-          for variant in study.variants],
+        *[
+            [f"Python {variant}", post_setup["pythons"][variant], _interpreters(records, variant)]
+            for variant in study.variants
+        ],
     ]
-    return "\n".join([
-        "## Can this machine test the post?", "",
-        tabulate(rows, headers=["", "Post", "This run"], tablefmt="github", disable_numparse=True),
-        "",
-        render.readiness_section(records, "###"),
-        _builds_warning(study, records),
-        bigger_machine(judged), ""])
+    return "\n".join(
+        [
+            "## Can this machine test the post?",
+            "",
+            tabulate(rows, headers=["", "Post", "This run"], tablefmt="github", disable_numparse=True),
+            "",
+            render.readiness_section(records, "###"),
+            _builds_warning(study, records),
+            bigger_machine(judged),
+            "",
+        ]
+    )
 
 
 def bigger_machine(judged: list[ClaimVerdict]) -> str:
@@ -187,18 +227,23 @@ def bigger_machine(judged: list[ClaimVerdict]) -> str:
             where = f"- {judgement.claim.text} ({ratio_name(estimate.ratio)})"
             for reason in estimate.reasons:
                 if isinstance(reason, TooFewCores):
-                    lines.append(f"{where}: needs ≥ {reason.needed:.1f} free cores for the server; this run had "
-                                 f"{reason.available:.1f}.")
+                    lines.append(
+                        f"{where}: needs ≥ {reason.needed:.1f} free cores for the server; this run had "
+                        f"{reason.available:.1f}."
+                    )
             if cpu_bound := [r for r in estimate.reasons if isinstance(r, CpuBound)]:
                 reached = ", ".join(f"{r.cell.variant} {r.efficiency:.0%}" for r in cpu_bound)
-                lines.append(f"{where}: needs both rows at ≥ {cpu_bound[0].needed:.0%} of the ideal I/O throughput, "
-                             f"which takes more free CPU than this run had; it reached {reached}.")
+                lines.append(
+                    f"{where}: needs both rows at ≥ {cpu_bound[0].needed:.0%} of the ideal I/O throughput, "
+                    f"which takes more free CPU than this run had; it reached {reached}."
+                )
     if not lines:
         return "Every verdict below stands on this machine's cores."
     return "Verdicts that need a bigger machine:\n\n" + "\n".join(lines)
 
 
 # --- verdicts -------------------------------------------------------------------------------------------
+
 
 def estimate_notes(estimate: Estimate) -> list[str]:
     name = ratio_name(estimate.ratio, estimate.on_pss)
@@ -220,8 +265,10 @@ def claim_notes(study: Study, judgement: ClaimVerdict) -> list[str]:
     if judgement.stand_ins:
         notes.append(f"measured on a stand-in ({', '.join(judgement.stand_ins)}), not the study's interpreter.")
     if judgement.runs is not None and judgement.runs < stats.MIN_RUNS_FOR_INTERVAL:
-        notes.append(f"{runs_text(judgement.runs)} per cell, so no interval: on a noisy machine one run can "
-                     f"land anywhere in the spread. `--repeat 3` gives one{interleaved(study)}.")
+        notes.append(
+            f"{runs_text(judgement.runs)} per cell, so no interval: on a noisy machine one run can "
+            f"land anywhere in the spread. `--repeat 3` gives one{interleaved(study)}."
+        )
     return notes + [note for estimate in judgement.estimates for note in estimate_notes(estimate)]
 
 
@@ -247,24 +294,62 @@ def verdict_section(study: Study, judged: list[ClaimVerdict]) -> str:
             estimate = estimates.get(ratio)
             first = index == 0
             post = verdicts.post_value(study, ratio)
-            rows.append([judgement.claim.text if first else "", ratio_name(ratio, estimate and estimate.on_pss),
-                         band_text(ratio.band), *([f"{post:.2f}" if post else "-"] if with_post else []),
-                         value_text(estimate) if estimate else "-", str(estimate.runs) if estimate else "-",
-                         estimate.outcome.value if estimate else "-",
-                         f"**{verdict_text(judgement)}**{mark}" if first else ""])
+            rows.append(
+                [
+                    judgement.claim.text if first else "",
+                    ratio_name(ratio, estimate and estimate.on_pss),
+                    band_text(ratio.band),
+                    *([f"{post:.2f}" if post else "-"] if with_post else []),
+                    value_text(estimate) if estimate else "-",
+                    str(estimate.runs) if estimate else "-",
+                    estimate.outcome.value if estimate else "-",
+                    f"**{verdict_text(judgement)}**{mark}" if first else "",
+                ]
+            )
         if not judgement.claim.ratios:
-            rows.append([judgement.claim.text, "-", "-", *(["-"] if with_post else []), "-", "-", "-",
-                         f"**{verdict_text(judgement)}**{mark}"])
-    headers = ["Claim", "Ratio", "Band", *(["Post"] if with_post else []), "Yours [95% interval]", "Runs",
-               "This ratio", "Verdict"]
+            rows.append(
+                [
+                    judgement.claim.text,
+                    "-",
+                    "-",
+                    *(["-"] if with_post else []),
+                    "-",
+                    "-",
+                    "-",
+                    f"**{verdict_text(judgement)}**{mark}",
+                ]
+            )
+    headers = [
+        "Claim",
+        "Ratio",
+        "Band",
+        *(["Post"] if with_post else []),
+        "Yours [95% interval]",
+        "Runs",
+        "This ratio",
+        "Verdict",
+    ]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     variants = f"{study.variants[-1]} / {study.variants[0]}"
-    return "\n".join(["## Verdicts", "",
-                       f"The study's claims. Ratios are {variants} unless the ratio names the settings it divides "
-                       f"(over/under). README \"Reading the results\" explains each verdict word.",
-                       "", table, "", *notes, "",
-                       "![The claims' ratios, the source's beside yours, with each claim's band](charts/ratios.png)",
-                       "", "Bands, intervals and preconditions, and why:", "", tolerances(study), ""])
+    return "\n".join(
+        [
+            "## Verdicts",
+            "",
+            f"The study's claims. Ratios are {variants} unless the ratio names the settings it divides "
+            f'(over/under). README "Reading the results" explains each verdict word.',
+            "",
+            table,
+            "",
+            *notes,
+            "",
+            "![The claims' ratios, the source's beside yours, with each claim's band](charts/ratios.png)",
+            "",
+            "Bands, intervals and preconditions, and why:",
+            "",
+            tolerances(study),
+            "",
+        ]
+    )
 
 
 def claims_chart(results_dir: Path, study: Study, judged: list[ClaimVerdict]) -> Path:
@@ -273,12 +358,22 @@ def claims_chart(results_dir: Path, study: Study, judged: list[ClaimVerdict]) ->
         estimates = {e.ratio: e for e in judgement.estimates}
         for ratio in judgement.claim.ratios:
             estimate = estimates.get(ratio)
-            rows.append(charts.RatioRow(
-                f"{judgement.claim.text.split(':')[0]}: {ratio_name(ratio, estimate and estimate.on_pss)}",
-                ratio.band.low, ratio.band.high, verdicts.post_value(study, ratio),
-                estimate.value if estimate else None, estimate.interval if estimate else None))
-    return charts.draw_ratios(results_dir / "charts" / "ratios.png", rows, "The ratios behind the study's claims",
-                              "ratio (as each claim names it), log scale")
+            rows.append(
+                charts.RatioRow(
+                    f"{judgement.claim.text.split(':')[0]}: {ratio_name(ratio, estimate and estimate.on_pss)}",
+                    ratio.band.low,
+                    ratio.band.high,
+                    verdicts.post_value(study, ratio),
+                    estimate.value if estimate else None,
+                    estimate.interval if estimate else None,
+                )
+            )
+    return charts.draw_ratios(
+        results_dir / "charts" / "ratios.png",
+        rows,
+        "The ratios behind the study's claims",
+        "ratio (as each claim names it), log scale",
+    )
 
 
 def post_values(study: Study, table: Table, cell: Cell) -> list[str]:
@@ -296,8 +391,12 @@ def rows_section(study: Study, table: Table, stored: dict[tuple[str, str], dict]
         posted = post_values(study, table, cell)
         rows.append([*posted[:2], "post", *posted[2:], ""])
         rows.append([*cells[:2], "yours", *cells[2:], "; ".join(notes)])
-    headers = [render.HEADERS[c] for c in table.columns[:2]] + ["Source"] + [
-        render.HEADERS[c] for c in table.columns[2:]] + ["Notes"]
+    headers = (
+        [render.HEADERS[c] for c in table.columns[:2]]
+        + ["Source"]
+        + [render.HEADERS[c] for c in table.columns[2:]]
+        + ["Notes"]
+    )
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -320,28 +419,41 @@ def p99_ratio_text(gil: Cell, threaded: Cell, yours: Side) -> str:
 
 
 def ratios_section(study: Study, table: Table, post: Side, yours: Side) -> str:
-    headers = (["Workers"] + [f"{RATIO_FIELDS[field]} {side}" for field in RATIO_FIELDS for side in ("post", "yours")]
-               + ["Latency p99 yours"])
-    rows = [[gil.workers] + [ratio_text(gil, threaded, field, side) for field in RATIO_FIELDS for side in (post, yours)]
-            + [p99_ratio_text(gil, threaded, yours)]
-            for gil, threaded in table.variant_pairs(*study.variants)]
-    return (f"{study.variants[-1]} / {study.variants[0]}, per worker count, of the median figures (RAM: peak summed RSS); the verdicts use the "
-            "mean over runs, and PSS where recorded:\n\n" + tabulate(rows, headers=headers, tablefmt="github",
-                                                                       disable_numparse=True))
+    headers = (
+        ["Workers"]
+        + [f"{RATIO_FIELDS[field]} {side}" for field in RATIO_FIELDS for side in ("post", "yours")]
+        + ["Latency p99 yours"]
+    )
+    rows = [
+        [gil.workers]
+        + [ratio_text(gil, threaded, field, side) for field in RATIO_FIELDS for side in (post, yours)]
+        + [p99_ratio_text(gil, threaded, yours)]
+        for gil, threaded in table.variant_pairs(*study.variants)
+    ]
+    return (
+        f"{study.variants[-1]} / {study.variants[0]}, per worker count, of the median figures (RAM: peak summed RSS); the verdicts use the "
+        "mean over runs, and PSS where recorded:\n\n"
+        + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    )
 
 
 def timeline_links(table: Table, stored: dict[tuple[str, str], dict], results_dir: Path) -> str:
     """Links to the RSS timelines drawn for this table's cells (both variants on one chart)."""
-    paths = dict.fromkeys(charts.timeline_path(results_dir, cell) for cell in table.cells
-                          if (table.id, cell.key) in stored)
+    paths = dict.fromkeys(
+        charts.timeline_path(results_dir, cell) for cell in table.cells if (table.id, cell.key) in stored
+    )
     links = [f"[{path.stem}]({path.relative_to(results_dir)})" for path in paths if path.exists()]
     return f"RSS and CPU over the load, both variants: {', '.join(links)}." if links else ""
 
 
-def table_section(study: Study, table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side,
-                  results_dir: Path) -> str:
-    parts = [f"## Table {table.number}: {table.title}", f"![Table {table.number}](charts/{table.id}.png)",
-             rows_section(study, table, stored)]
+def table_section(
+    study: Study, table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side, results_dir: Path
+) -> str:
+    parts = [
+        f"## Table {table.number}: {table.title}",
+        f"![Table {table.number}](charts/{table.id}.png)",
+        rows_section(study, table, stored),
+    ]
     if "cpu" in table.columns and len(study.variants) == 2:
         parts += [ratios_section(study, table, post, yours), timeline_links(table, stored, results_dir)]
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -362,48 +474,78 @@ def diagnostic_row(study: Study, table: Table, cell: Cell, record: dict, memory:
     threads = cell.blocking_threads or "default"
     cores = verdicts.server_cores(record)
     sizes = [mebibytes(usage["peak_rss_bytes"]), mebibytes(usage.get("end_pss_bytes"))] if memory else []
-    return [str(table.number), results.python_shown(record["interpreter"]),
-            f"/{cell.endpoint}, workers {cell.workers}, threads {threads}", str(cell.concurrency),
-            f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} ({post_in_flight})", efficiency,
-            f"{load['loadgen_cpu_cores']:.2f}", "unknown" if cores is None else f"{cores:.1f}", str(load["errors"]),
-            "unknown" if load["non_2xx"] is None else str(load["non_2xx"]), *sizes,
-            *(render.counted(record.get("granian") or {}).values() if counted else []),
-            "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record))]
+    return [
+        str(table.number),
+        results.python_shown(record["interpreter"]),
+        f"/{cell.endpoint}, workers {cell.workers}, threads {threads}",
+        str(cell.concurrency),
+        f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} ({post_in_flight})",
+        efficiency,
+        f"{load['loadgen_cpu_cores']:.2f}",
+        "unknown" if cores is None else f"{cores:.1f}",
+        str(load["errors"]),
+        "unknown" if load["non_2xx"] is None else str(load["non_2xx"]),
+        *sizes,
+        *(render.counted(record.get("granian") or {}).values() if counted else []),
+        "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record)),
+    ]
 
 
 def diagnostics_section(study: Study, stored: dict[tuple[str, str], dict]) -> str:
-    measured = [(table, cell, record) for table in study.tables for cell in table.cells
-                if (record := stored.get((table.id, cell.key))) and results.succeeded(record)]
+    measured = [
+        (table, cell, record)
+        for table in study.tables
+        for cell in table.cells
+        if (record := stored.get((table.id, cell.key))) and results.succeeded(record)
+    ]
     memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
     counted = any((record.get("granian") or {}).get("counted_runs") for _, _, record in measured)
     rows = [diagnostic_row(study, table, cell, record, memory, counted) for table, cell, record in measured]
-    headers = ["Table", "Python", "Row", "Connections", "In flight (post)", "I/O efficiency (post)",
-               "Load generator CPU", "Server cores", "Errors", "Non-2xx"] + (
-        ["Peak RSS", "PSS at end"] if memory else []) + (["GIL wait", "Blocking busy"] if counted else []) + ["Flags"]
-    return "\n".join([
-        "## Diagnostics of the measured rows",
-        "",
-        "- In flight: RPS x latency avg (Little's law); in a closed loop it equals the connections. Fewer means",
-        "  connections sat stalled (the post's 3.14 WSGI JSON rows, 27 s max latency, show 13 and 49);",
-        "  more means the load generator's RPS and latency cannot both be right. Flagged from "
-        f"{LITTLE_TOLERANCE:.0%}; from {STALL_LIMIT:.0%} it makes verdicts inconclusive.",
-        "- I/O efficiency: RPS over the ideal for an endpoint that waits (its io_wait_ms), slots / wait, where slots are the",
-        "  connections (ASGI) or min(connections, workers x blocking threads) (WSGI).",
-        f"- Load generator CPU: cores used by the load generator. {ONE_THREAD} run one thread: near 1.0 they, not",
-        "  the server, set the pace. Server cores: what the server could have had (logical CPUs less that, or",
-        "  its pinned CPUs).",
-        "- Peak RSS / PSS at end (where recorded): summed RSS counts pages shared between the server's processes",
-        "  once per process; PSS splits them, so it compares one multi-process run with one multi-thread run fairly.",
-        "- GIL wait / Blocking busy (runs with Granian's counters, `--metrics`): the share of the blocking threads'",
-        "  busy time spent waiting for the GIL (the cause behind a 3.14 row), and the share of their time they were",
-        "  busy, summed over the workers; a free-threaded row waits 0%.",
-        "- Flags: what was measured, and where the flag starts. Near its ceiling: the row's RPS as a share of what",
-        f"  the same load generator pushed against nginx here (`nox -s calibrate`), from {stats.CEILING_SHARE:.0%};",
-        f"  RSS still growing: the fitted rise over the last half of the load, from {stats.RSS_GROWTH_LIMIT:.0%}.",
-        "",
-        tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) if rows else "Nothing measured yet.",
-        "",
-    ])
+    headers = (
+        [
+            "Table",
+            "Python",
+            "Row",
+            "Connections",
+            "In flight (post)",
+            "I/O efficiency (post)",
+            "Load generator CPU",
+            "Server cores",
+            "Errors",
+            "Non-2xx",
+        ]
+        + (["Peak RSS", "PSS at end"] if memory else [])
+        + (["GIL wait", "Blocking busy"] if counted else [])
+        + ["Flags"]
+    )
+    return "\n".join(
+        [
+            "## Diagnostics of the measured rows",
+            "",
+            "- In flight: RPS x latency avg (Little's law); in a closed loop it equals the connections. Fewer means",
+            "  connections sat stalled (the post's 3.14 WSGI JSON rows, 27 s max latency, show 13 and 49);",
+            "  more means the load generator's RPS and latency cannot both be right. Flagged from "
+            f"{LITTLE_TOLERANCE:.0%}; from {STALL_LIMIT:.0%} it makes verdicts inconclusive.",
+            "- I/O efficiency: RPS over the ideal for an endpoint that waits (its io_wait_ms), slots / wait, where slots are the",
+            "  connections (ASGI) or min(connections, workers x blocking threads) (WSGI).",
+            f"- Load generator CPU: cores used by the load generator. {ONE_THREAD} run one thread: near 1.0 they, not",
+            "  the server, set the pace. Server cores: what the server could have had (logical CPUs less that, or",
+            "  its pinned CPUs).",
+            "- Peak RSS / PSS at end (where recorded): summed RSS counts pages shared between the server's processes",
+            "  once per process; PSS splits them, so it compares one multi-process run with one multi-thread run fairly.",
+            "- GIL wait / Blocking busy (runs with Granian's counters, `--metrics`): the share of the blocking threads'",
+            "  busy time spent waiting for the GIL (the cause behind a 3.14 row), and the share of their time they were",
+            "  busy, summed over the workers; a free-threaded row waits 0%.",
+            "- Flags: what was measured, and where the flag starts. Near its ceiling: the row's RPS as a share of what",
+            f"  the same load generator pushed against nginx here (`nox -s calibrate`), from {stats.CEILING_SHARE:.0%};",
+            f"  RSS still growing: the fitted rise over the last half of the load, from {stats.RSS_GROWTH_LIMIT:.0%}.",
+            "",
+            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+            if rows
+            else "Nothing measured yet.",
+            "",
+        ]
+    )
 
 
 def chart(results_dir: Path, study: Study, table: Table, stored: dict[tuple[str, str], dict], yours: Side) -> Path:
@@ -413,10 +555,14 @@ def chart(results_dir: Path, study: Study, table: Table, stored: dict[tuple[str,
         ran = "not run" if record is None else "failed" if not results.succeeded(record) else yours.labels[cell]
         leading = render.row(table, cell, None)[0][:2]
         names.append(", ".join(leading) + ("" if ran == cell.variant else f"\nyours: {ran}"))
-    return charts.draw(results_dir / "charts" / f"{table.id}.png", table, names,
-                       [source_figures(study).get((table.id, cell.key)) for cell in table.cells],
-                       [yours.figures.get(cell) for cell in table.cells],
-                       ", ".join(render.HEADERS[column] for column in table.columns[:2]))
+    return charts.draw(
+        results_dir / "charts" / f"{table.id}.png",
+        table,
+        names,
+        [source_figures(study).get((table.id, cell.key)) for cell in table.cells],
+        [yours.figures.get(cell) for cell in table.cells],
+        ", ".join(render.HEADERS[column] for column in table.columns[:2]),
+    )
 
 
 def write_report(results_dir: Path, study: Study) -> list[Path]:
@@ -429,24 +575,34 @@ def write_report(results_dir: Path, study: Study) -> list[Path]:
     judged = verdicts.judge_all(study, stored)
     post, yours = post_side(study), measured_side(stored)
     compared_chart = answers.ratio_chart(results_dir / "charts" / "compared-rps.png", study, found["rps"])
-    chart_paths = ([claims_chart(results_dir, study, judged)] if study.claims else []) + (
-        [compared_chart] if compared_chart else []) + [chart(results_dir, study, table, stored, yours)
-                                                       for table in study.tables] + charts.write_timelines(
-        results_dir, study, stored)
-    report = "\n".join([
-        f"# {study.title}: what this run shows",
-        "",
-        f"This run: {render.setups(list(stored.values())) or 'nothing measured yet'}. Absolute numbers move with the "
-        f"hardware; the outcomes and verdicts rest on ratios only.",
-        "",
-        answers.answer_section(study, outcomes.tallies(study, found), outcomes.best(study, stored), records),
-        machine_section(study, stored, judged) if study.post_setup else render.readiness_section(records),
-        verdict_section(study, judged) if study.claims else "",
-        answers.figures_section(study, found),
-        "![RPS ratios with their 95% intervals and the on-par band](charts/compared-rps.png)\n" if compared_chart else "",
-        *(table_section(study, table, stored, post, yours, results_dir) for table in study.tables if study.published),
-        diagnostics_section(study, stored),
-    ])
+    chart_paths = (
+        ([claims_chart(results_dir, study, judged)] if study.claims else [])
+        + ([compared_chart] if compared_chart else [])
+        + [chart(results_dir, study, table, stored, yours) for table in study.tables]
+        + charts.write_timelines(results_dir, study, stored)
+    )
+    report = "\n".join(
+        [
+            f"# {study.title}: what this run shows",
+            "",
+            f"This run: {render.setups(list(stored.values())) or 'nothing measured yet'}. Absolute numbers move with the "
+            f"hardware; the outcomes and verdicts rest on ratios only.",
+            "",
+            answers.answer_section(study, outcomes.tallies(study, found), outcomes.best(study, stored), records),
+            machine_section(study, stored, judged) if study.post_setup else render.readiness_section(records),
+            verdict_section(study, judged) if study.claims else "",
+            answers.figures_section(study, found),
+            "![RPS ratios with their 95% intervals and the on-par band](charts/compared-rps.png)\n"
+            if compared_chart
+            else "",
+            *(
+                table_section(study, table, stored, post, yours, results_dir)
+                for table in study.tables
+                if study.published
+            ),
+            diagnostics_section(study, stored),
+        ]
+    )
     path = results_dir / "COMPARISON.md"
     results.write_text_atomic(path, report)
     return [path, *chart_paths]
@@ -458,8 +614,10 @@ def stored_of(results_dir: Path, study: Study) -> dict[tuple[str, str], dict]:
     stored = ceiling.with_ceilings(results.load(results_dir), ceiling.load_all(results_dir))
     known = {(cell.table, cell.key) for table in study.tables for cell in table.cells}
     if stray := sorted(key for key in stored if key not in known):
-        raise ValueError(f"{results_dir} holds results of another study (table {stray[0][0]!r}, cell {stray[0][1]}, "
-                         f"is not one of {study.path.name}'s): give --study the file it was run with")
+        raise ValueError(
+            f"{results_dir} holds results of another study (table {stray[0][0]!r}, cell {stray[0][1]}, "
+            f"is not one of {study.path.name}'s): give --study the file it was run with"
+        )
     return stored
 
 
@@ -469,8 +627,9 @@ def machine(results_dir: Path, study: Study) -> Machine:
     records = list(verdicts.measured(stored).values())
     if not records:
         raise ValueError(f"{results_dir} holds no measured cell of {study.path.name}: run the study there first")
-    return Machine(results_dir, answers.machines_text(records), outcomes.findings(study, stored),
-                   verdicts.judge_all(study, stored))
+    return Machine(
+        results_dir, answers.machines_text(records), outcomes.findings(study, stored), verdicts.judge_all(study, stored)
+    )
 
 
 def write_machines(folders: list[Path], study: Study, out: Path) -> list[Path]:

@@ -74,16 +74,24 @@ def uncompared(study: Study) -> list[Cell]:
 def ratios(study: Study, figure: str) -> list[Ratio]:
     """Each pair's ratio of the figure, named by the settings that tell the pairs of its table apart."""
     found, setting = pairs(study), study.comparison.setting
-    named = {table.id: named_settings([cell for pair in found for cell in pair if cell.table == table.id],
-                                      leaving_out=(setting,)) for table in study.tables}
-    return [Ratio(over, under, figure, on_par(study.comparison.band), named[over.table], (setting,))
-            for over, under in found]
+    named = {
+        table.id: named_settings(
+            [cell for pair in found for cell in pair if cell.table == table.id], leaving_out=(setting,)
+        )
+        for table in study.tables
+    }
+    return [
+        Ratio(over, under, figure, on_par(study.comparison.band), named[over.table], (setting,))
+        for over, under in found
+    ]
 
 
 def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
     """The ratio's outcome on the measured records (verdicts.measured)."""
     if missing := tuple(cell for cell in (ratio.over, ratio.under) if cell not in records):
-        return Finding(ratio, Outcome.NOT_MEASURED, reasons=(Missing(missing, verdicts.sessions_measuring(study, missing)),))
+        return Finding(
+            ratio, Outcome.NOT_MEASURED, reasons=(Missing(missing, verdicts.sessions_measuring(study, missing)),)
+        )
     if reasons := verdicts.incomparable((ratio,), records):
         return Finding(ratio, Outcome.CANT_TELL, reasons=reasons)
     estimate = verdicts.estimate(ratio, records[ratio.over], records[ratio.under])
@@ -92,7 +100,9 @@ def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
     if estimate.interval is None:
         return Finding(ratio, Outcome.CANT_TELL, estimate, (TooFewRuns(estimate.runs), *estimate.reasons))
     if estimate.outcome == Verdict.INCONCLUSIVE:
-        return Finding(ratio, Outcome.CANT_TELL, estimate, estimate.reasons or (Straddles(estimate.interval, ratio.band),))
+        return Finding(
+            ratio, Outcome.CANT_TELL, estimate, estimate.reasons or (Straddles(estimate.interval, ratio.band),)
+        )
     if estimate.outcome == Verdict.HELD:
         return Finding(ratio, Outcome.ON_PAR, estimate)
     better = (estimate.value > 1) == ratio.higher_is_better
@@ -129,8 +139,11 @@ def tallies(study: Study, found: dict[str, list[Finding]]) -> list[Tally]:
         for figure in answered:
             these = [f for f in found[figure] if getattr(f.ratio.over, setting) == value]
             counts = {outcome: sum(f.outcome == outcome for f in these) for outcome in Outcome}
-            largest = {outcome: max(chosen, key=lambda f: abs(f.change)) for outcome in (Outcome.BETTER, Outcome.WORSE)
-                       if (chosen := [f for f in these if f.outcome == outcome])}
+            largest = {
+                outcome: max(chosen, key=lambda f: abs(f.change))
+                for outcome in (Outcome.BETTER, Outcome.WORSE)
+                if (chosen := [f for f in these if f.outcome == outcome])
+            }
             why: dict[Outcome, dict[type, int]] = {Outcome.CANT_TELL: {}, Outcome.NOT_MEASURED: {}}
             for finding in (f for f in these if f.outcome in why):
                 for kind in dict.fromkeys(type(reason) for reason in finding.reasons):
@@ -178,6 +191,16 @@ def best(study: Study, stored: dict[tuple[str, str], dict]) -> list[Best]:
         known = [cell for cell in cells if _p99(records[cell]) is not None]
         within = [cell for cell in known if budget is not None and _p99(records[cell]) <= budget]
         chosen = max(within, key=lambda cell: _rps(records[cell]), default=None)
-        out.append(Best(app, endpoint, value, top, _rps(records[top]), chosen,
-                        _rps(records[chosen]) if chosen else None, bool(known)))
+        out.append(
+            Best(
+                app,
+                endpoint,
+                value,
+                top,
+                _rps(records[top]),
+                chosen,
+                _rps(records[chosen]) if chosen else None,
+                bool(known),
+            )
+        )
     return out

@@ -17,11 +17,22 @@ from gilfree.study import ceiling, results
 from gilfree.study.studies import Cell, Study, Table
 
 HEADERS = {
-    "python": "Python", "workers": "Workers", "threads": "Threads", "endpoint": "Endpoint", "loop": "Loop",
-    "runtime_mode": "Runtime mode", "runtime_threads": "Runtime threads", "cpus": "Server CPUs",
+    "python": "Python",
+    "workers": "Workers",
+    "threads": "Threads",
+    "endpoint": "Endpoint",
+    "loop": "Loop",
+    "runtime_mode": "Runtime mode",
+    "runtime_threads": "Runtime threads",
+    "cpus": "Server CPUs",
     "concurrency": "Connections",
-    "rps": "RPS", "latency_avg": "Latency avg", "latency_max": "Latency max", "cpu": "CPU", "ram": "RAM",
-    "gil_wait": "GIL wait", "blocking": "Blocking busy",
+    "rps": "RPS",
+    "latency_avg": "Latency avg",
+    "latency_max": "Latency max",
+    "cpu": "CPU",
+    "ram": "RAM",
+    "gil_wait": "GIL wait",
+    "blocking": "Blocking busy",
 }
 FIGURES = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
 ENDPOINT_NAMES = {"json": "JSON", "io": "I/O"}
@@ -61,8 +72,9 @@ PERCENTILE_FOOTNOTE = """\
   requests, not percentiles) and, for p99.9, hey."""
 
 
-def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None,
-              ram_mb: float | None = None) -> dict[str, str]:
+def formatted(
+    rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None, ram_mb: float | None = None
+) -> dict[str, str]:
     """Figures as the post prints them: 30415, 4.20ms, 0.42, 90MiB (CPU and RAM where there are any; RAM in MiB
     as the legend says, the post's own "MB" included, since it does not say which it meant)."""
     figures = {"rps": f"{rps:.0f}", "latency_avg": f"{latency_avg_ms:.2f}ms", "latency_max": f"{latency_max_ms:.2f}ms"}
@@ -73,16 +85,19 @@ def formatted(rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: flo
 
 def _figures(record: dict) -> dict[str, str]:
     load, usage = record["load"], record["resources"]
-    return formatted(load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"],
-                     usage["peak_rss_bytes"] / 2**20) | counted(record.get("granian") or {})
+    return formatted(
+        load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"], usage["peak_rss_bytes"] / 2**20
+    ) | counted(record.get("granian") or {})
 
 
 def counted(granian: dict) -> dict[str, str]:
     """Granian's own counters, as shares of the blocking threads' time."""
     if not granian.get("counted_runs"):
         return {"gil_wait": "not counted", "blocking": "not counted"}
-    return {column: "no blocking time" if granian[name] is None else f"{granian[name]:.0%}"
-            for column, name in (("gil_wait", "gil_wait_share"), ("blocking", "blocking_utilisation"))}
+    return {
+        column: "no blocking time" if granian[name] is None else f"{granian[name]:.0%}"
+        for column, name in (("gil_wait", "gil_wait_share"), ("blocking", "blocking_utilisation"))
+    }
 
 
 def _resolved(configured: str | None, resolved: str | None) -> str:
@@ -103,15 +118,19 @@ def _ok_runs(record: dict | None) -> int:
 def growth_note(growth: stats.RssGrowth | None) -> list[str]:
     if growth is None or not growth.still_growing:
         return []
-    return [f"RSS still growing: {growth.relative:+.1%} over the last half of the load, fitted "
-            f"({growth.bytes_per_s / 2**20:+.2f} MiB/s; limit {stats.RSS_GROWTH_LIMIT:.0%})"]
+    return [
+        f"RSS still growing: {growth.relative:+.1%} over the last half of the load, fitted "
+        f"({growth.bytes_per_s / 2**20:+.2f} MiB/s; limit {stats.RSS_GROWTH_LIMIT:.0%})"
+    ]
 
 
 def ceiling_note(check: stats.CeilingCheck, generator: str) -> list[str]:
     if not check.near_ceiling:
         return []
-    return [f"the load generator, not the server, may have set this pace: RPS at {check.share:.0%} of "
-            f"{generator}'s ceiling here ({check.ceiling_rps:.0f} against nginx; limit {stats.CEILING_SHARE:.0%})"]
+    return [
+        f"the load generator, not the server, may have set this pace: RPS at {check.share:.0%} of "
+        f"{generator}'s ceiling here ({check.ceiling_rps:.0f} against nginx; limit {stats.CEILING_SHARE:.0%})"
+    ]
 
 
 def _generator(record: dict) -> str:
@@ -121,18 +140,25 @@ def _generator(record: dict) -> str:
 def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     """Which ceilings the measured rows were checked against, and for which the check was not made."""
     ceilings = {(_generator(r), r["cell"]["concurrency"]): r["ceiling_rps"] for r in records if results.succeeded(r)}
-    checked = [f"{name} at c={concurrency}: {rps:.0f} RPS" for (name, concurrency), rps in sorted(ceilings.items())
-               if rps is not None]
+    checked = [
+        f"{name} at c={concurrency}: {rps:.0f} RPS"
+        for (name, concurrency), rps in sorted(ceilings.items())
+        if rps is not None
+    ]
     unchecked = sorted({name for (name, _), rps in ceilings.items() if rps is None})
     missing = [f"c={concurrency}" for (_, concurrency), rps in sorted(ceilings.items()) if rps is None]
     parts = [f"Load generator ceiling (against nginx, this machine): {'; '.join(checked)}."] if checked else []
     if checked and (doubts := ceiling.doubts([r for r in records if results.succeeded(r)], calibrations)):
-        parts.append(f"That calibration has {len(doubts)} warning(s), so its ceiling may be low: "
-                     f"{doubts[0].message}{'; ...' if len(doubts) > 1 else ''} (all in the calibration's JSON).")
+        parts.append(
+            f"That calibration has {len(doubts)} warning(s), so its ceiling may be low: "
+            f"{doubts[0].message}{'; ...' if len(doubts) > 1 else ''} (all in the calibration's JSON)."
+        )
     if missing:
-        parts.append(f"**Load generator ceiling not checked** for {', '.join(unchecked)} at {', '.join(missing)}: "
-                     "no calibration of that load generator, version, machine and pinning is stored (run `nox -s "
-                     f"calibrate -- --loadgen {unchecked[0]}`), so nothing says whether it set the pace.")
+        parts.append(
+            f"**Load generator ceiling not checked** for {', '.join(unchecked)} at {', '.join(missing)}: "
+            "no calibration of that load generator, version, machine and pinning is stored (run `nox -s "
+            f"calibrate -- --loadgen {unchecked[0]}`), so nothing says whether it set the pace."
+        )
     return " ".join(parts)
 
 
@@ -147,8 +173,11 @@ def _notes(record: dict) -> list[str]:
         notes.append("FAILED: " + (record.get("failure") or "no reason stored").splitlines()[0])
     if record["status"] == "incomplete":
         notes.append(f"{_ok_runs(record)} of {record['settings']['repeat']} runs")
-    notes += [warning.message for warning in warnings.read(record.get("warnings", []))
-              if warning.kind not in ROW_NOTED_ELSEWHERE]
+    notes += [
+        warning.message
+        for warning in warnings.read(record.get("warnings", []))
+        if warning.kind not in ROW_NOTED_ELSEWHERE
+    ]
     load = record.get("load") or {}
     if load.get("errors"):
         notes.append(f"{load['errors']} errors")
@@ -237,9 +266,16 @@ def _python(record: dict) -> str:
 def setups(records: list[dict]) -> str:
     """Load generator, duration and machine of the records: 'wrk 3s on AMD EPYC (2 logical cores)', and
     where the load came from when it crossed a network."""
-    return "; ".join(sorted({f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on "
-                             f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
-                             f"{_load_host(r)}" for r in records}))
+    return "; ".join(
+        sorted(
+            {
+                f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on "
+                f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
+                f"{_load_host(r)}"
+                for r in records
+            }
+        )
+    )
 
 
 def _load_host(record: dict) -> str:
@@ -247,8 +283,10 @@ def _load_host(record: dict) -> str:
     if not host:
         return ""
     there = (record.get("load_generator") or {}).get("machine") or {}
-    return (f", the load sent across the network from {host} ({there.get('cpu_model') or 'unknown CPU'}, "
-            f"{there.get('logical_cores') or 'unknown'} logical cores) to {record['settings']['bind']}")
+    return (
+        f", the load sent across the network from {host} ({there.get('cpu_model') or 'unknown CPU'}, "
+        f"{there.get('logical_cores') or 'unknown'} logical cores) to {record['settings']['bind']}"
+    )
 
 
 def _measured_with(records: list[dict]) -> str:
@@ -260,8 +298,9 @@ def _measured_with(records: list[dict]) -> str:
     pythons = sorted({_python(r) for r in records})
     differences = condition_differences(records)
     mixed = f" **Rows were measured under different settings: {'; '.join(differences)}.**" if differences else ""
-    return (f"Measured with: {setups(records)}, Granian {', '.join(granians)}. "
-            f"Interpreters: {'; '.join(pythons)}.{mixed}")
+    return (
+        f"Measured with: {setups(records)}, Granian {', '.join(granians)}. Interpreters: {'; '.join(pythons)}.{mixed}"
+    )
 
 
 NOT_RECORDED = "not recorded (measured by a harness older than the readiness check)"
@@ -280,8 +319,10 @@ def _readings(records: list[dict]) -> tuple[list[tuple[readiness.Readiness, list
         read, tables = sessions.setdefault(stored["read_at"], ([], []))
         read.append(readiness.Readiness.from_dict(stored))
         tables.append(record["cell"]["table"])
-    return ([(readiness.merged(read), list(dict.fromkeys(tables))) for _, (read, tables) in sorted(sessions.items())],
-            list(dict.fromkeys(unrecorded)))
+    return (
+        [(readiness.merged(read), list(dict.fromkeys(tables))) for _, (read, tables) in sorted(sessions.items())],
+        list(dict.fromkeys(unrecorded)),
+    )
 
 
 def readiness_line(records: list[dict]) -> str:
@@ -290,11 +331,14 @@ def readiness_line(records: list[dict]) -> str:
     if not readings:
         return f"Machine readiness: {NOT_RECORDED}." if unrecorded else ""
     warned = dict.fromkeys(item.title for reading, _ in readings for item in reading.with_status(readiness.Status.WARN))
-    unknown = dict.fromkeys(item.title for reading, _ in readings
-                            for item in reading.with_status(readiness.Status.UNKNOWN))
-    parts = [f"could make ratios drift: {', '.join(warned)}" if warned else "nothing read makes ratios drift",
-             *([f"cannot be read on this machine: {', '.join(unknown)}"] if unknown else []),
-             *([f"{NOT_RECORDED} for some rows"] if unrecorded else [])]
+    unknown = dict.fromkeys(
+        item.title for reading, _ in readings for item in reading.with_status(readiness.Status.UNKNOWN)
+    )
+    parts = [
+        f"could make ratios drift: {', '.join(warned)}" if warned else "nothing read makes ratios drift",
+        *([f"cannot be read on this machine: {', '.join(unknown)}"] if unknown else []),
+        *([f"{NOT_RECORDED} for some rows"] if unrecorded else []),
+    ]
     return f"Machine readiness at the session's start ({'; '.join(parts)}): see the machine's state."
 
 
@@ -310,13 +354,22 @@ def readiness_section(records: list[dict], heading: str = "##") -> str:
         return ""
     lines = [f"{heading} The machine's state", ""]
     for reading, tables in readings:
-        rows = [[item.title, f"**{item.status.value}**" if item.status is readiness.Status.WARN else item.status.value,
-                 _cell(item.read), _cell(item.fix) if item.fix and item.status is readiness.Status.WARN else ""]
-                for item in reading.items]
-        lines += [f"Read at {reading.read_at}, at the start of the session that measured {', '.join(tables)} "
-                  f"(unknown: this machine does not expose the item):", "",
-                  tabulate(rows, headers=["Item", "Status", "Read", "Fix"], tablefmt="github", disable_numparse=True),
-                  ""]
+        rows = [
+            [
+                item.title,
+                f"**{item.status.value}**" if item.status is readiness.Status.WARN else item.status.value,
+                _cell(item.read),
+                _cell(item.fix) if item.fix and item.status is readiness.Status.WARN else "",
+            ]
+            for item in reading.items
+        ]
+        lines += [
+            f"Read at {reading.read_at}, at the start of the session that measured {', '.join(tables)} "
+            f"(unknown: this machine does not expose the item):",
+            "",
+            tabulate(rows, headers=["Item", "Status", "Read", "Fix"], tablefmt="github", disable_numparse=True),
+            "",
+        ]
     if unrecorded:
         lines += [f"Machine readiness of {', '.join(unrecorded)}: {NOT_RECORDED}.", ""]
     return "\n".join(lines)
@@ -331,8 +384,10 @@ def _this_run(records: list[dict]) -> str:
     commands = next((r["commands"] for r in records if r.get("commands")), None)
     if not commands:
         return ""
-    return (f"\nThis run's commands: `{_executable_named(commands['server'])}` / "
-            f"`{_executable_named(commands['load'])}`.{_rounds_line(records)}\n")
+    return (
+        f"\nThis run's commands: `{_executable_named(commands['server'])}` / "
+        f"`{_executable_named(commands['load'])}`.{_rounds_line(records)}\n"
+    )
 
 
 def _rounds_line(records: list[dict]) -> str:
@@ -347,9 +402,11 @@ def _rounds_line(records: list[dict]) -> str:
     widths = [w for w in (chosen["widths"] or {}).values() if w is not None]
     widest = f"; widest interval {max(widths):.1%}" if widths else ""
     stop = next((s.sentence for s in rounds.Stop if s.key == chosen["stopped_by"]), "it was interrupted")
-    return (f" --repeat auto: {chosen['rounds_run']} round(s), stopped because {stop} (target width "
-            f"{rule['target_width']:.0%}, on-par band ±{rule['band']:.0%}, at most {rule['max_rounds']} rounds"
-            f"{widest}).{order}")
+    return (
+        f" --repeat auto: {chosen['rounds_run']} round(s), stopped because {stop} (target width "
+        f"{rule['target_width']:.0%}, on-par band ±{rule['band']:.0%}, at most {rule['max_rounds']} rounds"
+        f"{widest}).{order}"
+    )
 
 
 def _source_commands(table: Table, study: Study) -> list[str]:
@@ -364,14 +421,25 @@ def legend(records: list[dict]) -> str:
     """What the columns mean; the percentiles' explanation where some record has them."""
     interval = next((r["resources"]["interval_s"] for r in records if r.get("resources")), DEFAULT_INTERVAL_S)
     percentiles = any(stats.percentile_ms(record.get("load"), "50") is not None for record in records)
-    return (FOOTNOTE.format(interval=interval, growth=stats.RSS_GROWTH_LIMIT, ceiling=stats.CEILING_SHARE,
-                            rsd=stats.RSD_LIMIT, outlier=stats.OUTLIER_ROBUST_SDS, drift_runs=stats.MIN_RUNS_FOR_DRIFT,
-                            significance=stats.DRIFT_SIGNIFICANCE, change=stats.DRIFT_MIN_CHANGE)
-            + ("\n" + PERCENTILE_FOOTNOTE if percentiles else ""))
+    return FOOTNOTE.format(
+        interval=interval,
+        growth=stats.RSS_GROWTH_LIMIT,
+        ceiling=stats.CEILING_SHARE,
+        rsd=stats.RSD_LIMIT,
+        outlier=stats.OUTLIER_ROBUST_SDS,
+        drift_runs=stats.MIN_RUNS_FOR_DRIFT,
+        significance=stats.DRIFT_SIGNIFICANCE,
+        change=stats.DRIFT_MIN_CHANGE,
+    ) + ("\n" + PERCENTILE_FOOTNOTE if percentiles else "")
 
 
-def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dict], calibrations: list[dict] = (),
-                   with_legend: bool = True) -> str:
+def table_markdown(
+    table: Table,
+    study: Study,
+    stored: dict[tuple[str, str], dict],
+    calibrations: list[dict] = (),
+    with_legend: bool = True,
+) -> str:
     """One table; with_legend adds the column legend (TABLES.md gives it once, after all six)."""
     rows, notes, present = [], [], []
     for cell in table.cells:
@@ -396,20 +464,22 @@ def table_markdown(table: Table, study: Study, stored: dict[tuple[str, str], dic
         rows = [cells[:-1] for cells in rows]
     else:
         headers.append("Notes")
-    return "\n".join([
-        f"## Table {table.number}: {table.title}",
-        "",
-        *_source_commands(table, study),
-        _this_run(present),
-        tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
-        "",
-        _measured_with(present),
-        "",
-        *([line, ""] if (line := readiness_line(present)) else []),
-        *([line, ""] if (line := ceiling_line(present, calibrations)) else []),
-        *([section] if with_legend and (section := readiness_section(present, "###")) else []),
-        *([legend(present), ""] if with_legend else []),
-    ])
+    return "\n".join(
+        [
+            f"## Table {table.number}: {table.title}",
+            "",
+            *_source_commands(table, study),
+            _this_run(present),
+            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
+            "",
+            _measured_with(present),
+            "",
+            *([line, ""] if (line := readiness_line(present)) else []),
+            *([line, ""] if (line := ceiling_line(present, calibrations)) else []),
+            *([section] if with_legend and (section := readiness_section(present, "###")) else []),
+            *([legend(present), ""] if with_legend else []),
+        ]
+    )
 
 
 def write_all(results_dir: Path, study: Study) -> list[Path]:
@@ -425,9 +495,16 @@ def write_all(results_dir: Path, study: Study) -> list[Path]:
         written.append(path)
     everything = results_dir / "TABLES.md"
     sections = [table_markdown(table, study, stored, calibrations, with_legend=False) for table in study.tables]
-    results.write_text_atomic(everything, f"# {study.title}: the tables, as measured here\n\n" + "\n".join(sections)
-                              + "\n" + (readiness_section(list(stored.values())) or "")
-                              + "\n## Columns\n\n" + legend(list(stored.values())) + "\n")
+    results.write_text_atomic(
+        everything,
+        f"# {study.title}: the tables, as measured here\n\n"
+        + "\n".join(sections)
+        + "\n"
+        + (readiness_section(list(stored.values())) or "")
+        + "\n## Columns\n\n"
+        + legend(list(stored.values()))
+        + "\n",
+    )
     return [everything, *written, *write_scaling(results_dir, study, stored)]
 
 
@@ -440,5 +517,8 @@ def write_scaling(results_dir: Path, study: Study, stored: dict[tuple[str, str],
     if not records:
         return []
     analysis = scaling.analyse(records, sorted({r["cell"]["cpus"] for r in records}), study.variants)
-    return [scaling_report.write(results_dir / "SCALING.md", analysis),
-            charts.scaling_rps(results_dir / "charts", analysis), charts.scaling_memory(results_dir / "charts", analysis)]
+    return [
+        scaling_report.write(results_dir / "SCALING.md", analysis),
+        charts.scaling_rps(results_dir / "charts", analysis),
+        charts.scaling_memory(results_dir / "charts", analysis),
+    ]

@@ -25,10 +25,13 @@ def _not_measured(point: Point) -> str:
 
 def knee_text(knee: Knee) -> str:
     if knee.kind is KneeKind.STOPS:
-        text = (f"stops scaling after k={knee.k}: the step to k={knee.step_to} brought "
-                f"{knee.marginal_efficiency:.0%} of the ideal gain")
-        return text + (" (the load generator was saturated there: the limit may be its own)"
-                       if knee.paced_by_loadgen else "")
+        text = (
+            f"stops scaling after k={knee.k}: the step to k={knee.step_to} brought "
+            f"{knee.marginal_efficiency:.0%} of the ideal gain"
+        )
+        return text + (
+            " (the load generator was saturated there: the limit may be its own)" if knee.paced_by_loadgen else ""
+        )
     gap = f"; {_not_measured(knee.gap)}" if knee.gap else ""
     if knee.kind is KneeKind.SCALES:
         return f"scales to k={knee.k}, the largest k measured{gap}"
@@ -38,8 +41,11 @@ def knee_text(knee: Knee) -> str:
 def ratio_text(ratio: Ratio) -> str:
     if ratio.value is not None:
         return f"{ratio.value:.2f}x"
-    return ", ".join(f"{point.curve.variant} {point.status.value}"
-                     for point in (ratio.over, ratio.under) if point.status is not PointStatus.OK)
+    return ", ".join(
+        f"{point.curve.variant} {point.status.value}"
+        for point in (ratio.over, ratio.under)
+        if point.status is not PointStatus.OK
+    )
 
 
 def _knee_table(analysis: Analysis) -> str:
@@ -61,33 +67,55 @@ def _figures(point: Point) -> list[str]:
     if point.status is not PointStatus.OK:
         return [point.status.value] * 6 + [point.failure or ""]
     mib = None if point.pss_bytes is None else point.pss_bytes / 2**20
-    return [f"{point.rps:.0f}", _unknown(point.p99_ms, ".2f"), _unknown(point.cores_used, ".2f"),
-            _unknown(mib, ".0f"), _unknown(point.efficiency, ".0%"), _unknown(point.rps_per_gb_pss, ".0f"),
-            "load generator saturated" if point.loadgen_saturated else ""]
+    return [
+        f"{point.rps:.0f}",
+        _unknown(point.p99_ms, ".2f"),
+        _unknown(point.cores_used, ".2f"),
+        _unknown(mib, ".0f"),
+        _unknown(point.efficiency, ".0%"),
+        _unknown(point.rps_per_gb_pss, ".0f"),
+        "load generator saturated" if point.loadgen_saturated else "",
+    ]
 
 
 def _points_table(analysis: Analysis) -> str:
     rows = [[p.curve.app, p.curve.endpoint, p.curve.variant, p.k, *_figures(p)] for p in analysis.points]
-    headers = ["App", "Endpoint", "Variant", "k", "RPS", "p99 (ms)", "Cores used", "PSS (MiB)", "Efficiency",
-               "RPS per GB of PSS", "Notes"]
+    headers = [
+        "App",
+        "Endpoint",
+        "Variant",
+        "k",
+        "RPS",
+        "p99 (ms)",
+        "Cores used",
+        "PSS (MiB)",
+        "Efficiency",
+        "RPS per GB of PSS",
+        "Notes",
+    ]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def markdown(analysis: Analysis) -> str:
-    return "\n\n".join([
-        f"# {TITLE}",
-        "The server ran on the first k CPUs of the machine, the load generator on all the others. Efficiency is "
-        "RPS(k) / (k x RPS(1)): 100% is the ideal linear line. A variant stops scaling after the first k whose "
-        f"next measured step brings less than {KNEE_MARGINAL_EFFICIENCY:.0%} of the ideal gain, "
-        "(k' - k) x RPS(1). PSS is the whole server tree's, read as the load ended; a GB is 10^9 bytes. "
-        "Unknown figures say so; failed and unrun points are never counted as zero.",
-        "## Where each variant stops scaling",
-        _knee_table(analysis),
-        "## 3.14t / 3.14 at each k",
-        _ratio_table(analysis),
-        "## Figures per point",
-        _points_table(analysis),
-    ]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                f"# {TITLE}",
+                "The server ran on the first k CPUs of the machine, the load generator on all the others. Efficiency is "
+                "RPS(k) / (k x RPS(1)): 100% is the ideal linear line. A variant stops scaling after the first k whose "
+                f"next measured step brings less than {KNEE_MARGINAL_EFFICIENCY:.0%} of the ideal gain, "
+                "(k' - k) x RPS(1). PSS is the whole server tree's, read as the load ended; a GB is 10^9 bytes. "
+                "Unknown figures say so; failed and unrun points are never counted as zero.",
+                "## Where each variant stops scaling",
+                _knee_table(analysis),
+                "## 3.14t / 3.14 at each k",
+                _ratio_table(analysis),
+                "## Figures per point",
+                _points_table(analysis),
+            ]
+        )
+        + "\n"
+    )
 
 
 def write(path: Path, analysis: Analysis) -> Path:

@@ -27,6 +27,7 @@ STALL_LIMIT = 0.05  # stalled connections from this share on make a row's RPS do
 
 # --- what makes one measured row doubtful ---------------------------------------------------------------
 
+
 class FlagKind(Enum):
     """Why a measured row is doubtful: (what it is, whether verdicts resting on the row become inconclusive)."""
 
@@ -99,7 +100,9 @@ def near_ceiling(cell: Cell, record: dict) -> Flag | None:
 
 def rss_growing(cell: Cell, record: dict) -> Flag | None:
     growth = stats.RssGrowth.of(record["resources"])
-    return Flag(FlagKind.RSS_GROWING, growth.relative, stats.RSS_GROWTH_LIMIT) if growth and growth.still_growing else None
+    return (
+        Flag(FlagKind.RSS_GROWING, growth.relative, stats.RSS_GROWTH_LIMIT) if growth and growth.still_growing else None
+    )
 
 
 def gil_enabled(cell: Cell, record: dict) -> Flag | None:
@@ -110,7 +113,15 @@ def gil_enabled(cell: Cell, record: dict) -> Flag | None:
 
 # One check per flag kind: adding a kind is one member of FlagKind and one check here.
 ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
-    stalled, overfull, loadgen_saturated, load_errors, non_2xx, near_ceiling, rss_growing, gil_enabled)
+    stalled,
+    overfull,
+    loadgen_saturated,
+    load_errors,
+    non_2xx,
+    near_ceiling,
+    rss_growing,
+    gil_enabled,
+)
 
 
 def row_flags(cell: Cell, record: dict) -> list[Flag]:
@@ -119,8 +130,9 @@ def row_flags(cell: Cell, record: dict) -> list[Flag]:
 
 def ideal_io_rps(cell: Cell, io_wait_s: float) -> float:
     """What an I/O endpoint could serve if only its wait counted: one request per wait per slot that can wait."""
-    slots = cell.concurrency if cell.interface == "asgi" else min(cell.concurrency,
-                                                                  cell.workers * cell.blocking_threads)
+    slots = (
+        cell.concurrency if cell.interface == "asgi" else min(cell.concurrency, cell.workers * cell.blocking_threads)
+    )
     return slots / io_wait_s
 
 
@@ -140,6 +152,7 @@ def server_cores(record: dict) -> float | None:
 
 
 # --- why a verdict is what it is ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Missing:
@@ -245,6 +258,7 @@ class ClaimVerdict:
 
 # --- judging --------------------------------------------------------------------------------------------
 
+
 def measured(stored: dict[tuple[str, str], dict]) -> dict[Cell, dict]:
     """The cells whose every run succeeded; failed ones count as not measured."""
     return {Cell(**record["cell"]): record for record in stored.values() if results.succeeded(record)}
@@ -272,8 +286,14 @@ def sessions_measuring(study: Study, cells: Iterable[Cell]) -> tuple[str, ...]:
     covering = sorted((s for s in sessions if cells <= set(s.cells())), key=lambda s: len(s.cells()))
     if covering:
         return tuple(s.name for s in covering)
-    return tuple(dict.fromkeys(name for cell in sorted(cells, key=lambda c: (c.table, c.key))
-                               for name in [next((s.name for s in sessions if cell in s.cells()), None)] if name))
+    return tuple(
+        dict.fromkeys(
+            name
+            for cell in sorted(cells, key=lambda c: (c.table, c.key))
+            for name in [next((s.name for s in sessions if cell in s.cells()), None)]
+            if name
+        )
+    )
 
 
 def _could_change(ratio: Ratio, flag: Flag, cell: Cell, interval: tuple[float, float], outcome: Verdict) -> bool:
@@ -287,15 +307,21 @@ def _could_change(ratio: Ratio, flag: Flag, cell: Cell, interval: tuple[float, f
     return ratio.band.judge(*widened) != outcome
 
 
-def _preconditions(ratio: Ratio, over: dict, under: dict, interval: tuple[float, float],
-                   outcome: Verdict) -> list[Reason]:
-    reasons: list[Reason] = [DoubtfulRow(ratio, cell, flag) for cell, record in ((ratio.under, under), (ratio.over, over))
-                             for flag in row_flags(cell, record)
-                             if flag.kind.doubtful and _could_change(ratio, flag, cell, interval, outcome)]
+def _preconditions(
+    ratio: Ratio, over: dict, under: dict, interval: tuple[float, float], outcome: Verdict
+) -> list[Reason]:
+    reasons: list[Reason] = [
+        DoubtfulRow(ratio, cell, flag)
+        for cell, record in ((ratio.under, under), (ratio.over, over))
+        for flag in row_flags(cell, record)
+        if flag.kind.doubtful and _could_change(ratio, flag, cell, interval, outcome)
+    ]
     if ratio.io_efficiency:
-        reasons += [CpuBound(ratio, cell, efficiency, ratio.io_efficiency)
-                    for cell, record in ((ratio.under, under), (ratio.over, over))
-                    if (efficiency := io_efficiency(cell, record["load"]["rps"], ratio.io_wait_s)) < ratio.io_efficiency]
+        reasons += [
+            CpuBound(ratio, cell, efficiency, ratio.io_efficiency)
+            for cell, record in ((ratio.under, under), (ratio.over, over))
+            if (efficiency := io_efficiency(cell, record["load"]["rps"], ratio.io_wait_s)) < ratio.io_efficiency
+        ]
     cores = [server_cores(record) for record in (over, under)]
     if ratio.parallel_cores and outcome != Verdict.HELD and None not in cores and min(cores) < ratio.parallel_cores:
         reasons.append(TooFewCores(ratio, min(cores), ratio.parallel_cores))
@@ -319,10 +345,17 @@ def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate | None:
     if reasons and not (outcome == Verdict.HELD and all(isinstance(r, TooFewCores) for r in reasons)):
         outcome = Verdict.INCONCLUSIVE
     rss = stats.geometric_ratio(run_values(over, "rss"), run_values(under, "rss")) if pss else None
-    return Estimate(ratio, value, min(len(tops), len(bottoms)), interval,
-                    tuple(top / bottom for top, bottom in zip(tops, bottoms)) if pairs and len(tops) > 1 else (),
-                    outcome,
-                    tuple(reasons), pss, rss)
+    return Estimate(
+        ratio,
+        value,
+        min(len(tops), len(bottoms)),
+        interval,
+        tuple(top / bottom for top, bottom in zip(tops, bottoms)) if pairs and len(tops) > 1 else (),
+        outcome,
+        tuple(reasons),
+        pss,
+        rss,
+    )
 
 
 def builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None:
@@ -335,10 +368,16 @@ def incomparable(ratios: Iterable[Ratio], records: dict[Cell, dict]) -> tuple[Re
     """Why the ratios' rows cannot be set side by side: conditions that differ (all of them, once), and builds
     that differ (per ratio); nothing where they can."""
     ratios = list(ratios)
-    differences = tuple(dict.fromkeys(difference for ratio in ratios for difference in
-                                      render.condition_differences([records[ratio.under], records[ratio.over]])))
-    builds = tuple(differ for ratio in ratios if (differ := builds_differ(ratio, records[ratio.over],
-                                                                           records[ratio.under])))
+    differences = tuple(
+        dict.fromkeys(
+            difference
+            for ratio in ratios
+            for difference in render.condition_differences([records[ratio.under], records[ratio.over]])
+        )
+    )
+    builds = tuple(
+        differ for ratio in ratios if (differ := builds_differ(ratio, records[ratio.over], records[ratio.under]))
+    )
     return ((NotAlike(differences),) if differences else ()) + builds
 
 
@@ -348,16 +387,25 @@ def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], dict]) -> Cl
     if claim.unmatched:
         return ClaimVerdict(claim, Verdict.NOT_MEASURED, reasons=tuple(NoSuchCells(group) for group in claim.unmatched))
     if missing := tuple(cell for cell in claim.cells if cell not in records):
-        return ClaimVerdict(claim, Verdict.NOT_MEASURED,
-                            reasons=(Missing(missing, sessions_measuring(study, missing)),))
-    stand_ins = tuple(sorted({records[cell]["interpreter"]["label"] for cell in claim.cells
-                              if records[cell]["interpreter"]["label"] != cell.variant}))
+        return ClaimVerdict(
+            claim, Verdict.NOT_MEASURED, reasons=(Missing(missing, sessions_measuring(study, missing)),)
+        )
+    stand_ins = tuple(
+        sorted(
+            {
+                records[cell]["interpreter"]["label"]
+                for cell in claim.cells
+                if records[cell]["interpreter"]["label"] != cell.variant
+            }
+        )
+    )
     if reasons := incomparable(claim.ratios, records):
         return ClaimVerdict(claim, Verdict.NOT_COMPARABLE, reasons=reasons, stand_ins=stand_ins)
     estimates = tuple(estimate(ratio, records[ratio.over], records[ratio.under]) for ratio in claim.ratios)
     if unrecorded := tuple(ratio for ratio, found in zip(claim.ratios, estimates) if found is None):
-        return ClaimVerdict(claim, Verdict.NOT_MEASURED, reasons=tuple(NotRecorded(r) for r in unrecorded),
-                            stand_ins=stand_ins)
+        return ClaimVerdict(
+            claim, Verdict.NOT_MEASURED, reasons=tuple(NotRecorded(r) for r in unrecorded), stand_ins=stand_ins
+        )
     return ClaimVerdict(claim, combined([e.outcome for e in estimates]), estimates, stand_ins=stand_ins)
 
 

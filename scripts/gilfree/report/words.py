@@ -21,25 +21,47 @@ from gilfree.run.interpreters import OPTIMISATION_FLAGS
 from gilfree.study.claims import Band, Ratio
 from gilfree.study.studies import Cell
 
-FIGURE_NAMES = {"rps": "RPS", "memory": "RAM", "latency_p50": "p50 latency", "latency_p99": "p99 latency",
-                "latency_avg": "mean latency", "cpu": "CPU", "cpu_per_1k": "CPU per 1,000 requests", "pss": "PSS",
-                "rss": "peak RSS"}
+FIGURE_NAMES = {
+    "rps": "RPS",
+    "memory": "RAM",
+    "latency_p50": "p50 latency",
+    "latency_p99": "p99 latency",
+    "latency_avg": "mean latency",
+    "cpu": "CPU",
+    "cpu_per_1k": "CPU per 1,000 requests",
+    "pss": "PSS",
+    "rss": "peak RSS",
+}
 # What a ratio outside the on-par band is called, (above 1, below 1), for each figure.
-DIRECTIONS = {"rps": ("faster", "slower"), "latency_p50": ("higher", "lower"), "latency_p99": ("higher", "lower"),
-              "latency_avg": ("higher", "lower"), "cpu": ("more", "less"), "cpu_per_1k": ("more", "less"),
-              "pss": ("more", "less"), "rss": ("more", "less")}
+DIRECTIONS = {
+    "rps": ("faster", "slower"),
+    "latency_p50": ("higher", "lower"),
+    "latency_p99": ("higher", "lower"),
+    "latency_avg": ("higher", "lower"),
+    "cpu": ("more", "less"),
+    "cpu_per_1k": ("more", "less"),
+    "pss": ("more", "less"),
+    "rss": ("more", "less"),
+}
 # Why a figure can be missing from a run.
-NOT_RECORDED_WHY = dict.fromkeys(("latency_p50", "latency_p99"), "the load generator gives no percentiles: rewrk") | {
-    "pss": "PSS needs /proc/PID/smaps_rollup, and records of older harnesses lack it"} | dict.fromkeys(
-    ("rps", "latency_avg", "cpu", "cpu_per_1k", "rss", "memory"), "a run without this figure")
+NOT_RECORDED_WHY = (
+    dict.fromkeys(("latency_p50", "latency_p99"), "the load generator gives no percentiles: rewrk")
+    | {"pss": "PSS needs /proc/PID/smaps_rollup, and records of older harnesses lack it"}
+    | dict.fromkeys(("rps", "latency_avg", "cpu", "cpu_per_1k", "rss", "memory"), "a run without this figure")
+)
 
 
 def setting_text(setting: str, value) -> str:
     """A setting's value as a ratio's name shows it: w2, t64, c128, JSON."""
     if setting == "endpoint":
         return render.endpoint_name(value)
-    short = {"workers": "w", "blocking_threads": "t", "concurrency": "c", "runtime_threads": "rth",
-             "runtime_mode": "rt"}
+    short = {
+        "workers": "w",
+        "blocking_threads": "t",
+        "concurrency": "c",
+        "runtime_threads": "rth",
+        "runtime_mode": "rt",
+    }
     if setting == "cpus":
         return f"{value} CPUs"
     if setting == "blocking_threads" and value is None:
@@ -53,8 +75,9 @@ def pair_name(ratio: Ratio) -> str:
     named = " ".join(setting_text(s, getattr(ratio.over, s)) for s in ratio.named if s not in ratio.compared)
     if ratio.compared == ("variant",):
         return named
-    over, under = (" ".join(setting_text(s, getattr(cell, s)) for s in ratio.compared)
-                   for cell in (ratio.over, ratio.under))
+    over, under = (
+        " ".join(setting_text(s, getattr(cell, s)) for s in ratio.compared) for cell in (ratio.over, ratio.under)
+    )
     return f"{named} {over}/{under}".strip()
 
 
@@ -63,8 +86,9 @@ def ratio_name(ratio: Ratio, pss: bool = False) -> str:
 
 
 def cell_name(cell: Cell) -> str:
-    threads = (f", {cell.blocking_threads} thread{'s' if cell.blocking_threads > 1 else ''}"
-               if cell.blocking_threads else "")
+    threads = (
+        f", {cell.blocking_threads} thread{'s' if cell.blocking_threads > 1 else ''}" if cell.blocking_threads else ""
+    )
     return f"{cell.variant} /{cell.endpoint} {cell.workers} worker{'s' if cell.workers > 1 else ''}{threads}"
 
 
@@ -101,26 +125,37 @@ def selector_text(selector: dict) -> str:
 def reason_text(reason) -> str:
     match reason:
         case Missing(cells, sessions):
-            runs = (f"{' or '.join(f'`nox -s {s}`' for s in sessions)} measures {'them' if len(cells) > 1 else 'it'}"
-                    if sessions else "no session of the study runs them")
+            runs = (
+                f"{' or '.join(f'`nox -s {s}`' for s in sessions)} measures {'them' if len(cells) > 1 else 'it'}"
+                if sessions
+                else "no session of the study runs them"
+            )
             return f"not measured (not run, or failed): {', '.join(cell_name(c) for c in cells)}; {runs}."
         case NoSuchCells(group):
-            return (f"not measured: no cell of the study matches cells {selector_text(group.cells)} with over "
-                    f"{selector_text(group.over)} and under {selector_text(group.under)}.")
+            return (
+                f"not measured: no cell of the study matches cells {selector_text(group.cells)} with over "
+                f"{selector_text(group.over)} and under {selector_text(group.under)}."
+            )
         case NotRecorded(ratio):
             return f"{ratio_name(ratio)}: not recorded in every run of both rows ({NOT_RECORDED_WHY[ratio.figure]})."
         case NotAlike(differences):
             return f"the rows were measured under different conditions: {'; '.join(differences)}."
         case BuildsDiffer(ratio, over, under):
-            return (f"{ratio_name(ratio)}: {ratio.over.variant} was built with {build_text(over)}, "
-                    f"{ratio.under.variant} with {build_text(under)}: the ratio would measure the builds.")
+            return (
+                f"{ratio_name(ratio)}: {ratio.over.variant} was built with {build_text(over)}, "
+                f"{ratio.under.variant} with {build_text(under)}: the ratio would measure the builds."
+            )
         case CpuBound(ratio, cell, efficiency, needed):
-            return (f"{ratio_name(ratio)}: {cell_name(cell)} reached {efficiency:.0%} of the ideal "
-                    f"{verdicts.ideal_io_rps(cell, ratio.io_wait_s):.0f} RPS (needs {needed:.0%}): CPU-bound, so the "
-                    f"row measured CPU, not I/O waiting.")
+            return (
+                f"{ratio_name(ratio)}: {cell_name(cell)} reached {efficiency:.0%} of the ideal "
+                f"{verdicts.ideal_io_rps(cell, ratio.io_wait_s):.0f} RPS (needs {needed:.0%}): CPU-bound, so the "
+                f"row measured CPU, not I/O waiting."
+            )
         case TooFewCores(ratio, available, needed):
-            return (f"{ratio_name(ratio)}: needs ≥ {needed:.1f} free cores for the server to show it; this run had "
-                    f"{available:.1f}.")
+            return (
+                f"{ratio_name(ratio)}: needs ≥ {needed:.1f} free cores for the server to show it; this run had "
+                f"{available:.1f}."
+            )
         case DoubtfulRow(ratio, cell, flag):
             return f"{ratio_name(ratio)}: {cell_name(cell)} had {flag_text(flag)}."
         case TooFewRuns(runs, needed):
@@ -131,9 +166,15 @@ def reason_text(reason) -> str:
 
 
 # Why can't-tell, in a word or two, for the answer's counts.
-REASON_WORDS = {TooFewRuns: "too few runs", Straddles: "interval straddles the band", DoubtfulRow: "doubtful rows",
-                NotAlike: "rows not measured alike", BuildsDiffer: "builds differ",
-                Missing: "cells not run or failed", NotRecorded: "not recorded"}
+REASON_WORDS = {
+    TooFewRuns: "too few runs",
+    Straddles: "interval straddles the band",
+    DoubtfulRow: "doubtful rows",
+    NotAlike: "rows not measured alike",
+    BuildsDiffer: "builds differ",
+    Missing: "cells not run or failed",
+    NotRecorded: "not recorded",
+}
 
 
 def outcome_text(finding: Finding) -> str:

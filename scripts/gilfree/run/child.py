@@ -49,8 +49,11 @@ def port_holder(port: int) -> str:
     """Who listens on the port, as far as psutil can tell. A server's worker holding the socket is
     traced up to the parent running the same command (Granian's main process), the one to stop."""
     try:
-        pids = sorted(c.pid for c in psutil.net_connections(kind="tcp")
-                      if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid)
+        pids = sorted(
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        )
         holder = top = psutil.Process(pids[0])
         while (parent := top.parent()) is not None and parent.cmdline() == holder.cmdline():
             top = parent
@@ -76,18 +79,25 @@ def ensure_port_free(port: int, bind: str = DEFAULT_BIND) -> None:
             probe.bind((bind, port))
         except OSError as error:
             if error.errno == errno.EADDRNOTAVAIL:
-                raise ServerError(f"address {bind} is not one of this machine's; give --bind an address of "
-                                  f"one of its interfaces (`ip -brief address` lists them)") from None
+                raise ServerError(
+                    f"address {bind} is not one of this machine's; give --bind an address of "
+                    f"one of its interfaces (`ip -brief address` lists them)"
+                ) from None
             if error.errno == errno.EADDRINUSE:
-                raise ServerError(f"port {port} on {bind} is already in use by {port_holder(port)}; "
-                                  f"stop that process or choose another port with --port") from None
+                raise ServerError(
+                    f"port {port} on {bind} is already in use by {port_holder(port)}; "
+                    f"stop that process or choose another port with --port"
+                ) from None
             if error.errno in (errno.EACCES, errno.EPERM):
                 start = _unprivileged_port_start()
-                raise ServerError(f"port {port} on {bind} cannot be bound: permission denied (on this machine "
-                                  f"ports below {start} need root or CAP_NET_BIND_SERVICE); "
-                                  f"choose a port of {start} or above with --port") from None
-            raise ServerError(f"port {port} on {bind} cannot be bound: {error.strerror}; "
-                              f"choose another port with --port") from None
+                raise ServerError(
+                    f"port {port} on {bind} cannot be bound: permission denied (on this machine "
+                    f"ports below {start} need root or CAP_NET_BIND_SERVICE); "
+                    f"choose a port of {start} or above with --port"
+                ) from None
+            raise ServerError(
+                f"port {port} on {bind} cannot be bound: {error.strerror}; choose another port with --port"
+            ) from None
 
 
 class ManagedServer:
@@ -105,9 +115,18 @@ class ManagedServer:
     recorded = False
     error: type[ServerError] = ServerError
 
-    def __init__(self, command: list[str], port: int, log_path: Path, ready_path: str, *,
-                 cwd: Path | None = None, env: dict[str, str] | None = None, cpus: tuple[int, ...] | None = None,
-                 bind: str = DEFAULT_BIND):
+    def __init__(
+        self,
+        command: list[str],
+        port: int,
+        log_path: Path,
+        ready_path: str,
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        cpus: tuple[int, ...] | None = None,
+        bind: str = DEFAULT_BIND,
+    ):
         self.command = command
         self.port = port
         self.log_path = log_path
@@ -130,8 +149,14 @@ class ManagedServer:
         with open(self.log_path, "wb") as log, pinned(self.cpus):
             try:
                 self.process = subprocess.Popen(
-                    self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=dies_with_parent(self.death_signal),
+                    self.command,
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=dies_with_parent(self.death_signal),
                 )
             except OSError as error:
                 raise self.error(f"cannot start {self.command[0]}: {error.strerror}") from None
@@ -161,7 +186,7 @@ class ManagedServer:
         tails = []
         for path in self.log_paths:
             try:
-                tails += path.read_text(errors="replace").splitlines()[-lines if lines else 0:]
+                tails += path.read_text(errors="replace").splitlines()[-lines if lines else 0 :]
             except OSError:
                 continue
         return "\n".join(tails)
@@ -189,8 +214,9 @@ class ManagedServer:
                 break  # it answers; whether rightly is the caller's verify()'s question
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.perf_counter() - started > timeout_s:
-                    raise self.fail(f"{self.name} did not answer on {self.bind} port {self.port} "
-                                    f"within {timeout_s:.0f}s")
+                    raise self.fail(
+                        f"{self.name} did not answer on {self.bind} port {self.port} within {timeout_s:.0f}s"
+                    ) from None
                 time.sleep(READY_POLL_S)
         self._members = self._tree()
         return time.perf_counter() - started
@@ -249,8 +275,15 @@ def record_server(name: str, pid: int, command: list[str], port: int) -> Path | 
     path = _records_dir() / f"{pid}.json"
     try:
         me = psutil.Process()  # a server that has already exited has no start time: nothing to note
-        record = {"name": name, "pid": pid, "started": psutil.Process(pid).create_time(), "command": command,
-                  "port": port, "harness_pid": me.pid, "harness_started": me.create_time()}
+        record = {
+            "name": name,
+            "pid": pid,
+            "started": psutil.Process(pid).create_time(),
+            "command": command,
+            "port": port,
+            "harness_pid": me.pid,
+            "harness_started": me.create_time(),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(record))
@@ -274,8 +307,11 @@ def _left_behind(record: dict) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline", "create_time"]):
         try:
-            if (os.getpgid(process.pid) == record["pid"] and process.info["create_time"] >= record["started"]
-                    and process.info["cmdline"][-len(record["command"]):] == record["command"]):
+            if (
+                os.getpgid(process.pid) == record["pid"]
+                and process.info["create_time"] >= record["started"]
+                and process.info["cmdline"][-len(record["command"]) :] == record["command"]
+            ):
                 found.append(process)
         except (OSError, TypeError, psutil.Error):
             continue
@@ -302,8 +338,10 @@ def stop_left_behind(say) -> None:
         if processes:
             _wait_gone(set(processes))
             name = record.get("name", "Granian")  # records written before they named the server were Granian's
-            say(f"stopped {name} pid {record['pid']} on port {record['port']} ({len(processes)} process(es)), "
-                f"left running by an earlier harness (pid {record['harness_pid']}) that did not stop it")
+            say(
+                f"stopped {name} pid {record['pid']} on port {record['port']} ({len(processes)} process(es)), "
+                f"left running by an earlier harness (pid {record['harness_pid']}) that did not stop it"
+            )
         path.unlink(missing_ok=True)
 
 

@@ -38,16 +38,24 @@ def audit_plan(study_path: str | None) -> dict:
 
 
 def _environments(study: Study, name: str, description: str, apps: tuple[str, ...], variants: tuple[str, ...]) -> dict:
-    entry = {"name": name, "description": description, "study": str(study.path),
-             "apps": list(apps), "variants": list(variants), "error": None}
+    entry = {
+        "name": name,
+        "description": description,
+        "study": str(study.path),
+        "apps": list(apps),
+        "variants": list(variants),
+        "error": None,
+    }
     try:
         profile = study.profile()
     except StudyError as error:
         return entry | {"error": str(error)}
     return entry | {
         "profile": profile.name,
-        "pythons": {variant: {"request": profile.python[variant], "variable": override_variable(variant)}
-                    for variant in variants},
+        "pythons": {
+            variant: {"request": profile.python[variant], "variable": override_variable(variant)}
+            for variant in variants
+        },
         "locks": {app: _shown(study.lock_path(profile.name, app)) for app in apps},
     }
 
@@ -64,9 +72,14 @@ def sessions_for_nox() -> dict:
     return {
         "default": default,
         "sessions": [_session(session) for session in every],
-        "refused": [{"study": str(path), "error": str(error),
-                     "sessions": [] if path.stem in taken else [path.stem]}  # never over a session that runs
-                    for path, error in refused.items()],
+        "refused": [
+            {
+                "study": str(path),
+                "error": str(error),
+                "sessions": [] if path.stem in taken else [path.stem],
+            }  # never over a session that runs
+            for path, error in refused.items()
+        ],
     }
 
 
@@ -74,9 +87,20 @@ def lock_command(study: Study, profile: str, app: str) -> list[str]:
     """uv's command for one app's lock: universal (one lock installs on every variant, GIL or free-threaded,
     with a hash for every wheel), as PyPI stood at the profile's cut-off where it has one."""
     exclude_newer = study.profiles[profile].exclude_newer
-    return ["uv", "pip", "compile", _shown(study.apps[app].requirements), "--universal", "--generate-hashes",
-            *(["--exclude-newer", exclude_newer] if exclude_newer else []), "--python-version", study.lock_python,
-            "--upgrade", "-o", _shown(study.lock_path(profile, app))]
+    return [
+        "uv",
+        "pip",
+        "compile",
+        _shown(study.apps[app].requirements),
+        "--universal",
+        "--generate-hashes",
+        *(["--exclude-newer", exclude_newer] if exclude_newer else []),
+        "--python-version",
+        study.lock_python,
+        "--upgrade",
+        "-o",
+        _shown(study.lock_path(profile, app)),
+    ]
 
 
 def lock(study: Study, profile_name: str | None) -> int:
@@ -103,14 +127,18 @@ def interpreter(request: str, variable: str) -> str:
     try:
         build = subprocess.run([path, "-c", ask], capture_output=True, text=True, timeout=60)
     except OSError as error:
-        raise StudyError(f"{variable}={path} cannot be run ({error.strerror}); point it at a CPython {request}") from None
+        raise StudyError(
+            f"{variable}={path} cannot be run ({error.strerror}); point it at a CPython {request}"
+        ) from None
     if build.returncode != 0:
         raise StudyError(f"{variable}={path} is not a working Python; point it at a CPython {request}")
     disabled, version = build.stdout.split()
     if bool(int(disabled)) != free_threaded(request):
         wanted, found = ("free-threaded", "with the GIL") if free_threaded(request) else ("GIL", "free-threaded")
-        raise StudyError(f"{request} needs a {wanted} build, but {path} is CPython {version} {found}; point "
-                         f"{variable} at a {wanted} build")
+        raise StudyError(
+            f"{request} needs a {wanted} build, but {path} is CPython {version} {found}; point "
+            f"{variable} at a {wanted} build"
+        )
     return path
 
 
@@ -122,8 +150,10 @@ def _found_or_installed(request: str, variable: str) -> str:
     installed = subprocess.run(["uv", "python", "install", request], capture_output=True, text=True)
     if installed.returncode != 0:
         why = (installed.stderr.strip().splitlines() or ["no reason given"])[-1].strip()
-        raise StudyError(f"CPython {request} is not installed here, and `uv python install {request}` failed "
-                         f"({why}); run that where uv can download, or point {variable} at a CPython {request}")
+        raise StudyError(
+            f"CPython {request} is not installed here, and `uv python install {request}` failed "
+            f"({why}); run that where uv can download, or point {variable} at a CPython {request}"
+        )
     return subprocess.run(find, capture_output=True, text=True, check=True).stdout.strip()
 
 

@@ -45,8 +45,11 @@ def built_with(path) -> str | None:
 
 
 def wheel_tags(dist) -> list[str]:
-    return [line.split(":", 1)[1].strip() for line in (dist.read_text("WHEEL") or "").splitlines()
-            if line.startswith("Tag:")]
+    return [
+        line.split(":", 1)[1].strip()
+        for line in (dist.read_text("WHEEL") or "").splitlines()
+        if line.startswith("Tag:")
+    ]
 
 
 def extension_modules() -> list[dict]:
@@ -58,11 +61,17 @@ def extension_modules() -> list[dict]:
             name = str(file)
             suffix = next((s for s in suffixes if name.endswith(s)), None)
             # a bundled shared library (scipy.libs/libopenblas-x.so) is no module: its path is no dotted name
-            if suffix is None or not all(part.isidentifier() for part in name[:-len(suffix)].split("/")):
+            if suffix is None or not all(part.isidentifier() for part in name[: -len(suffix)].split("/")):
                 continue
-            found.append({"module": name[:-len(suffix)].replace("/", "."), "distribution": dist.metadata["Name"],
-                          "version": dist.version, "wheel": wheel_tags(dist),
-                          "built_with": built_with(file.locate())})
+            found.append(
+                {
+                    "module": name[: -len(suffix)].replace("/", "."),
+                    "distribution": dist.metadata["Name"],
+                    "version": dist.version,
+                    "wheel": wheel_tags(dist),
+                    "built_with": built_with(file.locate()),
+                }
+            )
     return sorted(found, key=lambda module: module["module"])
 
 
@@ -96,8 +105,11 @@ def traced_import(module_name: str) -> dict:
             frames, frame = [], sys._getframe(1)
             while frame is not None:
                 name = frame.f_globals.get("__name__")
-                if frame.f_code.co_name == "<module>" and name not in (None, "__main__") \
-                        and not frame.f_code.co_filename.startswith("<frozen"):
+                if (
+                    frame.f_code.co_name == "<module>"
+                    and name not in (None, "__main__")
+                    and not frame.f_code.co_filename.startswith("<frozen")
+                ):
                     frames.append(name)
                 frame = frame.f_back
             seen["culprit"], seen["chain"] = found.group(1), [*reversed(frames), found.group(1)]
@@ -110,10 +122,16 @@ def traced_import(module_name: str) -> dict:
     except BaseException as failure:  # an import that fails is a finding, not a crash of the audit
         error = f"{type(failure).__name__}: {failure}"
     culprit = seen["culprit"]
-    return {"module": module_name, "gil_enabled": gil_enabled(), "culprit": culprit, "chain": seen["chain"],
-            "owner": owner(culprit) if culprit else None, "error": error,
-            "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-            "version": platform.python_version()}
+    return {
+        "module": module_name,
+        "gil_enabled": gil_enabled(),
+        "culprit": culprit,
+        "chain": seen["chain"],
+        "owner": owner(culprit) if culprit else None,
+        "error": error,
+        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "version": platform.python_version(),
+    }
 
 
 def report_only_json() -> "io.TextIOWrapper":

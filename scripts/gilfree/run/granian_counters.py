@@ -23,8 +23,12 @@ SINCE = Version("2.7.0")  # the first Granian with --metrics
 SCRAPE_INTERVAL_S = 1  # Granian's shortest: its counters are published at most this often
 SETTLE_TRIES = 5
 # Counters (deltas over the window) and gauges (as they stood after it), by Granian's name.
-COUNTERS = {"granian_requests_handled": "requests_handled", "granian_blocking_busy_cumulative": "blocking_busy_us",
-            "granian_blocking_idle_cumulative": "blocking_idle_us", "granian_py_wait_cumulative": "py_wait_us"}
+COUNTERS = {
+    "granian_requests_handled": "requests_handled",
+    "granian_blocking_busy_cumulative": "blocking_busy_us",
+    "granian_blocking_idle_cumulative": "blocking_idle_us",
+    "granian_py_wait_cumulative": "py_wait_us",
+}
 GAUGES = {"granian_blocking_queue": "blocking_queue", "granian_blocking_threads": "blocking_threads"}
 # Requests the server handled but the load generator did not count: those in flight when it stopped (at most
 # one per connection), and 1% for what a closed window may cut; more is a warning.
@@ -41,14 +45,23 @@ class CountersUnavailable(Exception):
 
 def check_supported(granian_version: str, where: str) -> None:
     if Version(granian_version) < SINCE:
-        raise MetricsUnsupported(f"--metrics needs Granian {SINCE} or later (its --metrics counters), and {where} "
-                                 f"holds Granian {granian_version}: use a profile or lock with a newer Granian "
-                                 f"(GILFREE_PROFILE=latest for the post's study), or leave metrics off")
+        raise MetricsUnsupported(
+            f"--metrics needs Granian {SINCE} or later (its --metrics counters), and {where} "
+            f"holds Granian {granian_version}: use a profile or lock with a newer Granian "
+            f"(GILFREE_PROFILE=latest for the post's study), or leave metrics off"
+        )
 
 
 def flags(port: int, address: str = "127.0.0.1") -> list[str]:
-    return ["--metrics", "--metrics-scrape-interval", str(SCRAPE_INTERVAL_S), "--metrics-address", address,
-            "--metrics-port", str(port)]
+    return [
+        "--metrics",
+        "--metrics-scrape-interval",
+        str(SCRAPE_INTERVAL_S),
+        "--metrics-address",
+        address,
+        "--metrics-port",
+        str(port),
+    ]
 
 
 def scrape(port: int, address: str = "127.0.0.1") -> dict[str, dict[str, float]]:
@@ -83,29 +96,40 @@ def settled(port: int, address: str = "127.0.0.1") -> dict[str, dict[str, float]
         previous = current
     if previous is None:
         raise CountersUnavailable(f"Granian's counters on {address}:{port} did not answer: {failure}")
-    raise CountersUnavailable(f"Granian's counters on {address}:{port} did not stand still over {SETTLE_TRIES} "
-                              f"scrapes {SCRAPE_INTERVAL_S} s apart: the server was still busy")
+    raise CountersUnavailable(
+        f"Granian's counters on {address}:{port} did not stand still over {SETTLE_TRIES} "
+        f"scrapes {SCRAPE_INTERVAL_S} s apart: the server was still busy"
+    )
 
 
 def window(before: dict, after: dict, seconds: float) -> dict:
     """Per worker and summed: the counters' growth over the load window (`seconds` long), the gauges after it,
     and the shares."""
-    workers = {worker: {**{name: figures.get(name, 0) - before.get(worker, {}).get(name, 0)
-                           for name in COUNTERS.values()},
-                        **{name: figures.get(name) for name in GAUGES.values()}}
-               for worker, figures in after.items()}
+    workers = {
+        worker: {
+            **{name: figures.get(name, 0) - before.get(worker, {}).get(name, 0) for name in COUNTERS.values()},
+            **{name: figures.get(name) for name in GAUGES.values()},
+        }
+        for worker, figures in after.items()
+    }
     total = {name: sum(w[name] for w in workers.values()) for name in COUNTERS.values()}
     total |= {name: sum(w[name] or 0 for w in workers.values()) for name in GAUGES.values()}
-    return {"workers": workers, "total": total | shares(total, seconds), "window_s": seconds,
-            "scrape_interval_s": SCRAPE_INTERVAL_S}
+    return {
+        "workers": workers,
+        "total": total | shares(total, seconds),
+        "window_s": seconds,
+        "scrape_interval_s": SCRAPE_INTERVAL_S,
+    }
 
 
 def shares(total: dict, seconds: float) -> dict:
     """GIL wait over busy time; busy time over what the blocking threads had in the window. Not over busy + idle:
     the threads keep idling while the counters settle after the load, which would dilute it."""
     busy, capacity = total["blocking_busy_us"], total["blocking_threads"] * seconds * 1e6
-    return {"gil_wait_share": total["py_wait_us"] / busy if busy else None,
-            "blocking_utilisation": busy / capacity if capacity else None}
+    return {
+        "gil_wait_share": total["py_wait_us"] / busy if busy else None,
+        "blocking_utilisation": busy / capacity if capacity else None,
+    }
 
 
 def requests_gap(counters: dict | None, counted: int | None, cell: Cell) -> StudyWarning | None:
@@ -125,7 +149,9 @@ def summary(runs: list[dict]) -> dict | None:
     if not runs or "granian" not in runs[-1]:
         return None  # a record from before the harness recorded it
     counted = [run["granian"]["counters"]["total"] for run in runs if (run.get("granian") or {}).get("counters")]
-    medians = {name: statistics.median(values) if (values := [c[name] for c in counted if c[name] is not None])
-               else None for name in ("gil_wait_share", "blocking_utilisation")}
+    medians = {
+        name: statistics.median(values) if (values := [c[name] for c in counted if c[name] is not None]) else None
+        for name in ("gil_wait_share", "blocking_utilisation")
+    }
     ran = {key: value for key, value in runs[-1]["granian"].items() if key != "counters"}
     return ran | (medians | {"counted_runs": len(counted)} if counted else {})

@@ -39,8 +39,9 @@ class LoadHost(Protocol):
     def shown(self, command: list[str]) -> list[str]:
         """The tool's command as the record shows it: as it runs there."""
 
-    def run_load(self, generator: LoadGenerator, command: list[str], duration_s: int,
-                 cpus: tuple[int, ...] | None = None) -> tuple[LoadResult, dict]:
+    def run_load(
+        self, generator: LoadGenerator, command: list[str], duration_s: int, cpus: tuple[int, ...] | None = None
+    ) -> tuple[LoadResult, dict]:
         """Run the tool to completion (on `cpus` of this machine, where cpus_for_server placed it); return its
         figures and its own CPU use."""
 
@@ -73,8 +74,9 @@ class LocalHost:
     def shown(self, command: list[str]) -> list[str]:
         return command
 
-    def run_load(self, generator: LoadGenerator, command: list[str], duration_s: int,
-                 cpus: tuple[int, ...] | None = None) -> tuple[LoadResult, dict]:
+    def run_load(
+        self, generator: LoadGenerator, command: list[str], duration_s: int, cpus: tuple[int, ...] | None = None
+    ) -> tuple[LoadResult, dict]:
         return run_load(generator, command, duration_s, cpus=cpus)
 
     def check(self, generator: LoadGenerator, url: str) -> str | None:

@@ -67,7 +67,10 @@ def probe(python: str, app: App, gil_forced_off: bool = False) -> dict:
     try:
         completed = subprocess.run(
             [python, str(PROBE), str(app.directory), module_name],
-            capture_output=True, text=True, env=server_env(gil_forced_off), timeout=120,
+            capture_output=True,
+            text=True,
+            env=server_env(gil_forced_off),
+            timeout=120,
         )
     except OSError as error:
         raise InterpreterError(f"cannot run the interpreter under test {python!r}: {error.strerror}") from None
@@ -96,10 +99,12 @@ def gil_reenabled(culprit: dict | None) -> str:
     if not culprit:
         return "the GIL is enabled after importing Granian and the app, and no module was named for it"
     owner = culprit.get("owner")
-    return (f"importing {culprit['chain'][0]} turned the GIL back on: {culprit['culprit']}"
-            + (f" (from {owner['distribution']} {owner['version']})" if owner else "")
-            + " has not declared that it runs without the GIL"
-            + (f", imported through {' -> '.join(culprit['chain'])}" if len(culprit["chain"]) > 2 else ""))
+    return (
+        f"importing {culprit['chain'][0]} turned the GIL back on: {culprit['culprit']}"
+        + (f" (from {owner['distribution']} {owner['version']})" if owner else "")
+        + " has not declared that it runs without the GIL"
+        + (f", imported through {' -> '.join(culprit['chain'])}" if len(culprit["chain"]) > 2 else "")
+    )
 
 
 def check(variant: str, facts: dict) -> Interpreter:
@@ -112,8 +117,10 @@ def check(variant: str, facts: dict) -> Interpreter:
     if not wants_free_threaded and facts["free_threaded_build"]:
         raise InterpreterError(f"variant {variant} needs a GIL build, but {found} free-threaded; {fix}")
     if wants_free_threaded and facts["gil_enabled"]:
-        raise InterpreterError(f"variant {variant}: {gil_reenabled(facts.get('gil_culprit'))}; its rows would be "
-                               f"GIL numbers: run `nox -s gil-audit` to list every such module")
+        raise InterpreterError(
+            f"variant {variant}: {gil_reenabled(facts.get('gil_culprit'))}; its rows would be "
+            f"GIL numbers: run `nox -s gil-audit` to list every such module"
+        )
     if "gilfree" in facts["packages"]:
         raise InterpreterError(
             f"the environment of {facts['executable']} also holds the harness (gilfree); "
@@ -121,10 +128,17 @@ def check(variant: str, facts: dict) -> Interpreter:
         )
     label = version_label(facts["version"], facts["free_threaded_build"])
     return Interpreter(
-        executable=facts["executable"], version=facts["version"], implementation=facts["implementation"],
-        free_threaded_build=facts["free_threaded_build"], gil_enabled=facts["gil_enabled"],
-        packages=facts["packages"], variant=variant, label=label, config_args=facts.get("config_args"),
-        gil_forced_off=facts.get("gil_forced_off", False), granian_auto_loop=facts.get("granian_auto_loop"),
+        executable=facts["executable"],
+        version=facts["version"],
+        implementation=facts["implementation"],
+        free_threaded_build=facts["free_threaded_build"],
+        gil_enabled=facts["gil_enabled"],
+        packages=facts["packages"],
+        variant=variant,
+        label=label,
+        config_args=facts.get("config_args"),
+        gil_forced_off=facts.get("gil_forced_off", False),
+        granian_auto_loop=facts.get("granian_auto_loop"),
     )
 
 
@@ -147,8 +161,11 @@ def check_lock(lock: Path, packages: dict[str, str]) -> None:
             if match.group(3):
                 conditional.add(name)
     installed = {_normal(name): version for name, version in packages.items()}
-    wrong = sorted(f"{name} {installed[name]} (lock: {' or '.join(sorted(pins[name]))})"
-                   for name in pins if name in installed and installed[name] not in pins[name])
+    wrong = sorted(
+        f"{name} {installed[name]} (lock: {' or '.join(sorted(pins[name]))})"
+        for name in pins
+        if name in installed and installed[name] not in pins[name]
+    )
     missing = sorted(name for name in pins if name not in installed and name not in conditional)
     if wrong or missing:
         raise InterpreterError(

@@ -68,12 +68,18 @@ class LoadResult:
             return a > b + max(resolution_ms, abs(b) * 0.01)
 
         ordered = [*((f"p{q}", v) for q, v in known.items()), ("the maximum", top)]
-        problems = [f"{low} {a:.3f}ms above {high} {b:.3f}ms"
-                    for (low, a), (high, b) in zip(ordered, ordered[1:]) if above(a, b)]
+        problems = [
+            f"{low} {a:.3f}ms above {high} {b:.3f}ms"
+            for (low, a), (high, b) in zip(ordered, ordered[1:])
+            if above(a, b)
+        ]
         if above(mean, top):
             problems.append(f"mean {mean:.3f}ms above the maximum {top:.3f}ms")
-        problems += [f"p{q} {v:.3f}ms needs a mean of at least {v * (100 - float(q)) / 100:.3f}ms, not {mean:.3f}ms"
-                     for q, v in known.items() if above(v * (100 - float(q)) / 100, mean)]
+        problems += [
+            f"p{q} {v:.3f}ms needs a mean of at least {v * (100 - float(q)) / 100:.3f}ms, not {mean:.3f}ms"
+            for q, v in known.items()
+            if above(v * (100 - float(q)) / 100, mean)
+        ]
         if "50" in known and above(mean, (known["50"] + top) / 2):
             problems.append(f"mean {mean:.3f}ms above (p50 + max) / 2 = {(known['50'] + top) / 2:.3f}ms")
         return problems
@@ -104,7 +110,7 @@ def _whole_json(stdout: str, tool: str) -> dict:
     try:
         return json.loads(stdout[start:]) if start >= 0 else {}
     except json.JSONDecodeError as error:
-        raise LoadGenError(f"{tool} printed invalid JSON ({error}); output began with: {stdout[:300]!r}")
+        raise LoadGenError(f"{tool} printed invalid JSON ({error}); output began with: {stdout[:300]!r}") from None
 
 
 class LoadGenerator(Protocol):
@@ -134,8 +140,9 @@ def version(generator: LoadGenerator) -> str:
 
 def cargo_hint(name: str) -> str:
     """How to install a tool that `nox -s tools` builds with cargo, at the version it pins."""
-    return (f"install it with `nox -s tools` (or `cargo install {name} --version {TOOLS_BY_NAME[name].version} "
-            f"--locked`)")
+    return (
+        f"install it with `nox -s tools` (or `cargo install {name} --version {TOOLS_BY_NAME[name].version} --locked`)"
+    )
 
 
 def closed_loop_only(generator: LoadGenerator, rate: float | None) -> None:
@@ -168,8 +175,20 @@ class Wrk:
     def command(self, url: str, duration_s: int, concurrency: int, rate: float | None = None) -> list[str]:
         # One thread, as rewrk's default; a Lua reporter prints wrk's own summary and percentiles as JSON.
         closed_loop_only(self, rate)
-        return ["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{duration_s}s",
-                "--timeout", f"{REQUEST_TIMEOUT_S}s", "-s", str(WRK_REPORT), url]
+        return [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{duration_s}s",
+            "--timeout",
+            f"{REQUEST_TIMEOUT_S}s",
+            "-s",
+            str(WRK_REPORT),
+            url,
+        ]
 
     def parse(self, stdout: str) -> LoadResult:
         report = _json_line(stdout, self.name)
@@ -187,7 +206,7 @@ class Wrk:
                 latency_percentiles_ms=percentiles_ms(report["latency_percentiles_us"], 1 / 1000),
             )
         except (KeyError, TypeError, ZeroDivisionError) as error:
-            raise LoadGenError(f"wrk report lacks {error}: {report}")
+            raise LoadGenError(f"wrk report lacks {error}: {report}") from None
 
 
 class Rewrk:
@@ -248,8 +267,18 @@ class Oha:
 
     def command(self, url: str, duration_s: int, concurrency: int, rate: float | None = None) -> list[str]:
         open_loop = ["-q", rate_arg(rate), "--latency-correction"] if rate is not None else []
-        return ["oha", "-z", f"{duration_s}s", "-c", str(concurrency), *open_loop, "--no-tui",
-                "--output-format", "json", url]
+        return [
+            "oha",
+            "-z",
+            f"{duration_s}s",
+            "-c",
+            str(concurrency),
+            *open_loop,
+            "--no-tui",
+            "--output-format",
+            "json",
+            url,
+        ]
 
     def parse(self, stdout: str) -> LoadResult:
         report = _whole_json(stdout, self.name)
@@ -270,7 +299,7 @@ class Oha:
                 latency_percentiles_ms=percentiles_ms({q: percentiles.get(f"p{q}") for q in PERCENTILES}, 1000),
             )
         except (KeyError, TypeError, ZeroDivisionError, AttributeError) as error:
-            raise LoadGenError(f"oha report lacks {error} (is oha older than 1.9?)")
+            raise LoadGenError(f"oha report lacks {error} (is oha older than 1.9?)") from None
 
 
 class Hey:
@@ -286,8 +315,10 @@ class Hey:
     resolution_ms = 0.1
     install_hint = "install it with `apt-get install hey` (Debian/Ubuntu) or `go install github.com/rakyll/hey@latest`"
     KEPT = 1_000_000
-    SUMMARY = re.compile(r"Total:\s+([\d.]+) secs\s+Slowest:\s+([\d.]+) secs\s+Fastest:\s+[\d.]+ secs\s+"
-                         r"Average:\s+([\d.]+) secs")
+    SUMMARY = re.compile(
+        r"Total:\s+([\d.]+) secs\s+Slowest:\s+([\d.]+) secs\s+Fastest:\s+[\d.]+ secs\s+"
+        r"Average:\s+([\d.]+) secs"
+    )
     PERCENTILE = re.compile(r"^\s+([\d.]+)% in ([\d.]+) secs$", re.MULTILINE)
     STATUS = re.compile(r"^\s+\[(\d+)\]\s+(\d+) responses$", re.MULTILINE)
     ERROR = re.compile(r"^\s+\[(\d+)\]\s", re.MULTILINE)
@@ -304,11 +335,14 @@ class Hey:
         summary = self.SUMMARY.search(report)
         if not (responses and summary):
             first_error = errors.strip().splitlines()[:1]
-            raise LoadGenError(f"hey got no response ({error_count} errors{': ' if first_error else ''}"
-                               f"{''.join(first_error).strip()})")
+            raise LoadGenError(
+                f"hey got no response ({error_count} errors{': ' if first_error else ''}{''.join(first_error).strip()})"
+            )
         if responses > self.KEPT:
-            raise LoadGenError(f"hey got {responses} responses but keeps the latencies of its first {self.KEPT} "
-                               f"only, and its average is then wrong: use a shorter --duration or another --loadgen")
+            raise LoadGenError(
+                f"hey got {responses} responses but keeps the latencies of its first {self.KEPT} "
+                f"only, and its average is then wrong: use a shorter --duration or another --loadgen"
+            )
         total_s, slowest_s, average_s = (float(value) for value in summary.groups())
         return LoadResult(
             rps=responses / total_s,
@@ -318,7 +352,8 @@ class Hey:
             errors=error_count,
             non_2xx=sum(n for code, n in statuses.items() if not 200 <= code < 300),
             latency_percentiles_ms=percentiles_ms(
-                {f"{float(q):g}": float(seconds) for q, seconds in self.PERCENTILE.findall(report)}, 1000),
+                {f"{float(q):g}": float(seconds) for q, seconds in self.PERCENTILE.findall(report)}, 1000
+            ),
         )
 
 
@@ -327,20 +362,27 @@ LOADGENS: dict[str, LoadGenerator] = {tool.name: tool for tool in (Rewrk(), Wrk(
 GRACE_S = 30
 
 
-def run_load(generator: LoadGenerator, command: list[str], duration_s: int,
-             cpus: tuple[int, ...] | None = None) -> tuple[LoadResult, dict]:
+def run_load(
+    generator: LoadGenerator, command: list[str], duration_s: int, cpus: tuple[int, ...] | None = None
+) -> tuple[LoadResult, dict]:
     """Run the tool to completion; return its figures and its own CPU use (is it the bottleneck?)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with pinned(cpus):
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                   preexec_fn=dies_with_parent(signal.SIGKILL))
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=dies_with_parent(signal.SIGKILL),
+        )
     try:
         stdout, stderr = process.communicate(timeout=duration_s + GRACE_S)
     except subprocess.TimeoutExpired:
         _kill(process)
-        raise LoadGenError(f"{generator.name} did not finish within {duration_s + GRACE_S}s; killed it")
+        raise LoadGenError(f"{generator.name} did not finish within {duration_s + GRACE_S}s; killed it") from None
     except BaseException:
         finish(lambda: _kill(process))  # an interrupt must not leave the load running
         raise

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -65,8 +65,9 @@ def process_started(pid: int) -> float | None:
     environment lacks): a pid reused later starts later."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
     except (OSError, StopIteration, IndexError):
         return None
     if fields[0] in ("Z", "X"):
@@ -131,12 +132,18 @@ def held(session: str, wait: bool = True, say: Callable[[str], None] = print) ->
     except Timeout:
         current = holder(directory) or "another process (it has not said who yet)"
         if not wait:
-            raise MachineBusy(f"the machine is busy: {current} holds {directory / 'machine.lock'}; wait for it "
-                              f"to finish (leave out --no-wait to queue behind it)") from None
+            raise MachineBusy(
+                f"the machine is busy: {current} holds {directory / 'machine.lock'}; wait for it "
+                f"to finish (leave out --no-wait to queue behind it)"
+            ) from None
         say(f"waiting for the machine: {current} is measuring on it")
         lock.acquire()
-    me = Holder(pid=os.getpid(), started=process_started(os.getpid()) or time.time(), session=session,
-                since=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    me = Holder(
+        pid=os.getpid(),
+        started=process_started(os.getpid()) or time.time(),
+        session=session,
+        since=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     try:
         _write_sidecar(directory, me)
         yield me

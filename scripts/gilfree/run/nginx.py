@@ -72,8 +72,9 @@ class Nginx(ManagedServer):
     # Not recorded for the next run: nginx renames its processes ("nginx: worker process"), so a record's command
     # line would never find them; the group reaper stops them if this harness dies.
 
-    def __init__(self, binary: str, folder: Path, port: int, workers: int, body: str,
-                 cpus: tuple[int, ...] | None = None):
+    def __init__(
+        self, binary: str, folder: Path, port: int, workers: int, body: str, cpus: tuple[int, ...] | None = None
+    ):
         self.config = folder / "nginx.conf"
         self.error_log = folder / "error.log"
         self.body = body
@@ -94,5 +95,6 @@ class Nginx(ManagedServer):
         status, headers, body = self.get(JSON_PATH, when)
         kind = headers.get("Content-Type")
         if (status, kind, body) != (200, "application/json", self.body.encode()):
-            raise self.fail(f"nginx answered {status} {kind} {body[:100]!r} {when}, "
-                            f"expected 200 application/json {self.body}")
+            raise self.fail(
+                f"nginx answered {status} {kind} {body[:100]!r} {when}, expected 200 application/json {self.body}"
+            )

@@ -33,21 +33,26 @@ def auto_loop() -> str | None:
     return type(loop).__module__.split(".")[0]
 
 
-
 failed = next((found for found in imports if found["error"]), None)
 if failed:
     sys.exit(f"importing {failed['module']} failed: {failed['error']}")
-report.write(json.dumps({
-    "executable": sys.executable,
-    "version": platform.python_version(),
-    "implementation": platform.python_implementation(),
-    "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-    "gil_enabled": gilcheck.gil_enabled(),
-    "gil_forced_off": os.environ.get("PYTHON_GIL") == "0",
-    "gil_culprit": next(({key: found[key] for key in ("culprit", "chain", "owner")}
-                         for found in imports if found["culprit"]), None),
-    "config_args": sysconfig.get_config_var("CONFIG_ARGS"),  # how it was built: PGO, LTO, JIT
-    "granian_auto_loop": auto_loop(),
-    "packages": {dist.metadata["Name"].lower(): dist.version for dist in importlib.metadata.distributions()},
-}))
+report.write(
+    json.dumps(
+        {
+            "executable": sys.executable,
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+            "gil_enabled": gilcheck.gil_enabled(),
+            "gil_forced_off": os.environ.get("PYTHON_GIL") == "0",
+            "gil_culprit": next(
+                ({key: found[key] for key in ("culprit", "chain", "owner")} for found in imports if found["culprit"]),
+                None,
+            ),
+            "config_args": sysconfig.get_config_var("CONFIG_ARGS"),  # how it was built: PGO, LTO, JIT
+            "granian_auto_loop": auto_loop(),
+            "packages": {dist.metadata["Name"].lower(): dist.version for dist in importlib.metadata.distributions()},
+        }
+    )
+)
 report.flush()

@@ -62,9 +62,12 @@ class GroupReaper:
     without a word: whatever killed the harness, the kernel closes that pipe."""
 
     def __init__(self, pgid: int, grace_s: float):
-        self._process = subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER, str(pgid), str(grace_s)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _REAPER, str(pgid), str(grace_s)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def release(self) -> None:
         """The group was stopped cleanly: tell the reaper so, and let it go."""
@@ -87,8 +90,7 @@ def exit_with_caller(say: Callable[[str], None]) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
     pid, _, started = os.environ.get(CALLER_ENV, "").partition(":")
     if pid.isdigit() and started:
-        threading.Thread(target=_watch, args=(int(pid), float(started), say), daemon=True,
-                         name="caller-watch").start()
+        threading.Thread(target=_watch, args=(int(pid), float(started), say), daemon=True, name="caller-watch").start()
 
 
 def _watch(pid: int, started: float, say: Callable[[str], None]) -> None:
@@ -172,8 +174,8 @@ def split_cpus(loadgen_cpus: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         raise ValueError(
             f"--pin {loadgen_cpus} cannot split {len(available)} available CPU(s) into at least one for the server "
             f"and {loadgen_cpus} for the load generator; use --pin 1 to {len(available) - 1}, or leave --pin out"
-            if len(available) > 1 else
-            f"--pin needs at least 2 CPUs and this machine offers {len(available)}; leave --pin out"
+            if len(available) > 1
+            else f"--pin needs at least 2 CPUs and this machine offers {len(available)}; leave --pin out"
         )
     return split
 
@@ -185,10 +187,17 @@ def server_cpus(k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     split = _split_at(available, k)
     if split is None:
         count = len(available)
-        fix = (f"choose k from 1 to {count - 1}" if count > 2 else "choose k=1" if count == 2 else
-               "core scaling needs at least 2 CPUs, one for the server and one for the load generator")
-        raise ValueError(f"k={k} CPUs for the server cannot be given on {count} available CPU(s) with at least one "
-                         f"left for the load generator; {fix}")
+        fix = (
+            f"choose k from 1 to {count - 1}"
+            if count > 2
+            else "choose k=1"
+            if count == 2
+            else "core scaling needs at least 2 CPUs, one for the server and one for the load generator"
+        )
+        raise ValueError(
+            f"k={k} CPUs for the server cannot be given on {count} available CPU(s) with at least one "
+            f"left for the load generator; {fix}"
+        )
     return split
 
 
@@ -205,7 +214,8 @@ class TooFewCpus(Exception):
         super().__init__(
             f"this machine has {available} CPU{'s' * (available != 1)}; the load generator needs {loadgen_needed}; "
             f"core scaling needs at least {len(FIRST_POINTS)} points (k=1 and k=2), "
-            f"so at least {loadgen_needed + FIRST_POINTS[-1]} CPUs")
+            f"so at least {loadgen_needed + FIRST_POINTS[-1]} CPUs"
+        )
 
 
 def points_for(ks_requested: Sequence[int] | None, available_cpus: int, loadgen_cpus_needed: int) -> tuple[int, ...]:
@@ -224,6 +234,7 @@ def points_for(ks_requested: Sequence[int] | None, available_cpus: int, loadgen_
     if len(fitting) < len(FIRST_POINTS):
         raise TooFewCpus(available_cpus, loadgen_cpus_needed)
     if 1 not in fitting:
-        raise ValueError(f"the points {list(ks_requested)} lack k=1, against which every point's efficiency is "
-                         f"measured; add 1")
+        raise ValueError(
+            f"the points {list(ks_requested)} lack k=1, against which every point's efficiency is measured; add 1"
+        )
     return fitting

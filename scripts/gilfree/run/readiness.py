@@ -55,17 +55,31 @@ class Item:
     fix: str | None = None
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "title": self.title, "status": self.status.value, "read": self.read,
-                "value": self.value, "fix": self.fix}
+        return {
+            "key": self.key,
+            "title": self.title,
+            "status": self.status.value,
+            "read": self.read,
+            "value": self.value,
+            "fix": self.fix,
+        }
 
     @classmethod
     def from_dict(cls, stored: dict) -> Item:
-        return cls(stored["key"], stored["title"], Status(stored["status"]), stored["read"], stored.get("value"),
-                   stored.get("fix"))
+        return cls(
+            stored["key"],
+            stored["title"],
+            Status(stored["status"]),
+            stored["read"],
+            stored.get("value"),
+            stored.get("fix"),
+        )
 
     def warning(self) -> StudyWarning:
-        return StudyWarning(WarningKind.MACHINE_NOT_READY, {"item": self.key, "title": self.title,
-                                                            "read": self.read, "fix": self.fix or "none known"})
+        return StudyWarning(
+            WarningKind.MACHINE_NOT_READY,
+            {"item": self.key, "title": self.title, "read": self.read, "fix": self.fix or "none known"},
+        )
 
 
 @dataclass(frozen=True)
@@ -110,10 +124,12 @@ class Readiness:
             if item.fix and item.status is Status.WARN:
                 lines.append(f"{'':<8} {'':<{width}}  fix: {item.fix}")
         warned, unknown = self.with_status(Status.WARN), self.with_status(Status.UNKNOWN)
-        lines.append(f"{len(warned)} of {len(self.items)} items can make ratios drift"
-                     + (f" ({', '.join(item.key for item in warned)})" if warned else "")
-                     + f"; {len(unknown)} cannot be read here"
-                     + (f" ({', '.join(item.key for item in unknown)})" if unknown else ""))
+        lines.append(
+            f"{len(warned)} of {len(self.items)} items can make ratios drift"
+            + (f" ({', '.join(item.key for item in warned)})" if warned else "")
+            + f"; {len(unknown)} cannot be read here"
+            + (f" ({', '.join(item.key for item in unknown)})" if unknown else "")
+        )
         return "\n".join(lines)
 
 
@@ -125,28 +141,46 @@ def merged(readings: Sequence[Readiness]) -> Readiness:
     for item in first.items:
         each = [reading.item(item.key) for reading in readings]
         if item.key == "throttling" and all(isinstance(i.value, dict) and "runs" in i.value for i in each):
-            items.append(throttling_during(sum(i.value["events"] for i in each),
-                                           sum(i.value["counted_runs"] for i in each),
-                                           sum(i.value["runs"] for i in each)))
+            items.append(
+                throttling_during(
+                    sum(i.value["events"] for i in each),
+                    sum(i.value["counted_runs"] for i in each),
+                    sum(i.value["runs"] for i in each),
+                )
+            )
         else:
             items.append(max(each, key=lambda i: i.status.rank))
     return replace(first, items=tuple(items))
 
 
-def read(root: str | Path = "/", pinnings: Iterable[tuple[Sequence[int] | None, Sequence[int] | None]] = (),
-         cpus: Sequence[int] | None = None, own_pid: int | None = None,
-         sample_s: float = LOAD_SAMPLE_S) -> Readiness:
+def read(
+    root: str | Path = "/",
+    pinnings: Iterable[tuple[Sequence[int] | None, Sequence[int] | None]] = (),
+    cpus: Sequence[int] | None = None,
+    own_pid: int | None = None,
+    sample_s: float = LOAD_SAMPLE_S,
+) -> Readiness:
     """The machine's readiness now. `pinnings`: the (server CPUs, load generator CPUs) the session will use,
     checked against the SMT siblings; `cpus`: those the harness may use (default: this process's affinity);
     `own_pid`: whose process tree is the harness's own, left out of the other load (default: this process)."""
     root = Path(root)
     cpus = available_cpus() if cpus is None else tuple(cpus)
-    items = (governor(root), turbo(root), smt(root, list(pinnings)), aslr(root), isolation(root, cpus),
-             irqbalance(root), swap(), load(own_pid or os.getpid(), sample_s, root), throttling(root))
+    items = (
+        governor(root),
+        turbo(root),
+        smt(root, list(pinnings)),
+        aslr(root),
+        isolation(root, cpus),
+        irqbalance(root),
+        swap(),
+        load(own_pid or os.getpid(), sample_s, root),
+        throttling(root),
+    )
     return Readiness(now(), items)
 
 
 # --- reading files --------------------------------------------------------------------------------------
+
 
 def _read(path: Path) -> str | None:
     try:
@@ -198,6 +232,7 @@ def under_hypervisor(root: Path) -> bool:
 
 # --- the items ------------------------------------------------------------------------------------------
 
+
 def governor(root: Path) -> Item:
     title = "CPU frequency governor"
     by_governor: dict[str, list[int]] = {}
@@ -210,18 +245,30 @@ def governor(root: Path) -> Item:
         else:
             unread.append(cpu)
     if not by_governor:
-        return Item("governor", title, Status.UNKNOWN,
-                    f"no cpufreq governor under /{CPU_DIR}/cpu*/cpufreq: the kernel exposes none here (a VM or a "
-                    f"container often has none), so the CPUs' frequency policy is not known")
-    value = {"governors": {name: cpu_list(cpus) for name, cpus in by_governor.items()},
-             "drivers": sorted(drivers), "unread": cpu_list(unread)}
+        return Item(
+            "governor",
+            title,
+            Status.UNKNOWN,
+            f"no cpufreq governor under /{CPU_DIR}/cpu*/cpufreq: the kernel exposes none here (a VM or a "
+            f"container often has none), so the CPUs' frequency policy is not known",
+        )
+    value = {
+        "governors": {name: cpu_list(cpus) for name, cpus in by_governor.items()},
+        "drivers": sorted(drivers),
+        "unread": cpu_list(unread),
+    }
     said = "; ".join(f"{name} on CPU {cpu_list(cpus)}" for name, cpus in by_governor.items())
     said += f" (driver {', '.join(sorted(drivers))})" + (f"; unreadable on CPU {cpu_list(unread)}" if unread else "")
     if set(by_governor) != {PERFORMANCE}:
-        return Item("governor", title, Status.WARN,
-                    f"{said}: the frequency follows the load, so it differs from run to run", value,
-                    "`sudo cpupower frequency-set -g performance` (or `echo performance | sudo tee "
-                    f"/{CPU_DIR}/cpu*/cpufreq/scaling_governor`)")
+        return Item(
+            "governor",
+            title,
+            Status.WARN,
+            f"{said}: the frequency follows the load, so it differs from run to run",
+            value,
+            "`sudo cpupower frequency-set -g performance` (or `echo performance | sudo tee "
+            f"/{CPU_DIR}/cpu*/cpufreq/scaling_governor`)",
+        )
     return Item("governor", title, Status.UNKNOWN if unread else Status.OK, said, value)
 
 
@@ -234,25 +281,39 @@ def turbo(root: Path) -> Item:
     no_turbo = _read(root / CPU_DIR / "intel_pstate" / "no_turbo")
     if no_turbo in ("0", "1"):
         on = no_turbo == "0"
-        return Item("turbo", title, Status.WARN if on else Status.OK,
-                    f"{'on' if on else 'off'} (intel_pstate no_turbo={no_turbo}){TURBO_DRIFT if on else ''}",
-                    {"turbo": on, "source": ["intel_pstate/no_turbo"]},
-                    f"`echo 1 | sudo tee /{CPU_DIR}/intel_pstate/no_turbo`" if on else None)
+        return Item(
+            "turbo",
+            title,
+            Status.WARN if on else Status.OK,
+            f"{'on' if on else 'off'} (intel_pstate no_turbo={no_turbo}){TURBO_DRIFT if on else ''}",
+            {"turbo": on, "source": ["intel_pstate/no_turbo"]},
+            f"`echo 1 | sudo tee /{CPU_DIR}/intel_pstate/no_turbo`" if on else None,
+        )
     boost = _read(root / CPU_DIR / "cpufreq" / "boost")
     policies = sorted((root / CPU_DIR / "cpufreq").glob("policy*/boost"))
-    switches = ({"cpufreq/boost": boost} if boost in ("0", "1") else
-                {f"cpufreq/{path.parent.name}/boost": value for path in policies
-                 if (value := _read(path)) in ("0", "1")})
+    switches = (
+        {"cpufreq/boost": boost}
+        if boost in ("0", "1")
+        else {f"cpufreq/{path.parent.name}/boost": value for path in policies if (value := _read(path)) in ("0", "1")}
+    )
     if not switches:
-        return Item("turbo", title, Status.UNKNOWN,
-                    f"neither /{CPU_DIR}/intel_pstate/no_turbo nor a cpufreq boost switch is exposed here")
+        return Item(
+            "turbo",
+            title,
+            Status.UNKNOWN,
+            f"neither /{CPU_DIR}/intel_pstate/no_turbo nor a cpufreq boost switch is exposed here",
+        )
     on = any(value == "1" for value in switches.values())
     shown = ", ".join(f"{switch}={value}" for switch, value in switches.items())
     switch = "cpufreq/boost" if "cpufreq/boost" in switches else "cpufreq/policy*/boost"
-    return Item("turbo", title, Status.WARN if on else Status.OK,
-                f"{'on' if on else 'off'} ({shown}){TURBO_DRIFT if on else ''}",
-                {"turbo": on, "source": sorted(switches)},
-                f"`echo 0 | sudo tee /{CPU_DIR}/{switch}`" if on else None)
+    return Item(
+        "turbo",
+        title,
+        Status.WARN if on else Status.OK,
+        f"{'on' if on else 'off'} ({shown}){TURBO_DRIFT if on else ''}",
+        {"turbo": on, "source": sorted(switches)},
+        f"`echo 0 | sudo tee /{CPU_DIR}/{switch}`" if on else None,
+    )
 
 
 def siblings(root: Path) -> dict[int, tuple[int, ...]]:
@@ -266,8 +327,9 @@ def siblings(root: Path) -> dict[int, tuple[int, ...]]:
     return found
 
 
-def shared_cores(topology: dict[int, tuple[int, ...]], server: Sequence[int] | None,
-                 loadgen: Sequence[int] | None) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+def shared_cores(
+    topology: dict[int, tuple[int, ...]], server: Sequence[int] | None, loadgen: Sequence[int] | None
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """Each core that holds CPUs of both the server and the load generator: (server's, load generator's)."""
     if not server or not loadgen:
         return []
@@ -290,29 +352,46 @@ def smt(root: Path, pinnings: Sequence[tuple[Sequence[int] | None, Sequence[int]
         return Item("smt", title, Status.UNKNOWN, f"no /{CPU_DIR}/cpu*/topology/thread_siblings_list here")
     cores = sorted(set(topology.values()))
     paired = [core for core in cores if len(core) > 1]
-    pinned = [(tuple(s), tuple(l)) for s, l in pinnings if s and l]
+    pinned = [(tuple(s), tuple(g)) for s, g in pinnings if s and g]
     shared = [pair for server, loadgen in pinned for pair in shared_cores(topology, server, loadgen)]
-    value = {"siblings": [list(core) for core in paired], "cores": len(cores), "logical_cpus": len(topology),
-             "pinnings": [[list(s), list(l)] for s, l in pinned], "shared": [[list(s), list(l)] for s, l in shared]}
-    layout = (f"SMT on: {len(topology)} logical CPUs on {len(cores)} cores (siblings "
-              f"{'; '.join(cpu_list(core) for core in paired[:4])}{' ...' if len(paired) > 4 else ''})" if paired
-              else f"no SMT siblings: each of the {len(topology)} logical CPUs is a core of its own")
+    value = {
+        "siblings": [list(core) for core in paired],
+        "cores": len(cores),
+        "logical_cpus": len(topology),
+        "pinnings": [[list(s), list(g)] for s, g in pinned],
+        "shared": [[list(s), list(g)] for s, g in shared],
+    }
+    layout = (
+        f"SMT on: {len(topology)} logical CPUs on {len(cores)} cores (siblings "
+        f"{'; '.join(cpu_list(core) for core in paired[:4])}{' ...' if len(paired) > 4 else ''})"
+        if paired
+        else f"no SMT siblings: each of the {len(topology)} logical CPUs is a core of its own"
+    )
     if shared:
         first_server, first_loadgen = shared[0]
-        return Item("smt", title, Status.WARN,
-                    f"{layout}; the server's CPU {cpu_list(first_server)} and the load generator's CPU "
-                    f"{cpu_list(first_loadgen)} are siblings of one core ({len(shared)} core(s) shared): they "
-                    f"compete for it", value,
-                    f"`echo off | sudo tee /{CPU_DIR}/smt/control`, or run the session on one CPU per core: "
-                    f"`taskset -c {cpu_list(one_per_core(topology))} nox ...`")
+        return Item(
+            "smt",
+            title,
+            Status.WARN,
+            f"{layout}; the server's CPU {cpu_list(first_server)} and the load generator's CPU "
+            f"{cpu_list(first_loadgen)} are siblings of one core ({len(shared)} core(s) shared): they "
+            f"compete for it",
+            value,
+            f"`echo off | sudo tee /{CPU_DIR}/smt/control`, or run the session on one CPU per core: "
+            f"`taskset -c {cpu_list(one_per_core(topology))} nox ...`",
+        )
     if pinned:
         layout += "; the server's and the load generator's CPUs share no core"
     elif paired:
         layout += "; server and load generator not pinned (`--pin N` pins them), the scheduler places them"
     if under_hypervisor(root):
-        return Item("smt", title, Status.UNKNOWN,
-                    f"{layout}, in this VM's topology; the host's siblings of these virtual CPUs are not visible",
-                    value)
+        return Item(
+            "smt",
+            title,
+            Status.UNKNOWN,
+            f"{layout}, in this VM's topology; the host's siblings of these virtual CPUs are not visible",
+            value,
+        )
     return Item("smt", title, Status.OK, layout, value)
 
 
@@ -322,12 +401,23 @@ def aslr(root: Path) -> Item:
     if value not in ("0", "1", "2"):
         return Item("aslr", title, Status.UNKNOWN, "/proc/sys/kernel/randomize_va_space cannot be read here")
     if value == "2":
-        return Item("aslr", title, Status.OK, "full randomization (randomize_va_space=2): every run gets another "
-                                              "memory layout, and repeated runs average over them", 2)
-    return Item("aslr", title, Status.WARN,
-                f"{'off' if value == '0' else 'partial'} (randomize_va_space={value}): each build keeps one "
-                f"memory layout in every run, which may favour one of the two, and no --repeat averages it out",
-                int(value), "`sudo sysctl -w kernel.randomize_va_space=2`")
+        return Item(
+            "aslr",
+            title,
+            Status.OK,
+            "full randomization (randomize_va_space=2): every run gets another "
+            "memory layout, and repeated runs average over them",
+            2,
+        )
+    return Item(
+        "aslr",
+        title,
+        Status.WARN,
+        f"{'off' if value == '0' else 'partial'} (randomize_va_space={value}): each build keeps one "
+        f"memory layout in every run, which may favour one of the two, and no --repeat averages it out",
+        int(value),
+        "`sudo sysctl -w kernel.randomize_va_space=2`",
+    )
 
 
 def _cmdline_cpus(cmdline: str, name: str) -> str | None:
@@ -343,31 +433,57 @@ def isolation(root: Path, cpus: Sequence[int]) -> Item:
     listed = _read(root / CPU_DIR / "isolated")
     cmdline = _read(root / "proc" / "cmdline")
     if listed is None and cmdline is None:
-        return Item("isolation", title, Status.UNKNOWN,
-                    f"neither /{CPU_DIR}/isolated nor /proc/cmdline can be read here")
-    parameters = {name: found for name in ("isolcpus", "nohz_full", "rcu_nocbs")
-                  if cmdline and (found := _cmdline_cpus(cmdline, name)) is not None}
+        return Item(
+            "isolation", title, Status.UNKNOWN, f"neither /{CPU_DIR}/isolated nor /proc/cmdline can be read here"
+        )
+    parameters = {
+        name: found
+        for name in ("isolcpus", "nohz_full", "rcu_nocbs")
+        if cmdline and (found := _cmdline_cpus(cmdline, name)) is not None
+    }
     isolated = parse_cpu_list(listed if listed is not None else parameters.get("isolcpus", ""))
     nohz = parse_cpu_list(_read(root / CPU_DIR / "nohz_full") or parameters.get("nohz_full", ""))
-    value = {"isolated": cpu_list(isolated), "nohz_full": cpu_list(nohz), "harness_cpus": cpu_list(cpus),
-             "cmdline": parameters}
+    value = {
+        "isolated": cpu_list(isolated),
+        "nohz_full": cpu_list(nohz),
+        "harness_cpus": cpu_list(cpus),
+        "cmdline": parameters,
+    }
     if isolated and set(cpus) <= set(isolated):
-        return Item("isolation", title, Status.OK,
-                    f"the harness runs on isolated CPU {cpu_list(cpus)} (nohz_full: {cpu_list(nohz) or 'none'})",
-                    value)
+        return Item(
+            "isolation",
+            title,
+            Status.OK,
+            f"the harness runs on isolated CPU {cpu_list(cpus)} (nohz_full: {cpu_list(nohz) or 'none'})",
+            value,
+        )
     if isolated:
-        return Item("isolation", title, Status.WARN,
-                    f"CPU {cpu_list(isolated)} isolated, but the harness runs on CPU {cpu_list(cpus)}: other "
-                    f"tasks may run beside it", value, f"run the session on the isolated CPUs: "
-                                                        f"`taskset -c {cpu_list(isolated)} nox ...`")
+        return Item(
+            "isolation",
+            title,
+            Status.WARN,
+            f"CPU {cpu_list(isolated)} isolated, but the harness runs on CPU {cpu_list(cpus)}: other "
+            f"tasks may run beside it",
+            value,
+            f"run the session on the isolated CPUs: `taskset -c {cpu_list(isolated)} nox ...`",
+        )
     keep = set(siblings(root).get(min(cpus), (min(cpus),))) if cpus else set()
     chosen = cpu_list(c for c in cpus if c not in keep)
-    fix = (f"`sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/&isolcpus={chosen} nohz_full={chosen} rcu_nocbs={chosen} /' "
-           f"/etc/default/grub && sudo update-grub`, reboot, then run the session under `taskset -c {chosen} nox ...`"
-           if chosen else None)  # one core: nothing to isolate it from
-    return Item("isolation", title, Status.WARN,
-                "no CPU isolated (no isolcpus= on the kernel command line): the scheduler may run other tasks "
-                "on the server's and the load generator's CPUs", value, fix)
+    fix = (
+        f"`sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/&isolcpus={chosen} nohz_full={chosen} rcu_nocbs={chosen} /' "
+        f"/etc/default/grub && sudo update-grub`, reboot, then run the session under `taskset -c {chosen} nox ...`"
+        if chosen
+        else None
+    )  # one core: nothing to isolate it from
+    return Item(
+        "isolation",
+        title,
+        Status.WARN,
+        "no CPU isolated (no isolcpus= on the kernel command line): the scheduler may run other tasks "
+        "on the server's and the load generator's CPUs",
+        value,
+        fix,
+    )
 
 
 def _own_pid_namespace(root: Path) -> bool | None:
@@ -386,14 +502,24 @@ def irqbalance(root: Path) -> Item:
         if process.info["name"] == "irqbalance" or (cmdline and os.path.basename(cmdline[0]) == "irqbalance"):
             running.append(process.pid)
     if running:
-        return Item("irqbalance", title, Status.WARN,
-                    f"running (pid {', '.join(map(str, running))}): it moves interrupts between CPUs while the "
-                    f"load runs", {"running": True, "pids": running}, "`sudo systemctl stop irqbalance`")
+        return Item(
+            "irqbalance",
+            title,
+            Status.WARN,
+            f"running (pid {', '.join(map(str, running))}): it moves interrupts between CPUs while the load runs",
+            {"running": True, "pids": running},
+            "`sudo systemctl stop irqbalance`",
+        )
     if _own_pid_namespace(root):
         return Item("irqbalance", title, Status.OK, "not running", {"running": False})
-    return Item("irqbalance", title, Status.UNKNOWN,
-                "not seen, but this process sees only its own pid namespace's processes (a container): the host's "
-                "are not visible", {"running": None})
+    return Item(
+        "irqbalance",
+        title,
+        Status.UNKNOWN,
+        "not seen, but this process sees only its own pid namespace's processes (a container): the host's "
+        "are not visible",
+        {"running": None},
+    )
 
 
 def swap() -> Item:
@@ -404,10 +530,15 @@ def swap() -> Item:
         return Item("swap", title, Status.OK, "no swap", value)
     if not used.used:
         return Item("swap", title, Status.OK, f"none in use ({used.total / 2**30:.1f} GiB of swap)", value)
-    return Item("swap", title, Status.WARN,
-                f"{used.used / 2**20:.0f} MiB in use of {used.total / 2**30:.1f} GiB: pages a run needs may have to "
-                f"come back from disk", value, "`sudo swapoff -a && sudo swapon -a` (brings the pages back to memory; "
-                                               "needs that much free memory)")
+    return Item(
+        "swap",
+        title,
+        Status.WARN,
+        f"{used.used / 2**20:.0f} MiB in use of {used.total / 2**30:.1f} GiB: pages a run needs may have to "
+        f"come back from disk",
+        value,
+        "`sudo swapoff -a && sudo swapon -a` (brings the pages back to memory; needs that much free memory)",
+    )
 
 
 def _cpu_seconds(process: psutil.Process) -> float | None:
@@ -453,20 +584,34 @@ def load(own_pid: int, sample_s: float, root: Path = Path("/")) -> Item:
     cores = psutil.cpu_count() or 1
     used = other_cpu(own_pid, sample_s)
     share = sum(cores_used for cores_used, _, _ in used) / cores
-    busiest = [{"pid": pid, "name": name, "cores": round(cores_used, 3)}
-               for cores_used, pid, name in used[:BUSIEST_SHOWN]]
-    value = {"load_average": [round(a, 2) for a in averages], "cpus": cores, "other_share": round(share, 4),
-             "busiest": busiest, "sample_s": sample_s}
+    busiest = [
+        {"pid": pid, "name": name, "cores": round(cores_used, 3)} for cores_used, pid, name in used[:BUSIEST_SHOWN]
+    ]
+    value = {
+        "load_average": [round(a, 2) for a in averages],
+        "cpus": cores,
+        "other_share": round(share, 4),
+        "busiest": busiest,
+        "sample_s": sample_s,
+    }
     shown = ", ".join(f"{b['name']} (pid {b['pid']}, {b['cores']:.2f} cores)" for b in busiest)
-    said = (f"load average {averages[0]:.2f} / {averages[1]:.2f} / {averages[2]:.2f} on {cores} CPUs; other "
-            f"processes used {share:.0%} of the CPUs over {sample_s:g}s" + (f", busiest: {shown}" if shown else ""))
+    said = (
+        f"load average {averages[0]:.2f} / {averages[1]:.2f} / {averages[2]:.2f} on {cores} CPUs; other "
+        f"processes used {share:.0%} of the CPUs over {sample_s:g}s" + (f", busiest: {shown}" if shown else "")
+    )
     if _own_pid_namespace(root) is False:
         said += " (this container's processes only)"
     if stats.machine_busy(share) and busiest:
         top = busiest[0]
-        return Item("load", title, Status.WARN, f"{said}: above the {stats.BUSY_LIMIT:.0%} a run may start at",
-                    value, f"stop or pause what runs beside the benchmark, e.g. `sudo kill -STOP {top['pid']}` "
-                           f"({top['name']}; `sudo kill -CONT {top['pid']}` resumes it)")
+        return Item(
+            "load",
+            title,
+            Status.WARN,
+            f"{said}: above the {stats.BUSY_LIMIT:.0%} a run may start at",
+            value,
+            f"stop or pause what runs beside the benchmark, e.g. `sudo kill -STOP {top['pid']}` "
+            f"({top['name']}; `sudo kill -CONT {top['pid']}` resumes it)",
+        )
     return Item("load", title, Status.OK, said, value)
 
 
@@ -499,12 +644,20 @@ def throttling(root: Path) -> Item:
     title = "Thermal throttling"
     counts = throttle_counts(root)
     if counts is None:
-        return Item("throttling", title, Status.UNKNOWN,
-                    f"the kernel exposes no /{CPU_DIR}/cpu*/thermal_throttle counters here: throttling during a run "
-                    f"cannot be seen")
-    return Item("throttling", title, Status.OK,
-                f"counted by the kernel ({sum(counts.values())} event(s) since boot); checked before and after "
-                f"every run", {"since_boot": sum(counts.values())})
+        return Item(
+            "throttling",
+            title,
+            Status.UNKNOWN,
+            f"the kernel exposes no /{CPU_DIR}/cpu*/thermal_throttle counters here: throttling during a run "
+            f"cannot be seen",
+        )
+    return Item(
+        "throttling",
+        title,
+        Status.OK,
+        f"counted by the kernel ({sum(counts.values())} event(s) since boot); checked before and after every run",
+        {"since_boot": sum(counts.values())},
+    )
 
 
 def throttling_during(events: int, counted_runs: int, runs: int) -> Item:
@@ -513,14 +666,24 @@ def throttling_during(events: int, counted_runs: int, runs: int) -> Item:
     title = "Thermal throttling"
     value = {"events": events, "counted_runs": counted_runs, "runs": runs}
     if events:
-        return Item("throttling", title, Status.WARN,
-                    f"{events} throttling event(s) during {counted_runs} run(s): the CPUs slowed down for heat", value,
-                    "cool the machine, or cap the clock below where it throttles: "
-                    "`sudo cpupower frequency-set --max <MHz>MHz`")
+        return Item(
+            "throttling",
+            title,
+            Status.WARN,
+            f"{events} throttling event(s) during {counted_runs} run(s): the CPUs slowed down for heat",
+            value,
+            "cool the machine, or cap the clock below where it throttles: `sudo cpupower frequency-set --max <MHz>MHz`",
+        )
     if counted_runs < runs or not runs:
-        return Item("throttling", title, Status.UNKNOWN,
-                    f"counted in {counted_runs} of {runs} run(s): the kernel exposes no thermal_throttle counters "
-                    f"here" if runs else "no run yet", value)
+        return Item(
+            "throttling",
+            title,
+            Status.UNKNOWN,
+            f"counted in {counted_runs} of {runs} run(s): the kernel exposes no thermal_throttle counters here"
+            if runs
+            else "no run yet",
+            value,
+        )
     return Item("throttling", title, Status.OK, f"none during the {runs} run(s)", value)
 
 
@@ -531,4 +694,5 @@ def note_throttling(run: dict, before: dict[str, int] | None, root: str | Path =
     run["throttle_events"] = events
     if events:
         run["warnings"] = run.get("warnings", []) + [
-            StudyWarning(WarningKind.THERMAL_THROTTLED, {"events": events}).as_dict()]
+            StudyWarning(WarningKind.THERMAL_THROTTLED, {"events": events}).as_dict()
+        ]

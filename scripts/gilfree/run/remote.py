@@ -85,9 +85,14 @@ class SshHost:
 
     def ssh(self, script: str, *args: str) -> list[str]:
         """The local command running the POSIX `script` with `args` on the load host."""
-        options = ["BatchMode=yes", f"StrictHostKeyChecking={'accept-new' if self.accept_new else 'yes'}",
-                   f"ConnectTimeout={CONNECT_TIMEOUT_S}", "ServerAliveInterval=5", "ServerAliveCountMax=3",
-                   "LogLevel=ERROR"]
+        options = [
+            "BatchMode=yes",
+            f"StrictHostKeyChecking={'accept-new' if self.accept_new else 'yes'}",
+            f"ConnectTimeout={CONNECT_TIMEOUT_S}",
+            "ServerAliveInterval=5",
+            "ServerAliveCountMax=3",
+            "LogLevel=ERROR",
+        ]
         if self.known_hosts:
             options.append(f"UserKnownHostsFile={self.known_hosts}")
         if self.identity:
@@ -101,7 +106,8 @@ class SshHost:
     def _failed(self, completed_stderr: str) -> LoadGenError:
         return LoadGenError(
             f"ssh to {self.destination} failed: {completed_stderr.strip()[-300:] or 'no message'}; check that "
-            f"`ssh -o BatchMode=yes {self.destination} true` works (key, known host), or fix --loadgen-host")
+            f"`ssh -o BatchMode=yes {self.destination} true` works (key, known host), or fix --loadgen-host"
+        )
 
     def prepare(self, loadgen: str) -> int:
         """Nothing of ours is installed there: describe() refuses a tool missing there, before any server starts."""
@@ -110,10 +116,13 @@ class SshHost:
     def describe(self, generator: LoadGenerator) -> dict:
         """The load generator's record, with the remote machine's facts; refuses a tool missing there."""
         try:
-            completed = subprocess.run(self.ssh(FACTS.format(marker=MARKER), generator.name,
-                                                *generator.version_command),
-                                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                       timeout=CONNECT_TIMEOUT_S + 20)
+            completed = subprocess.run(
+                self.ssh(FACTS.format(marker=MARKER), generator.name, *generator.version_command),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=CONNECT_TIMEOUT_S + 20,
+            )
         except subprocess.TimeoutExpired:
             raise LoadGenError(f"ssh to {self.destination} did not finish within {CONNECT_TIMEOUT_S + 20}s") from None
         if completed.returncode != 0:
@@ -121,11 +130,17 @@ class SshHost:
         facts_text, _, version_text = completed.stdout.partition(MARKER + "\n")
         facts = parse_facts(facts_text)
         if not facts.pop("tool_path"):
-            raise LoadGenError(f"load generator {generator.name!r} is not on PATH on {self.destination}; "
-                               f"{generator.install_hint} there, or choose another with --loadgen")
+            raise LoadGenError(
+                f"load generator {generator.name!r} is not on PATH on {self.destination}; "
+                f"{generator.install_hint} there, or choose another with --loadgen"
+            )
         lines = ANSI.sub("", version_text).strip().splitlines()
-        return {"name": generator.name, "version": lines[0].strip() if lines else "unknown",
-                "host": self.destination, "machine": facts}
+        return {
+            "name": generator.name,
+            "version": lines[0].strip() if lines else "unknown",
+            "host": self.destination,
+            "machine": facts,
+        }
 
     def cpus_needed_here(self, generator: LoadGenerator) -> int:
         return 0
@@ -138,8 +153,9 @@ class SshHost:
         """The tool's command as it runs there: shipped files by their name in the remote folder."""
         return ["ssh", self.destination, *(_shipped_name(part) for part in command)]
 
-    def run_load(self, generator: LoadGenerator, command: list[str], duration_s: int,
-                 cpus: tuple[int, ...] | None = None) -> tuple[LoadResult, dict]:
+    def run_load(
+        self, generator: LoadGenerator, command: list[str], duration_s: int, cpus: tuple[int, ...] | None = None
+    ) -> tuple[LoadResult, dict]:
         """Run the tool there to completion; return its figures and its CPU use there. `cpus` are this machine's,
         and cpus_for_server never places the load on any of them."""
         shipped = [Path(part) for part in command if _is_shipped(part)]
@@ -150,17 +166,24 @@ class SshHost:
         channel_end, write_end = os.pipe()
         keep_open = os.fdopen(write_end, "wb")  # closing a file object twice is harmless; an fd number is not
         try:
-            process = subprocess.Popen(self.ssh(script, *(_shipped_name(part) for part in command)),
-                                       stdin=channel_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                self.ssh(script, *(_shipped_name(part) for part in command)),
+                stdin=channel_end,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
         finally:
             os.close(channel_end)
         try:
             stdout, stderr = process.communicate(timeout=duration_s + GRACE_S + CONNECT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             finish(lambda: close(process, keep_open))
-            raise LoadGenError(f"{generator.name} on {self.destination} did not finish within "
-                               f"{duration_s + GRACE_S + CONNECT_TIMEOUT_S}s; stopped it") from None
+            raise LoadGenError(
+                f"{generator.name} on {self.destination} did not finish within "
+                f"{duration_s + GRACE_S + CONNECT_TIMEOUT_S}s; stopped it"
+            ) from None
         except BaseException:
             finish(lambda: close(process, keep_open))  # an interrupt must not leave the load running there
             raise
@@ -172,16 +195,19 @@ class SshHost:
         result = read_report(generator, process.returncode, output, stderr, where=f" on {self.destination}")
         cpu_s, wall_s = parse_trailer(trailer)
         wall_s = wall_s or local_wall  # without /proc/uptime there: ssh's own set-up is counted too
-        return result, {"generator": generator.name,
-                        "loadgen_cpu_cores": cpu_s / wall_s if cpu_s is not None else None,
-                        "loadgen_wall_s": wall_s}
+        return result, {
+            "generator": generator.name,
+            "loadgen_cpu_cores": cpu_s / wall_s if cpu_s is not None else None,
+            "loadgen_wall_s": wall_s,
+        }
 
     def check(self, generator: LoadGenerator, url: str) -> str | None:
         """Whether the load host gets right answers from `url`: a 1-second load at c=1 that must see requests,
         no errors and no non-2xx (where the tool reads status codes). None when it does, else why not."""
         try:
-            result, _ = self.run_load(generator, generator.command(url, CHECK_DURATION_S, CHECK_CONCURRENCY),
-                                      CHECK_DURATION_S)
+            result, _ = self.run_load(
+                generator, generator.command(url, CHECK_DURATION_S, CHECK_CONCURRENCY), CHECK_DURATION_S
+            )
         except LoadGenError as error:
             return str(error)
         if result.requests == 0 or result.errors or result.non_2xx:
@@ -211,7 +237,7 @@ def _shipped_name(part: str) -> str:
 
 def _ship(files: list[Path]) -> str:
     """Shell lines that write `files` into a fresh remote folder, removed when the wrapper exits."""
-    lines = ['dir=$(mktemp -d) || exit 97', 'trap \'rm -rf "$dir"\' EXIT', 'cd "$dir" || exit 97']
+    lines = ["dir=$(mktemp -d) || exit 97", "trap 'rm -rf \"$dir\"' EXIT", 'cd "$dir" || exit 97']
     for path in files:
         text = path.read_text()
         if FILE_END in text.splitlines():

@@ -25,12 +25,9 @@ class Stop(Enum):
     """Why --repeat auto stopped adding rounds: (key, sentence)."""
 
     SETTLED = ("settled", "every compared interval is narrower than the target")
-    DECIDED = ("decided", "every compared interval is narrower than the target or lies clearly outside the "
-                          "on-par band")
-    MAX_ROUNDS = ("max_rounds", "the most rounds allowed were run, and some interval is still wider than the "
-                                "target")
-    BUDGET = ("budget", "another round would pass the time budget, and some interval is still wider than the "
-                        "target")
+    DECIDED = ("decided", "every compared interval is narrower than the target or lies clearly outside the on-par band")
+    MAX_ROUNDS = ("max_rounds", "the most rounds allowed were run, and some interval is still wider than the target")
+    BUDGET = ("budget", "another round would pass the time budget, and some interval is still wider than the target")
 
     def __init__(self, key: str, sentence: str):
         self.key, self.sentence = key, sentence
@@ -93,8 +90,9 @@ def _rps(record: dict) -> list[float]:
 
 def _ratio(over: Cell, under: Cell, records: dict[Cell, dict]) -> Compared:
     runs_over, runs_under = results.ok_runs(records[over]), results.ok_runs(records[under])
-    interval = stats.ratio_interval(_rps(records[over]), _rps(records[under]),
-                                    paired=results.paired(runs_over, runs_under))
+    interval = stats.ratio_interval(
+        _rps(records[over]), _rps(records[under]), paired=results.paired(runs_over, runs_under)
+    )
     return Compared(f"{over.key} / {under.key}", interval, True)
 
 
@@ -112,10 +110,16 @@ def decide(found: list[Compared], rule: AutoRepeat, rounds: int, elapsed_s: floa
     return None
 
 
-def summary(rule: AutoRepeat | None, repeat: int, seed: int, rounds: int, stop: Stop | None,
-            found: list[Compared]) -> dict:
+def summary(
+    rule: AutoRepeat | None, repeat: int, seed: int, rounds: int, stop: Stop | None, found: list[Compared]
+) -> dict:
     """What a record keeps of how its session chose its rounds: --repeat N or auto's rule, the seed, the rounds
     run so far, and why auto stopped."""
-    return {"repeat": "auto" if rule else repeat, "order_seed": seed, "rounds_run": rounds,
-            "auto": rule.as_dict() if rule else None, "stopped_by": stop.key if stop else None,
-            "widths": {item.label: item.width for item in found} if rule else None}
+    return {
+        "repeat": "auto" if rule else repeat,
+        "order_seed": seed,
+        "rounds_run": rounds,
+        "auto": rule.as_dict() if rule else None,
+        "stopped_by": stop.key if stop else None,
+        "widths": {item.label: item.width for item in found} if rule else None,
+    }

@@ -75,8 +75,10 @@ class Options:
         """The lock the app's environment under test was installed from; refused if it was never made."""
         path = self.study.lock_path(self.profile_name, app)
         if not path.is_file():
-            raise ValueError(f"app {app} of {self.study.path.name} has no lock {path}: make it with "
-                             f"`nox -s lock -- {self.study.path}`")
+            raise ValueError(
+                f"app {app} of {self.study.path.name} has no lock {path}: make it with "
+                f"`nox -s lock -- {self.study.path}`"
+            )
         return path
 
     def environment(self, app: str) -> dict:
@@ -87,9 +89,15 @@ class Options:
     @cached_property
     def _environments(self) -> dict[str, dict]:
         """Every app's lock, read and hashed once per session rather than at every run."""
-        return {app: {"profile": self.profile_name, "lock": os.path.relpath(lock, self.study.path.parent),
-                      "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest()}
-                for app in self.session.apps for lock in [self.lock(app)]}
+        return {
+            app: {
+                "profile": self.profile_name,
+                "lock": os.path.relpath(lock, self.study.path.parent),
+                "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest(),
+            }
+            for app in self.session.apps
+            for lock in [self.lock(app)]
+        }
 
     @cached_property
     def app_sources(self) -> dict[str, str]:
@@ -100,18 +108,26 @@ class Options:
     def settings(self) -> dict:
         """How every run of this session is measured; reading it refuses a --pin the machine cannot honour."""
         server, loadgen = split_cpus(self.pin) if self.pin else (None, None)
-        return {"duration_s": self.duration_s, "loadgen": self.loadgen, "port": self.port,
-                "repeat": "auto" if self.auto else self.repeat,
-                "warmup_s": self.warmup_s, "server_cpus": server, "loadgen_cpus": loadgen,
-                "rate_rps": self.rate,
-                "bind": self.bind, "loadgen_host": self.load_host.destination}
+        return {
+            "duration_s": self.duration_s,
+            "loadgen": self.loadgen,
+            "port": self.port,
+            "repeat": "auto" if self.auto else self.repeat,
+            "warmup_s": self.warmup_s,
+            "server_cpus": server,
+            "loadgen_cpus": loadgen,
+            "rate_rps": self.rate,
+            "bind": self.bind,
+            "loadgen_host": self.load_host.destination,
+        }
 
     def settings_for(self, cell: Cell) -> dict:
         """How this cell's runs are measured: the session's settings, and for a cell that sets the server's CPUs,
         `cpus` of this machine's for the server and the load generator's where its host places it (the others
         here; none of them for a load host, whose CPUs are its own)."""
-        counted = ({"granian_metrics": True} if self.metrics or self.study.tables_by_id[cell.table].metrics
-                   else {})  # absent when off: runs stored before counters existed keep their fingerprint
+        counted = (
+            {"granian_metrics": True} if self.metrics or self.study.tables_by_id[cell.table].metrics else {}
+        )  # absent when off: runs stored before counters existed keep their fingerprint
         if cell.cpus is None:
             return self.settings | counted
         server, loadgen = self.load_host.cpus_for_server(cell.cpus)
@@ -128,27 +144,33 @@ class Options:
         if not asked:
             return cells
         if self.pin:
-            raise ValueError(f"session {self.session.name} gives each cell its own CPUs (the study's `cpus`); "
-                             f"leave --pin out")
+            raise ValueError(
+                f"session {self.session.name} gives each cell its own CPUs (the study's `cpus`); leave --pin out"
+            )
         needed = self.load_host.cpus_needed_here(LOADGENS[self.loadgen])
         largest = len(available_cpus()) - needed
         if len(asked) == 1 and asked[0] > largest:  # one pinned size, not a curve: it must fit
-            raise ValueError(f"session {self.session.name} gives the server {asked[0]} CPU(s), and this machine has "
-                             f"{largest + needed}, {needed} of them for the load generator")
+            raise ValueError(
+                f"session {self.session.name} gives the server {asked[0]} CPU(s), and this machine has "
+                f"{largest + needed}, {needed} of them for the load generator"
+            )
         try:
             fitting = points_for(asked, largest + needed, needed) if len(asked) > 1 else asked
         except TooFewCpus as refusal:
             raise ValueError(f"session {self.session.name}: {refusal}") from None
         if dropped := [k for k in asked if k not in fitting]:
-            say(f"this machine cannot give the server {', '.join(f'k={k}' for k in dropped)} CPUs beside the load "
-                f"generator's {needed}: those cells are left out")
+            say(
+                f"this machine cannot give the server {', '.join(f'k={k}' for k in dropped)} CPUs beside the load "
+                f"generator's {needed}: those cells are left out"
+            )
         return [cell for cell in cells if cell.cpus is None or cell.cpus in fitting]
 
     @cached_property
     def machine_readiness(self) -> readiness.Readiness:
         """The machine's state, read once per session: its cells' pinnings checked against the SMT siblings."""
-        pinnings = {(settings["server_cpus"], settings["loadgen_cpus"])
-                    for settings in map(self.settings_for, self.cells)}
+        pinnings = {
+            (settings["server_cpus"], settings["loadgen_cpus"]) for settings in map(self.settings_for, self.cells)
+        }
         return readiness.read(pinnings=sorted(pinnings, key=str))
 
 
@@ -165,8 +187,11 @@ def fingerprint(cell: Cell, interpreter: Interpreter, options: Options, load_gen
     identity = {
         "cell": {name: value for name, value in cell.as_dict().items() if name != "table"},
         "app": [app.target, repr(app.endpoints[cell.endpoint]), options.app_sources[cell.app]],
-        "python": [interpreter.version, interpreter.free_threaded_build,
-                   *(["gil_forced_off"] if interpreter.gil_forced_off else [])],
+        "python": [
+            interpreter.version,
+            interpreter.free_threaded_build,
+            *(["gil_forced_off"] if interpreter.gil_forced_off else []),
+        ],
         "load_generator": load_generator["version"],
         "packages": interpreter.packages,
         "settings": results.measured_settings(options.settings_for(cell)),
@@ -181,8 +206,11 @@ def app_sources_sha256(app: App) -> str:
     Every .py file under its directory, leaving out hidden folders, virtual environments and caches."""
     digest = hashlib.sha256()
     for folder, subfolders, files in os.walk(app.directory):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d not in SKIPPED_FOLDERS
-                               and not (Path(folder) / d / "pyvenv.cfg").exists())
+        subfolders[:] = sorted(
+            d
+            for d in subfolders
+            if not d.startswith(".") and d not in SKIPPED_FOLDERS and not (Path(folder) / d / "pyvenv.cfg").exists()
+        )
         for name in sorted(f for f in files if f.endswith(".py")):
             path = Path(folder) / name
             digest.update(str(path.relative_to(app.directory)).encode() + b"\0" + path.read_bytes())
@@ -195,12 +223,16 @@ def interpreters(options: Options) -> dict[tuple[str, str], Interpreter]:
     found = {}
     for app in options.session.apps:
         for variant in options.session.variants:
-            interpreter = check(variant, probe(options.pythons[app, variant], options.study.apps[app],
-                                               variant in options.study.gil_forced_off))
+            interpreter = check(
+                variant,
+                probe(options.pythons[app, variant], options.study.apps[app], variant in options.study.gil_forced_off),
+            )
             check_lock(options.lock(app), interpreter.packages)
             if interpreter.stand_in:
-                say(f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
-                    f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers.")
+                say(
+                    f"WARNING: CPython {interpreter.version} ({interpreter.executable}) stands in for {variant}; "
+                    f"its rows are labelled {interpreter.label}, not {variant}. They are not the post's numbers."
+                )
             for warning in interpreter_warnings(interpreter, options):
                 say(f"WARNING {variant}: {warning}")
             found[app, variant] = interpreter
@@ -213,8 +245,12 @@ def interpreter_warnings(interpreter: Interpreter, options: Options) -> list[Stu
     wanted = gil_name(options.study.profiles[options.profile_name].python[interpreter.variant])
     said = []
     if wanted.count(".") == 2 and not interpreter.stand_in and interpreter.version != wanted:  # an exact release
-        said.append(StudyWarning(WarningKind.OTHER_RELEASE, {"version": interpreter.version, "wanted": wanted,
-                                                             "profile": options.profile_name}))
+        said.append(
+            StudyWarning(
+                WarningKind.OTHER_RELEASE,
+                {"version": interpreter.version, "wanted": wanted, "profile": options.profile_name},
+            )
+        )
     if interpreter.gil_forced_off:
         said.append(StudyWarning(WarningKind.GIL_FORCED_OFF))
     return said
@@ -240,10 +276,14 @@ def prepare(options: Options) -> Plan:
     for cell in cells:  # Granian's counters where asked: refused, before anything runs, where Granian has none
         if options.settings_for(cell).get("granian_metrics"):
             interpreter = checked[cell.app, cell.variant]
-            granian_counters.check_supported(interpreter.packages["granian"],  # the probe imported it
-                                             f"the environment of {cell.app} on {cell.variant}")
-    records = {cell: _stored(options, cell, fingerprint(cell, checked[cell.app, cell.variant], options, load_generator))
-               for cell in cells}
+            granian_counters.check_supported(
+                interpreter.packages["granian"],  # the probe imported it
+                f"the environment of {cell.app} on {cell.variant}",
+            )
+    records = {
+        cell: _stored(options, cell, fingerprint(cell, checked[cell.app, cell.variant], options, load_generator))
+        for cell in cells
+    }
     most = options.auto.max_rounds if options.auto else options.repeat
     kept = sum(min(len(record["runs"]), most) for record in records.values())
     if kept:
@@ -257,8 +297,10 @@ def announce_readiness(ready: readiness.Readiness) -> None:
     for warning in ready.warnings():
         say(f"WARNING {warning.message}")
     if unknown := ready.with_status(readiness.Status.UNKNOWN):
-        say(f"machine readiness: cannot read {', '.join(item.key for item in unknown)} here (`nox -s machine` shows "
-            f"every item)")
+        say(
+            f"machine readiness: cannot read {', '.join(item.key for item in unknown)} here (`nox -s machine` shows "
+            f"every item)"
+        )
 
 
 def run(plan: Plan) -> int:
@@ -294,7 +336,13 @@ def _enough(plan: Plan, rounds_run: int, elapsed_s: float) -> rounds.Stop | None
     if not options.auto:
         return None if rounds_run >= options.repeat else False
     round_s = elapsed_s / rounds_run if rounds_run else 0.0
-    stop = rounds.decide(rounds.compared(list(plan.records), plan.records, options.study.comparison), options.auto, rounds_run, elapsed_s, round_s)
+    stop = rounds.decide(
+        rounds.compared(list(plan.records), plan.records, options.study.comparison),
+        options.auto,
+        rounds_run,
+        elapsed_s,
+        round_s,
+    )
     return False if stop is None else stop
 
 
@@ -303,19 +351,24 @@ def _record_rounds(plan: Plan, rounds_run: int, stop: rounds.Stop) -> None:
     found = rounds.compared(list(plan.records), plan.records, plan.options.study.comparison)
     say(f"--repeat auto stopped after {rounds_run} round(s): {stop.sentence}")
     for cell, record in plan.records.items():
-        record["rounds"] = rounds.summary(plan.options.auto, plan.options.repeat, plan.options.order_seed, rounds_run,
-                                          stop, found)
+        record["rounds"] = rounds.summary(
+            plan.options.auto, plan.options.repeat, plan.options.order_seed, rounds_run, stop, found
+        )
         results.write_atomic(results.cell_path(plan.options.results_dir, cell), record)
 
 
-def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options,
-              round_: int) -> bool:
+def _run_once(
+    record: dict, cell: Cell, interpreter: Interpreter, load_generator: dict, options: Options, round_: int
+) -> bool:
     """Measure the cell once and store its record before anything else is written; False if the run failed.
     Warnings are printed as they arise: the run's own, and those the cell gains with it (its spread, outliers,
     drift)."""
     record["load_generator"] = load_generator
-    known = (set(warnings.read(record.get("warnings", []))) | set(interpreter_warnings(interpreter, options))
-             | set(options.machine_readiness.warnings()))  # said once, at the session's start
+    known = (
+        set(warnings.read(record.get("warnings", [])))
+        | set(interpreter_warnings(interpreter, options))
+        | set(options.machine_readiness.warnings())
+    )  # said once, at the session's start
     throttled = readiness.throttle_counts()
     placed = {"round": round_, "order_seed": options.order_seed}  # where in the shuffled rounds it ran
     record["runs"].append(measure(cell, interpreter, LOADGENS[load_generator["name"]], options) | placed)
@@ -337,17 +390,21 @@ def _run_once(record: dict, cell: Cell, interpreter: Interpreter, load_generator
     return results.succeeded(last)
 
 
-def _check_from_load_host(server: GranianServer, generator: LoadGenerator, target: str, options: Options,
-                          when: str) -> None:
+def _check_from_load_host(
+    server: GranianServer, generator: LoadGenerator, target: str, options: Options, when: str
+) -> None:
     """The answer check from where the load comes from (server.verify checks from this machine)."""
     failure = options.load_host.check(generator, target)
     if failure:
-        raise server.fail(f"the load host {options.load_host.destination} got no clean answers from {target} "
-                          f"{when} ({failure}); can it reach {options.bind} port {options.port}?")
+        raise server.fail(
+            f"the load host {options.load_host.destination} got no clean answers from {target} "
+            f"{when} ({failure}); can it reach {options.bind} port {options.port}?"
+        )
 
 
-def _progress(number: int, planned: int | None, round_: int, cell: Cell, interpreter: Interpreter,
-               options: Options) -> None:
+def _progress(
+    number: int, planned: int | None, round_: int, cell: Cell, interpreter: Interpreter, options: Options
+) -> None:
     """One line per run: which, and how long is left (with --repeat auto, the round: the rounds are not known)."""
     each = options.duration_s + options.warmup_s + SETUP_ESTIMATE_S
     what = f"{cell.table} {interpreter.label} {cell.key}"
@@ -355,8 +412,10 @@ def _progress(number: int, planned: int | None, round_: int, cell: Cell, interpr
         say(f"[round {round_ + 1}, --repeat auto] {what}, {options.loadgen} {options.duration_s}s")
         return
     repeat = f" run {round_ + 1}/{options.repeat}" if options.repeat > 1 else ""
-    say(f"[{number}/{planned}] {what}{repeat}, {options.loadgen} {options.duration_s}s; "
-        f"about {(planned - number + 1) * each:.0f}s left in this session")
+    say(
+        f"[{number}/{planned}] {what}{repeat}, {options.loadgen} {options.duration_s}s; "
+        f"about {(planned - number + 1) * each:.0f}s left in this session"
+    )
 
 
 def _stored(options: Options, cell: Cell, stamp: str) -> dict:
@@ -394,27 +453,32 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
         cell=cell.as_dict(),
         commands=runs[-1]["commands"],
         interpreter=interpreter.as_dict(),
-        status="failed" if failures else "ok" if len(ok) >= (rounds_run if options.auto else options.repeat)
+        status="failed"
+        if failures
+        else "ok"
+        if len(ok) >= (rounds_run if options.auto else options.repeat)
         else "incomplete",
         failure=failures[-1] if failures else None,
         settings=options.settings_for(cell),
         environment=options.environment(cell.app),
         machine={**results.machine(), "readiness": options.machine_readiness.for_runs(runs).as_dict()},
         harness={"python": sys.version.split()[0]},
-        load=None, resources=None, spread=None, stability=None,
+        load=None,
+        resources=None,
+        spread=None,
+        stability=None,
     )
     record["granian"] = granian_counters.summary(ok or runs)
     record["rounds"] = rounds.summary(options.auto, options.repeat, options.order_seed, rounds_run, None, [])
     if ok:
         record["load"], record["resources"], record["spread"] = stats.summarise(ok)
         record["stability"] = stats.stability(stats.figure_values(ok, "rps"))
-    record["warnings"] = warnings.stored([w for run in runs for w in warnings.read(run["warnings"])]
-                                         + (stats.cell_warnings(record["spread"], record["stability"], len(ok))
-                                            if ok else [])
-                                         + interpreter_warnings(interpreter, options)
-                                         + options.machine_readiness.warnings())
-
-
+    record["warnings"] = warnings.stored(
+        [w for run in runs for w in warnings.read(run["warnings"])]
+        + (stats.cell_warnings(record["spread"], record["stability"], len(ok)) if ok else [])
+        + interpreter_warnings(interpreter, options)
+        + options.machine_readiness.warnings()
+    )
 
 
 class Laps:
@@ -446,19 +510,31 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     server_command = granian_command(granian, cell, app, options.port, options.bind, metrics_port)
     target = url(options.port, app.endpoints[cell.endpoint].path, options.bind)
     load_command = generator.command(target, options.duration_s, cell.concurrency, options.rate)
-    run = {"status": "failed", "failure": None, "load": None, "resources": None, "timeline": None,
-           "timings": timings,
-           "commands": {"server": server_command,
-                        "load": options.load_host.shown(load_command)},
-           "granian": granian_ran(cell, interpreter),
-           "started_at": results.now()}
+    run = {
+        "status": "failed",
+        "failure": None,
+        "load": None,
+        "resources": None,
+        "timeline": None,
+        "timings": timings,
+        "commands": {"server": server_command, "load": options.load_host.shown(load_command)},
+        "granian": granian_ran(cell, interpreter),
+        "started_at": results.now(),
+    }
     log = results.new_log(options.results_dir, cell)
     run["log"] = str(log)
     laps.lap("commands_s")
     busy, others = None, OthersBusy()  # read while Granian starts, before any load
     try:
-        with GranianServer(server_command, app, options.port, log, cpus=settings["server_cpus"],
-                           bind=options.bind, gil_forced_off=interpreter.gil_forced_off) as server:
+        with GranianServer(
+            server_command,
+            app,
+            options.port,
+            log,
+            cpus=settings["server_cpus"],
+            bind=options.bind,
+            gil_forced_off=interpreter.gil_forced_off,
+        ) as server:
             laps.lap("spawn_s")
             timings["ready_s"] = server.wait_ready()
             timings["granian_start_s"] = max(0.0, time.perf_counter() - server.spawned_at - READY_POLL_S)
@@ -470,8 +546,11 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
             laps.lap("busy_check_s")
             if options.warmup_s:
                 warmup, _ = options.load_host.run_load(
-                    generator, generator.command(target, options.warmup_s, cell.concurrency, options.rate),
-                    options.warmup_s, settings["loadgen_cpus"])
+                    generator,
+                    generator.command(target, options.warmup_s, cell.concurrency, options.rate),
+                    options.warmup_s,
+                    settings["loadgen_cpus"],
+                )
                 run["warmup"] = warmup.as_dict()
                 laps.lap("warmup_s")
             before = granian_counters.settled(metrics_port) if counted else None
@@ -481,15 +560,17 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
             sampler.start()
             laps.lap("sampler_start_s")
             try:
-                load, loadgen_usage = options.load_host.run_load(generator, load_command, options.duration_s,
-                                                                 settings["loadgen_cpus"])
+                load, loadgen_usage = options.load_host.run_load(
+                    generator, load_command, options.duration_s, settings["loadgen_cpus"]
+                )
                 laps.lap("load_s")
             finally:
                 usage = sampler.stop()
             laps.lap("sampler_stop_s")
             if counted:
-                run["granian"]["counters"] = granian_counters.window(before, granian_counters.settled(metrics_port),
-                                                                     options.duration_s)
+                run["granian"]["counters"] = granian_counters.window(
+                    before, granian_counters.settled(metrics_port), options.duration_s
+                )
                 laps.lap("counters_s")
             run["load"] = {**load.as_dict(), **loadgen_usage, "offered_rps": options.rate}  # rps: achieved
             run["resources"] = usage.as_dict()
@@ -506,8 +587,9 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     run["finished_at"] = results.now()
     gap = granian_counters.requests_gap(run["granian"].get("counters"), (run["load"] or {}).get("requests"), cell)
     busy = others.share() if busy is None else busy  # a failed start: read until now
-    run["warnings"] = warnings.stored(stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads)
-                                      + ([gap] if gap else []))
+    run["warnings"] = warnings.stored(
+        stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads) + ([gap] if gap else [])
+    )
     laps.lap("warnings_s")
     timings["total_s"] = time.perf_counter() - started
     return run
@@ -516,16 +598,21 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
 def granian_ran(cell: Cell, interpreter: Interpreter) -> dict:
     """What Granian really ran: its version, and the loop and runtime mode it resolved the cell's settings to."""
     version = interpreter.packages.get("granian")
-    return {"version": version, "loop": resolved_loop(cell, interpreter.granian_auto_loop),
-            "runtime_mode": resolved_runtime_mode(cell, version) if version else None}
+    return {
+        "version": version,
+        "loop": resolved_loop(cell, interpreter.granian_auto_loop),
+        "runtime_mode": resolved_runtime_mode(cell, version) if version else None,
+    }
 
 
 def _check_server_after_load(server: GranianServer, interpreter: Interpreter, load: LoadResult) -> None:
     """A row is clean only if every process survived, every answer was 2xx and the GIL stayed off."""
     lost = server.workers_lost()
     if lost:
-        raise server.fail(f"{lost} server process(es) died during the load "
-                          f"({load.errors} requests failed); Granian does not respawn workers by default")
+        raise server.fail(
+            f"{lost} server process(es) died during the load "
+            f"({load.errors} requests failed); Granian does not respawn workers by default"
+        )
     server.check_alive()
     if load.non_2xx:
         raise server.fail(f"{load.non_2xx} of {load.requests} responses during the load were not 2xx")

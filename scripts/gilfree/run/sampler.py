@@ -145,8 +145,9 @@ class TreeSampler:
     def timeline(self) -> Timeline:
         """The samples taken between start() and stop(), rounded to what they can tell (ms, 0.001 core)."""
         t, cpu = self._t, self._cpu
-        cores = [None] + [round((cpu[i] - cpu[i - 1]) / (t[i] - t[i - 1]), 3) if t[i] > t[i - 1] else None
-                          for i in range(1, len(t))]
+        cores = [None] + [
+            round((cpu[i] - cpu[i - 1]) / (t[i] - t[i - 1]), 3) if t[i] > t[i - 1] else None for i in range(1, len(t))
+        ]
         return Timeline([round(at, 3) for at in t], cores, list(self._rss), list(self._threads))
 
     def _cpu_seconds(self) -> float:

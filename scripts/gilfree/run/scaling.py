@@ -129,14 +129,16 @@ def _point(curve: Curve, k: int, record: dict | None, rps_1: float | None) -> Po
     load, resources = record["load"], record["resources"]
     generator = LOADGENS.get(load.get("generator"))
     return Point(
-        curve, k, status,
+        curve,
+        k,
+        status,
         rps=load["rps"],
         p99_ms=stats.percentile_ms(load, "99"),
         cores_used=resources.get("cpu_cores"),
         pss_bytes=resources.get("end_pss_bytes"),
         efficiency=load["rps"] / (k * rps_1) if rps_1 else None,
-        loadgen_saturated=generator is not None and stats.loadgen_saturated(load.get("loadgen_cpu_cores"),
-                                                                            generator.threads),
+        loadgen_saturated=generator is not None
+        and stats.loadgen_saturated(load.get("loadgen_cpu_cores"), generator.threads),
     )
 
 
@@ -152,8 +154,10 @@ def points(records: Iterable[dict], ks: Sequence[int] = (), variants: Sequence[s
     stored = {(_curve_of(r), r["cell"]["cpus"]): r for r in records if r["cell"].get("cpus") is not None}
     all_ks = sorted({*ks, *(k for _, k in stored)})
     all_variants = {*variants, *(curve.variant for curve, _ in stored)}
-    curves = sorted({Curve(c.app, c.endpoint, v) for c, _ in stored for v in all_variants},
-                    key=lambda c: (c.app, c.endpoint, c.variant))
+    curves = sorted(
+        {Curve(c.app, c.endpoint, v) for c, _ in stored for v in all_variants},
+        key=lambda c: (c.app, c.endpoint, c.variant),
+    )
     found = []
     for curve in curves:
         first = stored.get((curve, 1))

@@ -22,8 +22,9 @@ WORKER_EXIT = "Unexpected exit from worker"
 SCRUBBED_ENV = ("PYTHON_GIL", "PYTHONPATH", "PYTHONWARNINGS")  # warnings: the GIL re-enable warning must show
 
 
-def granian_command(granian: str, cell: Cell, app: App, port: int, bind: str = DEFAULT_BIND,
-                    metrics_port: int | None = None) -> list[str]:
+def granian_command(
+    granian: str, cell: Cell, app: App, port: int, bind: str = DEFAULT_BIND, metrics_port: int | None = None
+) -> list[str]:
     """The one Granian command line: the cell's settings in the post's order (interface, loop, workers, blocking
     threads), then any others it sets, with Granian's host (default 127.0.0.1) and port made explicit; its
     counters' exporter on `metrics_port` where asked (granian_counters)."""
@@ -31,8 +32,11 @@ def granian_command(granian: str, cell: Cell, app: App, port: int, bind: str = D
     if cell.loop is not None:
         command += ["--loop", cell.loop]
     command += ["--workers", str(cell.workers)]
-    for flag, value in (("--blocking-threads", cell.blocking_threads), ("--runtime-mode", cell.runtime_mode),
-                        ("--runtime-threads", cell.runtime_threads)):
+    for flag, value in (
+        ("--blocking-threads", cell.blocking_threads),
+        ("--runtime-mode", cell.runtime_mode),
+        ("--runtime-threads", cell.runtime_threads),
+    ):
         if value is not None:
             command += [flag, str(value)]
     metrics = granian_counters.flags(metrics_port) if metrics_port else []
@@ -86,8 +90,11 @@ def answer_problem(endpoint: Endpoint, status: int, body: bytes) -> str | None:
 def server_env(gil_forced_off: bool = False) -> dict[str, str]:
     """The environment a server (or the probe) starts with: nothing of the caller's that changes what runs, but
     PYTHON_GIL=0 where the study forces the GIL off for the variant."""
-    kept = {name: value for name, value in os.environ.items()
-            if name not in SCRUBBED_ENV and not name.startswith("GRANIAN_")}
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in SCRUBBED_ENV and not name.startswith("GRANIAN_")
+    }
     return kept | ({"PYTHON_GIL": "0"} if gil_forced_off else {})
 
 
@@ -101,10 +108,26 @@ class GranianServer(ManagedServer):
     death_signal = signal.SIGTERM  # Granian stops its workers on SIGTERM
     recorded = True  # its processes keep their command line, by which a left-behind one is found
 
-    def __init__(self, command: list[str], app: App, port: int, log_path: Path,
-                 cpus: tuple[int, ...] | None = None, bind: str = DEFAULT_BIND, gil_forced_off: bool = False):
-        super().__init__(command, port, log_path, app.first_endpoint.path, cwd=app.directory,
-                         env=server_env(gil_forced_off), cpus=cpus, bind=bind)
+    def __init__(
+        self,
+        command: list[str],
+        app: App,
+        port: int,
+        log_path: Path,
+        cpus: tuple[int, ...] | None = None,
+        bind: str = DEFAULT_BIND,
+        gil_forced_off: bool = False,
+    ):
+        super().__init__(
+            command,
+            port,
+            log_path,
+            app.first_endpoint.path,
+            cwd=app.directory,
+            env=server_env(gil_forced_off),
+            cpus=cpus,
+            bind=bind,
+        )
         self.app = app
 
     def verify(self, when: str = "before any load") -> None:

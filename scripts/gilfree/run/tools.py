@@ -15,9 +15,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from gilfree import PROJECT_ROOT
 
@@ -38,9 +38,9 @@ TOOLS = (
 TOOLS_BY_NAME = {tool.name: tool for tool in TOOLS}
 RUSTUP = "https://rustup.rs"
 
-FOUND = "found"      # the tool is there already: nothing to do
+FOUND = "found"  # the tool is there already: nothing to do
 INSTALL = "install"  # cargo is there: run `command`
-MANUAL = "manual"    # neither: the user must act, `message` says how
+MANUAL = "manual"  # neither: the user must act, `message` says how
 
 
 def default_root() -> Path:
@@ -78,11 +78,20 @@ def plan(tool: Tool, found: str | None, cargo: str | None, root: Path) -> Plan:
         return Plan(tool, FOUND, message, path=found)
     if cargo:
         command = install_command(tool, cargo, root)
-        return Plan(tool, INSTALL, f"{tool.name} is missing; installing it into {tools_bin(root)}: {' '.join(command)}",
-                    path=str(tools_bin(root) / tool.name), command=tuple(command))
-    return Plan(tool, MANUAL, f"{tool.name} {tool.version} ({tool.why}) is missing and cargo was not found: install "
-                              f"Rust from {RUSTUP}, then run `{' '.join(install_command(tool, 'cargo', root))}`, "
-                              f"or measure with --loadgen wrk or hey (apt-get install wrk hey)")
+        return Plan(
+            tool,
+            INSTALL,
+            f"{tool.name} is missing; installing it into {tools_bin(root)}: {' '.join(command)}",
+            path=str(tools_bin(root) / tool.name),
+            command=tuple(command),
+        )
+    return Plan(
+        tool,
+        MANUAL,
+        f"{tool.name} {tool.version} ({tool.why}) is missing and cargo was not found: install "
+        f"Rust from {RUSTUP}, then run `{' '.join(install_command(tool, 'cargo', root))}`, "
+        f"or measure with --loadgen wrk or hey (apt-get install wrk hey)",
+    )
 
 
 def find_tool(tool: Tool, root: Path, which: Callable[..., str | None] = shutil.which) -> str | None:
@@ -98,8 +107,9 @@ def find_cargo(which: Callable[..., str | None] = shutil.which) -> str | None:
     return which("cargo") or which("cargo", path=str(cargo_home / "bin"))
 
 
-def carry_out(decided: Plan, root: Path, which: Callable[..., str | None],
-              run: Callable[..., subprocess.CompletedProcess]) -> int:
+def carry_out(
+    decided: Plan, root: Path, which: Callable[..., str | None], run: Callable[..., subprocess.CompletedProcess]
+) -> int:
     """Print the plan and act on it; 0 when the tool is (now) there."""
     tool = decided.tool
     if decided.action == MANUAL:
@@ -110,9 +120,12 @@ def carry_out(decided: Plan, root: Path, which: Callable[..., str | None],
         return 0
     code = run(list(decided.command), check=False).returncode
     if code != 0:
-        print(f"cargo install {tool.name} failed (exit {code}); it needs to reach crates.io: where it cannot, build "
-              f"{tool.name} {tool.version} on a machine that can and copy it into {tools_bin(root)}, or use "
-              f"--loadgen wrk", file=sys.stderr)
+        print(
+            f"cargo install {tool.name} failed (exit {code}); it needs to reach crates.io: where it cannot, build "
+            f"{tool.name} {tool.version} on a machine that can and copy it into {tools_bin(root)}, or use "
+            f"--loadgen wrk",
+            file=sys.stderr,
+        )
         return code
     installed = which(tool.name, path=str(tools_bin(root)))
     if not installed:
@@ -122,13 +135,22 @@ def carry_out(decided: Plan, root: Path, which: Callable[..., str | None],
     return 0
 
 
-def main(argv: Sequence[str] | None = None, *, which: Callable[..., str | None] = shutil.which,
-         run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    which: Callable[..., str | None] = shutil.which,
+    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+) -> int:
     """Every tool (or those named) in turn; 0 when all are (now) installed, else the first failure's status."""
     parser = argparse.ArgumentParser(prog="python -m gilfree.tools", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None, help="project root (default: this checkout)")
-    parser.add_argument("names", nargs="*", choices=[[], *TOOLS_BY_NAME], metavar="TOOL",
-                        help=f"only these ({', '.join(TOOLS_BY_NAME)}; default: all)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[[], *TOOLS_BY_NAME],
+        metavar="TOOL",
+        help=f"only these ({', '.join(TOOLS_BY_NAME)}; default: all)",
+    )
     args = parser.parse_args(argv)
     root = (args.root or default_root()).resolve()
     cargo = find_cargo(which)

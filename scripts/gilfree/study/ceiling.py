@@ -31,10 +31,18 @@ def load_all(results_dir: Path) -> list[dict]:
         except ValueError:
             record = None
         if not isinstance(record, dict) or record.get("kind") != KIND or record.get("schema") not in READABLE:
-            raise ValueError(f"{stored} is not a gilfree calibration of schema {SCHEMA}; move it away and "
-                             "re-run `nox -s calibrate`")
-        found.append({**record, "warnings": [warning if isinstance(warning, dict) else from_sentence(warning).as_dict()
-                                             for warning in record["warnings"]]})
+            raise ValueError(
+                f"{stored} is not a gilfree calibration of schema {SCHEMA}; move it away and re-run `nox -s calibrate`"
+            )
+        found.append(
+            {
+                **record,
+                "warnings": [
+                    warning if isinstance(warning, dict) else from_sentence(warning).as_dict()
+                    for warning in record["warnings"]
+                ],
+            }
+        )
     return found
 
 
@@ -48,11 +56,13 @@ def _matches(calibration: dict, record: dict) -> bool:
     """Same machine, same load generator (name and version), same load generator CPUs; a load run from another
     host (--loadgen-host) was never calibrated, since calibrate runs the load generator here."""
     generator, settings = record.get("load_generator") or {}, record.get("settings") or {}
-    return (settings.get("loadgen_host") is None
-            and _facts(calibration["machine"]) == _facts(record.get("machine"))
-            and (calibration["load_generator"]["name"], calibration["load_generator"]["version"])
-            == (generator.get("name"), generator.get("version"))
-            and calibration["settings"]["loadgen_cpus"] == settings.get("loadgen_cpus"))
+    return (
+        settings.get("loadgen_host") is None
+        and _facts(calibration["machine"]) == _facts(record.get("machine"))
+        and (calibration["load_generator"]["name"], calibration["load_generator"]["version"])
+        == (generator.get("name"), generator.get("version"))
+        and calibration["settings"]["loadgen_cpus"] == settings.get("loadgen_cpus")
+    )
 
 
 def for_row(record: dict, calibrations: list[dict]) -> float | None:
@@ -69,13 +79,20 @@ def for_row(record: dict, calibrations: list[dict]) -> float | None:
 def doubts(records: list[dict], calibrations: list[dict]) -> list[StudyWarning]:
     """The warnings of the calibrations that apply to these rows (a busy machine, a load generator that was not
     its own limit): a ceiling measured so may be too low, and flag rows that are not near it."""
-    return list(dict.fromkeys(warning for calibration in calibrations
-                              if any(_matches(calibration, record) for record in records)
-                              for warning in warnings.read(calibration["warnings"])))
+    return list(
+        dict.fromkeys(
+            warning
+            for calibration in calibrations
+            if any(_matches(calibration, record) for record in records)
+            for warning in warnings.read(calibration["warnings"])
+        )
+    )
 
 
 def with_ceilings(stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> dict[tuple[str, str], dict]:
     """The records, each with the ceiling of its load generator on its machine at its concurrency beside it
     (`ceiling_rps`, None where no calibration matches), in memory only: the stored files are not touched."""
-    return {key: {**record, "ceiling_rps": for_row(record, calibrations) if results.succeeded(record) else None}
-            for key, record in stored.items()}
+    return {
+        key: {**record, "ceiling_rps": for_row(record, calibrations) if results.succeeded(record) else None}
+        for key, record in stored.items()
+    }

@@ -10,9 +10,10 @@ names the setting `compare` sets side by side for any study, and its on-par band
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from gilfree.core import stats
 from gilfree.study.schema import HIGHER_IS_BETTER, ClaimSpec, ComparisonSpec, PostFigures, RatioSpec, band_numbers
@@ -22,8 +23,18 @@ if TYPE_CHECKING:
 
 # The settings a ratio's name may show, in the order shown: the endpoint and the workers always, the others
 # where they tell the claim's cells apart.
-NAMED_SETTINGS = ("endpoint", "workers", "app", "blocking_threads", "loop", "runtime_mode", "runtime_threads", "cpus",
-                  "concurrency", "variant")
+NAMED_SETTINGS = (
+    "endpoint",
+    "workers",
+    "app",
+    "blocking_threads",
+    "loop",
+    "runtime_mode",
+    "runtime_threads",
+    "cpus",
+    "concurrency",
+    "variant",
+)
 ALWAYS_NAMED = ("endpoint", "workers")
 
 
@@ -135,7 +146,7 @@ def _needed_cores(spec: RatioSpec, over: Cell, under: Cell, published: dict[Cell
     if wanted == "post":
         figures = published.get(over)
         if figures is None or figures.cpu is None:
-            raise ValueError(f"needs.cores = \"post\", but the source publishes no CPU for {over.key}")
+            raise ValueError(f'needs.cores = "post", but the source publishes no CPU for {over.key}')
         return figures.cpu
     if wanted == "workers_x_threads":
         return float(max(cell.workers * (cell.blocking_threads or 1) for cell in (over, under)))
@@ -163,8 +174,13 @@ def pairs(spec: RatioSpec, cells: tuple[Cell, ...]) -> list[tuple[Cell, Cell]]:
     return found
 
 
-def resolve(spec: ClaimSpec, cells: tuple[Cell, ...], published: dict[Cell, PostFigures],
-            io_wait_s: Callable[[Cell], float | None], par: float) -> Claim:
+def resolve(
+    spec: ClaimSpec,
+    cells: tuple[Cell, ...],
+    published: dict[Cell, PostFigures],
+    io_wait_s: Callable[[Cell], float | None],
+    par: float,
+) -> Claim:
     """The claim with each ratio group turned into the study's ratios; ValueError (with the group's index) where a
     group's needs cannot be met by the study as written."""
     groups = [(index, group, pairs(group, cells)) for index, group in enumerate(spec.ratios)]
@@ -173,9 +189,20 @@ def resolve(spec: ClaimSpec, cells: tuple[Cell, ...], published: dict[Cell, Post
     for index, group, found in groups:
         named = named_settings(claim_cells, leaving_out=group.over)
         try:
-            ratios += [Ratio(over, under, group.figure, Band.written(group.band, par), named, tuple(group.over),
-                             group.needs.io_efficiency, _io_wait_s(group, over, io_wait_s),
-                             _needed_cores(group, over, under, published)) for over, under in found]
+            ratios += [
+                Ratio(
+                    over,
+                    under,
+                    group.figure,
+                    Band.written(group.band, par),
+                    named,
+                    tuple(group.over),
+                    group.needs.io_efficiency,
+                    _io_wait_s(group, over, io_wait_s),
+                    _needed_cores(group, over, under, published),
+                )
+                for over, under in found
+            ]
         except ValueError as error:
             raise ValueError(f"ratios.{index}: {error}") from None
     return Claim(spec.text, tuple(ratios), spec.why, tuple(group for _, group, found in groups if not found))
@@ -186,8 +213,10 @@ def comparison(spec: ComparisonSpec, cells: tuple[Cell, ...]) -> Comparison:
     values = list(dict.fromkeys(getattr(cell, spec.setting) for cell in cells))
     baseline = spec.baseline if spec.baseline is not None else values[0]
     if baseline not in values:
-        raise ValueError(f"baseline: {baseline!r} is not a value of {spec.setting} in the study's cells "
-                         f"({', '.join(map(repr, values))})")
+        raise ValueError(
+            f"baseline: {baseline!r} is not a value of {spec.setting} in the study's cells "
+            f"({', '.join(map(repr, values))})"
+        )
     return Comparison(spec.setting, baseline, spec.band, spec.p99_budget_ms)
 
 

@@ -24,5 +24,7 @@ class Figures:
 
 def source_figures(study: Study) -> dict[tuple[str, str], Figures]:
     """The source's figures per (table, cell key)."""
-    return {key: Figures(post.rps, post.latency_avg_ms, post.latency_max_ms, post.cpu, post.ram_mb)
-            for key, post in study.published.items()}
+    return {
+        key: Figures(post.rps, post.latency_avg_ms, post.latency_max_ms, post.cpu, post.ram_mb)
+        for key, post in study.published.items()
+    }

@@ -9,12 +9,12 @@ import json
 import os
 import platform
 import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
@@ -69,8 +69,10 @@ def _from_3(record: dict) -> dict:
 def _from_4(record: dict) -> dict:
     """Schema 5 stores warnings as objects with a kind; schema 4 stored sentences, read back into their kinds."""
     for holder in [record, *record.get("runs", []), *record.get("failed_runs", [])]:
-        holder["warnings"] = [warning if isinstance(warning, dict) else from_sentence(warning).as_dict()
-                              for warning in holder.get("warnings", [])]
+        holder["warnings"] = [
+            warning if isinstance(warning, dict) else from_sentence(warning).as_dict()
+            for warning in holder.get("warnings", [])
+        ]
     return record
 
 
@@ -93,8 +95,10 @@ def migrate(record: dict, path: Path) -> dict:
     """A record of any readable schema as one of today's; a newer or older one is refused, naming the file."""
     schema = record.get("schema")
     if not isinstance(schema, int) or not OLDEST_READABLE <= schema <= SCHEMA:
-        raise ValueError(f"{path} has result schema {schema!r}, this harness reads {OLDEST_READABLE} to {SCHEMA}; "
-                         f"move it away and re-run that cell")
+        raise ValueError(
+            f"{path} has result schema {schema!r}, this harness reads {OLDEST_READABLE} to {SCHEMA}; "
+            f"move it away and re-run that cell"
+        )
     for version in range(schema, SCHEMA):
         record = MIGRATIONS[version](record)
     record["schema"] = SCHEMA
@@ -149,9 +153,13 @@ def conditions(record: dict) -> dict:
     neither changes what a run measures; an older record without a field counts it as None."""
     settings = measured_settings(record.get("settings", {}))
     environment = record.get("environment") or {}
-    return {**settings, "profile": environment.get("profile"), "lock": environment.get("lock_sha256"),
-            "machine": machine_identity(record["machine"]) if record.get("machine") else None,
-            "load_generator": record.get("load_generator")}
+    return {
+        **settings,
+        "profile": environment.get("profile"),
+        "lock": environment.get("lock_sha256"),
+        "machine": machine_identity(record["machine"]) if record.get("machine") else None,
+        "load_generator": record.get("load_generator"),
+    }
 
 
 def python_shown(interpreter: dict) -> str:
@@ -167,8 +175,11 @@ def new_log(results_dir: Path, cell: Cell) -> Path:
     """A new, empty log file for the cell's next run: logs/<table>/<key>.run<N>.log, N past every log that
     exists, so a log is never overwritten and every stored record (set-aside ones too) keeps its own."""
     folder = results_dir / "logs" / cell.table
-    numbers = [int(suffix) for log in folder.glob(f"{cell.key}.run*.log")
-               if (suffix := log.name[len(cell.key) + 4:-4]).isdigit()]
+    numbers = [
+        int(suffix)
+        for log in folder.glob(f"{cell.key}.run*.log")
+        if (suffix := log.name[len(cell.key) + 4 : -4]).isdigit()
+    ]
     number = max(numbers, default=0) + 1
     while True:
         path = folder / f"{cell.key}.run{number}.log"
@@ -211,7 +222,7 @@ def read_record(path: Path) -> dict | None | object:
 def set_aside(path: Path, reason: SetAside = SetAside.OTHER_CONDITIONS) -> Path:
     """Move a stored result out of the tables' way, keeping it: raw/<table>/superseded/<key>.<time>.json, or
     raw/<table>/unreadable/ for one that cannot be read."""
-    target = path.parent / reason.folder / f"{path.stem}.{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}.json"
+    target = path.parent / reason.folder / f"{path.stem}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}.json"
     target.parent.mkdir(exist_ok=True)
     os.replace(path, target)
     return target
@@ -227,10 +238,11 @@ class StorageFull(Exception):
         self.unstored = unstored
 
     def __str__(self) -> str:
-        lost = (f"{self.unstored} measured run(s) could not be stored" if self.unstored
-                else "no measured run was lost")
-        return (f"no space left on the device for {self.path}: {lost}; the files stored before are intact. "
-                f"Free some space (or choose another --results-dir) and run it again: stored runs are kept")
+        lost = f"{self.unstored} measured run(s) could not be stored" if self.unstored else "no measured run was lost"
+        return (
+            f"no space left on the device for {self.path}: {lost}; the files stored before are intact. "
+            f"Free some space (or choose another --results-dir) and run it again: stored runs are kept"
+        )
 
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -245,6 +257,8 @@ def full_disk_refused(path: Path):
         if error.errno in FULL:
             raise StorageFull(Path(error.filename or path)) from None
         raise
+
+
 # What a session writes, at most, per run (its share of the record, rewritten whole after every run, and its
 # log) and once (the tables), measured on real runs with some headroom: see README, Troubleshooting.
 RUN_BYTES = 16 * 1024
@@ -256,9 +270,11 @@ def ensure_space(results_dir: Path, runs: int) -> None:
     needed = runs * RUN_BYTES + TABLES_BYTES
     free = shutil.disk_usage(results_dir).free
     if free < needed:
-        raise ValueError(f"results directory {results_dir} has {free // 1024} KiB free, and this session writes up "
-                         f"to about {needed // 1024} KiB ({runs} run(s)); free some space or choose another "
-                         f"with --results-dir")
+        raise ValueError(
+            f"results directory {results_dir} has {free // 1024} KiB free, and this session writes up "
+            f"to about {needed // 1024} KiB ({runs} run(s)); free some space or choose another "
+            f"with --results-dir"
+        )
 
 
 def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -306,7 +322,7 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict]:
 
 def now() -> str:
     """UTC, to the millisecond: runs of one machine are ordered by it."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _cpu_model() -> str:
@@ -323,8 +339,10 @@ def machine_identity(facts: dict) -> str:
     """What makes two machines the same for a measurement: the hardware a container sees of its host, not the
     host name (every new container gets another) nor a machine id (another per image)."""
     memory = facts.get("memory_bytes")
-    return (f"{facts.get('cpu_model')}, {facts.get('logical_cores')} logical / {facts.get('physical_cores')} "
-            f"physical cores, {round(memory / 2**30) if memory else '?'} GiB")
+    return (
+        f"{facts.get('cpu_model')}, {facts.get('logical_cores')} logical / {facts.get('physical_cores')} "
+        f"physical cores, {round(memory / 2**30) if memory else '?'} GiB"
+    )
 
 
 @cache

@@ -32,15 +32,33 @@ Variant = Annotated[str, Field(pattern=r"^3\.\d+t?$")]
 Positive = Annotated[int, Field(ge=1)]
 
 # A table's columns: the cell's settings that tell its rows apart, then the figures.
-SETTING_COLUMNS = ("python", "workers", "threads", "endpoint", "loop", "runtime_mode", "runtime_threads", "cpus",
-                   "concurrency")
+SETTING_COLUMNS = (
+    "python",
+    "workers",
+    "threads",
+    "endpoint",
+    "loop",
+    "runtime_mode",
+    "runtime_threads",
+    "cpus",
+    "concurrency",
+)
 # gil_wait and blocking: Granian's own counters (the study's or table's `metrics`, or --metrics)
 FIGURE_COLUMNS = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
 Column = Literal[SETTING_COLUMNS + FIGURE_COLUMNS]
 # What a comparison may set side by side: a cell's settings that can differ within one table (two apps cannot:
 # a cell's key does not name its app). A claim's selectors may also name the table and the app.
-COMPARED_SETTINGS = ("variant", "endpoint", "workers", "blocking_threads", "loop", "runtime_mode",
-                     "runtime_threads", "cpus", "concurrency")
+COMPARED_SETTINGS = (
+    "variant",
+    "endpoint",
+    "workers",
+    "blocking_threads",
+    "loop",
+    "runtime_mode",
+    "runtime_threads",
+    "cpus",
+    "concurrency",
+)
 SELECTOR_KEYS = ("table", "app") + COMPARED_SETTINGS
 
 
@@ -80,6 +98,7 @@ def gil_name(version: str) -> str:
 
 
 # --- the file, as written (pydantic checks it) --------------------------------------------------------------
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -171,11 +190,16 @@ class TableSpec(_Strict):
         for key, values in (self.grid or {}).items():
             names = key.split("+")
             if unknown := [name for name in names if name not in CellSpec.model_fields]:
-                raise PydanticCustomError("study", f"grid key {unknown[0]!r} is not a cell setting "
-                                                   f"(one of: {', '.join(CellSpec.model_fields)})")
+                raise PydanticCustomError(
+                    "study",
+                    f"grid key {unknown[0]!r} is not a cell setting (one of: {', '.join(CellSpec.model_fields)})",
+                )
             if len(names) > 1 and not all(isinstance(v, list) and len(v) == len(names) for v in values):
-                raise PydanticCustomError("study", f"grid key {key!r} moves {len(names)} settings together: give "
-                                                   f"each value as a list of {len(names)}, such as {[1] * len(names)}")
+                raise PydanticCustomError(
+                    "study",
+                    f"grid key {key!r} moves {len(names)} settings together: give "
+                    f"each value as a list of {len(names)}, such as {[1] * len(names)}",
+                )
         return self
 
 
@@ -190,8 +214,17 @@ BAND_FORMS = '"on par", "faster", "slower", "at least 1.5", "at most 0.95" or "0
 BAND_PATTERN = r"^(on par|faster|slower|at least \d+(\.\d+)?|at most \d+(\.\d+)?|\d+(\.\d+)? to \d+(\.\d+)?)$"
 # The figures a ratio may be of, each with whether more of it is better: "memory" is PSS at the end of the load
 # where every run of both rows recorded it, else peak summed RSS (the post's RAM).
-HIGHER_IS_BETTER = {"rps": True, "latency_p50": False, "latency_p99": False, "latency_avg": False, "cpu": False,
-                    "cpu_per_1k": False, "pss": False, "rss": False, "memory": False}
+HIGHER_IS_BETTER = {
+    "rps": True,
+    "latency_p50": False,
+    "latency_p99": False,
+    "latency_avg": False,
+    "cpu": False,
+    "cpu_per_1k": False,
+    "pss": False,
+    "rss": False,
+    "memory": False,
+}
 FIGURE_NAMES = tuple(HIGHER_IS_BETTER)
 
 
@@ -227,18 +260,22 @@ class RatioSpec(_Strict):
             raise PydanticCustomError("value", f"expected {BAND_FORMS}")
         numbers = band_numbers(band)
         if any(n <= 0 for n in numbers) or (len(numbers) == 2 and numbers[0] >= numbers[1]):
-            raise PydanticCustomError("value", "expected ratios above 0, the lower first, such as \"0.70 to 0.90\"")
+            raise PydanticCustomError("value", 'expected ratios above 0, the lower first, such as "0.70 to 0.90"')
         return band
 
     @model_validator(mode="after")
     def _same_settings(self):
         for name, selector in (("cells", self.cells), ("over", self.over), ("under", self.under)):
             if unknown := [key for key in selector if key not in SELECTOR_KEYS]:
-                raise PydanticCustomError("study", f"{name}: {unknown[0]!r} is not a cell setting (one of: "
-                                                   f"{', '.join(SELECTOR_KEYS)})")
+                raise PydanticCustomError(
+                    "study", f"{name}: {unknown[0]!r} is not a cell setting (one of: {', '.join(SELECTOR_KEYS)})"
+                )
         if set(self.over) != set(self.under):
-            raise PydanticCustomError("study", "`over` and `under` must name the same settings, such as "
-                                               "{ variant = \"3.14t\" } over { variant = \"3.14\" }")
+            raise PydanticCustomError(
+                "study",
+                "`over` and `under` must name the same settings, such as "
+                '{ variant = "3.14t" } over { variant = "3.14" }',
+            )
         return self
 
 
@@ -295,9 +332,12 @@ class StudyFile(_Strict):
         variants = [variant for variant in info.data.get("variants", ()) if free_threaded(variant)]
         for variant in forced:
             if variant not in variants:
-                raise PydanticCustomError("study", f"{variant!r} is not one of the study's free-threaded variants "
-                                                   f"({', '.join(variants) or 'none'}); only a free-threaded build "
-                                                   f"can run without the GIL")
+                raise PydanticCustomError(
+                    "study",
+                    f"{variant!r} is not one of the study's free-threaded variants "
+                    f"({', '.join(variants) or 'none'}); only a free-threaded build "
+                    f"can run without the GIL",
+                )
         return forced
 
     @field_validator("duration")
@@ -328,8 +368,7 @@ def expand(spec: TableSpec) -> list[tuple[dict, PostFigures | None]]:
     """The table's rows as settings dicts (the table's `cell` defaults under each row's own), with their figures."""
     defaults = spec.cell.model_dump(exclude_unset=True)
     if spec.rows is not None:
-        return [({**defaults, **row.model_dump(exclude_unset=True, exclude={"post"})}, row.post)
-                for row in spec.rows]
+        return [({**defaults, **row.model_dump(exclude_unset=True, exclude={"post"})}, row.post) for row in spec.rows]
     rows = []
     for combination in itertools.product(*spec.grid.values()):
         settings = dict(defaults)
@@ -344,7 +383,6 @@ def expand(spec: TableSpec) -> list[tuple[dict, PostFigures | None]]:
     return rows
 
 
-
 def read(path: Path) -> StudyFile:
     try:
         data = tomllib.loads(path.read_text())
@@ -356,5 +394,3 @@ def read(path: Path) -> StudyFile:
         return StudyFile.model_validate(data)
     except ValidationError as error:
         raise StudyError(error_line(error)) from None
-
-

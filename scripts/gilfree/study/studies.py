@@ -37,6 +37,7 @@ from gilfree.study.schema import (
 
 # --- the study, as the harness walks it --------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Cell:
     """One measurement: a server configuration under one load."""
@@ -65,11 +66,13 @@ class Cell:
         """The cell's name within its table (and its result file's): the post's dimensions, then only the
         settings a cell sets beyond them, so the post's cells keep the names their stored results have."""
         threads = "default" if self.blocking_threads is None else self.blocking_threads
-        extras = [self.loop if self.loop not in (None, KEY_SILENT_LOOP) else None,
-                  f"rt{self.runtime_mode}" if self.runtime_mode else None,
-                  f"rth{self.runtime_threads}" if self.runtime_threads else None,
-                  "x" + re.sub(r"[^A-Za-z0-9]+", "", "".join(self.flags)) if self.flags else None,
-                  f"k{self.cpus}" if self.cpus else None]
+        extras = [
+            self.loop if self.loop not in (None, KEY_SILENT_LOOP) else None,
+            f"rt{self.runtime_mode}" if self.runtime_mode else None,
+            f"rth{self.runtime_threads}" if self.runtime_threads else None,
+            "x" + re.sub(r"[^A-Za-z0-9]+", "", "".join(self.flags)) if self.flags else None,
+            f"k{self.cpus}" if self.cpus else None,
+        ]
         base = f"{self.variant}-w{self.workers}-t{threads}-{self.endpoint}-c{self.concurrency}"
         return "-".join([base, *filter(None, extras)])
 
@@ -116,8 +119,11 @@ class Table:
 
     def variant_pairs(self, gil: str, threaded: str) -> list[tuple[Cell, Cell]]:
         """(gil, threaded) cells that differ in nothing else, in the table's order: never paired by position."""
-        return [(under, over) for over, under in claims.compared_pairs("variant", gil, self.cells)
-                if over.variant == threaded]
+        return [
+            (under, over)
+            for over, under in claims.compared_pairs("variant", gil, self.cells)
+            if over.variant == threaded
+        ]
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,12 @@ class Session:
     description: str
 
     def cells(self) -> tuple[Cell, ...]:
-        return tuple(cell for table in self.tables for cell in self.study.tables_by_id[table].cells
-                     if cell.variant in self.variants)
+        return tuple(
+            cell
+            for table in self.tables
+            for cell in self.study.tables_by_id[table].cells
+            if cell.variant in self.variants
+        )
 
     @property
     def apps(self) -> tuple[str, ...]:
@@ -188,8 +198,9 @@ class Study:
         """The named profile (GILFREE_PROFILE), else the study's first; a name the study lacks is refused."""
         name = name or os.environ.get(PROFILE_VARIABLE) or next(iter(self.profiles))
         if name not in self.profiles:
-            raise StudyError(f"{PROFILE_VARIABLE}={name!r} is not a profile of {self.path}: choose one of "
-                             f"{', '.join(self.profiles)}")
+            raise StudyError(
+                f"{PROFILE_VARIABLE}={name!r} is not a profile of {self.path}: choose one of {', '.join(self.profiles)}"
+            )
         return self.profiles[name]
 
     def lock_path(self, profile: str, app: str) -> Path:
@@ -204,18 +215,21 @@ def _cell(study: StudyFile, table_id: str, settings: dict) -> Cell:
     if app is None:
         raise ValueError(f"app {settings['app']!r} is not one of the study's apps ({', '.join(study.apps)})")
     if settings["endpoint"] not in app.endpoints:
-        raise ValueError(f"endpoint {settings['endpoint']!r} is not one of app {settings['app']}'s "
-                         f"({', '.join(app.endpoints)})")
+        raise ValueError(
+            f"endpoint {settings['endpoint']!r} is not one of app {settings['app']}'s ({', '.join(app.endpoints)})"
+        )
     if settings["variant"] not in study.variants:
-        raise ValueError(f"variant {settings['variant']!r} is not one of the study's variants "
-                         f"({', '.join(study.variants)})")
+        raise ValueError(
+            f"variant {settings['variant']!r} is not one of the study's variants ({', '.join(study.variants)})"
+        )
     if settings["workers"] == "cpus":
         if settings.get("cpus") is None:
-            raise ValueError("workers = \"cpus\" needs the cell's `cpus`")
+            raise ValueError('workers = "cpus" needs the cell\'s `cpus`')
         settings = {**settings, "workers": settings["cpus"]}
     if settings.get("loop") and app.interface not in ("asgi", "asginl", "rsgi"):
-        raise ValueError(f"loop {settings['loop']!r} is for ASGI and RSGI apps; app {settings['app']} is "
-                         f"{app.interface}")
+        raise ValueError(
+            f"loop {settings['loop']!r} is for ASGI and RSGI apps; app {settings['app']} is {app.interface}"
+        )
     return Cell(table=table_id, interface=app.interface, **{"blocking_threads": None, **settings})
 
 
@@ -231,17 +245,31 @@ def _tables(study: StudyFile) -> tuple[Table, ...]:
             try:
                 cell = _cell(study, table_id, settings)
             except ValueError as error:
-                where = (f"rows.{index}" if spec.rows is not None
-                         else "grid (" + ", ".join(f"{name}={settings.get(name)}" for key in spec.grid
-                                                   for name in key.split("+")) + ")")
+                where = (
+                    f"rows.{index}"
+                    if spec.rows is not None
+                    else "grid ("
+                    + ", ".join(f"{name}={settings.get(name)}" for key in spec.grid for name in key.split("+"))
+                    + ")"
+                )
                 raise StudyError(f"tables.{table_id}.{where}: {error}") from None
             if cell.key in {c.key for c in cells}:
                 raise StudyError(f"tables.{table_id}: the same cell twice ({cell.key})")
             cells.append(cell)
             if post is not None:
                 published[cell] = post
-        tables.append(Table(table_id, spec.number, spec.title, spec.columns, tuple(cells), published,
-                            spec.post_command, spec.metrics or study.metrics))
+        tables.append(
+            Table(
+                table_id,
+                spec.number,
+                spec.title,
+                spec.columns,
+                tuple(cells),
+                published,
+                spec.post_command,
+                spec.metrics or study.metrics,
+            )
+        )
     return tuple(tables)
 
 
@@ -249,23 +277,34 @@ def _sessions(name: str, study: Study, specs: dict[str, SessionSpec] | None) -> 
     """The file's sessions; without any, `<name>` (every table, every variant interleaved) and `<name>-<variant>`."""
     if specs is None:
         every = tuple(table.id for table in study.tables)
-        specs = {name: SessionSpec(variants=study.variants, tables=every,
-                                   description=f"{study.title}: every table, {' and '.join(study.variants)} "
-                                               f"interleaved run by run")}
+        specs = {
+            name: SessionSpec(
+                variants=study.variants,
+                tables=every,
+                description=f"{study.title}: every table, {' and '.join(study.variants)} interleaved run by run",
+            )
+        }
         if len(study.variants) > 1:
-            specs |= {f"{name}-{variant}": SessionSpec(variants=(variant,), tables=every,
-                                                       description=f"{study.title}: every table on {variant} alone")
-                      for variant in study.variants}
+            specs |= {
+                f"{name}-{variant}": SessionSpec(
+                    variants=(variant,), tables=every, description=f"{study.title}: every table on {variant} alone"
+                )
+                for variant in study.variants
+            }
     sessions = {}
     for session_name, spec in specs.items():
         for table in spec.tables:
             if table not in study.tables_by_id:
-                raise StudyError(f"sessions.{session_name}.tables: {table!r} is not one of the study's tables "
-                                 f"({', '.join(study.tables_by_id)})")
+                raise StudyError(
+                    f"sessions.{session_name}.tables: {table!r} is not one of the study's tables "
+                    f"({', '.join(study.tables_by_id)})"
+                )
         for variant in spec.variants:
             if variant not in study.variants:
-                raise StudyError(f"sessions.{session_name}.variants: {variant!r} is not one of the study's "
-                                 f"variants ({', '.join(study.variants)})")
+                raise StudyError(
+                    f"sessions.{session_name}.variants: {variant!r} is not one of the study's "
+                    f"variants ({', '.join(study.variants)})"
+                )
         sessions[session_name] = Session(session_name, study, spec.variants, spec.tables, spec.description)
     return sessions
 
@@ -280,10 +319,12 @@ def _one_curve_per_app_and_endpoint(tables: tuple[Table, ...]) -> None:
         for cell in (cell for cell in table.cells if cell.cpus is not None):
             point = (cell.app, cell.endpoint, cell.variant, cell.cpus)
             if point in seen:
-                raise StudyError(f"tables.{table.id}: {cell.key} is a second cell of app {cell.app} /{cell.endpoint} "
-                                 f"on {cell.variant} with cpus = {cell.cpus} (the first is in tables.{seen[point]}); "
-                                 f"core scaling draws one curve per app, endpoint and variant: put the other in "
-                                 f"a study file of its own")
+                raise StudyError(
+                    f"tables.{table.id}: {cell.key} is a second cell of app {cell.app} /{cell.endpoint} "
+                    f"on {cell.variant} with cpus = {cell.cpus} (the first is in tables.{seen[point]}); "
+                    f"core scaling draws one curve per app, endpoint and variant: put the other in "
+                    f"a study file of its own"
+                )
             seen[point] = table.id
 
 
@@ -311,8 +352,10 @@ def _profiles(spec: StudyFile) -> dict[str, Profile]:
         return {DEFAULT_PROFILE: Profile(DEFAULT_PROFILE, {variant: variant for variant in spec.variants}, None)}
     for name, profile in spec.profiles.items():
         if set(profile.python) != set(spec.variants):
-            raise StudyError(f"profiles.{name}.python: give one interpreter for each variant "
-                             f"({', '.join(spec.variants)}), got {', '.join(profile.python) or 'none'}")
+            raise StudyError(
+                f"profiles.{name}.python: give one interpreter for each variant "
+                f"({', '.join(spec.variants)}), got {', '.join(profile.python) or 'none'}"
+            )
     return {name: Profile(name, dict(p.python), p.exclude_newer) for name, p in spec.profiles.items()}
 
 
@@ -322,24 +365,42 @@ def load(path: Path) -> Study:
     here, name = path.parent, path.stem
     try:
         spec = read(path)
-        apps = {app_name: App(app_name, app.interface, app.target, (here / app.directory).resolve(),
-                              (here / app.requirements).resolve(),
-                              {ep: Endpoint(ep, e.path or f"/{ep}", e.status, e.json_body, e.text, e.io_wait_ms)
-                               for ep, e in app.endpoints.items()})
-                for app_name, app in spec.apps.items()}
+        apps = {
+            app_name: App(
+                app_name,
+                app.interface,
+                app.target,
+                (here / app.directory).resolve(),
+                (here / app.requirements).resolve(),
+                {
+                    ep: Endpoint(ep, e.path or f"/{ep}", e.status, e.json_body, e.text, e.io_wait_ms)
+                    for ep, e in app.endpoints.items()
+                },
+            )
+            for app_name, app in spec.apps.items()
+        }
         for app in apps.values():
             if not app.directory.is_dir():
                 raise StudyError(f"apps.{app.name}.directory: {app.directory} is not a directory")
         lowest = min(spec.variants, key=lambda v: tuple(map(int, gil_name(v).split("."))))
         study = Study(
-            name=name, path=path, title=spec.title, variants=spec.variants,
-            duration_s=duration_seconds(spec.duration), loadgen=spec.loadgen,
+            name=name,
+            path=path,
+            title=spec.title,
+            variants=spec.variants,
+            duration_s=duration_seconds(spec.duration),
+            loadgen=spec.loadgen,
             results_dir=(here / spec.results).resolve() if spec.results else PROJECT_ROOT / "results" / name,
             locks_dir=(here / (spec.locks or f"{name}-locks")).resolve(),
             lock_python=spec.lock_python or gil_name(lowest),
-            apps=apps, tables=_tables(spec), profiles=_profiles(spec),
-            default_sessions=spec.default_sessions or (), post_load_command=spec.post_load_command,
-            post_setup=spec.post_setup, gil_forced_off=spec.gil_forced_off, repeat=spec.repeat,
+            apps=apps,
+            tables=_tables(spec),
+            profiles=_profiles(spec),
+            default_sessions=spec.default_sessions or (),
+            post_load_command=spec.post_load_command,
+            post_setup=spec.post_setup,
+            gil_forced_off=spec.gil_forced_off,
+            repeat=spec.repeat,
         )
         _one_curve_per_app_and_endpoint(study.tables)
         object.__setattr__(study, "comparison", _comparison(spec, study))
@@ -383,13 +444,10 @@ def discover(directory: Path = STUDIES_DIR) -> tuple[dict[str, Study], dict[Path
     return studies, refused
 
 
-
-
 @cache
 def article() -> Study:
     """The post's study (studies/article.toml), read on first use: importing the harness reads no file."""
     return load(ARTICLE_FILE)
-
 
 
 def sessions() -> dict[str, Session]:
@@ -408,7 +466,8 @@ def find_session(name: str, study_file: Path | None = None) -> Session:
     for study in studies.values():
         if name in study.sessions:
             return study.sessions[name]
-    hint = "".join(f"; {error}" for path, error in refused.items()
-                   if name == path.stem or name.startswith(path.stem + "-"))
+    hint = "".join(
+        f"; {error}" for path, error in refused.items() if name == path.stem or name.startswith(path.stem + "-")
+    )
     known = ", ".join(n for study in studies.values() for n in study.sessions)
     raise StudyError(f"no session {name!r} in {STUDIES_DIR}{hint or f' (sessions: {known})'}")

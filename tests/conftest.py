@@ -13,6 +13,8 @@ import pytest
 
 from gilfree.run import rounds
 from gilfree.run.child import free_port  # noqa: F401  (the tests' free port, as the harness finds one)
+from gilfree.study import results, summary
+from gilfree.study.record import Record
 from gilfree.study.schema import override_variable
 from gilfree.study.studies import Cell
 
@@ -31,50 +33,49 @@ def make_record(
     version: str = "3.14.0",
     percentiles: dict | None = None,
 ) -> dict:
-    """A result record as the harness stores it, with made-up figures (for rendering tests only)."""
+    """A result record as the harness stores it (its JSON), with made-up figures for one run: the record's medians,
+    spread and status derived from that run by the code the runner uses (summary.derived), and the whole checked
+    against the typed record the reports read."""
     free_threaded = cell.variant.endswith("t")
     label = label or cell.variant
-    load = (
-        None
-        if status != "ok"
-        else {
-            "rps": rps,
-            "latency_avg_ms": 4.204,
-            "latency_max_ms": 45.287,
-            "requests": int(rps * 30),
-            "errors": errors,
-            "non_2xx": non_2xx,
-            "generator": "rewrk",
-            "loadgen_cpu_cores": 0.5,
-            "loadgen_wall_s": 30.0,
-            "latency_percentiles_ms": percentiles,
-            "offered_rps": None,
-        }
-    )
-    resources = (
-        None
-        if status != "ok"
-        else {
-            "cpu_cores": 0.4216,
-            "peak_rss_bytes": 90 * 2**20 + 1000,
-            "peak_processes": 2,
-            "peak_threads": 5,
-            "samples": 120,
-            "interval_s": 0.25,
-            "window_s": 30.0,
-            "sampler_cpu_s": 0.2,
-        }
-    )
-    return {
-        "schema": 4,
-        "study": "article",
-        "cell": cell.as_dict(),
+    measured = status == "ok"
+    load = {
+        "rps": rps,
+        "latency_avg_ms": 4.204,
+        "latency_max_ms": 45.287,
+        "requests": int(rps * 30),
+        "errors": errors,
+        "non_2xx": non_2xx,
+        "generator": "rewrk",
+        "loadgen_cpu_cores": 0.5,
+        "loadgen_wall_s": 30.0,
+        "latency_percentiles_ms": percentiles,
+        "offered_rps": None,
+    }
+    resources = {
+        "cpu_cores": 0.4216,
+        "peak_rss_bytes": 90 * 2**20 + 1000,
+        "peak_processes": 2,
+        "peak_threads": 5,
+        "samples": 120,
+        "interval_s": 0.25,
+        "window_s": 30.0,
+        "sampler_cpu_s": 0.2,
+    }
+    run = {
         "status": status,
         "failure": failure,
+        "load": load if measured else None,
+        "resources": resources if measured else None,
+        "warnings": [],
+    }
+    record = {
+        "schema": results.SCHEMA,
+        "study": "article",
+        "cell": cell.as_dict(),
         "settings": {"duration_s": 30, "loadgen": "rewrk", "port": 8000, "repeat": 1},
-        "runs": [{"status": status, "failure": failure, "load": load, "resources": resources, "warnings": []}],
-        "load": load,
-        "resources": resources,
+        "runs": [run] if measured else [],
+        "failed_runs": [] if measured else [run],
         "warnings": [],
         "interpreter": {
             "executable": "/x/bin/python",
@@ -88,7 +89,15 @@ def make_record(
             "stand_in": label != cell.variant,
         },
         "machine": {"cpu_model": "AMD Ryzen 7 5700X", "logical_cores": 16},
+        **summary.derived([run], 1),
     }
+    Record.read(record)
+    return record
+
+
+def typed(stored: dict) -> dict:
+    """Stored records by (table, key), as the reports read them (results.load): typed."""
+    return {key: Record.read(record) for key, record in stored.items()}
 
 
 @pytest.fixture(autouse=True)

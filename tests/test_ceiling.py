@@ -159,7 +159,7 @@ def measured(rps: float, **resources) -> dict:
 
 def rendered(tmp_path, record: dict, *calibrations: dict) -> tuple[str, str]:
     """The row of CELL, and the table's text, rendered from stored JSON."""
-    results.write_atomic(results.cell_path(tmp_path, CELL), record)
+    results.write_record(results.cell_path(tmp_path, CELL), record)
     for number, calibration in enumerate(calibrations):
         results.write_atomic(tmp_path / "calibration" / f"wrk-{number}.json", calibration)
     render.write_all(tmp_path, article())
@@ -260,7 +260,7 @@ def test_one_rss_timeline_per_cell_holds_both_variants(tmp_path):
         with_timeline(gil, [80, 90, 95, 95, 95, 95], 0.0),
         with_timeline(threaded, [70, 90, 110, 130, 150, 170], 0.31),
     ):
-        results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
+        results.write_record(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     written = charts.write_timelines(tmp_path, article(), results.load(tmp_path))
     assert written == [charts.timeline_path(tmp_path, gil)] == [charts.timeline_path(tmp_path, threaded)]
     assert written[0].name == "wsgi-io-w1-t64-io-c128.png"
@@ -278,7 +278,7 @@ def test_the_comparison_flags_a_row_near_its_ceiling_and_its_verdict_turns_incon
     threaded["cell"] = {**threaded["cell"], "variant": "3.14t"}
     threaded["interpreter"] |= {"variant": "3.14t", "label": "3.14t", "free_threaded_build": True, "gil_enabled": False}
     for record in (gil, threaded):
-        results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
+        results.write_record(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     claim = article().claims[0]
     ratio = next(r for r in claim.ratios if r.under == CELL)
     assert verdicts.estimate(ratio, threaded, gil).outcome == verdicts.Verdict.HELD
@@ -303,7 +303,7 @@ def test_the_comparison_flags_rss_still_growing_and_gives_the_p99_ratio(tmp_path
             "generator": "wrk",
             "latency_percentiles_ms": {"50": 4.0, "90": 6.0, "99": p99, "99.9": 30.0},
         }
-        results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
+        results.write_record(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     compare.write_report(tmp_path, article())
     report = (tmp_path / "COMPARISON.md").read_text()
     stored = results.load(tmp_path)

@@ -104,7 +104,7 @@ def record(cell, rps_runs, p50_runs, p99_runs, cpu_model="AMD EPYC 9654"):
 def store_my_runs(study, folder, scale=1.0, cpu_model="AMD EPYC 9654"):
     for cell in study.tables[0].cells:
         rps, p50, p99 = RUNS[(cell.workers, cell.variant)]
-        results.write_atomic(
+        results.write_record(
             results.cell_path(folder, cell), record(cell, [r * scale for r in rps], p50, p99, cpu_model)
         )
     return results.load(folder)
@@ -197,7 +197,7 @@ description = "the first table only"
         made = record(cell, rps, p50, p99)
         if cell.variant == "3.14":
             made["interpreter"] |= {"label": "3.12", "stand_in": True}
-        results.write_atomic(results.cell_path(tmp_path / "out", cell), made)
+        results.write_record(results.cell_path(tmp_path / "out", cell), made)
     compare.write_report(tmp_path / "out", study)  # the table no session runs is not run: said, not a crash
     answer = (tmp_path / "out" / "COMPARISON.md").read_text().split("## The answer")[1].split("\n## ")[0]
     assert "**3.14t against 3.14** (3.12 standing in for 3.14) on AMD EPYC 9654" in answer
@@ -209,7 +209,7 @@ description = "the first table only"
 
 def test_one_run_per_cell_cannot_tell_for_want_of_an_interval(my_study, tmp_path):
     for cell in my_study.tables[0].cells:
-        results.write_atomic(results.cell_path(tmp_path, cell), make_record(cell, rps=1000 * cell.workers))
+        results.write_record(results.cell_path(tmp_path, cell), make_record(cell, rps=1000 * cell.workers))
     found = outcomes.findings(my_study, results.load(tmp_path))
     assert [(f.outcome, f.reasons[0]) for f in found["rps"]] == [(Outcome.CANT_TELL, TooFewRuns(1))] * 2
 

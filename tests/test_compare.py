@@ -24,7 +24,7 @@ def store(results_dir, cell, rps=20000.0, ram_mb=100, loadgen_cores=0.5, edit=No
         record["load"]["latency_avg_ms"] = latency_ms or cell.concurrency / rps * 1000
     if edit:
         edit(record)
-    results.write_atomic(results.cell_path(results_dir, cell), record)
+    results.write_record(results.cell_path(results_dir, cell), record)
 
 
 def store_variants(results_dir, table_id, gil_rps=30000.0, ratio=1.0, gil_ram=100, ram_ratio=1.0, **gil_options):

@@ -321,14 +321,14 @@ def test_tables_and_comparison_show_the_readings_and_not_recorded_for_older_reco
         "`echo 1 | sudo tee /sys/devices/system/cpu/intel_pstate/no_turbo`",
     )
     gil, threaded = article().tables_by_id["asgi-json"].cells[:2]
-    results.write_atomic(
+    results.write_record(
         results.cell_path(tmp_path, gil),
         with_readiness(
             make_record(gil),
             sample_readiness(turbo=turbo, governor=Item("governor", "Governor", Status.UNKNOWN, "none")),
         ),
     )
-    results.write_atomic(results.cell_path(tmp_path, threaded), make_record(threaded))  # older: none recorded
+    results.write_record(results.cell_path(tmp_path, threaded), make_record(threaded))  # older: none recorded
     render.write_all(tmp_path, article())
     table = (tmp_path / "tables" / "asgi-json.md").read_text()
     assert (
@@ -352,7 +352,7 @@ def test_tables_and_comparison_show_the_readings_and_not_recorded_for_older_reco
 
 def test_a_report_of_older_records_only_says_not_recorded(tmp_path):
     cell = article().tables_by_id["asgi-json"].cells[0]
-    results.write_atomic(results.cell_path(tmp_path, cell), make_record(cell))
+    results.write_record(results.cell_path(tmp_path, cell), make_record(cell))
     section = compare.machine_section(article(), results.load(tmp_path), [])
     assert "Machine readiness of asgi-json: not recorded" in section
     assert verdicts.measured(results.load(tmp_path))

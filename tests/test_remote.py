@@ -282,7 +282,7 @@ def test_tables_say_the_load_crossed_the_network_and_never_mix_it_with_local_row
     here["settings"] |= {"bind": "127.0.0.1", "loadgen_host": None}
     here["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": None, "machine": None}
     for record in (across, here):
-        results.write_atomic(results.cell_path(tmp_path, Cell(**record["cell"])), record)
+        results.write_record(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     render.write_all(tmp_path, article())
     measured = next(
         line

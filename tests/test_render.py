@@ -15,7 +15,7 @@ def table_lines(results_dir, table_id):
 
 
 def store(results_dir, record):
-    results.write_atomic(results.cell_path(results_dir, Cell(**record["cell"])), record)
+    results.write_record(results.cell_path(results_dir, Cell(**record["cell"])), record)
 
 
 def test_rows_use_the_posts_formats_in_the_posts_order(tmp_path):

@@ -17,7 +17,7 @@ from gilfree.report import charts, scaling_report
 from gilfree.run.child import url
 from gilfree.run.loadgen import LOADGENS, run_load
 from gilfree.run.processes import TooFewCpus, available_cpus, points_for, server_cpus
-from gilfree.run.scaling import KNEE_MARGINAL_EFFICIENCY, KneeKind, PointStatus, analyse
+from gilfree.report.scaling import KNEE_MARGINAL_EFFICIENCY, KneeKind, PointStatus, analyse
 from gilfree.run.server import GranianServer, granian_command
 from gilfree.study.studies import Cell, article
 

@@ -218,7 +218,7 @@ def test_a_schema_3_record_reads_as_a_cell_of_the_posts_study(tmp_path):
     record.pop("study")
     for name in ("app", "loop", "runtime_mode", "runtime_threads", "flags", "cpus"):
         del record["cell"][name]
-    results.write_atomic(results.cell_path(tmp_path, cell), record)
+    results.write_record(results.cell_path(tmp_path, cell), record)
     loaded = results.load(tmp_path)[cell.table, cell.key]
     assert loaded["study"] == "article" and loaded["schema"] == results.SCHEMA
     assert studies.Cell(**loaded["cell"]) == cell  # app "asgi", loop "asyncio": the post's ASGI command

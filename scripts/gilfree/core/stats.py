@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 import numpy
 
-from gilfree.core.warnings import StudyWarning, WarningKind
-
 # A cell whose RPS has a relative standard deviation (over its runs) above this is flagged. The range over the
 # median, flagged above 10% before, grows with the number of runs; for three runs of normal noise 10% of range is
 # about 6% RSD.
@@ -37,10 +35,6 @@ RSS_GROWTH_MIN_SAMPLES = 4  # fewer samples in the second half (a load under abo
 CEILING_SHARE = 0.70
 # An open-loop run whose achieved rate falls short of the offered one by more than this share is flagged.
 RATE_TOLERANCE = 0.05
-
-LOAD_FIGURES = ("rps", "latency_avg_ms", "latency_max_ms")
-SUMMED = ("errors", "non_2xx")  # a fault in any run must show in the summary, not vanish under a median
-RESOURCE_FIGURES = ("cpu_cores", "peak_rss_bytes")
 
 
 def spread(values: list[float]) -> dict[str, float | None]:
@@ -134,57 +128,6 @@ def stability(rps: list[float]) -> dict:
     }
 
 
-def _middle(name: str, values: list) -> float | dict | None:
-    """Sum the fault counts; otherwise the median, kept whole for whole numbers (a count of requests), and for
-    a group of figures (the latency percentiles) the median of each. A figure the tool could not give in some
-    run (None) stays unknown: it is never taken as zero."""
-    if None in values:
-        return None
-    if all(isinstance(v, dict) for v in values):
-        return {key: _middle(key, [v.get(key) for v in values]) for key in values[0]}
-    if name in SUMMED:
-        return sum(values)
-    return statistics.median_low(values) if all(isinstance(v, int) for v in values) else statistics.median(values)
-
-
-def summarise(runs: list[dict]) -> tuple[dict, dict, dict]:
-    """The median run (figure by figure), and the spread of each figure, over runs that succeeded."""
-    load = {name: _middle(name, [run["load"][name] for run in runs]) for name in runs[0]["load"] if name != "generator"}
-    load["generator"] = runs[0]["load"]["generator"]
-    resources = {name: _middle(name, [run["resources"].get(name) for run in runs]) for name in runs[0]["resources"]}
-    spreads = {name: spread(figure_values(runs, name)) for name in LOAD_FIGURES + RESOURCE_FIGURES}
-    return load, resources, spreads
-
-
-def figure_values(runs: list[dict], name: str) -> list:
-    """One figure (of LOAD_FIGURES or RESOURCE_FIGURES) of every run."""
-    return [run["load" if name in LOAD_FIGURES else "resources"][name] for run in runs]
-
-
-def percentile_ms(load: dict | None, percentile: str) -> float | None:
-    """One latency percentile of a record's (or a run's) load, such as "99"; None where the load generator gave
-    none (rewrk), the run failed, or the record predates percentiles."""
-    return ((load or {}).get("latency_percentiles_ms") or {}).get(percentile)
-
-
-def rate_shortfall(load: dict | None) -> StudyWarning | None:
-    """An open-loop run (`offered_rps` set) that completed fewer requests per second than it offered, beyond
-    RATE_TOLERANCE: the server (or the load generator) could not keep up, and the requests never sent are in no
-    latency figure."""
-    offered = (load or {}).get("offered_rps")
-    if offered is None or load["rps"] >= offered * (1 - RATE_TOLERANCE):
-        return None
-    return StudyWarning(
-        WarningKind.RATE_SHORTFALL,
-        {
-            "offered_rps": offered,
-            "achieved_rps": load["rps"],
-            "share": load["rps"] / offered,
-            "tolerance": RATE_TOLERANCE,
-        },
-    )
-
-
 def loadgen_saturated(cores: float | None, threads: int | None) -> bool:
     """A tool of a fixed thread count near that many cores, not the server, may have set the pace. Unknown cores,
     or a tool of no fixed thread count (oha, hey), are never judged."""
@@ -194,53 +137,6 @@ def loadgen_saturated(cores: float | None, threads: int | None) -> bool:
 def machine_busy(busy_share: float) -> bool:
     """Other work on the machine, before a run, beyond what a measurement tolerates."""
     return busy_share > BUSY_LIMIT
-
-
-def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int | None = 1) -> list[StudyWarning]:
-    """What makes one run doubtful: a busy machine, a saturated load generator, errors. A load generator
-    of no fixed thread count (oha) cannot be judged saturated from its CPU use."""
-    warnings = []
-    if machine_busy(busy_share):
-        warnings.append(
-            StudyWarning(WarningKind.MACHINE_BUSY, {"busy_share": busy_share, "cores": cores, "limit": BUSY_LIMIT})
-        )
-    load = run.get("load") or {}
-    if loadgen_saturated(load.get("loadgen_cpu_cores"), loadgen_threads):
-        warnings.append(
-            StudyWarning(
-                WarningKind.LOADGEN_SATURATED, {"cores": load["loadgen_cpu_cores"], "threads": loadgen_threads}
-            )
-        )
-    if load.get("errors"):
-        warnings.append(StudyWarning(WarningKind.LOAD_ERRORS, {"errors": load["errors"]}))
-    shortfall = rate_shortfall(run.get("load"))
-    if shortfall:
-        warnings.append(shortfall)
-    return warnings
-
-
-def cell_warnings(spreads: dict, stable: dict, runs: int) -> list[StudyWarning]:
-    """What makes a cell's runs doubtful together: a spread above RSD_LIMIT, outlier runs, a drift."""
-    said = []
-    rsd = spreads["rps"]["rsd"]
-    if rsd is not None and rsd > RSD_LIMIT:
-        said.append(StudyWarning(WarningKind.RPS_SPREAD, {"rsd": rsd, "runs": runs, "limit": RSD_LIMIT}))
-    said += [
-        StudyWarning(
-            WarningKind.OUTLIER_RUN,
-            {**outlier, "runs": runs, "median": spreads["rps"]["median"], "limit": OUTLIER_ROBUST_SDS},
-        )
-        for outlier in stable["outliers"]
-    ]
-    moved = stable["drift"]
-    if moved and moved["beyond_noise"]:
-        said.append(
-            StudyWarning(
-                WarningKind.DRIFT,
-                {name: moved[name] for name in ("runs_per_part", "first_mean", "last_mean", "change", "p_value")},
-            )
-        )
-    return said
 
 
 @dataclass(frozen=True)
@@ -255,12 +151,6 @@ class RssGrowth:
     def still_growing(self) -> bool:
         return self.relative > RSS_GROWTH_LIMIT
 
-    @classmethod
-    def of(cls, resources: dict | None) -> RssGrowth | None:
-        """The growth a record's resources hold; None where it is unknown (a short load, an older record)."""
-        resources = resources or {}
-        relative, slope = resources.get("rss_growth_last_half"), resources.get("rss_growth_bytes_per_s")
-        return None if relative is None or slope is None else cls(relative, slope)
 
 
 def rss_growth(t_s: list[float], rss_bytes: list[int]) -> RssGrowth | None:

@@ -13,8 +13,9 @@ from tabulate import tabulate
 from gilfree.report import charts, verdicts, words
 from gilfree.report.outcomes import Best, Finding, Outcome, Tally, uncompared
 from gilfree.report.verdicts import NotRecorded
-from gilfree.study import results
 from gilfree.study.claims import Verdict
+from gilfree.study.figures import FIGURES
+from gilfree.study.record import Record
 from gilfree.study.studies import Study
 
 
@@ -24,12 +25,10 @@ def versus(study: Study, value) -> str:
     return f"{words.setting_text(setting, value)} against {words.setting_text(setting, study.comparison.baseline)}"
 
 
-def stand_ins(records: list[dict]) -> str:
+def stand_ins(records: list[Record]) -> str:
     """' (3.12 standing in for 3.14)' where a record's interpreter was not its variant's: the ratios measure it."""
     found = dict.fromkeys(
-        f"{r['interpreter']['label']} standing in for {r['cell']['variant']}"
-        for r in records
-        if r["interpreter"]["label"] != r["cell"]["variant"]
+        f"{r.interpreter.label} standing in for {r.cell.variant}" for r in records if r.interpreter.label != r.cell.variant
     )
     return f" ({'; '.join(found)})" if found else ""
 
@@ -41,8 +40,9 @@ def over_text(study: Study, value) -> str:
     )
 
 
-def machines_text(records: list[dict]) -> str:
-    return "; ".join(dict.fromkeys(results.machine_identity(record["machine"]) for record in records)) or "no machine"
+def machines_text(records: list[Record]) -> str:
+    identities = dict.fromkeys(record.machine.identity for record in records if record.machine)
+    return "; ".join(identities) or "no machine"
 
 
 def _most(study: Study, finding: Finding) -> str:
@@ -57,7 +57,7 @@ def _most(study: Study, finding: Finding) -> str:
 
 def tally_text(study: Study, tally: Tally) -> str:
     """'RPS: faster in 3 of 8 configurations (most: ...), on par in 2, slower in 1, can't tell in 2 (why)'."""
-    above, below = words.DIRECTIONS[tally.figure]
+    above, below = FIGURES[tally.figure].directions
     parts = []
     for outcome in Outcome:
         count = tally.counts[outcome]
@@ -74,7 +74,7 @@ def tally_text(study: Study, tally: Tally) -> str:
             parts.append(f"{outcome.value} in {count} ({why})")
         else:
             parts.append(f"{outcome.value} in {count}")
-    return f"{words.FIGURE_NAMES[tally.figure]}, of {tally.total} configurations: " + "; ".join(parts) + "."
+    return f"{words.figure_name(tally.figure)}, of {tally.total} configurations: " + "; ".join(parts) + "."
 
 
 def best_section(study: Study, bests: list[Best]) -> str:
@@ -114,7 +114,7 @@ def best_section(study: Study, bests: list[Best]) -> str:
     )
 
 
-def answer_section(study: Study, tallies: list[Tally], bests: list[Best], records: list[dict]) -> str:
+def answer_section(study: Study, tallies: list[Tally], bests: list[Best], records: list[Record]) -> str:
     lines = ["## The answer", ""]
     if not records:
         return "\n".join(lines + ["Nothing measured yet.", ""])
@@ -175,7 +175,7 @@ def figures_section(study: Study, found: dict[str, list[Finding]]) -> str:
         if all(f.outcome == Outcome.NOT_MEASURED for f in these):
             continue
         parts += [
-            f"### {words.FIGURE_NAMES[figure]}",
+            f"### {words.figure_name(figure)}",
             "",
             tabulate([finding_row(study, f) for f in these], headers=headers, tablefmt="github", disable_numparse=True),
             "",
@@ -289,7 +289,7 @@ def machines_section(study: Study, machines: list[Machine]) -> str:
             "Same outcome everywhere?",
         ]
         parts += [
-            f"## {words.FIGURE_NAMES[figure]}",
+            f"## {words.figure_name(figure)}",
             "",
             tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True),
             "",

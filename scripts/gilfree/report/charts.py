@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from gilfree.run.scaling import Analysis, Point, PointStatus
+from gilfree.report.scaling import Analysis, Point, PointStatus
 from gilfree.study import results
 from gilfree.study.published import Figures
+from gilfree.study.record import Record, Run
 from gilfree.study.schema import free_threaded
 from gilfree.study.studies import Cell, Study, Table
 
@@ -156,29 +157,29 @@ def timeline_path(results_dir: Path, cell: Cell) -> Path:
     return results_dir / "charts" / "timelines" / f"{cell.table}-{cell.key.removeprefix(cell.variant + '-')}.png"
 
 
-def _run_label(label: str, number: int, run: dict) -> str:
-    growth = run["resources"].get("rss_growth_last_half")
+def _run_label(label: str, number: int, run: Run) -> str:
+    growth = run.resources.rss_growth_last_half if run.resources else None
     return f"{label} run {number}: " + (
         "growth unknown (load too short)" if growth is None else f"{growth:+.1%} over the second half"
     )
 
 
-def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
+def rss_timeline(path: Path, title: str, records: list[Record]) -> Path:
     """RSS (MiB) and CPU (cores) over the seconds since the load began: one line per run that kept its series,
     one colour per variant; the second half, where the growth is fitted, shaded."""
     figure, (rss_axes, cpu_axes) = _pyplot().subplots(2, 1, sharex=True, figsize=(8, 6), height_ratios=(2, 1))
     ends = []
     for record in records:
-        colour = variant_colour(record["cell"]["variant"])
-        runs = [run for run in record["runs"] if results.succeeded(run) and run.get("timeline")]
+        colour = variant_colour(record.cell.variant)
+        runs = [run for run in record.runs if run.ok and run.timeline]
         for number, run in enumerate(runs, 1):
-            series = run["timeline"]
+            series = run.timeline
             rss_axes.plot(
                 series["t_s"],
                 [size / 2**20 for size in series["rss_bytes"]],
                 color=colour,
                 alpha=0.8,
-                label=_run_label(record["interpreter"]["label"], number, run),
+                label=_run_label(record.interpreter.label, number, run),
             )
             cpu_axes.plot(
                 series["t_s"],
@@ -198,7 +199,7 @@ def rss_timeline(path: Path, title: str, records: list[dict]) -> Path:
     return _save(figure, path)
 
 
-def write_timelines(results_dir: Path, study: Study, stored: dict[tuple[str, str], dict]) -> list[Path]:
+def write_timelines(results_dir: Path, study: Study, stored: dict[tuple[str, str], Record]) -> list[Path]:
     """One RSS timeline per cell of the tables that hold two variants, drawn where a run of it kept its series."""
     written = []
     if len(study.variants) != 2:
@@ -210,7 +211,7 @@ def write_timelines(results_dir: Path, study: Study, stored: dict[tuple[str, str
                 record
                 for cell in pair
                 if (record := stored.get((table.id, cell.key)))
-                and any(results.succeeded(run) and run.get("timeline") for run in record["runs"])
+                and any(run.ok and run.timeline for run in record.runs)
             ]
             if records:
                 threads = gil.blocking_threads or "default"

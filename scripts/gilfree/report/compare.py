@@ -27,9 +27,9 @@ from gilfree.report.verdicts import (
     Verdict,
 )
 from gilfree.report.words import (
-    FIGURE_NAMES,
     band_text,
     build_text,
+    figure_name,
     flag_text,
     ratio_name,
     reason_text,
@@ -38,7 +38,9 @@ from gilfree.report.words import (
 )
 from gilfree.run.loadgen import LOADGENS
 from gilfree.study import ceiling, results
+from gilfree.study.figures import FIGURES, PUBLISHED_COLUMNS, PUBLISHED_RATIOS
 from gilfree.study.published import Figures, source_figures
+from gilfree.study.record import Record
 from gilfree.study.studies import Cell, Study, Table
 
 ONE_THREAD = " and ".join(name for name, tool in LOADGENS.items() if tool.threads == 1)  # "rewrk and wrk"
@@ -68,12 +70,9 @@ def tolerances(study: Study) -> str:
     """Each claim's bands and why, from the study file, then the rules every verdict follows."""
     claims = []
     for claim in study.claims:
-        bands = ", ".join(dict.fromkeys(f"{FIGURE_NAMES[r.figure]} {band_text(r.band)}" for r in claim.ratios))
+        bands = ", ".join(dict.fromkeys(f"{figure_name(r.figure)} {band_text(r.band)}" for r in claim.ratios))
         claims.append(f"- {claim.text}: {bands or 'no ratio'}." + (f" {claim.why}" if claim.why else ""))
     return "\n".join(claims) + "\n" + RULES
-
-
-RATIO_FIELDS = {"rps": "RPS", "latency_avg_ms": "Latency avg", "cpu": "CPU", "ram_mb": "RAM"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class Side:
 
     figures: dict[Cell, Figures]
     labels: dict[Cell, str]
-    records: dict[Cell, dict] = field(default_factory=dict)
+    records: dict[Cell, Record] = field(default_factory=dict)
 
     def not_alike(self, cells: list[Cell]) -> list[str]:
         return render.condition_differences([self.records[cell] for cell in cells if cell in self.records])
@@ -98,19 +97,22 @@ def post_side(study: Study) -> Side:
     )
 
 
-def measured_figures(record: dict) -> Figures:
-    load, usage = record["load"], record["resources"]
+def measured_figures(record: Record) -> Figures:
+    """A measured row in the source's terms (its units: the post's RAM in MB), to set beside the source's."""
     return Figures(
-        load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"], usage["peak_rss_bytes"] / 2**20
+        **{
+            figure.published: None if (value := figure.of(record)) is None else value / figure.published_unit
+            for figure in PUBLISHED_COLUMNS
+        }
     )
 
 
-def measured_side(stored: dict[tuple[str, str], dict]) -> Side:
+def measured_side(stored: dict[tuple[str, str], Record]) -> Side:
     """This run's cells that were measured; failed ones are left out, as if not run."""
     ok = verdicts.measured(stored)
     return Side(
         {cell: measured_figures(record) for cell, record in ok.items()},
-        {cell: results.python_shown(record["interpreter"]) for cell, record in ok.items()},
+        {cell: record.interpreter.shown for cell, record in ok.items()},
         ok,
     )
 
@@ -129,37 +131,37 @@ def _range(values: list[float], digits: int = 1) -> str:
     return f"{low:.{digits}f}" if round(low, digits) == round(high, digits) else f"{low:.{digits}f}-{high:.{digits}f}"
 
 
-def _interpreters(records: list[dict], variant: str) -> str:
+def _interpreters(records: list[Record], variant: str) -> str:
     return _distinct(
         [
-            f"CPython {r['interpreter']['version']}{'t' if r['interpreter']['free_threaded_build'] else ''}"
-            f" ({r['interpreter']['label']}), {build_text(r['interpreter'].get('optimisations'))}"
+            f"CPython {r.interpreter.version}{'t' if r.interpreter.free_threaded_build else ''}"
+            f" ({r.interpreter.label}), {build_text(r.interpreter.optimisations)}"
             for r in records
-            if r["cell"]["variant"] == variant
+            if r.cell.variant == variant
         ],
         none="not run",
     )
 
 
-def _runs(records: list[dict]) -> str:
-    counts = sorted({len(verdicts.ok_runs(record)) for record in records})
+def _runs(records: list[Record]) -> str:
+    counts = sorted({len(record.ok_runs) for record in records})
     return "-".join(str(n) for n in (counts[0], counts[-1]) if n) if len(counts) > 1 else str(counts[0])
 
 
-def _builds_warning(study: Study, records: list[dict]) -> str:
+def _builds_warning(study: Study, records: list[Record]) -> str:
     if len(study.variants) != 2:
         return ""
     gil, threaded = study.variants
     builds = {
         variant: {
-            build_text(r["interpreter"].get("optimisations"))
+            build_text(r.interpreter.optimisations)
             for r in records
-            if r["cell"]["variant"] == variant and r["interpreter"].get("optimisations")
+            if r.cell.variant == variant and r.interpreter.optimisations
         }
         for variant in study.variants
     }
     interpreters = {
-        variant: [r["interpreter"] for r in records if r["cell"]["variant"] == variant] for variant in study.variants
+        variant: [r.interpreter for r in records if r.cell.variant == variant] for variant in study.variants
     }
     if any(results.builds_differ(one, other) for one in interpreters[gil] for other in interpreters[threaded]):
         return (
@@ -171,18 +173,18 @@ def _builds_warning(study: Study, records: list[dict]) -> str:
     return ""
 
 
-def machine_section(study: Study, stored: dict[tuple[str, str], dict], judged: list[ClaimVerdict]) -> str:
+def machine_section(study: Study, stored: dict[tuple[str, str], Record], judged: list[ClaimVerdict]) -> str:
     records = list(verdicts.measured(stored).values())
     if not records:
         return "## Can this machine test the post?\n\nNothing measured yet.\n"
     cores = [c for r in records if (c := verdicts.server_cores(r)) is not None]
     post_setup = study.post_setup
     rows = [
-        ["CPU", post_setup["cpu_model"], _distinct(r["machine"]["cpu_model"] for r in records)],
+        ["CPU", post_setup["cpu_model"], _distinct(r.machine.cpu_model for r in records if r.machine)],
         [
             "Cores: physical / logical",
             f"{post_setup['physical_cores']} / {post_setup['logical_cores']}",
-            _distinct(f"{r['machine'].get('physical_cores')} / {r['machine']['logical_cores']}" for r in records),
+            _distinct(f"{r.machine.physical_cores} / {r.machine.logical_cores}" for r in records if r.machine),
         ],
         [
             "Cores the server could have had",
@@ -192,7 +194,7 @@ def machine_section(study: Study, stored: dict[tuple[str, str], dict], judged: l
         [
             "Load generator",
             post_setup["load_generator"],
-            _distinct((r.get("load_generator") or {}).get("version") or r["settings"]["loadgen"] for r in records),
+            _distinct((r.load_generator.version if r.load_generator else None) or r.settings.loadgen for r in records),
         ],
         [
             "Duration per run",
@@ -379,12 +381,12 @@ def claims_chart(results_dir: Path, study: Study, judged: list[ClaimVerdict]) ->
 def post_values(study: Study, table: Table, cell: Cell) -> list[str]:
     """The source's row as printed; "not published" in the figures of a row it gives none for."""
     figures = source_figures(study).get((cell.table, cell.key))
-    formats = render.formatted(**vars(figures)) if figures else dict.fromkeys(render.FIGURES, "not published")
+    formats = render.published_cells(figures)
     cells, _ = render.row(table, cell, None)
     return [formats.get(column, value) for column, value in zip(table.columns, cells)]
 
 
-def rows_section(study: Study, table: Table, stored: dict[tuple[str, str], dict]) -> str:
+def rows_section(study: Study, table: Table, stored: dict[tuple[str, str], Record]) -> str:
     rows = []
     for cell in table.cells:
         cells, notes = render.row(table, cell, stored.get((table.id, cell.key)))
@@ -414,19 +416,19 @@ def p99_ratio_text(gil: Cell, threaded: Cell, yours: Side) -> str:
     """The 3.14t / 3.14 ratio of p99 latency (the post gives none): beside the ratio of averages."""
     if gil not in yours.records or threaded not in yours.records:
         return "-"
-    p99s = [stats.percentile_ms(yours.records[cell]["load"], "99") for cell in (threaded, gil)]
+    p99s = [FIGURES["latency_p99"].of(yours.records[cell]) for cell in (threaded, gil)]
     return "unknown (no percentiles from this load generator)" if None in p99s else f"{p99s[0] / p99s[1]:.2f}"
 
 
 def ratios_section(study: Study, table: Table, post: Side, yours: Side) -> str:
     headers = (
         ["Workers"]
-        + [f"{RATIO_FIELDS[field]} {side}" for field in RATIO_FIELDS for side in ("post", "yours")]
+        + [f"{figure.header} {side}" for figure in PUBLISHED_RATIOS for side in ("post", "yours")]
         + ["Latency p99 yours"]
     )
     rows = [
         [gil.workers]
-        + [ratio_text(gil, threaded, field, side) for field in RATIO_FIELDS for side in (post, yours)]
+        + [ratio_text(gil, threaded, figure.published, side) for figure in PUBLISHED_RATIOS for side in (post, yours)]
         + [p99_ratio_text(gil, threaded, yours)]
         for gil, threaded in table.variant_pairs(*study.variants)
     ]
@@ -437,7 +439,7 @@ def ratios_section(study: Study, table: Table, post: Side, yours: Side) -> str:
     )
 
 
-def timeline_links(table: Table, stored: dict[tuple[str, str], dict], results_dir: Path) -> str:
+def timeline_links(table: Table, stored: dict[tuple[str, str], Record], results_dir: Path) -> str:
     """Links to the RSS timelines drawn for this table's cells (both variants on one chart)."""
     paths = dict.fromkeys(
         charts.timeline_path(results_dir, cell) for cell in table.cells if (table.id, cell.key) in stored
@@ -447,7 +449,7 @@ def timeline_links(table: Table, stored: dict[tuple[str, str], dict], results_di
 
 
 def table_section(
-    study: Study, table: Table, stored: dict[tuple[str, str], dict], post: Side, yours: Side, results_dir: Path
+    study: Study, table: Table, stored: dict[tuple[str, str], Record], post: Side, yours: Side, results_dir: Path
 ) -> str:
     parts = [
         f"## Table {table.number}: {table.title}",
@@ -463,43 +465,44 @@ def mebibytes(size: float | None) -> str:
     return "unknown" if size is None else f"{size / 2**20:.0f} MiB"
 
 
-def diagnostic_row(study: Study, table: Table, cell: Cell, record: dict, memory: bool, counted: bool) -> list[str]:
+def diagnostic_row(study: Study, table: Table, cell: Cell, record: Record, memory: bool, counted: bool) -> list[str]:
     """One measured row's diagnostics; with memory, its peak summed RSS beside its PSS at the end of the load;
     with counted, Granian's GIL-wait share and blocking utilisation."""
-    load, usage = record["load"], record["resources"]
+    load, usage = record.load, record.resources
+    assert load and usage, "a measured row has its load and resources"
     post, wait = source_figures(study).get((cell.table, cell.key)), study.io_wait_s(cell)
     post_efficiency = f"{verdicts.io_efficiency(cell, post.rps, wait):.0%}" if post and wait else "n/a"
     post_in_flight = f"{verdicts.in_flight(post.rps, post.latency_avg_ms):.1f}" if post else "n/a"
-    efficiency = f"{verdicts.io_efficiency(cell, load['rps'], wait):.0%} ({post_efficiency})" if wait else ""
+    efficiency = f"{verdicts.io_efficiency(cell, load.rps, wait):.0%} ({post_efficiency})" if wait else ""
     threads = cell.blocking_threads or "default"
     cores = verdicts.server_cores(record)
-    sizes = [mebibytes(usage["peak_rss_bytes"]), mebibytes(usage.get("end_pss_bytes"))] if memory else []
+    sizes = [mebibytes(usage.peak_rss_bytes), mebibytes(usage.end_pss_bytes)] if memory else []
     return [
         str(table.number),
-        results.python_shown(record["interpreter"]),
+        record.interpreter.shown,
         f"/{cell.endpoint}, workers {cell.workers}, threads {threads}",
         str(cell.concurrency),
-        f"{verdicts.in_flight(load['rps'], load['latency_avg_ms']):.1f} ({post_in_flight})",
+        f"{verdicts.in_flight(load.rps, load.latency_avg_ms):.1f} ({post_in_flight})",
         efficiency,
-        f"{load['loadgen_cpu_cores']:.2f}",
+        "unknown" if load.loadgen_cpu_cores is None else f"{load.loadgen_cpu_cores:.2f}",
         "unknown" if cores is None else f"{cores:.1f}",
-        str(load["errors"]),
-        "unknown" if load["non_2xx"] is None else str(load["non_2xx"]),
+        str(load.errors),
+        "unknown" if load.non_2xx is None else str(load.non_2xx),
         *sizes,
-        *(render.counted(record.get("granian") or {}).values() if counted else []),
+        *(render.counted(record.granian or {}).values() if counted else []),
         "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record)),
     ]
 
 
-def diagnostics_section(study: Study, stored: dict[tuple[str, str], dict]) -> str:
+def diagnostics_section(study: Study, stored: dict[tuple[str, str], Record]) -> str:
     measured = [
         (table, cell, record)
         for table in study.tables
         for cell in table.cells
-        if (record := stored.get((table.id, cell.key))) and results.succeeded(record)
+        if (record := stored.get((table.id, cell.key))) and record.ok
     ]
-    memory = any("end_pss_bytes" in record["resources"] for _, _, record in measured)
-    counted = any((record.get("granian") or {}).get("counted_runs") for _, _, record in measured)
+    memory = any(record.resources and "end_pss_bytes" in record.resources.model_fields_set for *_, record in measured)
+    counted = any((record.granian or {}).get("counted_runs") for _, _, record in measured)
     rows = [diagnostic_row(study, table, cell, record, memory, counted) for table, cell, record in measured]
     headers = (
         [
@@ -548,11 +551,11 @@ def diagnostics_section(study: Study, stored: dict[tuple[str, str], dict]) -> st
     )
 
 
-def chart(results_dir: Path, study: Study, table: Table, stored: dict[tuple[str, str], dict], yours: Side) -> Path:
+def chart(results_dir: Path, study: Study, table: Table, stored: dict[tuple[str, str], Record], yours: Side) -> Path:
     names = []
     for cell in table.cells:
         record = stored.get((table.id, cell.key))
-        ran = "not run" if record is None else "failed" if not results.succeeded(record) else yours.labels[cell]
+        ran = "not run" if record is None else "failed" if not record.ok else yours.labels[cell]
         leading = render.row(table, cell, None)[0][:2]
         names.append(", ".join(leading) + ("" if ran == cell.variant else f"\nyours: {ran}"))
     return charts.draw(

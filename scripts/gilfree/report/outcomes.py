@@ -16,12 +16,11 @@ from enum import Enum
 from gilfree.core import stats
 from gilfree.report import verdicts
 from gilfree.report.verdicts import Estimate, Missing, NotRecorded
-from gilfree.study import results
 from gilfree.study.claims import Band, Ratio, Verdict, named_settings, on_par
-from gilfree.study.schema import FIGURE_NAMES
+from gilfree.study.figures import COMPARED
+from gilfree.study.record import Record
 from gilfree.study.studies import Cell, Study
 
-FIGURES = tuple(figure for figure in FIGURE_NAMES if figure != "memory")  # pss and rss apart
 ANSWERED = ("rps", "latency_p99", "cpu_per_1k", "pss")  # the answer's figures; pss falls back to rss
 
 
@@ -86,7 +85,7 @@ def ratios(study: Study, figure: str) -> list[Ratio]:
     ]
 
 
-def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
+def judge(study: Study, ratio: Ratio, records: dict[Cell, Record]) -> Finding:
     """The ratio's outcome on the measured records (verdicts.measured)."""
     if missing := tuple(cell for cell in (ratio.over, ratio.under) if cell not in records):
         return Finding(
@@ -109,10 +108,10 @@ def judge(study: Study, ratio: Ratio, records: dict[Cell, dict]) -> Finding:
     return Finding(ratio, Outcome.BETTER if better else Outcome.WORSE, estimate)
 
 
-def findings(study: Study, stored: dict[tuple[str, str], dict]) -> dict[str, list[Finding]]:
+def findings(study: Study, stored: dict[tuple[str, str], Record]) -> dict[str, list[Finding]]:
     """Every figure's findings, by figure, in the study's order."""
     records = verdicts.measured(stored)
-    return {figure: [judge(study, ratio, records) for ratio in ratios(study, figure)] for figure in FIGURES}
+    return {figure: [judge(study, ratio, records) for ratio in ratios(study, figure)] for figure in COMPARED}
 
 
 @dataclass(frozen=True)
@@ -171,15 +170,15 @@ class Best:
     p99_known: bool
 
 
-def _rps(record: dict) -> float:
-    return statistics.geometric_mean([run["load"]["rps"] for run in results.ok_runs(record)])
+def _rps(record: Record) -> float:
+    return statistics.geometric_mean([run.load.rps for run in record.ok_runs if run.load])
 
 
-def _p99(record: dict) -> float | None:
-    return stats.percentile_ms(record["load"], "99")
+def _p99(record: Record) -> float | None:
+    return record.load.percentile_ms("99") if record.load else None
 
 
-def best(study: Study, stored: dict[tuple[str, str], dict]) -> list[Best]:
+def best(study: Study, stored: dict[tuple[str, str], Record]) -> list[Best]:
     setting, budget = study.comparison.setting, study.comparison.p99_budget_ms
     records = verdicts.measured(stored)
     groups: dict[tuple, list[Cell]] = {}

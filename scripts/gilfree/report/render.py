@@ -9,14 +9,18 @@ from tabulate import tabulate
 
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import WarningKind
-from gilfree.report import charts, scaling_report
-from gilfree.run import readiness, rounds, scaling
+from gilfree.report import charts, scaling, scaling_report
+from gilfree.report.words import difference_text, endpoint_name
+from gilfree.run import rounds
 from gilfree.run.loadgen import PERCENTILES
 from gilfree.run.sampler import DEFAULT_INTERVAL_S
-from gilfree.study import ceiling, results
+from gilfree.study import ceiling, readiness, results
+from gilfree.study.figures import BY_COLUMN, COUNTED, PUBLISHED_COLUMNS
+from gilfree.study.published import Figures
+from gilfree.study.record import Record
 from gilfree.study.studies import Cell, Study, Table
 
-HEADERS = {
+SETTING_HEADERS = {
     "python": "Python",
     "workers": "Workers",
     "threads": "Threads",
@@ -26,16 +30,8 @@ HEADERS = {
     "runtime_threads": "Runtime threads",
     "cpus": "Server CPUs",
     "concurrency": "Connections",
-    "rps": "RPS",
-    "latency_avg": "Latency avg",
-    "latency_max": "Latency max",
-    "cpu": "CPU",
-    "ram": "RAM",
-    "gil_wait": "GIL wait",
-    "blocking": "Blocking busy",
 }
-FIGURES = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
-ENDPOINT_NAMES = {"json": "JSON", "io": "I/O"}
+HEADERS = SETTING_HEADERS | {column: figure.header for column, figure in BY_COLUMN.items()}
 FOOTNOTE = """\
 - RPS: requests per second as the load generator reports it over its window; Latency avg / max: its mean and
   maximum response time.
@@ -72,31 +68,32 @@ PERCENTILE_FOOTNOTE = """\
   requests, not percentiles) and, for p99.9, hey."""
 
 
-def formatted(
-    rps: float, latency_avg_ms: float, latency_max_ms: float, cpu: float | None = None, ram_mb: float | None = None
-) -> dict[str, str]:
-    """Figures as the post prints them: 30415, 4.20ms, 0.42, 90MiB (CPU and RAM where there are any; RAM in MiB
-    as the legend says, the post's own "MB" included, since it does not say which it meant)."""
-    figures = {"rps": f"{rps:.0f}", "latency_avg": f"{latency_avg_ms:.2f}ms", "latency_max": f"{latency_max_ms:.2f}ms"}
-    if cpu is not None:
-        figures |= {"cpu": f"{cpu:.2f}", "ram": f"{ram_mb:.0f}MiB"}
-    return figures
+def published_cells(post: Figures | None) -> dict[str, str]:
+    """A source's row as the tables print one: 30415, 4.20ms, 0.42, 90MiB (CPU and RAM where it has them; RAM in
+    MiB as the legend says, the post's own "MB" included, since it does not say which it meant)."""
+    cells = {}
+    for figure in PUBLISHED_COLUMNS:
+        value = getattr(post, figure.published) if post else None
+        cells[figure.column] = "not published" if value is None else figure.text(value * figure.published_unit)
+    return cells
 
 
-def _figures(record: dict) -> dict[str, str]:
-    load, usage = record["load"], record["resources"]
-    return formatted(
-        load["rps"], load["latency_avg_ms"], load["latency_max_ms"], usage["cpu_cores"], usage["peak_rss_bytes"] / 2**20
-    ) | counted(record.get("granian") or {})
+def _figures(record: Record) -> dict[str, str]:
+    cells = {
+        column: "not recorded" if (value := figure.of(record)) is None else figure.text(value)
+        for column, figure in BY_COLUMN.items()
+        if column not in COUNTED
+    }
+    return cells | counted(record.granian or {})
 
 
 def counted(granian: dict) -> dict[str, str]:
     """Granian's own counters, as shares of the blocking threads' time."""
     if not granian.get("counted_runs"):
-        return {"gil_wait": "not counted", "blocking": "not counted"}
+        return dict.fromkeys(COUNTED, "not counted")
     return {
-        column: "no blocking time" if granian[name] is None else f"{granian[name]:.0%}"
-        for column, name in (("gil_wait", "gil_wait_share"), ("blocking", "blocking_utilisation"))
+        column: "no blocking time" if (value := granian.get(name)) is None else BY_COLUMN[column].text(value)
+        for column, name in zip(COUNTED, ("gil_wait_share", "blocking_utilisation"))
     }
 
 
@@ -104,15 +101,6 @@ def _resolved(configured: str | None, resolved: str | None) -> str:
     """A setting as the study gave it, and what Granian made of it where that differs."""
     shown = configured or "default"
     return shown if resolved in (None, configured) else f"{shown} ({resolved})"
-
-
-def endpoint_name(endpoint: str) -> str:
-    """The post's names for its endpoints (JSON, I/O); any other endpoint by its own name."""
-    return ENDPOINT_NAMES.get(endpoint, endpoint)
-
-
-def _ok_runs(record: dict | None) -> int:
-    return sum(results.succeeded(run) for run in record.get("runs", [])) if record else 0
 
 
 def growth_note(growth: stats.RssGrowth | None) -> list[str]:
@@ -133,13 +121,9 @@ def ceiling_note(check: stats.CeilingCheck, generator: str) -> list[str]:
     ]
 
 
-def _generator(record: dict) -> str:
-    return (record.get("load_generator") or {}).get("name") or record["settings"]["loadgen"]
-
-
-def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
+def ceiling_line(records: list[Record], calibrations: list[dict]) -> str:
     """Which ceilings the measured rows were checked against, and for which the check was not made."""
-    ceilings = {(_generator(r), r["cell"]["concurrency"]): r["ceiling_rps"] for r in records if results.succeeded(r)}
+    ceilings = {(r.generator, r.cell.concurrency): r.ceiling_rps for r in records if r.ok}
     checked = [
         f"{name} at c={concurrency}: {rps:.0f} RPS"
         for (name, concurrency), rps in sorted(ceilings.items())
@@ -148,7 +132,7 @@ def ceiling_line(records: list[dict], calibrations: list[dict]) -> str:
     unchecked = sorted({name for (name, _), rps in ceilings.items() if rps is None})
     missing = [f"c={concurrency}" for (_, concurrency), rps in sorted(ceilings.items()) if rps is None]
     parts = [f"Load generator ceiling (against nginx, this machine): {'; '.join(checked)}."] if checked else []
-    if checked and (doubts := ceiling.doubts([r for r in records if results.succeeded(r)], calibrations)):
+    if checked and (doubts := ceiling.doubts([r for r in records if r.ok], calibrations)):
         parts.append(
             f"That calibration has {len(doubts)} warning(s), so its ceiling may be low: "
             f"{doubts[0].message}{'; ...' if len(doubts) > 1 else ''} (all in the calibration's JSON)."
@@ -169,33 +153,33 @@ ROW_NOTED_ELSEWHERE = (WarningKind.LOAD_ERRORS, WarningKind.MACHINE_NOT_READY)
 
 def _notes(record: dict) -> list[str]:
     notes = []
-    if record["status"] == "failed":
-        notes.append("FAILED: " + (record.get("failure") or "no reason stored").splitlines()[0])
-    if record["status"] == "incomplete":
-        notes.append(f"{_ok_runs(record)} of {record['settings']['repeat']} runs")
+    if record.status == "failed":
+        notes.append("FAILED: " + (record.failure or "no reason stored").splitlines()[0])
+    if record.status == "incomplete":
+        notes.append(f"{len(record.ok_runs)} of {record.settings.repeat} runs")
     notes += [
         warning.message
-        for warning in warnings.read(record.get("warnings", []))
+        for warning in warnings.read(record.warnings)
         if warning.kind not in ROW_NOTED_ELSEWHERE
     ]
-    load = record.get("load") or {}
-    if load.get("errors"):
-        notes.append(f"{load['errors']} errors")
-    if load.get("non_2xx"):
-        notes.append(f"{load['non_2xx']} non-2xx")
-    if record["interpreter"]["stand_in"]:
-        notes.append(f"CPython {record['interpreter']['version']} stands in for {record['cell']['variant']}")
-    if results.succeeded(record):
-        notes += growth_note(stats.RssGrowth.of(record["resources"]))
-        notes += ceiling_note(stats.CeilingCheck(load["rps"], record["ceiling_rps"]), _generator(record))
+    load = record.load
+    if load and load.errors:
+        notes.append(f"{load.errors} errors")
+    if load and load.non_2xx:
+        notes.append(f"{load.non_2xx} non-2xx")
+    if record.interpreter.stand_in:
+        notes.append(f"CPython {record.interpreter.version} stands in for {record.cell.variant}")
+    if record.ok and load and record.resources:
+        notes += growth_note(record.resources.growth)
+        notes += ceiling_note(stats.CeilingCheck(load.rps, record.ceiling_rps), record.generator)
     return notes
 
 
-def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[str]]:
+def row(table: Table, cell: Cell, record: Record | None) -> tuple[list[str], list[str]]:
     """The cells of one row, and its notes; a measured record carries its ceiling (ceiling.with_ceilings)."""
-    ran = (record or {}).get("granian") or {}
+    ran = (record.granian if record else None) or {}
     identity = {
-        "python": results.python_shown(record["interpreter"]) if record else cell.variant,
+        "python": record.interpreter.shown if record else cell.variant,
         "workers": str(cell.workers),
         "threads": "default" if cell.blocking_threads is None else str(cell.blocking_threads),
         "endpoint": endpoint_name(cell.endpoint),
@@ -206,71 +190,53 @@ def row(table: Table, cell: Cell, record: dict | None) -> tuple[list[str], list[
         "concurrency": str(cell.concurrency),
     }
     if record is None:
-        figures, notes = dict.fromkeys(FIGURES, "not run"), []
-    elif results.succeeded(record):
+        figures, notes = dict.fromkeys(BY_COLUMN, "not run"), []
+    elif record.ok:
         figures, notes = _figures(record), _notes(record)
     else:
-        figures, notes = dict.fromkeys(FIGURES, record["status"]), _notes(record)
+        figures, notes = dict.fromkeys(BY_COLUMN, record.status), _notes(record)
     values = {**identity, **figures}
     return [values[column] for column in table.columns], notes
 
 
-def _percentile_cells(record: dict | None) -> list[str]:
+def _percentile_cells(record: Record | None) -> list[str]:
     """p50 ... p99.9 of a row, in the post's latency format; n/a where the load generator gives none."""
-    if record is None or not results.succeeded(record):
-        return [record["status"] if record else "not run"] * len(PERCENTILES)
-    values = [stats.percentile_ms(record["load"], q) for q in PERCENTILES]
+    if record is None or not record.ok or not record.load:
+        return [record.status if record else "not run"] * len(PERCENTILES)
+    values = [record.load.percentile_ms(q) for q in PERCENTILES]
     return ["n/a" if value is None else f"{value:.2f}ms" for value in values]
 
 
-def _rps_range(record: dict | None) -> str:
+def _rps_range(record: Record | None) -> str:
     """min-max of RPS over the runs and their relative standard deviation, for a row that is a median of several;
     from 3 runs, the 95% interval of the geometric mean as well (stats.mean_interval)."""
-    if not record or not results.succeeded(record) or _ok_runs(record) < 2:
+    if not record or not record.ok or len(record.ok_runs) < 2 or not record.spread:
         return ""
-    rps = record["spread"]["rps"]
-    interval = stats.mean_interval(stats.figure_values(results.ok_runs(record), "rps"))
+    rps = record.spread["rps"]
+    interval = stats.mean_interval([run.load.rps for run in record.ok_runs if run.load])
     mean = f", geometric mean 95% CI {interval[0]:.0f}-{interval[1]:.0f}" if interval else ""
-    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={_ok_runs(record)}, RSD {rps['rsd']:.1%}{mean})"
+    return f"{rps['min']:.0f}-{rps['max']:.0f} (n={len(record.ok_runs)}, RSD {rps['rsd']:.1%}{mean})"
 
 
-def _shown(name: str, value) -> str:
-    if value is None:
-        return "none"
-    if name.endswith("_s"):
-        return f"{value}s"
-    if name == "lock":
-        return value[:12]
-    if name == "load_generator":  # its version is the tool's own first line, which often names it already
-        tool, version = str(value.get("name") or "?"), str(value.get("version") or "?")
-        return version if version.startswith(tool) else f"{tool} {version}"
-    return str(value)
-
-
-def condition_differences(records: list[dict]) -> list[str]:
+def condition_differences(records: list[Record]) -> list[str]:
     """What differs between the records' conditions, one short phrase per condition: 'loadgen wrk vs rewrk'."""
-    measured = [results.conditions(record) for record in records]
-    differences = []
-    for name in dict.fromkeys(name for each in measured for name in each):
-        values = list(dict.fromkeys(_shown(name, each.get(name)) for each in measured))
-        if len(values) > 1:
-            differences.append(f"{name.removesuffix('_s').replace('_', ' ')} {' vs '.join(values)}")
-    return differences
+    return [difference_text(name, values) for name, values in results.condition_differences(records)]
 
 
-def _python(record: dict) -> str:
-    interpreter = record["interpreter"]
-    return f"CPython {interpreter['version']}{' free-threaded' if interpreter['free_threaded_build'] else ''}"
+def _python(record: Record) -> str:
+    interpreter = record.interpreter
+    return f"CPython {interpreter.version}{' free-threaded' if interpreter.free_threaded_build else ''}"
 
 
-def setups(records: list[dict]) -> str:
+def setups(records: list[Record]) -> str:
     """Load generator, duration and machine of the records: 'wrk 3s on AMD EPYC (2 logical cores)', and
     where the load came from when it crossed a network."""
     return "; ".join(
         sorted(
             {
-                f"{r['settings']['loadgen']} {r['settings']['duration_s']}s on "
-                f"{r['machine']['cpu_model']} ({r['machine']['logical_cores']} logical cores)"
+                f"{r.settings.loadgen} {r.settings.duration_s:g}s on "
+                f"{r.machine.cpu_model if r.machine else '?'} ({r.machine.logical_cores if r.machine else '?'} "
+                "logical cores)"
                 f"{_load_host(r)}"
                 for r in records
             }
@@ -278,23 +244,23 @@ def setups(records: list[dict]) -> str:
     )
 
 
-def _load_host(record: dict) -> str:
-    host = record.get("settings", {}).get("loadgen_host")
+def _load_host(record: Record) -> str:
+    host = record.settings.loadgen_host
     if not host:
         return ""
-    there = (record.get("load_generator") or {}).get("machine") or {}
+    there = (record.load_generator.machine if record.load_generator else None) or {}
     return (
         f", the load sent across the network from {host} ({there.get('cpu_model') or 'unknown CPU'}, "
-        f"{there.get('logical_cores') or 'unknown'} logical cores) to {record['settings']['bind']}"
+        f"{there.get('logical_cores') or 'unknown'} logical cores) to {record.settings.bind}"
     )
 
 
-def _measured_with(records: list[dict]) -> str:
+def _measured_with(records: list[Record]) -> str:
     """The conditions the rows share, the interpreters (which differ by design), and a loud mark when the
     conditions do not match."""
     if not records:
         return "Nothing measured yet."
-    granians = sorted({r["interpreter"]["packages"].get("granian", "?") for r in records})
+    granians = sorted({r.interpreter.packages.get("granian", "?") for r in records})
     pythons = sorted({_python(r) for r in records})
     differences = condition_differences(records)
     mixed = f" **Rows were measured under different settings: {'; '.join(differences)}.**" if differences else ""
@@ -306,26 +272,26 @@ def _measured_with(records: list[dict]) -> str:
 NOT_RECORDED = "not recorded (measured by a harness older than the readiness check)"
 
 
-def _readings(records: list[dict]) -> tuple[list[tuple[readiness.Readiness, list[str]]], list[str]]:
+def _readings(records: list[Record]) -> tuple[list[tuple[readiness.Readiness, list[str]]], list[str]]:
     """The records' machine readiness, one per session (as read at its start, with the throttling of all its
     runs), each with the tables it measured; and the tables of records that hold none (older schemas)."""
     sessions: dict[str, tuple[list[readiness.Readiness], list[str]]] = {}
     unrecorded = []
     for record in records:
-        stored = (record.get("machine") or {}).get("readiness")
+        stored = record.machine.readiness if record.machine else None
         if stored is None:
-            unrecorded.append(record["cell"]["table"])
+            unrecorded.append(record.cell.table)
             continue
         read, tables = sessions.setdefault(stored["read_at"], ([], []))
         read.append(readiness.Readiness.from_dict(stored))
-        tables.append(record["cell"]["table"])
+        tables.append(record.cell.table)
     return (
         [(readiness.merged(read), list(dict.fromkeys(tables))) for _, (read, tables) in sorted(sessions.items())],
         list(dict.fromkeys(unrecorded)),
     )
 
 
-def readiness_line(records: list[dict]) -> str:
+def readiness_line(records: list[Record]) -> str:
     """One line under a table: what of the machine's state could make its ratios drift, what could not be read."""
     readings, unrecorded = _readings(records)
     if not readings:
@@ -346,7 +312,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")  # a pipe, even in a code span, would end a Markdown table's cell
 
 
-def readiness_section(records: list[dict], heading: str = "##") -> str:
+def readiness_section(records: list[Record], heading: str = "##") -> str:
     """The machine's state as each session read it at its start (`nox -s machine` reads it now): item, status,
     what was read, and the fix of each item that makes ratios drift; "not recorded" for older records."""
     readings, unrecorded = _readings(records)
@@ -380,8 +346,8 @@ def _executable_named(command: list[str]) -> str:
     return " ".join([os.path.basename(command[0]), *command[1:]])
 
 
-def _this_run(records: list[dict]) -> str:
-    commands = next((r["commands"] for r in records if r.get("commands")), None)
+def _this_run(records: list[Record]) -> str:
+    commands = next((r.commands for r in records if r.commands), None)
     if not commands:
         return ""
     return (
@@ -390,9 +356,9 @@ def _this_run(records: list[dict]) -> str:
     )
 
 
-def _rounds_line(records: list[dict]) -> str:
+def _rounds_line(records: list[Record]) -> str:
     """How the session chose its rounds and their order (records before rounds were recorded: nothing)."""
-    chosen = next((r["rounds"] for r in records if r.get("rounds")), None)
+    chosen = next((r.rounds for r in records if r.rounds), None)
     if chosen is None:
         return ""
     order = f" Each round's order was shuffled (seed {chosen['order_seed']})."
@@ -417,10 +383,15 @@ def _source_commands(table: Table, study: Study) -> list[str]:
     return [f"The post's commands: `{table.post_command}`{load}."]
 
 
-def legend(records: list[dict]) -> str:
+def _with_percentiles(records: list[Record]) -> bool:
+    return any(record.load and record.load.percentile_ms("50") is not None for record in records)
+
+
+def legend(records: list[Record]) -> str:
     """What the columns mean; the percentiles' explanation where some record has them."""
-    interval = next((r["resources"]["interval_s"] for r in records if r.get("resources")), DEFAULT_INTERVAL_S)
-    percentiles = any(stats.percentile_ms(record.get("load"), "50") is not None for record in records)
+    interval = next((r.resources.interval_s for r in records if r.resources and r.resources.interval_s), None)
+    interval = interval or DEFAULT_INTERVAL_S
+    percentiles = _with_percentiles(records)
     return FOOTNOTE.format(
         interval=interval,
         growth=stats.RSS_GROWTH_LIMIT,
@@ -436,7 +407,7 @@ def legend(records: list[dict]) -> str:
 def table_markdown(
     table: Table,
     study: Study,
-    stored: dict[tuple[str, str], dict],
+    stored: dict[tuple[str, str], Record],
     calibrations: list[dict] = (),
     with_legend: bool = True,
 ) -> str:
@@ -450,12 +421,12 @@ def table_markdown(
         rows.append(cells + ["; ".join(row_notes)])
         notes.append(row_notes)
     headers = [HEADERS[column] for column in table.columns]
-    if any(_ok_runs(record) > 1 for record in present):
+    if any(len(record.ok_runs) > 1 for record in present):
         at = table.columns.index("rps") + 1
         headers.insert(at, "RPS range")
         for cells, cell in zip(rows, table.cells):
             cells.insert(at, _rps_range(stored.get((table.id, cell.key))))
-    with_percentiles = any(stats.percentile_ms(record.get("load"), "50") is not None for record in present)
+    with_percentiles = _with_percentiles(present)
     if with_percentiles:
         headers += [f"p{q}" for q in PERCENTILES]
         for cells, cell in zip(rows, table.cells):
@@ -508,7 +479,7 @@ def write_all(results_dir: Path, study: Study) -> list[Path]:
     return [everything, *written, *write_scaling(results_dir, study, stored)]
 
 
-def write_scaling(results_dir: Path, study: Study, stored: dict[tuple[str, str], dict]) -> list[Path]:
+def write_scaling(results_dir: Path, study: Study, stored: dict[tuple[str, str], Record]) -> list[Path]:
     """SCALING.md and its two charts, for a study whose cells give the server several numbers of CPUs."""
     cells = [cell for table in study.tables for cell in table.cells if cell.cpus is not None]
     if len({cell.cpus for cell in cells}) < 2:
@@ -516,7 +487,9 @@ def write_scaling(results_dir: Path, study: Study, stored: dict[tuple[str, str],
     records = [stored[cell.table, cell.key] for cell in cells if (cell.table, cell.key) in stored]
     if not records:
         return []
-    analysis = scaling.analyse(records, sorted({r["cell"]["cpus"] for r in records}), study.variants)
+    comparison = study.comparison
+    baseline = str(comparison.baseline) if comparison.setting == "variant" else None
+    analysis = scaling.analyse(records, sorted({r.cell.cpus for r in records if r.cell.cpus}), study.variants, baseline)
     return [
         scaling_report.write(results_dir / "SCALING.md", analysis),
         charts.scaling_rps(results_dir / "charts", analysis),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from gilfree.run.scaling import KNEE_MARGINAL_EFFICIENCY, Analysis, Knee, KneeKind, Point, PointStatus, Ratio
+from gilfree.report.scaling import KNEE_MARGINAL_EFFICIENCY, Analysis, Knee, KneeKind, Point, PointStatus, VariantRatio
 from gilfree.study import results
 
 TITLE = "Core scaling: throughput and memory against the CPUs the server may use"
@@ -38,7 +38,7 @@ def knee_text(knee: Knee) -> str:
     return f"not enough points (k=1 and k=2 measured in a row are needed){gap}"
 
 
-def ratio_text(ratio: Ratio) -> str:
+def ratio_text(ratio: VariantRatio) -> str:
     if ratio.value is not None:
         return f"{ratio.value:.2f}x"
     return ", ".join(

@@ -9,15 +9,17 @@ value. Nothing here formats text for a reader: the reports do.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
 from gilfree.core import stats
-from gilfree.report import render
 from gilfree.run.loadgen import LOADGENS
 from gilfree.study import results
-from gilfree.study.claims import Claim, Ratio, Verdict, run_value
+from gilfree.study.claims import Claim, Ratio, Verdict
+from gilfree.study.figures import FIGURES, memory_figure, positive
+from gilfree.study.record import Interpreter, Record
 from gilfree.study.schema import RatioSpec, free_threaded
 from gilfree.study.studies import Cell, Study
 
@@ -58,61 +60,61 @@ def in_flight(rps: float, latency_avg_ms: float) -> float:
     return rps * latency_avg_ms / 1000
 
 
-def stalled(cell: Cell, record: dict) -> Flag | None:
-    missing = cell.concurrency - in_flight(record["load"]["rps"], record["load"]["latency_avg_ms"])
+def stalled(cell: Cell, record: Record) -> Flag | None:
+    missing = cell.concurrency - in_flight(record.load.rps, record.load.latency_avg_ms)
     for kind, share in ((FlagKind.STALLED, STALL_LIMIT), (FlagKind.FEW_STALLED, LITTLE_TOLERANCE)):
         if missing >= cell.concurrency * share:  # idle connections lower RPS by at most their share
             return Flag(kind, missing, cell.concurrency * share, missing / cell.concurrency)
     return None
 
 
-def overfull(cell: Cell, record: dict) -> Flag | None:
-    extra = in_flight(record["load"]["rps"], record["load"]["latency_avg_ms"]) - cell.concurrency
+def overfull(cell: Cell, record: Record) -> Flag | None:
+    extra = in_flight(record.load.rps, record.load.latency_avg_ms) - cell.concurrency
     limit = cell.concurrency * LITTLE_TOLERANCE
     return Flag(FlagKind.OVERFULL, extra, limit) if extra > limit else None
 
 
-def loadgen_saturated(cell: Cell, record: dict) -> Flag | None:
+def loadgen_saturated(cell: Cell, record: Record) -> Flag | None:
     """Only for a tool of a fixed thread count (rewrk, wrk: one); oha spreads over as many cores as it likes."""
-    generator = LOADGENS.get(record["load"].get("generator"))
+    generator = LOADGENS.get(record.load.generator or "")
     threads = generator.threads if generator else None
-    cores = record["load"].get("loadgen_cpu_cores")
+    cores = record.load.loadgen_cpu_cores
     if not stats.loadgen_saturated(cores, threads):
         return None
     return Flag(FlagKind.LOADGEN_SATURATED, cores, stats.LOADGEN_SATURATED_CORES * threads)
 
 
-def load_errors(cell: Cell, record: dict) -> Flag | None:
-    errors = record["load"].get("errors")
+def load_errors(cell: Cell, record: Record) -> Flag | None:
+    errors = record.load.errors
     return Flag(FlagKind.LOAD_ERRORS, errors, 1) if errors else None
 
 
-def non_2xx(cell: Cell, record: dict) -> Flag | None:
-    answers = record["load"].get("non_2xx")  # None: the tool cannot tell (rewrk), which is not a fault
+def non_2xx(cell: Cell, record: Record) -> Flag | None:
+    answers = record.load.non_2xx  # None: the tool cannot tell (rewrk), which is not a fault
     return Flag(FlagKind.NON_2XX, answers, 1) if answers else None
 
 
-def near_ceiling(cell: Cell, record: dict) -> Flag | None:
+def near_ceiling(cell: Cell, record: Record) -> Flag | None:
     """The row's RPS against the load generator's calibrated ceiling, which ceiling.with_ceilings() put beside it."""
-    check = stats.CeilingCheck(record["load"]["rps"], record.get("ceiling_rps"))
+    check = stats.CeilingCheck(record.load.rps, record.ceiling_rps)
     return Flag(FlagKind.NEAR_CEILING, check.share, stats.CEILING_SHARE) if check.near_ceiling else None
 
 
-def rss_growing(cell: Cell, record: dict) -> Flag | None:
-    growth = stats.RssGrowth.of(record["resources"])
+def rss_growing(cell: Cell, record: Record) -> Flag | None:
+    growth = record.resources.growth
     return (
         Flag(FlagKind.RSS_GROWING, growth.relative, stats.RSS_GROWTH_LIMIT) if growth and growth.still_growing else None
     )
 
 
-def gil_enabled(cell: Cell, record: dict) -> Flag | None:
-    interpreter = record["interpreter"]
-    on = free_threaded(cell.variant) and interpreter.get("free_threaded_build") and interpreter.get("gil_enabled")
+def gil_enabled(cell: Cell, record: Record) -> Flag | None:
+    interpreter = record.interpreter
+    on = free_threaded(cell.variant) and interpreter.free_threaded_build and interpreter.gil_enabled
     return Flag(FlagKind.GIL_ENABLED, 1, 1) if on else None
 
 
 # One check per flag kind: adding a kind is one member of FlagKind and one check here.
-ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
+ROW_CHECKS: tuple[Callable[[Cell, Record], Flag | None], ...] = (
     stalled,
     overfull,
     loadgen_saturated,
@@ -124,7 +126,7 @@ ROW_CHECKS: tuple[Callable[[Cell, dict], Flag | None], ...] = (
 )
 
 
-def row_flags(cell: Cell, record: dict) -> list[Flag]:
+def row_flags(cell: Cell, record: Record) -> list[Flag]:
     return [flag for check in ROW_CHECKS if (flag := check(cell, record))]
 
 
@@ -140,14 +142,14 @@ def io_efficiency(cell: Cell, rps: float, io_wait_s: float) -> float:
     return rps / ideal_io_rps(cell, io_wait_s)
 
 
-def server_cores(record: dict) -> float | None:
+def server_cores(record: Record) -> float | None:
     """The CPU the server could have had: its pinned CPUs, else the machine's logical CPUs less what the load
     generator used there (nothing when it ran on another host); None when the record does not say."""
-    settings = record.get("settings") or {}
-    if cpus := settings.get("server_cpus"):
+    settings = record.settings
+    if cpus := settings.server_cpus:
         return float(len(cpus))
-    logical = (record.get("machine") or {}).get("logical_cores")
-    loadgen = 0.0 if settings.get("loadgen_host") else record["load"].get("loadgen_cpu_cores")
+    logical = record.machine.logical_cores if record.machine else None
+    loadgen = 0.0 if settings.loadgen_host else record.load.loadgen_cpu_cores
     return None if logical is None or loadgen is None else logical - loadgen
 
 
@@ -164,9 +166,10 @@ class Missing:
 
 @dataclass(frozen=True)
 class NotAlike:
-    """The rows of a ratio were measured under different conditions (each a short phrase: 'loadgen wrk vs rewrk')."""
+    """The rows of a ratio were measured under different conditions: each condition that differs, with its
+    values (results.condition_differences)."""
 
-    differences: tuple[str, ...]
+    differences: tuple[tuple[str, list], ...]
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,8 @@ class BuildsDiffer:
     would be measured."""
 
     ratio: Ratio
-    over: dict[str, bool]
-    under: dict[str, bool]
+    over: dict[str, bool] | None
+    under: dict[str, bool] | None
 
 
 @dataclass(frozen=True)
@@ -259,23 +262,19 @@ class ClaimVerdict:
 # --- judging --------------------------------------------------------------------------------------------
 
 
-def measured(stored: dict[tuple[str, str], dict]) -> dict[Cell, dict]:
+def measured(stored: dict[tuple[str, str], Record]) -> dict[Cell, Record]:
     """The cells whose every run succeeded; failed ones count as not measured."""
-    return {Cell(**record["cell"]): record for record in stored.values() if results.succeeded(record)}
+    return {record.cell: record for record in stored.values() if record.ok}
 
 
-def ok_runs(record: dict) -> list[dict]:
-    return results.ok_runs(record)
+def _on_pss(*records: Record) -> bool:
+    return all(positive(run, "pss") for record in records for run in record.ok_runs)
 
 
-def _on_pss(*records: dict) -> bool:
-    return all(run["resources"].get("end_pss_bytes") for record in records for run in ok_runs(record))
-
-
-def run_values(record: dict, figure: str) -> list[float] | None:
+def run_values(record: Record, figure: str) -> list[float] | None:
     """The figure of every succeeded run; None where a run lacks it."""
-    values = [run_value(run, figure) for run in ok_runs(record)]
-    return None if None in values else values
+    values = [positive(run, figure) for run in record.ok_runs]
+    return None if None in values else values  # type: ignore[return-value]
 
 
 def sessions_measuring(study: Study, cells: Iterable[Cell]) -> tuple[str, ...]:
@@ -308,7 +307,7 @@ def _could_change(ratio: Ratio, flag: Flag, cell: Cell, interval: tuple[float, f
 
 
 def _preconditions(
-    ratio: Ratio, over: dict, under: dict, interval: tuple[float, float], outcome: Verdict
+    ratio: Ratio, over: Record, under: Record, interval: tuple[float, float], outcome: Verdict
 ) -> list[Reason]:
     reasons: list[Reason] = [
         DoubtfulRow(ratio, cell, flag)
@@ -320,7 +319,7 @@ def _preconditions(
         reasons += [
             CpuBound(ratio, cell, efficiency, ratio.io_efficiency)
             for cell, record in ((ratio.under, under), (ratio.over, over))
-            if (efficiency := io_efficiency(cell, record["load"]["rps"], ratio.io_wait_s)) < ratio.io_efficiency
+            if (efficiency := io_efficiency(cell, record.load.rps, ratio.io_wait_s)) < ratio.io_efficiency
         ]
     cores = [server_cores(record) for record in (over, under)]
     if ratio.parallel_cores and outcome != Verdict.HELD and None not in cores and min(cores) < ratio.parallel_cores:
@@ -328,17 +327,17 @@ def _preconditions(
     return reasons
 
 
-def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate | None:
+def estimate(ratio: Ratio, over: Record, under: Record) -> Estimate | None:
     """The ratio from the runs of both cells, its interval, and its outcome: the band's word unless a
     precondition fails (a "held" stands with too few cores: fewer cores can only hide a gain). None where a run
     of either row did not record the figure."""
     pss = ratio.figure == "memory" and _on_pss(over, under)
-    figure = ("pss" if pss else "rss") if ratio.figure == "memory" else ratio.figure
+    figure = memory_figure(pss) if ratio.figure == "memory" else ratio.figure
     tops, bottoms = run_values(over, figure), run_values(under, figure)
     if tops is None or bottoms is None:
         return None
     value = stats.geometric_ratio(tops, bottoms)
-    pairs = results.paired(ok_runs(over), ok_runs(under))
+    pairs = results.paired(over.ok_runs, under.ok_runs)
     interval = stats.ratio_interval(tops, bottoms, pairs)
     outcome = ratio.band.judge(*(interval or (value, value)))
     reasons = _preconditions(ratio, over, under, interval or (value, value), outcome)
@@ -358,30 +357,29 @@ def estimate(ratio: Ratio, over: dict, under: dict) -> Estimate | None:
     )
 
 
-def builds_differ(ratio: Ratio, over: dict, under: dict) -> BuildsDiffer | None:
-    if not results.builds_differ(over["interpreter"], under["interpreter"]):
+def builds_differ(ratio: Ratio, over: Interpreter, under: Interpreter) -> BuildsDiffer | None:
+    if not results.builds_differ(over, under):
         return None
-    return BuildsDiffer(ratio, over["interpreter"]["optimisations"], under["interpreter"]["optimisations"])
+    return BuildsDiffer(ratio, over.optimisations, under.optimisations)
 
 
-def incomparable(ratios: Iterable[Ratio], records: dict[Cell, dict]) -> tuple[Reason, ...]:
+def incomparable(ratios: Iterable[Ratio], records: dict[Cell, Record]) -> tuple[Reason, ...]:
     """Why the ratios' rows cannot be set side by side: conditions that differ (all of them, once), and builds
     that differ (per ratio); nothing where they can."""
     ratios = list(ratios)
-    differences = tuple(
-        dict.fromkeys(
-            difference
-            for ratio in ratios
-            for difference in render.condition_differences([records[ratio.under], records[ratio.over]])
-        )
-    )
+    differences: dict[str, tuple[str, list]] = {}
+    for ratio in ratios:
+        for name, values in results.condition_differences([records[ratio.under], records[ratio.over]]):
+            differences.setdefault(json.dumps([name, values], sort_keys=True), (name, values))
     builds = tuple(
-        differ for ratio in ratios if (differ := builds_differ(ratio, records[ratio.over], records[ratio.under]))
+        differ
+        for ratio in ratios
+        if (differ := builds_differ(ratio, records[ratio.over].interpreter, records[ratio.under].interpreter))
     )
-    return ((NotAlike(differences),) if differences else ()) + builds
+    return ((NotAlike(tuple(differences.values())),) if differences else ()) + builds
 
 
-def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], dict]) -> ClaimVerdict:
+def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], Record]) -> ClaimVerdict:
     """One claim on this run's records."""
     records = measured(stored)
     if claim.unmatched:
@@ -393,9 +391,9 @@ def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], dict]) -> Cl
     stand_ins = tuple(
         sorted(
             {
-                records[cell]["interpreter"]["label"]
+                records[cell].interpreter.label
                 for cell in claim.cells
-                if records[cell]["interpreter"]["label"] != cell.variant
+                if records[cell].interpreter.label != cell.variant
             }
         )
     )
@@ -416,17 +414,14 @@ def combined(outcomes: list[Verdict]) -> Verdict:
     return Verdict.NOT_HELD if Verdict.NOT_HELD in outcomes else Verdict.INCONCLUSIVE
 
 
-def judge_all(study: Study, stored: dict[tuple[str, str], dict]) -> list[ClaimVerdict]:
+def judge_all(study: Study, stored: dict[tuple[str, str], Record]) -> list[ClaimVerdict]:
     return [judge(study, claim, stored) for claim in study.claims]
-
-
-PUBLISHED_FIGURES = {"rps": "rps", "latency_avg": "latency_avg_ms", "cpu": "cpu", "memory": "ram_mb", "rss": "ram_mb"}
 
 
 def post_value(study: Study, ratio: Ratio) -> float | None:
     """The ratio in the source's own tables (the post's RAM is summed RSS; it has one run per cell); None where
     the source publishes no such figure for both rows."""
-    field = PUBLISHED_FIGURES.get(ratio.figure)
+    field = FIGURES[ratio.figure].published
     over, under = (study.published.get((cell.table, cell.key)) for cell in (ratio.over, ratio.under))
     if field is None or over is None or under is None or not getattr(over, field) or not getattr(under, field):
         return None

@@ -3,7 +3,7 @@ one sentence per kind of reason. Every report that shows a verdict or an outcome
 
 from __future__ import annotations
 
-from gilfree.report import render, verdicts
+from gilfree.report import verdicts
 from gilfree.report.outcomes import Finding, Outcome, Straddles, TooFewRuns
 from gilfree.report.verdicts import (
     BuildsDiffer,
@@ -19,42 +19,44 @@ from gilfree.report.verdicts import (
 )
 from gilfree.run.interpreters import OPTIMISATION_FLAGS
 from gilfree.study.claims import Band, Ratio
+from gilfree.study.figures import FIGURES
 from gilfree.study.studies import Cell
 
-FIGURE_NAMES = {
-    "rps": "RPS",
-    "memory": "RAM",
-    "latency_p50": "p50 latency",
-    "latency_p99": "p99 latency",
-    "latency_avg": "mean latency",
-    "cpu": "CPU",
-    "cpu_per_1k": "CPU per 1,000 requests",
-    "pss": "PSS",
-    "rss": "peak RSS",
-}
-# What a ratio outside the on-par band is called, (above 1, below 1), for each figure.
-DIRECTIONS = {
-    "rps": ("faster", "slower"),
-    "latency_p50": ("higher", "lower"),
-    "latency_p99": ("higher", "lower"),
-    "latency_avg": ("higher", "lower"),
-    "cpu": ("more", "less"),
-    "cpu_per_1k": ("more", "less"),
-    "pss": ("more", "less"),
-    "rss": ("more", "less"),
-}
-# Why a figure can be missing from a run.
-NOT_RECORDED_WHY = (
-    dict.fromkeys(("latency_p50", "latency_p99"), "the load generator gives no percentiles: rewrk")
-    | {"pss": "PSS needs /proc/PID/smaps_rollup, and records of older harnesses lack it"}
-    | dict.fromkeys(("rps", "latency_avg", "cpu", "cpu_per_1k", "rss", "memory"), "a run without this figure")
-)
+ENDPOINT_NAMES = {"json": "JSON", "io": "I/O"}
+
+
+def endpoint_name(endpoint: str) -> str:
+    """The post's names for its endpoints (JSON, I/O); any other endpoint by its own name."""
+    return ENDPOINT_NAMES.get(endpoint, endpoint)
+
+
+def figure_name(figure: str) -> str:
+    return FIGURES[figure].words
+
+
+def condition_value(name: str, value) -> str:
+    if value is None:
+        return "none"
+    if name.endswith("_s"):
+        return f"{value}s"
+    if name == "lock":
+        return value[:12]
+    if name == "load_generator":  # its version is the tool's own first line, which often names it already
+        tool, version = str(value.get("name") or "?"), str(value.get("version") or "?")
+        return version if version.startswith(tool) else f"{tool} {version}"
+    return str(value)
+
+
+def difference_text(name: str, values: list) -> str:
+    """One condition that differs, in short: 'loadgen wrk vs rewrk'."""
+    shown = dict.fromkeys(condition_value(name, value) for value in values)
+    return f"{name.removesuffix('_s').replace('_', ' ')} {' vs '.join(shown)}"
 
 
 def setting_text(setting: str, value) -> str:
     """A setting's value as a ratio's name shows it: w2, t64, c128, JSON."""
     if setting == "endpoint":
-        return render.endpoint_name(value)
+        return endpoint_name(value)
     short = {
         "workers": "w",
         "blocking_threads": "t",
@@ -82,7 +84,7 @@ def pair_name(ratio: Ratio) -> str:
 
 
 def ratio_name(ratio: Ratio, pss: bool = False) -> str:
-    return f"{'PSS' if pss else FIGURE_NAMES[ratio.figure]} {pair_name(ratio)}"
+    return f"{'PSS' if pss else figure_name(ratio.figure)} {pair_name(ratio)}"
 
 
 def cell_name(cell: Cell) -> str:
@@ -137,9 +139,10 @@ def reason_text(reason) -> str:
                 f"{selector_text(group.over)} and under {selector_text(group.under)}."
             )
         case NotRecorded(ratio):
-            return f"{ratio_name(ratio)}: not recorded in every run of both rows ({NOT_RECORDED_WHY[ratio.figure]})."
+            return f"{ratio_name(ratio)}: not recorded in every run of both rows ({FIGURES[ratio.figure].missing_why})."
         case NotAlike(differences):
-            return f"the rows were measured under different conditions: {'; '.join(differences)}."
+            phrases = "; ".join(difference_text(name, values) for name, values in differences)
+            return f"the rows were measured under different conditions: {phrases}."
         case BuildsDiffer(ratio, over, under):
             return (
                 f"{ratio_name(ratio)}: {ratio.over.variant} was built with {build_text(over)}, "
@@ -180,7 +183,7 @@ REASON_WORDS = {
 def outcome_text(finding: Finding) -> str:
     """'faster by 41%', 'on par', "can't tell", 'not measured'."""
     if finding.outcome in (Outcome.BETTER, Outcome.WORSE):
-        above, below = DIRECTIONS[finding.ratio.figure]
+        above, below = FIGURES[finding.ratio.figure].directions
         return f"{above if finding.change > 0 else below} by {abs(finding.change):.0%}"
     return finding.outcome.value
 

@@ -16,6 +16,7 @@ from enum import Enum
 from gilfree.core import stats
 from gilfree.study import results
 from gilfree.study.claims import Comparison
+from gilfree.study.record import Run
 from gilfree.study.studies import Cell
 
 MIN_ROUNDS = stats.MIN_RUNS_FOR_INTERVAL  # below this, no interval: auto always runs at least these
@@ -89,7 +90,7 @@ def _rps(record: dict) -> list[float]:
 
 
 def _ratio(over: Cell, under: Cell, records: dict[Cell, dict]) -> Compared:
-    runs_over, runs_under = results.ok_runs(records[over]), results.ok_runs(records[under])
+    runs_over, runs_under = ([Run.model_validate(run) for run in results.ok_runs(records[cell])] for cell in (over, under))
     interval = stats.ratio_interval(
         _rps(records[over]), _rps(records[under]), paired=results.paired(runs_over, runs_under)
     )

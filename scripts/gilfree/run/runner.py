@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from gilfree.core import stats, warnings
+from gilfree.core import warnings
 from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.run import granian_counters, readiness, rounds
 from gilfree.run.child import DEFAULT_BIND, READY_POLL_S, ServerError, free_port, url
@@ -29,7 +29,7 @@ from gilfree.run.processes import TooFewCpus, available_cpus, points_for, split_
 from gilfree.run.rounds import AutoRepeat
 from gilfree.run.sampler import OthersBusy, TreeSampler
 from gilfree.run.server import GranianServer, granian_command, resolved_loop, resolved_runtime_mode
-from gilfree.study import results
+from gilfree.study import results, summary
 from gilfree.study.schema import gil_name
 from gilfree.study.studies import App, Cell, Session
 
@@ -354,7 +354,7 @@ def _record_rounds(plan: Plan, rounds_run: int, stop: rounds.Stop) -> None:
         record["rounds"] = rounds.summary(
             plan.options.auto, plan.options.repeat, plan.options.order_seed, rounds_run, stop, found
         )
-        results.write_atomic(results.cell_path(plan.options.results_dir, cell), record)
+        results.write_record(results.cell_path(plan.options.results_dir, cell), record)
 
 
 def _run_once(
@@ -376,7 +376,7 @@ def _run_once(
     stored = time.perf_counter()
     _refresh(record, cell, interpreter, options, round_ + 1)
     try:
-        results.write_atomic(results.cell_path(options.results_dir, cell), record)
+        results.write_record(results.cell_path(options.results_dir, cell), record)
     except results.StorageFull as full:
         full.unstored = 1  # this run; the cell's earlier runs are in the file as it was
         raise
@@ -446,36 +446,23 @@ def _refresh(record: dict, cell: Cell, interpreter: Interpreter, options: Option
     """Everything but the runs is derived: status, the median figures, their spread, the warnings, the rounds."""
     runs = record["runs"]
     ok = [run for run in runs if results.succeeded(run)]
-    failures = [run["failure"] for run in runs if not results.succeeded(run)]
     record.update(
         schema=results.SCHEMA,
         study=options.study.name,
         cell=cell.as_dict(),
         commands=runs[-1]["commands"],
         interpreter=interpreter.as_dict(),
-        status="failed"
-        if failures
-        else "ok"
-        if len(ok) >= (rounds_run if options.auto else options.repeat)
-        else "incomplete",
-        failure=failures[-1] if failures else None,
         settings=options.settings_for(cell),
         environment=options.environment(cell.app),
         machine={**results.machine(), "readiness": options.machine_readiness.for_runs(runs).as_dict()},
         harness={"python": sys.version.split()[0]},
-        load=None,
-        resources=None,
-        spread=None,
-        stability=None,
+        **summary.derived(runs, rounds_run if options.auto else options.repeat),
     )
     record["granian"] = granian_counters.summary(ok or runs)
     record["rounds"] = rounds.summary(options.auto, options.repeat, options.order_seed, rounds_run, None, [])
-    if ok:
-        record["load"], record["resources"], record["spread"] = stats.summarise(ok)
-        record["stability"] = stats.stability(stats.figure_values(ok, "rps"))
     record["warnings"] = warnings.stored(
         [w for run in runs for w in warnings.read(run["warnings"])]
-        + (stats.cell_warnings(record["spread"], record["stability"], len(ok)) if ok else [])
+        + (summary.cell_warnings(record["spread"], record["stability"], len(ok)) if ok else [])
         + interpreter_warnings(interpreter, options)
         + options.machine_readiness.warnings()
     )
@@ -588,7 +575,7 @@ def measure(cell: Cell, interpreter: Interpreter, generator: LoadGenerator, opti
     gap = granian_counters.requests_gap(run["granian"].get("counters"), (run["load"] or {}).get("requests"), cell)
     busy = others.share() if busy is None else busy  # a failed start: read until now
     run["warnings"] = warnings.stored(
-        stats.run_warnings(run, busy, psutil.cpu_count(), generator.threads) + ([gap] if gap else [])
+        summary.run_warnings(run, busy, psutil.cpu_count(), generator.threads) + ([gap] if gap else [])
     )
     laps.lap("warnings_s")
     timings["total_s"] = time.perf_counter() - started

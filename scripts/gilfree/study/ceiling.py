@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gilfree.core import warnings
 from gilfree.core.warnings import StudyWarning, from_sentence
-from gilfree.study import results
+from gilfree.study.record import LoadGeneratorInfo, Machine, Record
 
 KIND = "gilfree load generator ceiling"
 SCHEMA = 2  # 2: warnings as objects with a kind (1: sentences, read back into their kinds)
@@ -46,37 +46,38 @@ def load_all(results_dir: Path) -> list[dict]:
     return found
 
 
-def _facts(machine: dict | None) -> tuple:
-    """What the machine is compared on: its hardware, as for stored runs (results.machine_identity), and its
-    kernel. A ceiling measured elsewhere, or on another kernel, says nothing here."""
-    return results.machine_identity(machine or {}), (machine or {}).get("kernel")
+def _facts(machine: Machine | None) -> tuple:
+    """What the machine is compared on: its hardware, as for stored runs (Machine.identity), and its kernel. A
+    ceiling measured elsewhere, or on another kernel, says nothing here."""
+    machine = machine or Machine()
+    return machine.identity, machine.kernel
 
 
-def _matches(calibration: dict, record: dict) -> bool:
+def _matches(calibration: dict, record: Record) -> bool:
     """Same machine, same load generator (name and version), same load generator CPUs; a load run from another
     host (--loadgen-host) was never calibrated, since calibrate runs the load generator here."""
-    generator, settings = record.get("load_generator") or {}, record.get("settings") or {}
+    generator, settings = record.load_generator or LoadGeneratorInfo(), record.settings
     return (
-        settings.get("loadgen_host") is None
-        and _facts(calibration["machine"]) == _facts(record.get("machine"))
+        settings.loadgen_host is None
+        and _facts(Machine.model_validate(calibration["machine"])) == _facts(record.machine)
         and (calibration["load_generator"]["name"], calibration["load_generator"]["version"])
-        == (generator.get("name"), generator.get("version"))
-        and calibration["settings"]["loadgen_cpus"] == settings.get("loadgen_cpus")
+        == (generator.name, generator.version)
+        and calibration["settings"]["loadgen_cpus"] == settings.loadgen_cpus
     )
 
 
-def for_row(record: dict, calibrations: list[dict]) -> float | None:
+def for_row(record: Record, calibrations: list[dict]) -> float | None:
     """The ceiling measured for this row's load generator (name and version), machine, load generator CPUs and
     concurrency; None when no calibration matches, so the check cannot be made."""
     for calibration in calibrations:
         if _matches(calibration, record):
             for point in calibration["ceilings"]:
-                if point["concurrency"] == record["cell"]["concurrency"] and point["rps"]:
+                if point["concurrency"] == record.cell.concurrency and point["rps"]:
                     return point["rps"]
     return None
 
 
-def doubts(records: list[dict], calibrations: list[dict]) -> list[StudyWarning]:
+def doubts(records: list[Record], calibrations: list[dict]) -> list[StudyWarning]:
     """The warnings of the calibrations that apply to these rows (a busy machine, a load generator that was not
     its own limit): a ceiling measured so may be too low, and flag rows that are not near it."""
     return list(
@@ -89,10 +90,10 @@ def doubts(records: list[dict], calibrations: list[dict]) -> list[StudyWarning]:
     )
 
 
-def with_ceilings(stored: dict[tuple[str, str], dict], calibrations: list[dict]) -> dict[tuple[str, str], dict]:
+def with_ceilings(stored: dict[tuple[str, str], Record], calibrations: list[dict]) -> dict[tuple[str, str], Record]:
     """The records, each with the ceiling of its load generator on its machine at its concurrency beside it
     (`ceiling_rps`, None where no calibration matches), in memory only: the stored files are not touched."""
     return {
-        key: {**record, "ceiling_rps": for_row(record, calibrations) if results.succeeded(record) else None}
+        key: record.model_copy(update={"ceiling_rps": for_row(record, calibrations) if record.ok else None})
         for key, record in stored.items()
     }

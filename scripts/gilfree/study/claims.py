@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from gilfree.core import stats
-from gilfree.study.schema import HIGHER_IS_BETTER, ClaimSpec, ComparisonSpec, PostFigures, RatioSpec, band_numbers
+from gilfree.study.figures import FIGURES
+from gilfree.study.schema import ClaimSpec, ComparisonSpec, PostFigures, RatioSpec, band_numbers
 
 if TYPE_CHECKING:
     from gilfree.study.studies import Cell
@@ -85,7 +85,7 @@ class Ratio:
 
     over: Cell
     under: Cell
-    figure: str  # one of schema.HIGHER_IS_BETTER
+    figure: str  # one of figures.RATIO_FIGURES
     band: Band
     named: tuple[str, ...] = ()  # the settings its name shows (the report names it)
     compared: tuple[str, ...] = ("variant",)  # the settings over and under differ in
@@ -95,7 +95,7 @@ class Ratio:
 
     @property
     def higher_is_better(self) -> bool:
-        return HIGHER_IS_BETTER[self.figure]
+        return bool(FIGURES[self.figure].higher_is_better)
 
 
 @dataclass(frozen=True)
@@ -232,20 +232,3 @@ def compared_pairs(setting: str, baseline, cells: Iterable[Cell]) -> list[tuple[
         under = next((cell for cell in group if getattr(cell, setting) == baseline), None)
         found += [(cell, under) for cell in group if under is not None and cell is not under]
     return found
-
-
-def run_value(run: dict, figure: str) -> float | None:
-    """One run's figure; None where the run did not record it (no percentiles from rewrk, no PSS in older records)
-    or where it is not above zero (a ratio of it would mean nothing)."""
-    load, usage = run["load"], run["resources"]
-    value = {
-        "rps": lambda: load["rps"],
-        "latency_avg": lambda: load["latency_avg_ms"],
-        "latency_p50": lambda: stats.percentile_ms(load, "50"),
-        "latency_p99": lambda: stats.percentile_ms(load, "99"),
-        "cpu": lambda: usage.get("cpu_cores"),
-        "cpu_per_1k": lambda: usage["cpu_cores"] * 1000 / load["rps"] if load["rps"] else None,
-        "pss": lambda: usage.get("end_pss_bytes"),
-        "rss": lambda: usage.get("peak_rss_bytes"),
-    }[figure]()
-    return value if value else None

@@ -17,9 +17,12 @@ from functools import cache
 from pathlib import Path
 
 import psutil
+from pydantic import ValidationError
 
 from gilfree.core import stats
 from gilfree.core.warnings import from_sentence
+from gilfree.study import summary
+from gilfree.study.record import Interpreter, Machine, Record, Run
 from gilfree.study.studies import Cell
 
 SCHEMA = 6  # 2: every run kept under "runs"; load and resources are their medians. 3 to 6: see MIGRATIONS
@@ -82,8 +85,8 @@ def _from_5(record: dict) -> dict:
     were (the range rule's rps_varied among them): they are what that harness found."""
     ok = ok_runs(record)
     for figure, spread in (record.get("spread") or {}).items() if ok else ():
-        spread.setdefault("rsd", stats.relative_sd(stats.figure_values(ok, figure)))
-    record.setdefault("stability", stats.stability(stats.figure_values(ok, "rps")) if ok else None)
+        spread.setdefault("rsd", stats.relative_sd(summary.figure_values(ok, figure)))
+    record.setdefault("stability", stats.stability(summary.figure_values(ok, "rps")) if ok else None)
     return record
 
 
@@ -110,15 +113,16 @@ def succeeded(item: dict | None) -> bool:
     return bool(item) and item["status"] == "ok"
 
 
-def builds_differ(interpreter: dict, other: dict) -> bool:
+def builds_differ(interpreter: Interpreter, other: Interpreter) -> bool:
     """Two recorded interpreters built with other optimisations (PGO, LTO, JIT): a ratio between them measures
     the builds as much as the interpreters. Unknown on either side (older records) is not a difference."""
-    flags = [interpreter.get("optimisations"), other.get("optimisations")]
+    flags = [interpreter.optimisations, other.optimisations]
     return None not in flags and flags[0] != flags[1]
 
 
 def ok_runs(record: dict | None) -> list[dict]:
-    """The runs of a record that measured (a record keeps its failed runs apart, but older ones did not)."""
+    """The stored runs of a record that measured, for the runner and the migrations, which work on the JSON
+    (Record.ok_runs is the typed record's)."""
     return [run for run in (record or {}).get("runs") or [] if succeeded(run)]
 
 
@@ -126,14 +130,14 @@ def _time(stamp: str | None) -> datetime | None:
     return datetime.fromisoformat(stamp) if stamp else None
 
 
-def paired(over: list[dict], under: list[dict]) -> bool:
+def paired(over: list[Run], under: list[Run]) -> bool:
     """Whether run i of one cell and run i of the other were made in the same round (the interleaved sessions):
     both of round i ended before either of round i + 1 began."""
     if len(over) != len(under):
         return False
     for runs in zip(zip(over, under), zip(over[1:], under[1:])):
-        ended = [_time(run.get("finished_at")) for run in runs[0]]
-        began = [_time(run.get("started_at")) for run in runs[1]]
+        ended = [_time(run.finished_at) for run in runs[0]]
+        began = [_time(run.started_at) for run in runs[1]]
         if None in ended + began or max(ended) > min(began):
             return False
     return True
@@ -147,24 +151,31 @@ def measured_settings(settings: dict) -> dict:
     return {name: value for name, value in settings.items() if name not in NOT_MEASURED}
 
 
-def conditions(record: dict) -> dict:
+def conditions(record: Record) -> dict:
     """How a row was measured, apart from the server under test: rows whose conditions differ were not measured
     alike, so neither a ratio nor a table may put them side by side. Port and run count are left out, since
     neither changes what a run measures; an older record without a field counts it as None."""
-    settings = measured_settings(record.get("settings", {}))
-    environment = record.get("environment") or {}
+    settings = measured_settings(record.settings.model_dump(exclude_unset=True))
+    environment = record.environment or {}
+    generator = record.load_generator.model_dump(exclude_unset=True) if record.load_generator else None
     return {
         **settings,
         "profile": environment.get("profile"),
         "lock": environment.get("lock_sha256"),
-        "machine": machine_identity(record["machine"]) if record.get("machine") else None,
-        "load_generator": record.get("load_generator"),
+        "machine": record.machine.identity if record.machine else None,
+        "load_generator": generator,
     }
 
 
-def python_shown(interpreter: dict) -> str:
-    """The interpreter a row ran on, as every table prints it: the version that ran, and a GIL forced off."""
-    return interpreter["label"] + (" (GIL forced off)" if interpreter.get("gil_forced_off") else "")
+def condition_differences(records: list[Record]) -> list[tuple[str, list]]:
+    """Each condition that differs between the records, with its values in the records' order, each once."""
+    measured = [conditions(record) for record in records]
+    differences = []
+    for name in dict.fromkeys(name for each in measured for name in each):
+        values = {json.dumps(each.get(name), sort_keys=True): each.get(name) for each in measured}
+        if len(values) > 1:
+            differences.append((name, list(values.values())))
+    return differences
 
 
 def cell_path(results_dir: Path, cell: Cell) -> Path:
@@ -296,12 +307,18 @@ def write_text_atomic(path: Path, text: str) -> None:
     replace_atomically(path, lambda temporary: temporary.write_text(text))
 
 
-def write_atomic(path: Path, record: dict) -> None:
-    """A result record, as the JSON that is the contract between running and rendering."""
-    write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+def write_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def load(results_dir: Path) -> dict[tuple[str, str], dict]:
+def write_record(path: Path, record: dict) -> None:
+    """A result record, as the JSON that is the contract between running and rendering: checked against the
+    typed record first, so that nothing is stored that the reports could not read."""
+    Record.read(record)
+    write_atomic(path, record)
+
+
+def load(results_dir: Path) -> dict[tuple[str, str], Record]:
     """Every stored record, by (table, cell key). Unreadable files are reported, not skipped silently."""
     records = {}
     for path in sorted((results_dir / "raw").glob("*/*.json")):
@@ -313,10 +330,12 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict]:
             raise ValueError(f"{path} is not a gilfree result (not a JSON object); move it away and re-run that cell")
         record = migrate(record, path)  # refuses a schema it cannot read, naming the file
         try:
-            cell = Cell(**record["cell"])
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"{path} is not a gilfree result ({error}); move it away and re-run that cell") from None
-        records[(cell.table, cell.key)] = record
+            typed = Record.read(record)
+        except (ValidationError, TypeError) as error:
+            problem = error.errors()[0] if isinstance(error, ValidationError) else None
+            why = f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" if problem else str(error)
+            raise ValueError(f"{path} is not a gilfree result ({why}); move it away and re-run that cell") from None
+        records[(typed.cell.table, typed.cell.key)] = typed
     return records
 
 
@@ -336,13 +355,8 @@ def _cpu_model() -> str:
 
 
 def machine_identity(facts: dict) -> str:
-    """What makes two machines the same for a measurement: the hardware a container sees of its host, not the
-    host name (every new container gets another) nor a machine id (another per image)."""
-    memory = facts.get("memory_bytes")
-    return (
-        f"{facts.get('cpu_model')}, {facts.get('logical_cores')} logical / {facts.get('physical_cores')} "
-        f"physical cores, {round(memory / 2**30) if memory else '?'} GiB"
-    )
+    """A machine's facts as stored (machine()) by what makes two machines the same: Machine.identity."""
+    return Machine.model_validate(facts).identity
 
 
 @cache

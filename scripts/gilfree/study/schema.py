@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from gilfree import PROJECT_ROOT
 from gilfree.core.arguments import DURATION_FORMS, duration_seconds
+from gilfree.study.figures import COLUMNS, RATIO_FIGURES
 
 STUDIES_DIR = PROJECT_ROOT / "studies"
 ARTICLE_FILE = STUDIES_DIR / "article.toml"
@@ -43,9 +44,9 @@ SETTING_COLUMNS = (
     "cpus",
     "concurrency",
 )
-# gil_wait and blocking: Granian's own counters (the study's or table's `metrics`, or --metrics)
-FIGURE_COLUMNS = ("rps", "latency_avg", "latency_max", "cpu", "ram", "gil_wait", "blocking")
-Column = Literal[SETTING_COLUMNS + FIGURE_COLUMNS]
+# The figures' columns come from the registry (gil_wait and blocking: Granian's own counters, where the study's or
+# table's `metrics`, or --metrics, asks for them).
+Column = Literal[SETTING_COLUMNS + COLUMNS]
 # What a comparison may set side by side: a cell's settings that can differ within one table (two apps cannot:
 # a cell's key does not name its app). A claim's selectors may also name the table and the app.
 COMPARED_SETTINGS = (
@@ -212,20 +213,6 @@ class SessionSpec(_Strict):
 Selector = dict[str, Any]  # cell settings and their values: {variant = "3.14t"}, {table = "asgi-json", workers = 2}
 BAND_FORMS = '"on par", "faster", "slower", "at least 1.5", "at most 0.95" or "0.70 to 0.90"'
 BAND_PATTERN = r"^(on par|faster|slower|at least \d+(\.\d+)?|at most \d+(\.\d+)?|\d+(\.\d+)? to \d+(\.\d+)?)$"
-# The figures a ratio may be of, each with whether more of it is better: "memory" is PSS at the end of the load
-# where every run of both rows recorded it, else peak summed RSS (the post's RAM).
-HIGHER_IS_BETTER = {
-    "rps": True,
-    "latency_p50": False,
-    "latency_p99": False,
-    "latency_avg": False,
-    "cpu": False,
-    "cpu_per_1k": False,
-    "pss": False,
-    "rss": False,
-    "memory": False,
-}
-FIGURE_NAMES = tuple(HIGHER_IS_BETTER)
 
 
 def band_numbers(band: str) -> list[float]:
@@ -246,7 +233,7 @@ class RatioSpec(_Strict):
     """One figure of the cells matching `over` divided by the same figure of their counterparts matching `under`
     (the same cell with `under`'s settings instead), for each cell of `cells`."""
 
-    figure: Literal[FIGURE_NAMES]
+    figure: Literal[RATIO_FIGURES]  # "memory": PSS where every run of both rows recorded it, else summed RSS
     cells: Selector = {}
     over: Selector = Field(min_length=1)
     under: Selector = Field(min_length=1)

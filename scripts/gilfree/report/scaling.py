@@ -2,7 +2,7 @@
 the ideal linear gain each added core brings, where that gain runs out (the knee), and 3.14t against 3.14 at
 each k. Analysis only: typed values, no text for another module to match on, no Markdown, no charts.
 
-The records are those of cells with a `cpus` dimension (record["cell"]["cpus"] = k); the server was pinned to
+The records are those of cells with a `cpus` dimension (record.cell.cpus = k); the server was pinned to
 the first k CPUs, the load generator to all the others (processes.server_cpus)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from gilfree.core import stats
 from gilfree.run.loadgen import LOADGENS
 from gilfree.run.processes import FIRST_POINTS
+from gilfree.study.record import Record
 from gilfree.study.schema import free_threaded, gil_name
 
 # The knee: the first k after which the next measured step brings less than this share of the ideal gain. The
@@ -88,9 +89,9 @@ class Knee:
 
 
 @dataclass(frozen=True)
-class Ratio:
-    """3.14t / 3.14 RPS (any free-threaded variant over the GIL variant of the same name) for one app's endpoint
-    on k CPUs. None unless both points are OK; their statuses say why."""
+class VariantRatio:
+    """One variant's RPS over its baseline's (3.14t / 3.14) for one app's endpoint on k CPUs. None unless both
+    points are OK; their statuses say why."""
 
     app: str
     endpoint: str
@@ -109,7 +110,7 @@ class Ratio:
 class Analysis:
     points: tuple[Point, ...]  # by app, endpoint, variant, then k
     knees: tuple[Knee, ...]
-    ratios: tuple[Ratio, ...]
+    ratios: tuple[VariantRatio, ...]
 
     def curves(self) -> tuple[Curve, ...]:
         return tuple(dict.fromkeys(point.curve for point in self.points))
@@ -118,40 +119,39 @@ class Analysis:
         return tuple(point for point in self.points if point.curve == curve)
 
 
-def _status(record: dict | None) -> PointStatus:
-    return PointStatus.MISSING if record is None else PointStatus(record["status"])
+def _status(record: Record | None) -> PointStatus:
+    return PointStatus.MISSING if record is None else PointStatus(record.status)
 
 
-def _point(curve: Curve, k: int, record: dict | None, rps_1: float | None) -> Point:
+def _point(curve: Curve, k: int, record: Record | None, rps_1: float | None) -> Point:
     status = _status(record)
-    if status is not PointStatus.OK:
-        return Point(curve, k, status, failure=record and record.get("failure"))
-    load, resources = record["load"], record["resources"]
-    generator = LOADGENS.get(load.get("generator"))
+    if record is None or status is not PointStatus.OK or not record.load or not record.resources:
+        return Point(curve, k, status, failure=record.failure if record else None)
+    load, resources = record.load, record.resources
+    generator = LOADGENS.get(load.generator or "")
     return Point(
         curve,
         k,
         status,
-        rps=load["rps"],
-        p99_ms=stats.percentile_ms(load, "99"),
-        cores_used=resources.get("cpu_cores"),
-        pss_bytes=resources.get("end_pss_bytes"),
-        efficiency=load["rps"] / (k * rps_1) if rps_1 else None,
-        loadgen_saturated=generator is not None
-        and stats.loadgen_saturated(load.get("loadgen_cpu_cores"), generator.threads),
+        rps=load.rps,
+        p99_ms=load.percentile_ms("99"),
+        cores_used=resources.cpu_cores,
+        pss_bytes=resources.end_pss_bytes,
+        efficiency=load.rps / (k * rps_1) if rps_1 else None,
+        loadgen_saturated=generator is not None and stats.loadgen_saturated(load.loadgen_cpu_cores, generator.threads),
     )
 
 
-def _curve_of(record: dict) -> Curve:
-    cell = record["cell"]
-    return Curve(cell["app"], cell["endpoint"], cell["variant"])
+def _curve_of(record: Record) -> Curve:
+    cell = record.cell
+    return Curve(cell.app or cell.interface, cell.endpoint, cell.variant)
 
 
-def points(records: Iterable[dict], ks: Sequence[int] = (), variants: Sequence[str] = ()) -> tuple[Point, ...]:
+def points(records: Iterable[Record], ks: Sequence[int] = (), variants: Sequence[str] = ()) -> tuple[Point, ...]:
     """One point per curve and k, for every k in `ks` (the plan) and every k stored, and for every variant in
     `variants` (the plan) and every variant stored, on each app's endpoint stored: a cell planned but not
     stored shows as missing. Records without a `cpus` dimension are not part of the study."""
-    stored = {(_curve_of(r), r["cell"]["cpus"]): r for r in records if r["cell"].get("cpus") is not None}
+    stored = {(_curve_of(r), r.cell.cpus): r for r in records if r.cell.cpus is not None}
     all_ks = sorted({*ks, *(k for _, k in stored)})
     all_variants = {*variants, *(curve.variant for curve, _ in stored)}
     curves = sorted(
@@ -161,7 +161,7 @@ def points(records: Iterable[dict], ks: Sequence[int] = (), variants: Sequence[s
     found = []
     for curve in curves:
         first = stored.get((curve, 1))
-        rps_1 = first["load"]["rps"] if _status(first) is PointStatus.OK else None
+        rps_1 = first.load.rps if first and first.load and _status(first) is PointStatus.OK else None
         found += [_point(curve, k, stored.get((curve, k)), rps_1) for k in all_ks]
     return tuple(found)
 
@@ -190,29 +190,34 @@ def knee(curve: Curve, line: Sequence[Point]) -> Knee:
     return Knee(curve, KneeKind.SCALES, walked[-1].k, gap=gap)
 
 
-def partner(variant: str) -> str | None:
-    """The GIL variant a free-threaded one is compared with, by name: 3.14t -> 3.14, 3.13t -> 3.13."""
+def partner(variant: str, baseline: str | None) -> str | None:
+    """The variant one is compared with: the study's baseline (its `[comparison]` of the variant), else the GIL
+    build of the same name (3.14t -> 3.14); none for the baseline itself."""
+    if baseline is not None:
+        return baseline if variant != baseline else None
     return gil_name(variant) if free_threaded(variant) else None
 
 
-def ratios(found: Sequence[Point]) -> tuple[Ratio, ...]:
-    """Each free-threaded variant over its GIL partner, per app, endpoint and k, paired by variant name."""
+def ratios(found: Sequence[Point], baseline: str | None = None) -> tuple[VariantRatio, ...]:
+    """Each variant over its partner, per app, endpoint and k."""
     by_key = {(p.curve, p.k): p for p in found}
     pairs = []
     for point in found:
-        base = partner(point.curve.variant)
+        base = partner(point.curve.variant, baseline)
         if base is None:
             continue
         other = Curve(point.curve.app, point.curve.endpoint, base)
         under = by_key.get((other, point.k), Point(other, point.k, PointStatus.MISSING))
-        pairs.append(Ratio(point.curve.app, point.curve.endpoint, point.k, point, under))
+        pairs.append(VariantRatio(point.curve.app, point.curve.endpoint, point.k, point, under))
     return tuple(pairs)
 
 
-def analyse(records: Iterable[dict], ks: Sequence[int] = (), variants: Sequence[str] = ()) -> Analysis:
+def analyse(
+    records: Iterable[Record], ks: Sequence[int] = (), variants: Sequence[str] = (), baseline: str | None = None
+) -> Analysis:
     """Points, knees and ratios of the stored scaling records; the plan's `ks` and `variants` make cells that
-    were never run show as such."""
+    were never run show as such; `baseline`: the variant every other is divided by (see partner)."""
     found = points(records, ks, variants)
     curves = dict.fromkeys(point.curve for point in found)
     knees = tuple(knee(curve, [p for p in found if p.curve == curve]) for curve in curves)
-    return Analysis(found, knees, ratios(found))
+    return Analysis(found, knees, ratios(found, baseline))

@@ -52,7 +52,7 @@ def measure(
 ) -> dict:
     """One run at one concurrency: the load generator's figures and CPU, nginx's CPU, how busy the machine was."""
     busy = OthersBusy().share()  # the rest of the machine, as each session's run reads it
-    sampler = TreeSampler(nginx.process.pid)
+    sampler = TreeSampler(nginx.pid)
     sampler.start()
     try:
         load, usage = run_load(

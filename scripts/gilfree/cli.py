@@ -279,10 +279,13 @@ def rounds_from(args: argparse.Namespace, session: studies.Session) -> dict:
     chosen = {} if args.order_seed is None else {"order_seed": args.order_seed}
     if repeat != "auto":
         return chosen | {"repeat": repeat}
+    comparison = session.study.comparison
+    if comparison is None:  # every study read from its file has one
+        raise ValueError(f"study {session.study.name} has no comparison, whose band --repeat auto needs")
     defaults = AutoRepeat()
     rule = AutoRepeat(
         target_width=args.target_width or defaults.target_width,
-        band=session.study.comparison.band,
+        band=comparison.band,
         max_rounds=args.max_rounds or defaults.max_rounds,
         budget_s=args.budget,
     )

@@ -19,6 +19,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
+from typing import Literal, overload
 
 from tabulate import tabulate
 
@@ -42,12 +43,20 @@ class Outcome(str, Enum):  # noqa: UP042
     IMPORT_FAILED = "import failed"
 
 
-def _gilcheck(python: str, app: App, *args: str) -> dict | list:
-    """Run gilcheck.py in a fresh interpreter under test, from the app's directory as Granian runs it; its JSON,
-    or the failure as {"error": ...}."""
+@overload
+def _gilcheck(python: str, app: App, mode: Literal["modules"]) -> dict | list: ...
+
+
+@overload
+def _gilcheck(python: str, app: App, mode: Literal["import", "app"], *args: str) -> dict: ...
+
+
+def _gilcheck(python: str, app: App, mode: str, *args: str) -> dict | list:
+    """Run gilcheck.py in a fresh interpreter under test, from the app's directory as Granian runs it; its JSON
+    (a list for `modules`, one object for `import` and `app`), or the failure as {"error": ...}."""
     try:
         done = subprocess.run(
-            [python, str(GILCHECK), *args],
+            [python, str(GILCHECK), mode, *args],
             capture_output=True,
             text=True,
             env=server_env(),

@@ -142,7 +142,8 @@ def sampling_ratio(options: Options, pairs: int) -> tuple[list[float], list[floa
     cell = article().tables_by_id["asgi-json"].cells[0]
     granian = str(Path(options.pythons["asgi", article().variants[0]]).parent / "granian")
     command = generator.command(url(options.port, _asgi().endpoints["json"].path), options.duration_s, cell.concurrency)
-    on, off = [], []
+    on: list[float] = []
+    off: list[float] = []
     with GranianServer(
         granian_command(granian, cell, _asgi(), options.port),
         _asgi(),
@@ -175,7 +176,8 @@ def metrics_ratio(options: Options, pairs: int, granian_version: str) -> tuple[l
     load_command = generator.command(
         url(options.port, _asgi().endpoints["json"].path), options.duration_s, cell.concurrency
     )
-    on, off = [], []
+    on: list[float] = []
+    off: list[float] = []
     for pair in range(pairs):
         for counted in (True, False) if pair % 2 == 0 else (False, True):
             command = granian_command(

@@ -8,6 +8,7 @@ a person reading the JSON; reports make their sentences from the kind's template
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -119,7 +120,8 @@ def read(stored_warnings: list[dict]) -> list[StudyWarning]:
 
 # The sentences of records stored before warnings had kinds (schema 4 and older), read back into their kinds.
 _NUMBER = r"([0-9.]+)"
-_SENTENCES = (
+# (its kind, the sentence's pattern, its values from the pattern's groups)
+_SENTENCES: tuple[tuple[WarningKind, str, Callable[[tuple[str, ...]], dict]], ...] = (
     (
         WarningKind.MACHINE_BUSY,
         rf"machine busy before the run: {_NUMBER}% CPU use across (\d+) cores \(limit {_NUMBER}%\)",

@@ -173,9 +173,15 @@ class ManagedServer:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
+    def _running(self) -> subprocess.Popen:
+        """The server's process, from __enter__ until stop()."""
+        if self.process is None:
+            raise self.error(f"{self.name} is not running (not started yet, or stopped)")
+        return self.process
+
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self._running().pid
 
     @property
     def log_paths(self) -> tuple[Path, ...]:
@@ -198,8 +204,9 @@ class ManagedServer:
         return self.error(f"{reason}\n--- last server log lines ({logs}) ---\n{tail}" if tail else reason)
 
     def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise self.fail(f"{self.name} exited with status {self.process.returncode}")
+        process = self._running()
+        if process.poll() is not None:
+            raise self.fail(f"{self.name} exited with status {process.returncode}")
 
     def wait_ready(self, timeout_s: float | None = None) -> float:
         """Poll until the ready path answers at all, or the server dies; return the seconds it took."""
@@ -249,19 +256,21 @@ class ManagedServer:
                 self._record.unlink(missing_ok=True)
 
     def _stop_group(self) -> None:
+        process = self._running()
         members = self._members | self._tree()
-        signal_group(self.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
         terminated = time.perf_counter()
-        starting = not self._members and self.starting_stop_timeout_s is not None
-        timeout = self.starting_stop_timeout_s if starting else self.stop_timeout_s
+        timeout = self.stop_timeout_s
+        if not self._members and self.starting_stop_timeout_s is not None:  # stopped before it answered
+            timeout = self.starting_stop_timeout_s
         try:
-            wait_exit(self.process, timeout)
+            wait_exit(process, timeout)
             self.stopped_by = "SIGTERM"
         except subprocess.TimeoutExpired:
             self.stopped_by = f"SIGKILL, {timeout:g}s after SIGTERM"
         self.stopping_s = time.perf_counter() - terminated
-        signal_group(self.pid, signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
-        self.process.wait()
+        signal_group(process.pid, signal.SIGKILL)  # the group's stragglers, or all of it after the timeout
+        process.wait()
         _wait_gone(members)
 
 

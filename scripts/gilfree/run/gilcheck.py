@@ -145,6 +145,7 @@ def report_only_json() -> "io.TextIOWrapper":
 def main(argv: list[str]) -> None:
     leave_harness_path()
     report = report_only_json()
+    found: list[dict] | dict
     if argv[:1] == ["modules"]:
         found = extension_modules()
     elif argv[:1] == ["import"]:

@@ -75,7 +75,9 @@ def parse(text: str) -> dict[str, dict[str, float]]:
     workers: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         name = COUNTERS.get(family.name) or GAUGES.get(family.name)
-        for sample in family.samples if name else ():
+        if not name:
+            continue
+        for sample in family.samples:
             workers.setdefault(sample.labels.get("worker", "?"), {})[name] = sample.value
     return workers
 

@@ -18,9 +18,10 @@ CpuSplit = tuple[tuple[int, ...], tuple[int, ...] | None]  # the server's CPUs h
 class LoadHost(Protocol):
     """Where the load generator runs, and what the session asks of it there."""
 
-    # Where the load comes from, as the records name it (settings' loadgen_host, the load generator's host):
-    # ssh's [user@]host, or None for this machine, whose facts are the record's own.
-    destination: str | None
+    @property
+    def destination(self) -> str | None:
+        """Where the load comes from, as the records name it (settings' loadgen_host, the load generator's host):
+        ssh's [user@]host, or None for this machine, whose facts are the record's own."""
 
     def prepare(self, loadgen: str) -> int:
         """Before any environment is built: install the tool where we can; 0 when nothing failed."""

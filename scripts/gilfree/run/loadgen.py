@@ -87,7 +87,7 @@ class LoadResult:
 
 def percentiles_ms(given: dict[str, float | None], scale: float) -> dict[str, float | None]:
     """The tool's own percentiles (by PERCENTILES key, in its unit) in milliseconds; one it lacks is None."""
-    return {q: None if given.get(q) is None else given[q] * scale for q in PERCENTILES}
+    return {q: None if (value := given.get(q)) is None else value * scale for q in PERCENTILES}
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -114,12 +114,27 @@ def _whole_json(stdout: str, tool: str) -> dict:
 
 
 class LoadGenerator(Protocol):
-    name: str
-    install_hint: str
-    version_command: tuple[str, ...]
-    threads: int | None  # the threads it drives the load from; None: as many as it likes
-    open_loop: bool  # whether it can offer a fixed arrival rate (`rate`), correcting latency for it
-    resolution_ms: float  # how finely it reports a latency (rounding), for the consistency checks
+    # What a tool is, read-only: each implementation gives them as class attributes.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def install_hint(self) -> str: ...
+
+    @property
+    def version_command(self) -> tuple[str, ...]: ...
+
+    @property
+    def threads(self) -> int | None:
+        """The threads it drives the load from; None: as many as it likes."""
+
+    @property
+    def open_loop(self) -> bool:
+        """Whether it can offer a fixed arrival rate (`rate`), correcting latency for it."""
+
+    @property
+    def resolution_ms(self) -> float:
+        """How finely it reports a latency (rounding), for the consistency checks."""
 
     def command(self, url: str, duration_s: int, concurrency: int, rate: float | None = None) -> list[str]: ...
 

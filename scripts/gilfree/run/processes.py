@@ -71,9 +71,11 @@ class GroupReaper:
 
     def release(self) -> None:
         """The group was stopped cleanly: tell the reaper so, and let it go."""
+        pipe = self._process.stdin
+        assert pipe is not None  # opened with stdin=PIPE
         try:
-            self._process.stdin.write(b"x")
-            self._process.stdin.close()
+            pipe.write(b"x")
+            pipe.close()
         except (BrokenPipeError, ValueError):
             pass
         self._process.wait()

@@ -268,8 +268,8 @@ def parse_trailer(text: str) -> tuple[float | None, float | None]:
     or bash's format), and the tool's wall seconds from /proc/uptime; None where it is missing."""
     uptime = re.search(r"uptime=([\d.]+) ([\d.]+)", text)
     wall = float(uptime.group(2)) - float(uptime.group(1)) if uptime else None
-    lines = [line for line in text.splitlines() if TIMES.search(line)]
+    lines = [found for line in text.splitlines() if (found := TIMES.search(line))]
     if len(lines) < 2:
         return None, wall or None
-    m_user, s_user, m_sys, s_sys = TIMES.search(lines[1]).groups()
+    m_user, s_user, m_sys, s_sys = lines[1].groups()
     return int(m_user) * 60 + float(s_user) + int(m_sys) * 60 + float(s_sys), wall or None

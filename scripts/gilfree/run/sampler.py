@@ -156,7 +156,8 @@ class TreeSampler:
 
     def _unique_and_proportional(self) -> tuple[int | None, int | None]:
         """None where the kernel gave no figure (tree gone, no permission, no PSS): never a zero."""
-        uss, pss, read = 0, 0, 0
+        uss, read = 0, 0
+        pss: int | None = 0
         for process in self._members or []:  # the tree as stop()'s last sample listed it
             try:
                 memory = process.memory_full_info()

@@ -266,22 +266,27 @@ def leftovers(python: str) -> list[psutil.Process]:
     return found
 
 
+def listening_on(port: int) -> list:
+    """The TCP sockets listening on this port, on any address."""
+    return [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN]
+
+
 def assert_port_free(port: int) -> None:
-    listening = [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN]
-    assert listening == []
+    assert listening_on(port) == []
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "the condition"):
-    """Poll `condition` until it returns something true, and return that: tests wait on the event itself, never
-    for a fixed time. Fails after `timeout` seconds, naming what never happened."""
+def wait_for(condition, timeout: float = 30.0, what="the condition", interval: float = 0.05):
+    """Poll `condition` every `interval` seconds until it returns something true, and return that: tests wait on
+    the event itself, never for a fixed time. Fails after `timeout` seconds, naming what never happened: `what`,
+    or what it returns if it is callable (called then, so that it can tell the last thing the condition saw)."""
     deadline = time.monotonic() + timeout
     while True:
         found = condition()
         if found:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)
 
 
 def cpu_seconds(*processes: psutil.Process) -> float:

@@ -10,11 +10,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from conftest import wait_for
 
 SERVER_ADDRESS, LOAD_ADDRESS = "10.203.45.1", "10.203.45.2"
 PREFIX = 30
@@ -154,11 +154,12 @@ def start(folder: Path) -> Hosts:
 
 
 def _wait_for_sshd(hosts: Hosts) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
+    refused = {"stderr": b""}  # the last attempt's, for the failure
+
+    def reached() -> bool:
         if hosts.sshd.poll() is not None:
             raise RuntimeError(f"sshd exited with {hosts.sshd.returncode}: {hosts.sshd_log.read_text()[-500:]}")
-        reached = subprocess.run(
+        attempt = subprocess.run(
             hosts.in_server(
                 "ssh",
                 "-o",
@@ -177,11 +178,15 @@ def _wait_for_sshd(hosts: Hosts) -> None:
             capture_output=True,
             timeout=30,
         )
-        if reached.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"sshd did not accept the test's key within {READY_TIMEOUT_S}s: {reached.stderr[-300:]}")
-        time.sleep(0.2)
+        refused["stderr"] = attempt.stderr
+        return attempt.returncode == 0
+
+    wait_for(
+        reached,
+        READY_TIMEOUT_S,
+        lambda: f"sshd to accept the test's key: {refused['stderr'][-300:]}",
+        interval=0.2,
+    )
 
 
 def stop(hosts: Hosts) -> None:

@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
-from conftest import ROOT, assert_port_free, free_port, make_record
+from conftest import ROOT, assert_port_free, free_port, make_record, wait_for
 
 from gilfree.report import charts, compare, render, verdicts
 from gilfree.study import ceiling, results
@@ -100,15 +99,14 @@ def test_an_interrupted_calibration_stops_nginx_and_stores_nothing(tmp_path, sig
         str(tmp_path),
     ]
     harness = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    children: list[psutil.Process] = []
-    while not named(children, "wrk") and time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            children = psutil.Process(harness.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            break
-    assert named(children, "nginx") and named(children, "wrk"), harness.communicate()
+
+    def children_once_wrk_runs() -> list[psutil.Process] | None:
+        assert harness.poll() is None, harness.communicate()  # it ended before its load began
+        children = psutil.Process(harness.pid).children(recursive=True)  # unreaped, so still there
+        return children if named(children, "wrk") else None
+
+    children = wait_for(children_once_wrk_runs, 60, "the calibration to start wrk", interval=0.1)
+    assert named(children, "nginx"), harness.communicate()
     harness.send_signal(signum)
     _, stderr = harness.communicate(timeout=30)
     assert harness.returncode == status, stderr

@@ -8,15 +8,17 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import pytest
 from conftest import (
     ROOT,
-    assert_port_free,
     free_port,
     harness_command,
     leftovers,
+    listening_on,
     run_session,
     spinning,
     stands_in,
@@ -29,33 +31,87 @@ from gilfree.study.studies import article
 SESSIONS = article().sessions
 
 
-@pytest.mark.parametrize("session", ["asgi-3.14", "wsgi-3.14", "wsgi-threads-3.14"])
-def test_session_measures_every_cell(session, environments, tmp_path):
+@dataclass
+class Measured:
+    """A session run once, for the tests that each read one thing of it: its outcome, its results and what it
+    left running, read as it ended (before any other test could start or stop a process)."""
+
+    session: str
+    python: str
+    results_dir: Path
+    completed: subprocess.CompletedProcess
+    left_running: list[psutil.Process]
+    listening: list
+
+    def records(self):
+        """(cell, its stored record) for every cell of the session."""
+        for cell in SESSIONS[self.session].cells():
+            yield cell, json.loads((self.results_dir / "raw" / cell.table / f"{cell.key}.json").read_text())
+
+
+@pytest.fixture(scope="module", params=["asgi-3.14", "wsgi-3.14", "wsgi-threads-3.14"])
+def measured(request, environments, tmp_path_factory) -> Measured:
+    """Each session, run once for all the tests below that take it."""
+    session = request.param
     python = environments[SESSIONS[session].apps[0]]
+    results_dir = tmp_path_factory.mktemp(f"measured-{session}")
     # A proxy that answers nothing: the harness's own checks of the server must not go through it.
-    completed, port = run_session(session, python, tmp_path, env={"http_proxy": "http://127.0.0.1:9"})
-    assert completed.returncode == 0, completed.stderr
-    assert ("stands in for 3.14" in completed.stderr) == stands_in(python)
-    for cell in SESSIONS[session].cells():
-        record = json.loads((tmp_path / "raw" / cell.table / f"{cell.key}.json").read_text())
+    completed, port = run_session(session, python, results_dir, env={"http_proxy": "http://127.0.0.1:9"})
+    return Measured(session, python, results_dir, completed, leftovers(python), listening_on(port))
+
+
+def test_session_succeeds(measured):
+    assert measured.completed.returncode == 0, measured.completed.stderr
+
+
+def test_session_says_whether_its_interpreter_stands_in_for_3_14(measured):
+    stand_in = stands_in(measured.python)
+    assert ("stands in for 3.14" in measured.completed.stderr) == stand_in
+    assert all(record["interpreter"]["stand_in"] == stand_in for _, record in measured.records())
+
+
+def test_every_cell_is_measured_without_errors(measured):
+    for _, record in measured.records():
         assert record["status"] == "ok", record["failure"]
         assert record["load"]["rps"] > 0 and record["load"]["requests"] > 0
         assert record["load"]["errors"] == 0 and record["load"]["non_2xx"] == 0
+
+
+def test_every_cell_records_the_servers_resources(measured):
+    for cell, record in measured.records():
         assert record["resources"]["cpu_cores"] > 0 and record["resources"]["peak_rss_bytes"] > 20 * 2**20
         assert record["resources"]["peak_processes"] == 1 + cell.workers  # main process and its workers
-        assert record["interpreter"]["stand_in"] == stands_in(python)
+
+
+def test_every_cell_keeps_every_sample_of_its_timeline(measured):
+    for _, record in measured.records():
+        timeline = record["runs"][0]["timeline"]  # every sample kept, in parallel lists
+        assert len(timeline["t_s"]) == len(timeline["rss_bytes"]) == record["resources"]["samples"] >= 4
+        assert max(timeline["rss_bytes"]) == record["resources"]["peak_rss_bytes"]
+
+
+def test_every_cell_records_how_its_interpreter_was_built(measured):
+    built = subprocess.run(
+        [measured.python, "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for _, record in measured.records():
         assert not record["interpreter"]["free_threaded_build"]
-        built = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_config_var('CONFIG_ARGS'))"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
         assert record["interpreter"]["config_args"] == built  # how it was built, from the interpreter itself
         assert set(record["interpreter"]["optimisations"]) == {"pgo", "lto", "jit"}
+
+
+def test_every_cell_records_its_commands_and_how_its_server_was_stopped(measured):
+    for cell, record in measured.records():
         assert record["load_generator"]["name"] == "wrk" and "4." in record["load_generator"]["version"]
-        assert record["runs"][0]["stopped_by"].startswith(("SIGTERM", "SIGKILL"))
         assert record["commands"]["server"][1:3] == ["--interface", cell.interface]
+        assert record["runs"][0]["stopped_by"].startswith(("SIGTERM", "SIGKILL"))
+
+
+def test_every_cell_records_the_machines_readiness_and_warns_of_what_is_not_ready(measured):
+    for _, record in measured.records():
         readiness = record["machine"]["readiness"]  # the machine's state, as the session read it at its start
         assert [item["key"] for item in readiness["items"]] == [
             "governor",
@@ -76,19 +132,21 @@ def test_session_measures_every_cell(session, environments, tmp_path):
         assert "throttle_events" in record["runs"][0]
         not_ready = {w["values"]["item"] for w in record["warnings"] if w["kind"] == "machine_not_ready"}
         assert not_ready == {item["key"] for item in readiness["items"] if item["status"] == "warn"} - {"throttling"}
-        timeline = record["runs"][0]["timeline"]  # every sample kept, in parallel lists
-        assert len(timeline["t_s"]) == len(timeline["rss_bytes"]) == record["resources"]["samples"] >= 4
-        assert max(timeline["rss_bytes"]) == record["resources"]["peak_rss_bytes"]
-    for table in SESSIONS[session].tables:
-        text = (tmp_path / "tables" / f"{table}.md").read_text()
+
+
+def test_every_table_shows_its_rows_and_notes(measured):
+    for table in SESSIONS[measured.session].tables:
+        text = (measured.results_dir / "tables" / f"{table}.md").read_text()
         rows = [
             line for line in text.splitlines() if line.startswith(("| 3.", "| JSON", "| I/O")) and "not run" not in line
         ]
         assert rows and all("not run" not in row and "failed" not in row for row in rows)
         assert "**Load generator ceiling not checked** for wrk at c=128" in text  # no calibration stored
         assert "Machine readiness at the session's start (" in text and "### The machine's state" in text
-    assert leftovers(python) == []
-    assert_port_free(port)
+
+
+def test_session_leaves_no_process_running_and_its_port_free(measured):
+    assert measured.left_running == [] and measured.listening == []
 
 
 def test_gil_build_is_refused_as_free_threaded(environments, tmp_path):
@@ -186,7 +244,8 @@ def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, t
         cwd=ROOT,
     )
     seen = {}
-    while harness.poll() is None and len(seen) < 2:
+
+    def both_seen_or_harness_done() -> bool:
         for process in psutil.process_iter(["name", "cmdline"]):
             cmdline = " ".join(process.info["cmdline"] or [])
             try:
@@ -196,7 +255,9 @@ def test_pinning_puts_server_and_load_generator_on_disjoint_cpus(environments, t
                     seen["loadgen"] = {tuple(process.cpu_affinity())}
             except psutil.NoSuchProcess:
                 pass
-        time.sleep(0.05)
+        return len(seen) == 2 or harness.poll() is not None  # the assert below says which was never seen
+
+    wait_for(both_seen_or_harness_done, 180, "the pinned server and load generator")
     harness.kill()
     harness.communicate()
     cpus = sorted(os.sched_getaffinity(0))

@@ -9,12 +9,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import netns
 import psutil
 import pytest
-from conftest import ROOT, free_port, harness_command, leftovers, make_record
+from conftest import ROOT, free_port, harness_command, leftovers, make_record, wait_for
 from test_cli import gilfree
 
 from gilfree.report import render
@@ -89,18 +88,21 @@ def test_interrupt_leaves_no_load_generator_on_either_host(signum, hosts, enviro
         cwd=ROOT,
     )
     try:
-        deadline = time.monotonic() + HARNESS_TIMEOUT_S
-        while not any(_loads_for(process, "45s") for process in hosts.processes_in(hosts.load_ns, "wrk")):
+
+        def load_started() -> bool:
             assert harness.poll() is None, harness.stderr.read()
-            assert time.monotonic() < deadline, "the load never started on the load host"
-            time.sleep(0.1)
+            return any(_loads_for(process, "45s") for process in hosts.processes_in(hosts.load_ns, "wrk"))
+
+        wait_for(load_started, HARNESS_TIMEOUT_S, "the load to start on the load host", interval=0.1)
         harness.send_signal(signum)
         _, stderr = harness.communicate(timeout=60)
         assert harness.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signum], stderr
-        deadline = time.monotonic() + GONE_TIMEOUT_S
-        while hosts.processes_in(hosts.load_ns, "wrk") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert hosts.processes_in(hosts.load_ns, "wrk") == []
+        wait_for(
+            lambda: hosts.processes_in(hosts.load_ns, "wrk") == [],
+            GONE_TIMEOUT_S,
+            "wrk to be gone from the load host",
+            interval=0.1,
+        )
         assert hosts.processes_in(hosts.server_ns, "wrk") == []
     finally:
         if harness.poll() is None:
@@ -128,10 +130,7 @@ def test_wrapper_stops_the_tool_when_its_channel_closes(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not marker.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(marker.exists, what="the wrapper to start the tool")
     wrapper.stdin.close()
     stdout = wrapper.stdout.read()
     wrapper.wait(30)

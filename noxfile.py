@@ -6,11 +6,11 @@
 """gilfree's sessions: one per part of each study in studies/, then the tools around them.
 
 `nox` runs the post's study (studies/article.toml); `nox -s asgi-3.14t -- --duration 10s --loadgen wrk` runs one
-part; `nox -s mine` runs a study of your own, studies/mine.toml (README, "Your own study"). `nox -l` lists them.
+part; `nox -s mine` runs a study of your own, studies/mine.toml (docs/own-study.md). `nox -l` lists them.
 Each study session builds one uv environment per app and variant holding only what a deployment would hold
 (Granian and the app's dependencies, from its lock), and the harness, in its own environment, drives it from
-outside. Options after `--` go to the harness (README lists them). A measuring session holds the machine lock
-from building its environments to its harness's end: one benchmark per machine at a time.
+outside. Options after `--` go to the harness (docs/setup.md lists them). A measuring session holds the machine
+lock from building its environments to its harness's end: one benchmark per machine at a time.
 """
 
 import json
@@ -76,7 +76,8 @@ def harness(session: nox.Session, *args: str, module: str = "gilfree") -> None:
 
 @contextmanager
 def machine(session: nox.Session):
-    """Hold the machine lock (README: one benchmark at a time): wait for it, or fail at once with --no-wait."""
+    """Hold the machine lock (docs/setup.md: one benchmark per machine at a time): wait for it, or fail at once
+    with --no-wait."""
     try:
         with machine_lock.held(session.name, wait="--no-wait" not in session.posargs, say=session.log):
             yield

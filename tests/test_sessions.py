@@ -1,4 +1,4 @@
-"""Every session README's table lists, run as a user runs it (`nox -s NAME` from the checkout, nox's own relative
+"""Every session nox has, run as a user runs it (`nox -s NAME` from the checkout, nox's own relative
 environment folder), with the shortest durations on a free port: it exits 0 and prints no traceback, or, where this
 machine lacks what it needs, refuses in one line. The study sessions get this machine's GIL interpreter for 3.14
 and the real free-threaded CPython 3.13.5t (tests/build-cpython) for 3.14t."""
@@ -13,21 +13,20 @@ import pytest
 from conftest import ROOT, base_python, free_port
 
 from gilfree.report import outcomes
-from gilfree.study import results, studies
+from gilfree.study import results, schema, studies
 
 RECORDED = ROOT / "tests" / "recorded" / "real-3.14.7-2core"
-
-
-def readme_sessions() -> list[str]:
-    """The sessions README's table names, in its order."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| session | what it measures |") :].split("\n\n")[0]
-    return [name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z0-9.-]+)`", row.split("|")[1])]
 
 
 def study_sessions() -> dict[str, studies.Session]:
     found, _ = studies.discover()
     return {name: session for study in found.values() for name, session in study.sessions.items()}
+
+
+def nox_sessions() -> list[str]:
+    """The sessions `nox -l` lists (tests/test_pins.py checks it lists these): the noxfile's own and every
+    study's."""
+    return sorted(schema.reserved_sessions() | set(study_sessions()))
 
 
 def one_variant_first(name: str) -> tuple[bool, str]:
@@ -64,11 +63,6 @@ def user_env(real_pythons, tmp_path_factory) -> dict:
 def study_results() -> dict:
     """One results folder per study, shared by its sessions, as a user's `results/` is."""
     return {}
-
-
-def test_readme_lists_every_session_nox_has():
-    listed = subprocess.run(["nox", "-l"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    assert set(readme_sessions()) == set(re.findall(r"^[*-] (\S+)", listed, re.M))
 
 
 def ran_cells(session: studies.Session) -> list[studies.Cell]:
@@ -139,7 +133,7 @@ def run_tool_session(name: str, env: dict, tmp_path) -> subprocess.CompletedProc
         return nox(name, env=env)
     if name == "tests":  # the suite inside itself: collected, not run again
         return nox(name, "--collect-only", "-q", "tests/test_parsers.py", env=env)
-    assert name == "tools", f"README names a session {name!r} this test does not know how to run"
+    assert name == "tools", f"nox has a session {name!r} this test does not know how to run"
     return nox(name, env=env)
 
 
@@ -174,8 +168,8 @@ def compares_its_runs(study: studies.Study, results_dir, env: dict) -> None:
         assert re.fullmatch(r"(faster|slower) by \d+%|on par", row[5]) or (row[5] == "can't tell" and row[6]), row
 
 
-@pytest.mark.parametrize("name", sorted(readme_sessions(), key=one_variant_first))
-def test_every_session_readme_lists_runs_or_refuses_in_one_line(name, user_env, study_results, tmp_path_factory):
+@pytest.mark.parametrize("name", sorted(nox_sessions(), key=one_variant_first))
+def test_every_session_runs_or_refuses_in_one_line(name, user_env, study_results, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp(name)
     session = study_sessions().get(name)
     if session is None:

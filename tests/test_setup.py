@@ -26,10 +26,3 @@ def test_a_missing_interpreter_is_installed_by_uv_or_said_in_one_line(tmp_path):
     assert "CPython 3.14.0t is not installed here, and `uv python install 3.14.0t` failed (" in said[0]
     assert "point GILFREE_PYTHON_3_14T at a CPython 3.14.0t" in said[0]
     assert "uv venv" not in ran.stderr  # refused before any environment was built
-
-
-def test_ci_runs_the_readmes_two_commands():
-    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
-    assert "uvx nox            # the whole study" in readme and "uvx nox -s tests   # the test suite" in readme
-    commands = [line.strip() for line in ci.splitlines() if line.strip().startswith("uvx nox")]
-    assert commands == ["uvx nox -s tools", "uvx nox -s tests"]

@@ -338,7 +338,7 @@ def verdict_section(study: Study, judged: list[ClaimVerdict]) -> str:
             "## Verdicts",
             "",
             f"The study's claims. Ratios are {variants} unless the ratio names the settings it divides "
-            f'(over/under). README "Reading the results" explains each verdict word.',
+            f'(over/under). docs/reading-results.md explains each verdict word.',
             "",
             table,
             "",

@@ -271,7 +271,7 @@ def full_disk_refused(path: Path):
 
 
 # What a session writes, at most, per run (its share of the record, rewritten whole after every run, and its
-# log) and once (the tables), measured on real runs with some headroom: see README, Troubleshooting.
+# log) and once (the tables), measured on real runs with some headroom: see docs/troubleshooting.md.
 RUN_BYTES = 16 * 1024
 TABLES_BYTES = 64 * 1024
 

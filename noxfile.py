@@ -241,6 +241,16 @@ def lock(session: nox.Session) -> None:
     harness(session, "lock", *session.posargs)
 
 
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy over the harness, its tests and this noxfile, as pyproject.toml configures
+    them."""
+    lint = ["uv", "run", "--locked", "--group", "lint"]
+    session.run(*lint, "ruff", "check", "scripts", "tests", "noxfile.py", env=HARNESS_ENV, external=True)
+    session.run(*lint, "ruff", "format", "--check", "scripts", "tests", "noxfile.py", env=HARNESS_ENV, external=True)
+    session.run(*lint, "mypy", env=HARNESS_ENV, external=True)
+
+
 def test_pythons(session: nox.Session) -> dict:
     """GILFREE_PYTHON_3_13 and GILFREE_PYTHON_3_13T for the tests: as given, else a real CPython 3.13.5 and
     3.13.5t built once per machine from CPython's release tarball (tests/build-cpython; minutes, the first time)."""

@@ -14,6 +14,7 @@ from conftest import ROOT, assert_port_free, free_port, make_record, wait_for
 
 from gilfree.report import charts, compare, render, verdicts
 from gilfree.study import ceiling, results
+from gilfree.study.record import Record
 from gilfree.study.studies import Cell, article
 
 CELL = article().tables_by_id["asgi-json"].cells[0]  # 3.14, 1 worker, c=128
@@ -279,7 +280,7 @@ def test_the_comparison_flags_a_row_near_its_ceiling_and_its_verdict_turns_incon
         results.write_record(results.cell_path(tmp_path, Cell(**record["cell"])), record)
     claim = article().claims[0]
     ratio = next(r for r in claim.ratios if r.under == CELL)
-    assert verdicts.estimate(ratio, threaded, gil).outcome == verdicts.Verdict.HELD
+    assert verdicts.estimate(ratio, Record.read(threaded), Record.read(gil)).outcome == verdicts.Verdict.HELD
     results.write_atomic(tmp_path / "calibration" / "wrk.json", made_up_calibration(gil, 40000))  # 75%: near
     compare.write_report(tmp_path, article())
     report = (tmp_path / "COMPARISON.md").read_text()

@@ -217,7 +217,10 @@ def test_one_run_per_cell_cannot_tell_for_want_of_an_interval(my_study, tmp_path
 def test_a_free_threaded_row_that_ran_with_the_gil_on_cannot_tell_anything(my_study, tmp_path):
     stored = store_my_runs(my_study, tmp_path)
     threaded_w1 = next(record for key, record in stored.items() if key[1].startswith("3.14t-w1"))
-    threaded_w1["interpreter"]["gil_enabled"] = True
+    key = next(key for key in stored if key[1].startswith("3.14t-w1"))
+    stored[key] = threaded_w1.model_copy(
+        update={"interpreter": threaded_w1.interpreter.model_copy(update={"gil_enabled": True})}
+    )
     rps_w1 = outcomes.findings(my_study, stored)["rps"][0]
     assert rps_w1.outcome == Outcome.CANT_TELL
     assert [reason.flag.kind for reason in rps_w1.reasons] == [FlagKind.GIL_ENABLED]

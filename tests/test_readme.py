@@ -196,12 +196,12 @@ def test_readme_links_every_docs_page():
 
 
 def test_ci_runs_the_readmes_set_up_and_test_commands():
-    """.ci/run runs README's tools command, then README's test command, and nothing else of nox."""
+    """.ci/run runs the lint session, README's tools command, then README's test command, and nothing else of nox."""
     commands = [line.split("#")[0].strip() for line in code_lines(README) if line.startswith("uvx nox")]
     [set_up] = [command for command in commands if command.split()[2:] == ["-s", "tools"]]
     [tests] = [command for command in commands if command.split()[2:4] == ["-s", "tests"]]
     ci = [line.strip() for line in text(ROOT / ".ci" / "run").splitlines() if line.strip().startswith("uvx nox")]
-    assert ci == [set_up, tests]
+    assert ci == ["uvx nox -s lint", set_up, tests]
     assert code_lines(ROOT / "CONTRIBUTING.md")[0].split("#")[0].strip() == tests
 
 

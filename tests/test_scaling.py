@@ -12,15 +12,21 @@ import psutil
 import pytest
 from conftest import assert_port_free, free_port, leftovers, make_record, wait_for
 
-from gilfree.report import charts, scaling_report
+from gilfree.report import charts, scaling, scaling_report
+from gilfree.report.scaling import KneeKind, PointStatus
 from gilfree.run.child import url
 from gilfree.run.loadgen import LOADGENS, run_load
 from gilfree.run.processes import TooFewCpus, available_cpus, points_for, server_cpus
-from gilfree.report.scaling import KneeKind, PointStatus, analyse
 from gilfree.run.server import GranianServer, granian_command
+from gilfree.study.record import Record
 from gilfree.study.studies import Cell, article
 
 GIL, FREE = "3.14", "3.14t"
+
+
+def analyse(records, *plan, **options):
+    """The analysis of stored records, read as the reports read them."""
+    return scaling.analyse([Record.read(record) for record in records], *plan, **options)
 
 
 def made_up(

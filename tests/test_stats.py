@@ -5,6 +5,8 @@ import pytest
 from gilfree.core import stats
 from gilfree.core.stats import DRIFT_SIGNIFICANCE
 from gilfree.core.warnings import WarningKind
+from gilfree.study import summary
+from gilfree.study.record import Load, Resources
 from gilfree.study.studies import article
 
 
@@ -37,7 +39,7 @@ def made_up_run(rps, errors=0, loadgen_cpu=0.5, rss=100):
 
 
 def test_median_figure_by_figure_and_spread():
-    load, resources, spread = stats.summarise(
+    load, resources, spread = summary.summarise(
         [made_up_run(100, rss=300), made_up_run(300, rss=100), made_up_run(200, rss=200)]
     )
     assert load["rps"] == 200 and resources["peak_rss_bytes"] == 200
@@ -45,13 +47,13 @@ def test_median_figure_by_figure_and_spread():
 
 
 def test_errors_in_any_run_are_summed_not_hidden_by_the_median():
-    load, _, _ = stats.summarise([made_up_run(100), made_up_run(100, errors=7), made_up_run(100)])
+    load, _, _ = summary.summarise([made_up_run(100), made_up_run(100, errors=7), made_up_run(100)])
     assert load["errors"] == 7
 
 
 def cell_warnings(rps: list[float]):
-    _, _, spreads = stats.summarise([made_up_run(value) for value in rps])
-    return stats.cell_warnings(spreads, stats.stability(rps), len(rps))
+    _, _, spreads = summary.summarise([made_up_run(value) for value in rps])
+    return summary.cell_warnings(spreads, stats.stability(rps), len(rps))
 
 
 def test_the_spread_warning_fires_above_the_relative_standard_deviation_limit_only():
@@ -108,8 +110,8 @@ def test_fewer_than_four_runs_give_no_drift_verdict_at_all():
 
 
 def test_run_warnings_busy_machine_saturated_load_generator_and_errors():
-    assert stats.run_warnings(made_up_run(100), busy_share=0.05, cores=2) == []
-    warnings = stats.run_warnings(made_up_run(100, errors=3, loadgen_cpu=0.97), busy_share=0.6, cores=2)
+    assert summary.run_warnings(made_up_run(100), busy_share=0.05, cores=2) == []
+    warnings = summary.run_warnings(made_up_run(100, errors=3, loadgen_cpu=0.97), busy_share=0.6, cores=2)
     assert [(warning.kind, warning.values) for warning in warnings] == [
         (WarningKind.MACHINE_BUSY, {"busy_share": 0.6, "cores": 2, "limit": stats.BUSY_LIMIT}),
         (WarningKind.LOADGEN_SATURATED, {"cores": 0.97, "threads": 1}),
@@ -123,17 +125,17 @@ def test_run_warnings_busy_machine_saturated_load_generator_and_errors():
 
 
 def test_a_load_generator_of_many_threads_is_not_judged_saturated():
-    assert stats.run_warnings(made_up_run(100, loadgen_cpu=1.5), busy_share=0.0, cores=2, loadgen_threads=None) == []
-    assert stats.run_warnings(made_up_run(100, loadgen_cpu=1.5), busy_share=0.0, cores=2, loadgen_threads=2) == []
+    assert summary.run_warnings(made_up_run(100, loadgen_cpu=1.5), busy_share=0.0, cores=2, loadgen_threads=None) == []
+    assert summary.run_warnings(made_up_run(100, loadgen_cpu=1.5), busy_share=0.0, cores=2, loadgen_threads=2) == []
 
 
 def test_counts_stay_whole_numbers():
-    load, resources, _ = stats.summarise([made_up_run(100), made_up_run(110)])
+    load, resources, _ = summary.summarise([made_up_run(100), made_up_run(110)])
     assert isinstance(load["requests"], int) and isinstance(resources["peak_processes"], int)
 
 
 def test_spread_of_one_run_is_that_run():
-    _, _, spread = stats.summarise([made_up_run(100)])
+    _, _, spread = summary.summarise([made_up_run(100)])
     assert spread["rps"] == {"min": 100, "q1": 100, "median": 100, "q3": 100, "max": 100, "rsd": None}
 
 
@@ -141,7 +143,7 @@ def test_a_figure_the_tool_cannot_give_stays_unknown_not_zero():
     runs = [made_up_run(100), made_up_run(110)]
     for run in runs:
         run["load"]["non_2xx"] = None  # as rewrk reports it
-    load, _, _ = stats.summarise(runs)
+    load, _, _ = summary.summarise(runs)
     assert load["non_2xx"] is None and load["errors"] == 0
 
 
@@ -173,20 +175,19 @@ def test_growth_just_below_the_limit_is_not_flagged_and_just_above_it_is():
 def test_too_few_samples_leave_the_growth_unknown():
     assert stats.rss_growth([], []) is None
     assert stats.rss_growth([0.0, 0.25, 0.5, 0.75, 1.0], [MiB, 2 * MiB, 3 * MiB, 4 * MiB, 5 * MiB]) is None
-    assert stats.RssGrowth.of(None) is None
-    assert stats.RssGrowth.of({"rss_growth_last_half": None, "rss_growth_bytes_per_s": None}) is None
-    assert stats.RssGrowth.of({"peak_rss_bytes": MiB}) is None  # a record from before timelines
+    assert Resources(rss_growth_last_half=None, rss_growth_bytes_per_s=None).growth is None
+    assert Resources(peak_rss_bytes=MiB).growth is None  # a record from before timelines
 
 
 def test_the_rows_growth_is_the_median_of_its_runs_and_unknown_if_any_run_lacks_it():
     runs = [made_up_run(100), made_up_run(100), made_up_run(100)]
     for run, growth in zip(runs, (0.01, 0.09, 0.07)):
         run["resources"] |= {"rss_growth_last_half": growth, "rss_growth_bytes_per_s": growth * MiB}
-    _, resources, _ = stats.summarise(runs)
-    assert stats.RssGrowth.of(resources) == stats.RssGrowth(0.07, 0.07 * MiB)
+    _, resources, _ = summary.summarise(runs)
+    assert Resources(**resources).growth == stats.RssGrowth(0.07, 0.07 * MiB)
     runs[2]["resources"]["rss_growth_last_half"] = None  # a load too short to tell
-    _, resources, _ = stats.summarise(runs)
-    assert stats.RssGrowth.of(resources) is None
+    _, resources, _ = summary.summarise(runs)
+    assert Resources(**resources).growth is None
 
 
 def test_a_row_at_70_percent_of_the_ceiling_or_more_is_near_it():
@@ -202,7 +203,7 @@ def with_percentiles(run, p50, p99):
 
 
 def test_percentiles_are_summarised_percentile_by_percentile():
-    load, _, _ = stats.summarise(
+    load, _, _ = summary.summarise(
         [
             with_percentiles(made_up_run(100), 4.0, 30.0),
             with_percentiles(made_up_run(100), 5.0, 10.0),
@@ -210,15 +211,15 @@ def test_percentiles_are_summarised_percentile_by_percentile():
         ]
     )
     assert load["latency_percentiles_ms"] == {"50": 4.0, "90": 6.0, "99": 20.0, "99.9": None}
-    assert stats.percentile_ms(load, "99") == 20.0 and stats.percentile_ms(load, "99.9") is None
+    assert Load(**load).percentile_ms("99") == 20.0 and Load(**load).percentile_ms("99.9") is None
 
 
 def test_percentiles_missing_from_one_run_stay_unknown():
     runs = [with_percentiles(made_up_run(100), 4.0, 30.0), made_up_run(100)]
     runs[1]["load"]["latency_percentiles_ms"] = None  # as rewrk reports them
-    load, _, _ = stats.summarise(runs)
+    load, _, _ = summary.summarise(runs)
     assert load["latency_percentiles_ms"] is None
-    assert stats.percentile_ms(load, "99") is None and stats.percentile_ms(None, "99") is None
+    assert Load(**load).percentile_ms("99") is None
 
 
 def open_loop_run(offered, achieved):
@@ -228,14 +229,14 @@ def open_loop_run(offered, achieved):
 
 
 def test_an_open_loop_run_short_of_its_offered_rate_is_flagged_with_a_typed_warning():
-    assert stats.rate_shortfall(open_loop_run(200.0, 199.2)["load"]) is None
-    assert stats.rate_shortfall(open_loop_run(200.0, 190.0)["load"]) is None  # 5% short: within the tolerance
-    assert stats.rate_shortfall(made_up_run(100)["load"]) is None  # closed loop: nothing was offered
+    assert summary.rate_shortfall(open_loop_run(200.0, 199.2)["load"]) is None
+    assert summary.rate_shortfall(open_loop_run(200.0, 190.0)["load"]) is None  # 5% short: within the tolerance
+    assert summary.rate_shortfall(made_up_run(100)["load"]) is None  # closed loop: nothing was offered
     short = open_loop_run(100000.0, 19387.0)
-    shortfall = stats.rate_shortfall(short["load"])
+    shortfall = summary.rate_shortfall(short["load"])
     assert shortfall.kind is WarningKind.RATE_SHORTFALL
     assert (shortfall.values["offered_rps"], shortfall.values["achieved_rps"]) == (100000.0, 19387.0)
-    [warning] = stats.run_warnings(short, busy_share=0.0, cores=2, loadgen_threads=None)
+    [warning] = summary.run_warnings(short, busy_share=0.0, cores=2, loadgen_threads=None)
     assert warning == shortfall
     assert warning.message.startswith("achieved 19387 RPS of the 100000 offered (19%, tolerance 5%)")
 

@@ -220,8 +220,8 @@ def test_a_schema_3_record_reads_as_a_cell_of_the_posts_study(tmp_path):
         del record["cell"][name]
     results.write_record(results.cell_path(tmp_path, cell), record)
     loaded = results.load(tmp_path)[cell.table, cell.key]
-    assert loaded["study"] == "article" and loaded["schema"] == results.SCHEMA
-    assert studies.Cell(**loaded["cell"]) == cell  # app "asgi", loop "asyncio": the post's ASGI command
+    assert loaded.study == "article" and loaded.schema_ == results.SCHEMA
+    assert loaded.cell == cell  # app "asgi", loop "asyncio": the post's ASGI command
 
 
 def test_stored_runs_survive_a_new_container_and_a_moved_checkout_but_not_other_hardware(monkeypatch, tmp_path):

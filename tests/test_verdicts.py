@@ -6,7 +6,7 @@ import copy
 import numpy
 import pytest
 import scipy.stats
-from conftest import make_record
+from conftest import make_record, typed
 
 from gilfree.core import stats
 from gilfree.report import verdicts
@@ -14,6 +14,7 @@ from gilfree.report.verdicts import BuildsDiffer, CpuBound, DoubtfulRow, FlagKin
 from gilfree.run.interpreters import optimisations
 from gilfree.study import results
 from gilfree.study.claims import Band, Verdict
+from gilfree.study.record import Record
 from gilfree.study.studies import article
 
 ASGI_JSON, ASGI_IO, _, WSGI_JSON, _, THREADS, WORKERS = article().claims
@@ -64,7 +65,7 @@ def asgi_json(gil_runs, threaded_runs, **options):
     ],
 )
 def test_the_interval_over_three_runs_against_the_band(threaded, expected):
-    judged = verdicts.judge(article(), ASGI_JSON, asgi_json([10000, 10000, 10000], threaded))
+    judged = verdicts.judge(article(), ASGI_JSON, typed(asgi_json([10000, 10000, 10000], threaded)))
     assert judged.verdict == expected
     estimate = judged.estimates[0]
     assert estimate.runs == 3 and estimate.interval is not None
@@ -75,14 +76,14 @@ def test_the_interval_over_three_runs_against_the_band(threaded, expected):
 
 
 def test_a_single_run_gets_no_interval_and_is_judged_on_its_one_value():
-    judged = verdicts.judge(article(), ASGI_JSON, asgi_json([10000], [8000]))
+    judged = verdicts.judge(article(), ASGI_JSON, typed(asgi_json([10000], [8000])))
     assert (judged.verdict, judged.runs) == (Verdict.HELD, 1)
     assert [e.interval for e in judged.estimates] == [None, None]
     assert [e.pairwise for e in judged.estimates] == [(), ()]
 
 
 def test_two_runs_get_no_interval_either():
-    judged = verdicts.judge(article(), ASGI_JSON, asgi_json([10000, 10000], [8000, 8200]))
+    judged = verdicts.judge(article(), ASGI_JSON, typed(asgi_json([10000, 10000], [8000, 8200])))
     assert judged.runs == 2 and judged.estimates[0].interval is None
 
 
@@ -123,8 +124,8 @@ def test_the_ratio_interval_is_a_t_interval_on_the_logarithms(over, under, paire
 def test_runs_not_made_in_the_same_rounds_are_resampled_apart():
     gil = with_runs(GIL_W1, [10000, 10000, 10000])
     threaded = with_runs(THREADED_W1, [8000, 8100, 7900], round_offset=30)  # a later session
-    assert not results.paired(verdicts.ok_runs(threaded), verdicts.ok_runs(gil))
-    assert results.paired(verdicts.ok_runs(with_runs(THREADED_W1, [1, 2, 3], 1)), verdicts.ok_runs(gil))
+    assert not results.paired(Record.read(threaded).ok_runs, Record.read(gil).ok_runs)
+    assert results.paired(Record.read(with_runs(THREADED_W1, [1, 2, 3], 1)).ok_runs, Record.read(gil).ok_runs)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,8 @@ def io_pair(table_id, gil_rps, threaded_rps):
 def test_an_io_claim_on_cpu_bound_rows_is_inconclusive_naming_the_efficiency():
     records = io_pair("asgi-io", 4096, 7168)  # 32% and 56% of 128 / 10 ms
     estimate = verdicts.estimate(
-        ASGI_IO.ratios[0], *(verdicts.measured(records)[c] for c in (ASGI_IO.ratios[0].over, ASGI_IO.ratios[0].under))
+        ASGI_IO.ratios[0],
+        *(verdicts.measured(typed(records))[c] for c in (ASGI_IO.ratios[0].over, ASGI_IO.ratios[0].under)),
     )
     assert estimate.outcome == Verdict.INCONCLUSIVE
     assert [(r.cell.variant, round(r.efficiency, 2)) for r in estimate.reasons] == [("3.14", 0.32), ("3.14t", 0.56)]
@@ -159,7 +161,7 @@ def test_an_io_claim_on_cpu_bound_rows_is_inconclusive_naming_the_efficiency():
 def test_an_io_claim_on_rows_near_the_ideal_is_judged():
     records = io_pair("asgi-io", 11300, 11400)
     ratio = ASGI_IO.ratios[0]
-    estimate = verdicts.estimate(ratio, *(verdicts.measured(records)[c] for c in (ratio.over, ratio.under)))
+    estimate = verdicts.estimate(ratio, *(verdicts.measured(typed(records))[c] for c in (ratio.over, ratio.under)))
     assert (estimate.outcome, estimate.reasons) == (Verdict.HELD, ())
 
 
@@ -176,7 +178,7 @@ def wsgi_json(gil_rps, threaded_rps, loadgen_cores=0.15, logical_cores=2):
 
 
 def test_not_far_faster_on_too_few_cores_is_inconclusive_with_both_figures():
-    judged = verdicts.judge(article(), WSGI_JSON, wsgi_json(7000, 4600))
+    judged = verdicts.judge(article(), WSGI_JSON, typed(wsgi_json(7000, 4600)))
     assert judged.verdict == Verdict.INCONCLUSIVE
     reasons = judged.all_reasons
     assert [(r.needed, round(r.available, 2)) for r in reasons] == [(6.50, 1.85), (6.56, 1.85)]
@@ -184,18 +186,20 @@ def test_not_far_faster_on_too_few_cores_is_inconclusive_with_both_figures():
 
 
 def test_far_faster_held_stands_on_any_machine_and_not_held_counts_with_the_posts_cores():
-    assert verdicts.judge(article(), WSGI_JSON, wsgi_json(7000, 14000)).verdict == Verdict.HELD
-    assert verdicts.judge(article(), WSGI_JSON, wsgi_json(7000, 4600, logical_cores=16)).verdict == Verdict.NOT_HELD
+    assert verdicts.judge(article(), WSGI_JSON, typed(wsgi_json(7000, 14000))).verdict == Verdict.HELD
+    assert (
+        verdicts.judge(article(), WSGI_JSON, typed(wsgi_json(7000, 4600, logical_cores=16))).verdict == Verdict.NOT_HELD
+    )
 
 
 def test_pinned_cpus_are_the_cores_the_server_could_have_had():
     record = with_runs(GIL_W1, [1000])
     record["settings"]["server_cpus"] = [0, 1, 2]
-    assert verdicts.server_cores(record) == 3.0
+    assert verdicts.server_cores(Record.read(record)) == 3.0
     record["settings"]["server_cpus"] = None
-    assert verdicts.server_cores(record) == 15.5  # 16 logical CPUs less the load generator's 0.5
+    assert verdicts.server_cores(Record.read(record)) == 15.5  # 16 logical CPUs less the load generator's 0.5
     record["settings"]["loadgen_host"] = "loader.example"
-    assert verdicts.server_cores(record) == 16.0  # the load ran on another machine
+    assert verdicts.server_cores(Record.read(record)) == 16.0  # the load ran on another machine
 
 
 @pytest.mark.parametrize(
@@ -209,9 +213,9 @@ def test_pinned_cpus_are_the_cores_the_server_could_have_had():
 )
 def test_a_doubtful_row_makes_a_held_verdict_inconclusive(edit, kind):
     records = asgi_json([30000], [24000])
-    assert verdicts.judge(article(), ASGI_JSON, records).verdict == Verdict.HELD
+    assert verdicts.judge(article(), ASGI_JSON, typed(records)).verdict == Verdict.HELD
     edit(records[(GIL_W1.table, GIL_W1.key)])
-    judged = verdicts.judge(article(), ASGI_JSON, records)
+    judged = verdicts.judge(article(), ASGI_JSON, typed(records))
     assert judged.verdict == Verdict.INCONCLUSIVE
     assert [(type(r), r.flag.kind, r.cell) for r in judged.all_reasons] == [(DoubtfulRow, kind, GIL_W1)]
 
@@ -219,7 +223,7 @@ def test_a_doubtful_row_makes_a_held_verdict_inconclusive(edit, kind):
 def test_oha_is_never_judged_saturated_for_want_of_a_thread_count():
     record = with_runs(GIL_W1, [1000])
     record["load"].update(generator="oha", loadgen_cpu_cores=3.5)
-    assert FlagKind.LOADGEN_SATURATED not in [flag.kind for flag in verdicts.row_flags(GIL_W1, record)]
+    assert FlagKind.LOADGEN_SATURATED not in [flag.kind for flag in verdicts.row_flags(GIL_W1, Record.read(record))]
 
 
 def test_a_stall_too_small_to_cross_the_band_leaves_the_verdict_standing():
@@ -231,8 +235,8 @@ def test_a_stall_too_small_to_cross_the_band_leaves_the_verdict_standing():
         with_runs(cells[("json", 128)], [9000]),
     ]
     records[0]["load"]["latency_avg_ms"] = 1400  # 78 x 1.4 s = 109 of 128 connections: 15% stalled
-    judged = verdicts.judge(article(), THREADS, stored(*records))
-    assert [flag.kind for flag in verdicts.row_flags(cells[("io", 1)], records[0])] == [FlagKind.STALLED]
+    judged = verdicts.judge(article(), THREADS, typed(stored(*records)))
+    assert [flag.kind for flag in verdicts.row_flags(cells[("io", 1)], Record.read(records[0]))] == [FlagKind.STALLED]
     assert (judged.verdict, judged.all_reasons) == (Verdict.HELD, [])  # 38x: a 15% stall cannot make it < 1.1
 
 
@@ -241,7 +245,7 @@ def test_interpreters_built_with_different_optimisations_are_not_comparable():
     for record in records.values():
         pgo = record["cell"]["variant"] == "3.14"
         record["interpreter"]["optimisations"] = {"pgo": pgo, "lto": False, "jit": False}
-    judged = verdicts.judge(article(), ASGI_JSON, records)
+    judged = verdicts.judge(article(), ASGI_JSON, typed(records))
     assert judged.verdict == Verdict.NOT_COMPARABLE
     assert [type(r) for r in judged.reasons] == [BuildsDiffer, BuildsDiffer]
 
@@ -250,7 +254,7 @@ def test_unknown_build_flags_do_not_block_a_verdict():
     records = asgi_json([10000], [8000])
     for record in records.values():
         record["interpreter"]["optimisations"] = None
-    assert verdicts.judge(article(), ASGI_JSON, records).verdict == Verdict.HELD
+    assert verdicts.judge(article(), ASGI_JSON, typed(records)).verdict == Verdict.HELD
 
 
 @pytest.mark.parametrize(
@@ -268,12 +272,12 @@ def test_optimisations_are_read_from_configure_arguments(config_args, expected):
 
 
 def test_not_measured_names_the_session_that_would_measure_it():
-    judged = verdicts.judge(article(), ASGI_JSON, stored(with_runs(GIL_W1, [1000])))
+    judged = verdicts.judge(article(), ASGI_JSON, typed(stored(with_runs(GIL_W1, [1000]))))
     assert judged.verdict == Verdict.NOT_MEASURED
     (missing,) = judged.reasons
     assert isinstance(missing, Missing) and missing.sessions == ("asgi",)
     assert verdicts.sessions_measuring(article(), [THREADED_W1, THREADED_W2]) == ("asgi-3.14t", "asgi")
-    assert verdicts.judge(article(), WORKERS, {}).reasons[0].sessions == ("wsgi-workers-3.14t",)
+    assert verdicts.judge(article(), WORKERS, typed({})).reasons[0].sessions == ("wsgi-workers-3.14t",)
 
 
 def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it():
@@ -281,10 +285,12 @@ def test_a_memory_verdict_uses_pss_where_recorded_and_keeps_summed_rss_beside_it
     gil, threaded = with_runs(memory.under, [1000]), with_runs(memory.over, [1000], 1)
     gil["runs"][0]["resources"].update(end_pss_bytes=100 * 2**20, peak_rss_bytes=150 * 2**20)
     threaded["runs"][0]["resources"].update(end_pss_bytes=90 * 2**20, peak_rss_bytes=90 * 2**20)
-    estimate = verdicts.estimate(memory, threaded, gil)
+    estimate = verdicts.estimate(memory, Record.read(threaded), Record.read(gil))
     assert (estimate.on_pss, estimate.value, estimate.summed_rss) == (True, pytest.approx(0.9), pytest.approx(0.6))
     del gil["runs"][0]["resources"]["end_pss_bytes"]
-    assert verdicts.estimate(memory, threaded, gil).value == pytest.approx(0.6)  # no PSS: summed RSS, as the post
+    assert verdicts.estimate(memory, Record.read(threaded), Record.read(gil)).value == pytest.approx(
+        0.6
+    )  # no PSS: summed RSS, as the post
 
 
 def test_the_posts_own_figures_fall_inside_every_band():

@@ -149,10 +149,10 @@ def test_older_records_gain_their_spread_and_stability_from_their_runs_and_keep_
     interleaved = copy_of("interleaved-repeat3")
     stored = results.load(interleaved)
     record = stored["asgi-json", "3.14-w1-tdefault-json-c128"]  # schema 2: RPS 7316.31, 8404.43, 8468.28
-    assert record["spread"]["rps"]["rsd"] == pytest.approx(0.0803, abs=1e-4)
+    assert record.spread["rps"]["rsd"] == pytest.approx(0.0803, abs=1e-4)
     # Run 1 lies 11.5 robust standard deviations below the other two (MAD 63.85); three runs: no drift verdict.
-    assert record["stability"] == {"outliers": [{"run": 1, "rps": 7316.31}], "drift": None}
-    assert [w["kind"] for w in record["warnings"]] == ["rps_varied", "other_release"]  # what that harness found
+    assert record.stability == {"outliers": [{"run": 1, "rps": 7316.31}], "drift": None}
+    assert [w["kind"] for w in record.warnings] == ["rps_varied", "other_release"]  # what that harness found
     render.write_all(interleaved, article())
     table = (interleaved / "tables" / "asgi-json.md").read_text()
     assert "| 7316-8468 (n=3, RSD 8.0%, geometric mean 95% CI " in table

@@ -152,7 +152,6 @@ class RssGrowth:
         return self.relative > RSS_GROWTH_LIMIT
 
 
-
 def rss_growth(t_s: list[float], rss_bytes: list[int]) -> RssGrowth | None:
     """Growth over the samples of the second half of the window; None with too few samples to fit a line."""
     if not t_s:

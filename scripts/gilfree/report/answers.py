@@ -28,7 +28,9 @@ def versus(study: Study, value) -> str:
 def stand_ins(records: list[Record]) -> str:
     """' (3.12 standing in for 3.14)' where a record's interpreter was not its variant's: the ratios measure it."""
     found = dict.fromkeys(
-        f"{r.interpreter.label} standing in for {r.cell.variant}" for r in records if r.interpreter.label != r.cell.variant
+        f"{r.interpreter.label} standing in for {r.cell.variant}"
+        for r in records
+        if r.interpreter.label != r.cell.variant
     )
     return f" ({'; '.join(found)})" if found else ""
 
@@ -70,7 +72,7 @@ def tally_text(study: Study, tally: Tally) -> str:
         elif outcome in tally.why:
             why = ", ".join(f"{words.REASON_WORDS[kind]}: {n}" for kind, n in tally.why[outcome].items())
             if NotRecorded in tally.why[outcome]:
-                why += f"; {words.NOT_RECORDED_WHY[tally.figure]}"
+                why += f"; {FIGURES[tally.figure].missing_why}"
             parts.append(f"{outcome.value} in {count} ({why})")
         else:
             parts.append(f"{outcome.value} in {count}")

@@ -210,8 +210,7 @@ def write_timelines(results_dir: Path, study: Study, stored: dict[tuple[str, str
             records = [
                 record
                 for cell in pair
-                if (record := stored.get((table.id, cell.key)))
-                and any(run.ok and run.timeline for run in record.runs)
+                if (record := stored.get((table.id, cell.key))) and any(run.ok and run.timeline for run in record.runs)
             ]
             if records:
                 threads = gil.blocking_threads or "default"

@@ -199,7 +199,7 @@ def machine_section(study: Study, stored: dict[tuple[str, str], Record], judged:
         [
             "Duration per run",
             f"{post_setup['duration_s']}s",
-            _distinct(f"{r['settings']['duration_s']}s" for r in records),
+            _distinct(f"{r.settings.duration_s}s" for r in records),
         ],
         ["Runs per cell", str(post_setup["runs_per_cell"]), _runs(records)],
         *[
@@ -338,7 +338,7 @@ def verdict_section(study: Study, judged: list[ClaimVerdict]) -> str:
             "## Verdicts",
             "",
             f"The study's claims. Ratios are {variants} unless the ratio names the settings it divides "
-            f'(over/under). docs/reading-results.md explains each verdict word.',
+            f"(over/under). docs/reading-results.md explains each verdict word.",
             "",
             table,
             "",

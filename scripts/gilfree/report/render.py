@@ -157,11 +157,7 @@ def _notes(record: dict) -> list[str]:
         notes.append("FAILED: " + (record.failure or "no reason stored").splitlines()[0])
     if record.status == "incomplete":
         notes.append(f"{len(record.ok_runs)} of {record.settings.repeat} runs")
-    notes += [
-        warning.message
-        for warning in warnings.read(record.warnings)
-        if warning.kind not in ROW_NOTED_ELSEWHERE
-    ]
+    notes += [warning.message for warning in warnings.read(record.warnings) if warning.kind not in ROW_NOTED_ELSEWHERE]
     load = record.load
     if load and load.errors:
         notes.append(f"{load.errors} errors")

@@ -390,11 +390,7 @@ def judge(study: Study, claim: Claim, stored: dict[tuple[str, str], Record]) -> 
         )
     stand_ins = tuple(
         sorted(
-            {
-                records[cell].interpreter.label
-                for cell in claim.cells
-                if records[cell].interpreter.label != cell.variant
-            }
+            {records[cell].interpreter.label for cell in claim.cells if records[cell].interpreter.label != cell.variant}
         )
     )
     if reasons := incomparable(claim.ratios, records):

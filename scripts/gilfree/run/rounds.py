@@ -89,8 +89,15 @@ def _rps(record: dict) -> list[float]:
     return [run["load"]["rps"] for run in results.ok_runs(record)]
 
 
+def _timed(run: dict) -> Run:
+    """A stored run's place in time, all that pairing reads of it."""
+    return Run.model_construct(
+        status=run["status"], started_at=run.get("started_at"), finished_at=run.get("finished_at")
+    )
+
+
 def _ratio(over: Cell, under: Cell, records: dict[Cell, dict]) -> Compared:
-    runs_over, runs_under = ([Run.model_validate(run) for run in results.ok_runs(records[cell])] for cell in (over, under))
+    runs_over, runs_under = ([_timed(run) for run in results.ok_runs(records[cell])] for cell in (over, under))
     interval = stats.ratio_interval(
         _rps(records[over]), _rps(records[under]), paired=results.paired(runs_over, runs_under)
     )

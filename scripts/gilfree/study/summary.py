@@ -42,12 +42,6 @@ def figure_values(runs: list[dict], name: str) -> list:
     return [run["load" if name in LOAD_FIGURES else "resources"][name] for run in runs]
 
 
-def percentile_ms(load: dict | None, percentile: str) -> float | None:
-    """One latency percentile of a record's (or a run's) load, such as "99"; None where the load generator gave
-    none (rewrk), the run failed, or the record predates percentiles."""
-    return ((load or {}).get("latency_percentiles_ms") or {}).get(percentile)
-
-
 def rate_shortfall(load: dict | None) -> StudyWarning | None:
     """An open-loop run (`offered_rps` set) that completed fewer requests per second than it offered, beyond
     stats.RATE_TOLERANCE: the server (or the load generator) could not keep up, and the requests never sent are in no
@@ -72,7 +66,9 @@ def run_warnings(run: dict, busy_share: float, cores: int, loadgen_threads: int 
     warnings = []
     if stats.machine_busy(busy_share):
         warnings.append(
-            StudyWarning(WarningKind.MACHINE_BUSY, {"busy_share": busy_share, "cores": cores, "limit": stats.BUSY_LIMIT})
+            StudyWarning(
+                WarningKind.MACHINE_BUSY, {"busy_share": busy_share, "cores": cores, "limit": stats.BUSY_LIMIT}
+            )
         )
     load = run.get("load") or {}
     if stats.loadgen_saturated(load.get("loadgen_cpu_cores"), loadgen_threads):

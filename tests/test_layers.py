@@ -62,3 +62,14 @@ def test_the_rule_would_catch_a_climb(tmp_path):
 
 def test_every_layer_holds_modules():
     assert all(list((PACKAGE / name).glob("*.py")) for name in LAYERS if name)
+
+
+def test_reports_read_records_and_import_nothing_from_the_running_code():
+    """Reports re-render from the raw JSON: what they need of the instruments is the study layer's."""
+    reaching = [
+        f"{module_name(path)} imports {target}"
+        for path in sorted((PACKAGE / "report").rglob("*.py"))
+        for target in sorted(gilfree_imports(path))
+        if target.startswith("gilfree.run")
+    ]
+    assert reaching == []

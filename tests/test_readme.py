@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from gilfree import calibrate, cli, gil_audit, overhead
+from gilfree import calibrate, cli, gil_audit, guard, overhead
 from gilfree.core.arguments import OneLineParser
 from gilfree.run import tools
 from gilfree.study import results, schema, studies
@@ -126,11 +126,11 @@ def options_of(parser: argparse.ArgumentParser) -> set[str]:
 def harness_options(monkeypatch) -> set[str]:
     """The options of every harness command the sessions run: `python -m gilfree` (run, prepare, tables,
     compare, lock, machine), gilfree.calibrate, gilfree.overhead, gilfree.gil_audit; and --debug, which
-    cli.guarded takes off any of their command lines."""
+    guard.guarded takes off any of their command lines."""
     parsers = [cli.parser(), calibrate.parser(), parser_of(overhead.main, monkeypatch)]
     parsers.append(parser_of(gil_audit.main, monkeypatch))
     seen = []
-    cli.guarded(lambda argv: seen.append(argv) or 0, ["--debug"])
+    guard.guarded(lambda argv: seen.append(argv) or 0, ["--debug"])
     assert seen == [[]]
     return {"--debug", "--help"}.union(*map(options_of, parsers))
 

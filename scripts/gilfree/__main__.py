@@ -1,5 +1,6 @@
 import sys
 
-from gilfree.cli import guarded, main
+from gilfree.cli import main
+from gilfree.guard import guarded
 
 sys.exit(guarded(main))

@@ -21,11 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gilfree.cli import guarded
 from gilfree.core import warnings
 from gilfree.core.arguments import OneLineParser, count, duration, port, writable_dir
 from gilfree.core.stats import BUSY_LIMIT, loadgen_saturated, machine_busy
 from gilfree.core.warnings import StudyWarning, WarningKind
+from gilfree.guard import guarded
 from gilfree.run import machine_lock
 from gilfree.run.child import ServerError, free_port
 from gilfree.run.loadgen import LOADGENS, LoadGenerator, LoadGenError, require, run_load, version

@@ -15,7 +15,6 @@ import ipaddress
 import json
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from gilfree.core.arguments import (
@@ -32,12 +31,12 @@ from gilfree.core.arguments import (
     width,
     writable_dir,
 )
+from gilfree.guard import HARNESS_ERRORS
 from gilfree.report import compare, render
 from gilfree.run import environments, machine_lock, readiness, runner
 from gilfree.run.child import DEFAULT_BIND, ServerError, ensure_port_free, stop_left_behind
 from gilfree.run.hosts import LoadHost, LocalHost
-from gilfree.run.interpreters import InterpreterError
-from gilfree.run.loadgen import LOADGENS, LoadGenError
+from gilfree.run.loadgen import LOADGENS
 from gilfree.run.processes import exit_with_caller, split_cpus
 from gilfree.run.remote import SshHost, valid_destination
 from gilfree.run.rounds import MIN_ROUNDS, AutoRepeat
@@ -368,34 +367,6 @@ def _attach_values(argv: list[str], value_options: set[str]) -> list[str]:
             arg = f"{arg}={next(values, '')}"
         attached.append(arg)
     return attached
-
-
-# What the harness refuses or fails with on purpose: each already one line that says what to do.
-HARNESS_ERRORS = (InterpreterError, LoadGenError, ServerError, machine_lock.MachineBusy, schema.StudyError)
-
-
-def guarded(command: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
-    """Run a command line's main so that nothing reaches the user as a traceback: the harness's own errors as
-    their one line (exit 2), a programming error as one line too, its traceback only with --debug."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [arg for arg in argv if arg != "--debug"]
-    try:
-        return command(argv)
-    except HARNESS_ERRORS as error:
-        if debug:
-            raise
-        print(f"gilfree: error: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:
-        if debug:
-            raise
-        print(
-            f"gilfree: internal error: {type(error).__name__}: {error}; this is gilfree's bug: run again with "
-            f"--debug for the traceback and report it",
-            file=sys.stderr,
-        )
-        return 70
 
 
 def run_then_render(options: runner.Options) -> int:

@@ -23,8 +23,8 @@ from typing import Literal, overload
 
 from tabulate import tabulate
 
-from gilfree.cli import guarded
 from gilfree.core.arguments import OneLineParser, interpreter_path, writable_dir
+from gilfree.guard import guarded
 from gilfree.run.interpreters import InterpreterError, gil_reenabled, version_label
 from gilfree.run.server import server_env
 from gilfree.study import results

@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gilfree.cli import guarded, render_tables
+from gilfree.cli import render_tables
 from gilfree.core.arguments import OneLineParser, count, duration, interpreter_path
+from gilfree.guard import guarded
 from gilfree.run import granian_counters, runner
 from gilfree.run.child import free_port, url
 from gilfree.run.interpreters import probe

@@ -36,14 +36,14 @@ from gilfree.report.words import (
     runs_text,
     value_text,
 )
-from gilfree.run.loadgen import LOADGENS
 from gilfree.study import ceiling, results
 from gilfree.study.figures import FIGURES, PUBLISHED_COLUMNS, PUBLISHED_RATIOS
+from gilfree.study.instruments import LOADGEN_THREADS
 from gilfree.study.published import Figures, source_figures
 from gilfree.study.record import Record
 from gilfree.study.studies import Cell, Study, Table
 
-ONE_THREAD = " and ".join(name for name, tool in LOADGENS.items() if tool.threads == 1)  # "rewrk and wrk"
+ONE_THREAD = " and ".join(sorted(name for name, threads in LOADGEN_THREADS.items() if threads == 1))  # "rewrk and wrk"
 RULES = f"""\
 - Intervals: with {stats.MIN_RUNS_FOR_INTERVAL} or more runs per cell, a {stats.CONFIDENCE:.0%} Student t interval for
   the ratio of the geometric means over runs, on the logarithms: on the round-by-round ratios where the session

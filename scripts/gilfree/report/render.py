@@ -9,13 +9,11 @@ from tabulate import tabulate
 
 from gilfree.core import stats, warnings
 from gilfree.core.warnings import WarningKind
-from gilfree.report import charts, scaling, scaling_report
+from gilfree.report import charts, scaling, scaling_report, words
 from gilfree.report.words import difference_text, endpoint_name
-from gilfree.run import rounds
-from gilfree.run.loadgen import PERCENTILES
-from gilfree.run.sampler import DEFAULT_INTERVAL_S
 from gilfree.study import ceiling, readiness, results
 from gilfree.study.figures import BY_COLUMN, COUNTED, PUBLISHED_COLUMNS
+from gilfree.study.instruments import PERCENTILES, SAMPLE_INTERVAL_S
 from gilfree.study.published import Figures
 from gilfree.study.record import Record
 from gilfree.study.studies import Cell, Study, Table
@@ -363,7 +361,7 @@ def _rounds_line(records: list[Record]) -> str:
         return order
     widths = [w for w in (chosen["widths"] or {}).values() if w is not None]
     widest = f"; widest interval {max(widths):.1%}" if widths else ""
-    stop = next((s.sentence for s in rounds.Stop if s.key == chosen["stopped_by"]), "it was interrupted")
+    stop = words.stop_text(chosen["stopped_by"])
     return (
         f" --repeat auto: {chosen['rounds_run']} round(s), stopped because {stop} (target width "
         f"{rule['target_width']:.0%}, on-par band ±{rule['band']:.0%}, at most {rule['max_rounds']} rounds"
@@ -386,7 +384,7 @@ def _with_percentiles(records: list[Record]) -> bool:
 def legend(records: list[Record]) -> str:
     """What the columns mean; the percentiles' explanation where some record has them."""
     interval = next((r.resources.interval_s for r in records if r.resources and r.resources.interval_s), None)
-    interval = interval or DEFAULT_INTERVAL_S
+    interval = interval or SAMPLE_INTERVAL_S
     percentiles = _with_percentiles(records)
     return FOOTNOTE.format(
         interval=interval,

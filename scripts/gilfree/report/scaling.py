@@ -12,8 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gilfree.core import stats
-from gilfree.run.loadgen import LOADGENS
-from gilfree.run.processes import FIRST_POINTS
+from gilfree.study.instruments import FIRST_POINTS, loadgen_threads
 from gilfree.study.record import Record
 from gilfree.study.schema import free_threaded, gil_name
 
@@ -128,7 +127,6 @@ def _point(curve: Curve, k: int, record: Record | None, rps_1: float | None) -> 
     if record is None or status is not PointStatus.OK or not record.load or not record.resources:
         return Point(curve, k, status, failure=record.failure if record else None)
     load, resources = record.load, record.resources
-    generator = LOADGENS.get(load.generator or "")
     return Point(
         curve,
         k,
@@ -138,7 +136,7 @@ def _point(curve: Curve, k: int, record: Record | None, rps_1: float | None) -> 
         cores_used=resources.cpu_cores,
         pss_bytes=resources.end_pss_bytes,
         efficiency=load.rps / (k * rps_1) if rps_1 else None,
-        loadgen_saturated=generator is not None and stats.loadgen_saturated(load.loadgen_cpu_cores, generator.threads),
+        loadgen_saturated=stats.loadgen_saturated(load.loadgen_cpu_cores, loadgen_threads(load.generator)),
     )
 
 

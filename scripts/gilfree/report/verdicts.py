@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gilfree.core import stats
-from gilfree.run.loadgen import LOADGENS
 from gilfree.study import results
 from gilfree.study.claims import Claim, Ratio, Verdict
 from gilfree.study.figures import FIGURES, memory_figure, positive
+from gilfree.study.instruments import loadgen_threads
 from gilfree.study.record import Interpreter, Record
 from gilfree.study.schema import RatioSpec, free_threaded
 from gilfree.study.studies import Cell, Study
@@ -76,8 +76,7 @@ def overfull(cell: Cell, record: Record) -> Flag | None:
 
 def loadgen_saturated(cell: Cell, record: Record) -> Flag | None:
     """Only for a tool of a fixed thread count (rewrk, wrk: one); oha spreads over as many cores as it likes."""
-    generator = LOADGENS.get(record.load.generator or "")
-    threads = generator.threads if generator else None
+    threads = loadgen_threads(record.load.generator)
     cores = record.load.loadgen_cpu_cores
     if not stats.loadgen_saturated(cores, threads):
         return None

@@ -17,9 +17,9 @@ from gilfree.report.verdicts import (
     NotRecorded,
     TooFewCores,
 )
-from gilfree.run.interpreters import OPTIMISATION_FLAGS
 from gilfree.study.claims import Band, Ratio
 from gilfree.study.figures import FIGURES
+from gilfree.study.instruments import OPTIMISATION_FLAGS, Stop
 from gilfree.study.studies import Cell
 
 ENDPOINT_NAMES = {"json": "JSON", "io": "I/O"}
@@ -190,3 +190,17 @@ def outcome_text(finding: Finding) -> str:
 
 def percent_interval(interval: tuple[float, float]) -> str:
     return f"{interval[0] - 1:+.0%} to {interval[1] - 1:+.0%}"
+
+
+STOP_WORDS = {
+    Stop.SETTLED: "every compared interval is narrower than the target",
+    Stop.DECIDED: "every compared interval is narrower than the target or lies clearly outside the on-par band",
+    Stop.MAX_ROUNDS: "the most rounds allowed were run, and some interval is still wider than the target",
+    Stop.BUDGET: "another round would pass the time budget, and some interval is still wider than the target",
+}
+
+
+def stop_text(stopped_by: str | None) -> str:
+    """Why --repeat auto stopped, from a record's rounds.stopped_by (None: the session was interrupted)."""
+    known = {stop.key: words for stop, words in STOP_WORDS.items()}
+    return known.get(stopped_by or "", "it was interrupted")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gilfree.run.server import server_env
+from gilfree.study.instruments import OPTIMISATION_FLAGS
 from gilfree.study.schema import free_threaded, override_variable
 from gilfree.study.studies import App
 
@@ -26,7 +27,6 @@ class InterpreterError(Exception):
 
 
 # The configure flags that change how fast an interpreter runs; two variants differing in any bias every ratio.
-OPTIMISATION_FLAGS = {"pgo": "--enable-optimizations", "lto": "--with-lto", "jit": "--enable-experimental-jit"}
 OFF = ("no", "yes-off", "interpreter")  # --with-lto=no, --enable-experimental-jit=no|yes-off|interpreter
 
 

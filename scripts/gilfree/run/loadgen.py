@@ -23,6 +23,7 @@ from typing import Protocol
 
 from gilfree.run.processes import dies_with_parent, finish, pinned, signal_group
 from gilfree.run.tools import TOOLS_BY_NAME
+from gilfree.study.instruments import LOADGEN_THREADS, PERCENTILES
 
 WRK_REPORT = Path(__file__).with_name("wrk_report.lua")
 # wrk drops a response slower than its timeout (default 2 s) from the latency figures, and hey counts it as an
@@ -31,7 +32,6 @@ REQUEST_TIMEOUT_S = 60
 
 
 # The latency percentiles recorded for every run, as the keys of `latency_percentiles_ms`.
-PERCENTILES = ("50", "90", "99", "99.9")
 
 
 class LoadGenError(Exception):
@@ -182,7 +182,7 @@ def require(generator: LoadGenerator) -> None:
 class Wrk:
     name = "wrk"
     version_command = ("wrk", "-v")
-    threads = 1
+    threads = LOADGEN_THREADS["wrk"]
     open_loop = False
     resolution_ms = 0.001  # whole microseconds
     install_hint = "install it with `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`"
@@ -235,7 +235,7 @@ class Rewrk:
 
     name = "rewrk"
     version_command = ("rewrk", "--version")  # rewrk 0.3.2's own string says 0.3.1
-    threads = 1
+    threads = LOADGEN_THREADS["rewrk"]
     open_loop = False
     resolution_ms = 0.01  # printed to 0.01 ms
     install_hint = cargo_hint("rewrk")
@@ -274,7 +274,7 @@ class Oha:
 
     name = "oha"
     version_command = ("oha", "--version")
-    threads = None
+    threads = LOADGEN_THREADS["oha"]
     open_loop = True
     resolution_ms = 0.001
     install_hint = cargo_hint("oha")
@@ -325,7 +325,7 @@ class Hey:
 
     name = "hey"
     version_command = ("dpkg-query", "--show", "--showformat=hey ${Version}\n", "hey")  # hey has no --version
-    threads = None  # Go's runtime uses every core
+    threads = LOADGEN_THREADS["hey"]
     open_loop = False  # its -q is a per-worker cap, with no correction of latency for it
     resolution_ms = 0.1
     install_hint = "install it with `apt-get install hey` (Debian/Ubuntu) or `go install github.com/rakyll/hey@latest`"

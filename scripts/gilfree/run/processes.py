@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from gilfree.run.machine_lock import CALLER_ENV, process_started
+from gilfree.study.instruments import FIRST_POINTS
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 CALLER_POLL_S = 0.5
@@ -201,9 +202,6 @@ def server_cpus(k: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
             f"left for the load generator; {fix}"
         )
     return split
-
-
-FIRST_POINTS = (1, 2)  # the least core-scaling curve that has a slope: k=1 and k=2
 
 
 class TooFewCpus(Exception):

@@ -11,27 +11,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from enum import Enum
 
 from gilfree.core import stats
 from gilfree.study import results
 from gilfree.study.claims import Comparison
+from gilfree.study.instruments import Stop
 from gilfree.study.record import Run
 from gilfree.study.studies import Cell
 
 MIN_ROUNDS = stats.MIN_RUNS_FOR_INTERVAL  # below this, no interval: auto always runs at least these
-
-
-class Stop(Enum):
-    """Why --repeat auto stopped adding rounds: (key, sentence)."""
-
-    SETTLED = ("settled", "every compared interval is narrower than the target")
-    DECIDED = ("decided", "every compared interval is narrower than the target or lies clearly outside the on-par band")
-    MAX_ROUNDS = ("max_rounds", "the most rounds allowed were run, and some interval is still wider than the target")
-    BUDGET = ("budget", "another round would pass the time budget, and some interval is still wider than the target")
-
-    def __init__(self, key: str, sentence: str):
-        self.key, self.sentence = key, sentence
 
 
 @dataclass(frozen=True)

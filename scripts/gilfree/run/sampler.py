@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 import psutil
 
 from gilfree.core.stats import rss_growth
+from gilfree.study.instruments import SAMPLE_INTERVAL_S
 
-DEFAULT_INTERVAL_S = 0.25
+DEFAULT_INTERVAL_S = SAMPLE_INTERVAL_S
 TREE_REFRESH_SAMPLES = 8  # the tree's members are listed again every this many samples (2 s), not at each one
 BUSY_CHECK_S = 0.25  # how long, at least, the machine's CPU use is read before a run
 

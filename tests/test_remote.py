@@ -22,6 +22,7 @@ from gilfree.run.hosts import LocalHost
 from gilfree.run.loadgen import LOADGENS
 from gilfree.run.processes import available_cpus
 from gilfree.study import results
+from gilfree.study.record import Record
 from gilfree.study.studies import Cell, article
 
 HARNESS_TIMEOUT_S = 180
@@ -305,4 +306,4 @@ def test_schema_2_records_ran_the_load_here_on_loopback(tmp_path):
     new = make_record(article().tables_by_id["asgi-json"].cells[1])
     new["settings"] |= {"bind": "127.0.0.1", "loadgen_host": None}
     new["load_generator"] = {"name": "rewrk", "version": "rewrk 0.3.2", "host": None, "machine": None}
-    assert render.condition_differences([migrated, new]) == []
+    assert render.condition_differences([Record.read(migrated), Record.read(new)]) == []

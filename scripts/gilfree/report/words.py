@@ -192,15 +192,6 @@ def percent_interval(interval: tuple[float, float]) -> str:
     return f"{interval[0] - 1:+.0%} to {interval[1] - 1:+.0%}"
 
 
-STOP_WORDS = {
-    Stop.SETTLED: "every compared interval is narrower than the target",
-    Stop.DECIDED: "every compared interval is narrower than the target or lies clearly outside the on-par band",
-    Stop.MAX_ROUNDS: "the most rounds allowed were run, and some interval is still wider than the target",
-    Stop.BUDGET: "another round would pass the time budget, and some interval is still wider than the target",
-}
-
-
 def stop_text(stopped_by: str | None) -> str:
     """Why --repeat auto stopped, from a record's rounds.stopped_by (None: the session was interrupted)."""
-    known = {stop.key: words for stop, words in STOP_WORDS.items()}
-    return known.get(stopped_by or "", "it was interrupted")
+    return next((stop.sentence for stop in Stop if stop.key == stopped_by), "it was interrupted")

@@ -22,13 +22,13 @@ def loadgen_threads(generator: str | None) -> int | None:
 
 
 class Stop(Enum):
-    """Why --repeat auto stopped adding rounds, as a record's rounds.stopped_by names it."""
+    """Why --repeat auto stopped adding rounds: (the key a record's rounds.stopped_by holds, the reason said to
+    the terminal and in the tables)."""
 
-    SETTLED = "settled"  # every compared interval is narrower than the target
-    DECIDED = "decided"  # each narrower than the target or clearly outside the on-par band
-    MAX_ROUNDS = "max_rounds"
-    BUDGET = "budget"
+    SETTLED = ("settled", "every compared interval is narrower than the target")
+    DECIDED = ("decided", "every compared interval is narrower than the target or lies clearly outside the on-par band")
+    MAX_ROUNDS = ("max_rounds", "the most rounds allowed were run, and some interval is still wider than the target")
+    BUDGET = ("budget", "another round would pass the time budget, and some interval is still wider than the target")
 
-    @property
-    def key(self) -> str:
-        return self.value
+    def __init__(self, key: str, sentence: str):
+        self.key, self.sentence = key, sentence

@@ -245,10 +245,10 @@ def lock(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy over the harness, its tests and this noxfile, as pyproject.toml configures
     them."""
-    lint = ["uv", "run", "--locked", "--group", "lint"]
-    session.run(*lint, "ruff", "check", "scripts", "tests", "noxfile.py", env=HARNESS_ENV, external=True)
-    session.run(*lint, "ruff", "format", "--check", "scripts", "tests", "noxfile.py", env=HARNESS_ENV, external=True)
-    session.run(*lint, "mypy", env=HARNESS_ENV, external=True)
+    tool = ["uv", "run", "--locked", "--group", "lint"]
+    session.run(*tool, "ruff", "check", "scripts", "tests", "noxfile.py", env=HARNESS_ENV, external=True)
+    session.run(*tool, "ruff", "format", "--check", "scripts", "tests", "noxfile.py", env=HARNESS_ENV, external=True)
+    session.run(*tool, "mypy", env=HARNESS_ENV, external=True)
 
 
 def test_pythons(session: nox.Session) -> dict:

@@ -16,8 +16,8 @@ from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.report import compare, render, verdicts
 from gilfree.run import readiness
 from gilfree.run.processes import available_cpus, split_cpus
-from gilfree.run.readiness import Item, Readiness, Status
 from gilfree.study import results
+from gilfree.study.readiness import Item, Readiness, Status
 from gilfree.study.studies import article
 
 KEYS = ["governor", "turbo", "smt", "aslr", "isolation", "irqbalance", "swap", "load", "throttling"]

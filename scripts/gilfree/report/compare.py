@@ -486,10 +486,10 @@ def diagnostic_row(study: Study, table: Table, cell: Cell, record: Record, memor
         efficiency,
         "unknown" if load.loadgen_cpu_cores is None else f"{load.loadgen_cpu_cores:.2f}",
         "unknown" if cores is None else f"{cores:.1f}",
-        str(load.errors),
+        "unknown" if load.errors is None else str(load.errors),
         "unknown" if load.non_2xx is None else str(load.non_2xx),
         *sizes,
-        *(render.counted(record.granian or {}).values() if counted else []),
+        *(render.counted(record).values() if counted else []),
         "; ".join(flag_text(flag) for flag in verdicts.row_flags(cell, record)),
     ]
 

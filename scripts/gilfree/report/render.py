@@ -82,16 +82,16 @@ def _figures(record: Record) -> dict[str, str]:
         for column, figure in BY_COLUMN.items()
         if column not in COUNTED
     }
-    return cells | counted(record.granian or {})
+    return cells | counted(record)
 
 
-def counted(granian: dict) -> dict[str, str]:
+def counted(record: Record) -> dict[str, str]:
     """Granian's own counters, as shares of the blocking threads' time."""
-    if not granian.get("counted_runs"):
+    if not (record.granian or {}).get("counted_runs"):
         return dict.fromkeys(COUNTED, "not counted")
     return {
-        column: "no blocking time" if (value := granian.get(name)) is None else BY_COLUMN[column].text(value)
-        for column, name in zip(COUNTED, ("gil_wait_share", "blocking_utilisation"))
+        column: "no blocking time" if (value := BY_COLUMN[column].of(record)) is None else BY_COLUMN[column].text(value)
+        for column in COUNTED
     }
 
 

@@ -141,8 +141,7 @@ def _point(curve: Curve, k: int, record: Record | None, rps_1: float | None) -> 
 
 
 def _curve_of(record: Record) -> Curve:
-    cell = record.cell
-    return Curve(cell.app or cell.interface, cell.endpoint, cell.variant)
+    return Curve(record.cell.app, record.cell.endpoint, record.cell.variant)
 
 
 def points(records: Iterable[Record], ks: Sequence[int] = (), variants: Sequence[str] = ()) -> tuple[Point, ...]:

@@ -336,7 +336,7 @@ def estimate(ratio: Ratio, over: Record, under: Record) -> Estimate | None:
     if tops is None or bottoms is None:
         return None
     value = stats.geometric_ratio(tops, bottoms)
-    pairs = results.paired(over.ok_runs, under.ok_runs)
+    pairs = results.paired([run.span for run in over.ok_runs], [run.span for run in under.ok_runs])
     interval = stats.ratio_interval(tops, bottoms, pairs)
     outcome = ratio.band.judge(*(interval or (value, value)))
     reasons = _preconditions(ratio, over, under, interval or (value, value), outcome)

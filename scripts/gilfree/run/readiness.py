@@ -21,7 +21,7 @@ import psutil
 from gilfree.core import stats
 from gilfree.core.warnings import StudyWarning, WarningKind
 from gilfree.run.processes import available_cpus
-from gilfree.study.readiness import Item, Readiness, Status, merged, throttling_during  # noqa: F401
+from gilfree.study.readiness import Item, Readiness, Status
 from gilfree.study.results import now
 
 CPU_DIR = "sys/devices/system/cpu"

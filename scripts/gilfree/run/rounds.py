@@ -16,7 +16,6 @@ from gilfree.core import stats
 from gilfree.study import results
 from gilfree.study.claims import Comparison
 from gilfree.study.instruments import Stop
-from gilfree.study.record import Run
 from gilfree.study.studies import Cell
 
 MIN_ROUNDS = stats.MIN_RUNS_FOR_INTERVAL  # below this, no interval: auto always runs at least these
@@ -77,15 +76,8 @@ def _rps(record: dict) -> list[float]:
     return [run["load"]["rps"] for run in results.ok_runs(record)]
 
 
-def _timed(run: dict) -> Run:
-    """A stored run's place in time, all that pairing reads of it."""
-    return Run.model_construct(
-        status=run["status"], started_at=run.get("started_at"), finished_at=run.get("finished_at")
-    )
-
-
 def _ratio(over: Cell, under: Cell, records: dict[Cell, dict]) -> Compared:
-    runs_over, runs_under = ([_timed(run) for run in results.ok_runs(records[cell])] for cell in (over, under))
+    runs_over, runs_under = ([results.span(run) for run in results.ok_runs(records[cell])] for cell in (over, under))
     interval = stats.ratio_interval(
         _rps(records[over]), _rps(records[under]), paired=results.paired(runs_over, runs_under)
     )

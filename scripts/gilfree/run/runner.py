@@ -30,6 +30,7 @@ from gilfree.run.rounds import AutoRepeat
 from gilfree.run.sampler import OthersBusy, TreeSampler
 from gilfree.run.server import GranianServer, granian_command, resolved_loop, resolved_runtime_mode
 from gilfree.study import results, summary
+from gilfree.study.readiness import Readiness, Status
 from gilfree.study.schema import gil_name
 from gilfree.study.studies import App, Cell, Session
 
@@ -166,7 +167,7 @@ class Options:
         return [cell for cell in cells if cell.cpus is None or cell.cpus in fitting]
 
     @cached_property
-    def machine_readiness(self) -> readiness.Readiness:
+    def machine_readiness(self) -> Readiness:
         """The machine's state, read once per session: its cells' pinnings checked against the SMT siblings."""
         pinnings = {
             (settings["server_cpus"], settings["loadgen_cpus"]) for settings in map(self.settings_for, self.cells)
@@ -292,11 +293,11 @@ def prepare(options: Options) -> Plan:
     return Plan(options, load_generator, checked, records)
 
 
-def announce_readiness(ready: readiness.Readiness) -> None:
+def announce_readiness(ready: Readiness) -> None:
     """Once, at the session's start: each item that makes ratios drift, with its fix; what cannot be read here."""
     for warning in ready.warnings():
         say(f"WARNING {warning.message}")
-    if unknown := ready.with_status(readiness.Status.UNKNOWN):
+    if unknown := ready.with_status(Status.UNKNOWN):
         say(
             f"machine readiness: cannot read {', '.join(item.key for item in unknown)} here (`nox -s machine` shows "
             f"every item)"

@@ -17,7 +17,6 @@ import psutil
 from gilfree.core.stats import rss_growth
 from gilfree.study.instruments import SAMPLE_INTERVAL_S
 
-DEFAULT_INTERVAL_S = SAMPLE_INTERVAL_S
 TREE_REFRESH_SAMPLES = 8  # the tree's members are listed again every this many samples (2 s), not at each one
 BUSY_CHECK_S = 0.25  # how long, at least, the machine's CPU use is read before a run
 
@@ -99,7 +98,7 @@ class Timeline:
 class TreeSampler:
     """Samples a process and all its descendants in a background thread, between start() and stop()."""
 
-    def __init__(self, root_pid: int, interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(self, root_pid: int, interval_s: float = SAMPLE_INTERVAL_S):
         self.root = psutil.Process(root_pid)
         self.interval_s = interval_s
         self._processes: dict[int, psutil.Process] = {}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gilfree.core import stats
 from gilfree.study.studies import Cell
+from gilfree.study.summary import succeeded
 
 
 class _Part(BaseModel):
@@ -27,7 +28,7 @@ class Load(_Part):
     latency_avg_ms: float
     latency_max_ms: float
     requests: int | None = None
-    errors: int | None = 0
+    errors: int | None = None  # None: not stored (never taken as no errors)
     non_2xx: int | None = None  # None: the tool cannot tell (rewrk), which is not a fault
     generator: str | None = None
     loadgen_cpu_cores: float | None = None
@@ -75,8 +76,8 @@ class Measured(_Part):
 
     @property
     def ok(self) -> bool:
-        """The one test of success every layer uses."""
-        return self.status == "ok"
+        """The one test of success every layer uses (summary.succeeded)."""
+        return succeeded({"status": self.status})
 
 
 class Run(Measured):
@@ -84,6 +85,11 @@ class Run(Measured):
     finished_at: str | None = None
     granian: dict[str, Any] | None = None  # what Granian ran, and its counters where counted
     timeline: dict[str, Any] | None = None  # the sampler's series
+
+    @property
+    def span(self) -> tuple[str | None, str | None]:
+        """When it started and finished: what pairing runs of two cells reads (results.paired)."""
+        return self.started_at, self.finished_at
 
 
 class Interpreter(_Part):

@@ -22,8 +22,9 @@ from pydantic import ValidationError
 from gilfree.core import stats
 from gilfree.core.warnings import from_sentence
 from gilfree.study import summary
-from gilfree.study.record import Interpreter, Machine, Record, Run
+from gilfree.study.record import Interpreter, Machine, Record
 from gilfree.study.studies import Cell
+from gilfree.study.summary import succeeded
 
 SCHEMA = 6  # 2: every run kept under "runs"; load and resources are their medians. 3 to 6: see MIGRATIONS
 OLDEST_READABLE = 2
@@ -108,11 +109,6 @@ def migrate(record: dict, path: Path) -> dict:
     return record
 
 
-def succeeded(item: dict | None) -> bool:
-    """A record, or one of its runs, that measured: the one test of success every layer uses."""
-    return bool(item) and item["status"] == "ok"
-
-
 def builds_differ(interpreter: Interpreter, other: Interpreter) -> bool:
     """Two recorded interpreters built with other optimisations (PGO, LTO, JIT): a ratio between them measures
     the builds as much as the interpreters. Unknown on either side (older records) is not a difference."""
@@ -130,14 +126,22 @@ def _time(stamp: str | None) -> datetime | None:
     return datetime.fromisoformat(stamp) if stamp else None
 
 
-def paired(over: list[Run], under: list[Run]) -> bool:
+Span = tuple[str | None, str | None]  # when a run started and finished (results.now); None: not recorded
+
+
+def span(run: dict) -> Span:
+    """A stored run's span (Run.span is the typed run's)."""
+    return run.get("started_at"), run.get("finished_at")
+
+
+def paired(over: list[Span], under: list[Span]) -> bool:
     """Whether run i of one cell and run i of the other were made in the same round (the interleaved sessions):
     both of round i ended before either of round i + 1 began."""
     if len(over) != len(under):
         return False
     for runs in zip(zip(over, under), zip(over[1:], under[1:])):
-        ended = [_time(run.finished_at) for run in runs[0]]
-        began = [_time(run.started_at) for run in runs[1]]
+        ended = [_time(finished) for _, finished in runs[0]]
+        began = [_time(started) for started, _ in runs[1]]
         if None in ended + began or max(ended) > min(began):
             return False
     return True

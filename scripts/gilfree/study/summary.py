@@ -109,12 +109,21 @@ def cell_warnings(spreads: dict, stable: dict, runs: int) -> list[StudyWarning]:
     return said
 
 
+OK = "ok"  # the status of a record, or a run, that measured
+
+
+def succeeded(item: dict | None) -> bool:
+    """A stored record, or one of its runs, that measured: the one test of success every layer uses (the typed
+    record's `ok` too)."""
+    return bool(item) and item["status"] == OK
+
+
 def derived(runs: list[dict], wanted: int) -> dict:
     """What a record derives from its runs alone: its status and failure, the median figures, their spread and
     the stability of its RPS. `wanted`: the runs asked for; fewer that measured leave the cell incomplete."""
-    ok = [run for run in runs if run["status"] == "ok"]
-    failures = [run["failure"] for run in runs if run["status"] != "ok"]
-    status = "failed" if failures else "ok" if len(ok) >= wanted else "incomplete"
+    ok = [run for run in runs if succeeded(run)]
+    failures = [run["failure"] for run in runs if not succeeded(run)]
+    status = "failed" if failures else OK if len(ok) >= wanted else "incomplete"
     fields = {"status": status, "failure": failures[-1] if failures else None}
     fields |= {"load": None, "resources": None, "spread": None, "stability": None}
     if ok:
